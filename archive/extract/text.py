@@ -1,0 +1,84 @@
+"""Plain text: find the character encoding and decode, refusing bytes that are not text."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import charset_normalizer
+
+from ..identify import BOMS, Format
+from . import ExtractionError, Extracted
+
+# Codecs charset-normalizer may propose for Western text that real files in
+# these archives almost never use; Windows-1252 reads the same bytes and is
+# what a "Latin-1" label means on the web (WHATWG Encoding Standard).
+_AS_CP1252 = {"latin_1", "iso8859_1", "iso8859_15", "cp1250", "cp1254", "cp1257", "mac_roman", "mac_latin2"}
+_ALLOWED_CONTROLS = {"\t", "\n", "\r", "\f", "\x0b"}
+
+
+@cache
+def _version() -> str:
+    return charset_normalizer.__version__
+
+
+def decode_text(data: bytes) -> tuple[str, str, list[str]]:
+    """(text, encoding, notes) for text bytes; ExtractionError when they are not text.
+
+    Order: a byte-order mark decides; then strict UTF-8 (most files, and the
+    only choice when it succeeds); then charset-normalizer's best guess.
+    """
+    notes: list[str] = []
+    for bom, codec in BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom):].decode(codec), codec, notes
+            except UnicodeDecodeError as exc:
+                raise ExtractionError(
+                    "corrupt", f"starts with a {codec} byte-order mark but byte {exc.start + len(bom)} is not valid {codec}"
+                ) from None
+    if _looks_utf16(data):
+        codec = "utf-16-le" if data[1:2] == b"\x00" else "utf-16-be"
+        try:
+            return data.decode(codec), codec, ["no byte-order mark; NUL pattern says " + codec]
+        except UnicodeDecodeError as exc:
+            raise ExtractionError("corrupt", f"looks like {codec} without a byte-order mark, but byte {exc.start} is not valid {codec}") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise ExtractionError(
+            "corrupt", f"text contains {data.count(0)} NUL byte(s), first at byte {nul}: a transfer or scanning fault"
+        )
+    try:
+        return data.decode("utf-8"), "utf-8", notes
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    best = charset_normalizer.from_bytes(data).best()
+    if best is None:
+        raise ExtractionError(
+            "no-text",
+            f"not decodable as text: invalid UTF-8 at byte {utf8_error.start} and no other encoding fits",
+        )
+    encoding = best.encoding
+    if encoding in _AS_CP1252:
+        try:
+            text = data.decode("cp1252")
+            notes.append(f"detector proposed {encoding}; read as cp1252, which decodes the same bytes")
+            encoding = "cp1252"
+            return text, encoding, notes
+        except UnicodeDecodeError:
+            pass
+    return str(best), encoding, notes
+
+
+def _looks_utf16(data: bytes) -> bool:
+    head = data[:4096]
+    return len(head) >= 4 and max(head[0::2].count(0), head[1::2].count(0)) > 0.4 * (len(head) // 2)
+
+
+def extract(data: bytes, fmt: Format) -> Extracted:
+    text, encoding, notes = decode_text(data)
+    controls = sum(1 for ch in text if (ch < " " and ch not in _ALLOWED_CONTROLS) or "\x7f" <= ch <= "\x9f")
+    if controls > max(2, len(text) // 100):
+        raise ExtractionError(
+            "no-text", f"decoded as {encoding} but {controls} of {len(text)} characters are control characters: binary, not text"
+        )
+    return Extracted(text=text, extractor="charset-normalizer", extractor_version=_version(), encoding=encoding, notes=notes)

@@ -1,0 +1,243 @@
+"""The object store: one interface, a local directory or S3, the same keys on both."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from .errors import ConfigurationError, ObjectExistsError, ObjectNotFoundError, StoreError
+
+DEFAULT_DEST = "./archive-store"
+_KEY_PART = re.compile(r"^[A-Za-z0-9._=+-]+$")
+
+
+def validate_key(key: str) -> str:
+    """Keys are relative, '/'-separated and made of safe characters only.
+
+    Keys are built by this package, never from file names, so anything else is a bug.
+    """
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") or not _KEY_PART.match(p) for p in parts):
+        raise StoreError(key, "not a valid store key")
+    return key
+
+
+def object_key(sha256: str) -> str:
+    """Where an original bitstream lives: objects/sha256/ab/cd/abcd..."""
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return f"objects/sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class PutResult:
+    key: str
+    size: int
+    # The SHA-256 the store itself reports for what it holds (S3's checksum, or
+    # the local store's re-read), so callers can compare it with their own.
+    stored_sha256: str | None = None
+
+
+class Store(ABC):
+    """Write-once object storage. Implementations never overwrite a key."""
+
+    url: str
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes, *, sha256: str | None = None) -> PutResult:
+        """Write data under key; raise ObjectExistsError if the key is taken."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: str | os.PathLike, *, sha256: str | None = None) -> PutResult:
+        """Stream a file into key without holding it in memory; write-once."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def open_read(self, key: str) -> BinaryIO:
+        """A binary stream of the object, for hashing large objects."""
+
+    @abstractmethod
+    def size(self, key: str) -> int | None:
+        """The object's size, or None if there is no object under key."""
+
+    def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with prefix, in key order."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def check_writable(self) -> None:
+        """Raise ConfigurationError now if nothing could be written, before any work."""
+
+    @abstractmethod
+    def arrow_filesystem(self):
+        """A pyarrow.fs.FileSystem that reads this store's keys."""
+
+    @abstractmethod
+    def arrow_path(self, key: str) -> str:
+        """The path of key on arrow_filesystem()."""
+
+
+class LocalStore(Store):
+    """A directory. Writes go to a temporary file, then a hard link makes them
+    visible atomically and fails if the key exists: write-once without locks."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).absolute()
+        self.url = str(self.root)
+        self._tmp = self.root / ".tmp"
+
+    def _path(self, key: str) -> Path:
+        return self.root / validate_key(key)
+
+    def check_writable(self) -> None:
+        try:
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            probe = self._tmp / f"probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigurationError(f"DEST {self.root} is not writable: {exc.strerror or exc}") from exc
+
+    def _publish(self, key: str, write) -> PutResult:
+        target = self._path(key)
+        if target.exists():
+            raise ObjectExistsError(key)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                size = write(out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp_name, 0o444)  # originals and parts are never edited in place
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(tmp_name, target)
+            except FileExistsError:
+                raise ObjectExistsError(key) from None
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            raise StoreError(key, exc.strerror or str(exc)) from exc
+        finally:
+            try:
+                os.unlink(tmp_name)
+            except FileNotFoundError:
+                pass
+        return PutResult(key=key, size=size)
+
+    def put_bytes(self, key: str, data: bytes, *, sha256: str | None = None) -> PutResult:
+        def write(out):
+            out.write(data)
+            return len(data)
+
+        return self._publish(key, write)
+
+    def put_file(self, key: str, path, *, sha256: str | None = None) -> PutResult:
+        def write(out):
+            size = 0
+            with open(path, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+                    size += len(chunk)
+            return size
+
+        return self._publish(key, write)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(key) from None
+        except OSError as exc:
+            raise StoreError(key, exc.strerror or str(exc)) from exc
+
+    def open_read(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise ObjectNotFoundError(key) from None
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        # Walk only the directory the prefix names, then filter by the rest.
+        base, _, _ = prefix.rpartition("/")
+        start = self.root / base if base else self.root
+        if not start.is_dir():
+            return
+        found = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            if Path(dirpath) == self.root:
+                dirnames[:] = [d for d in dirnames if d != ".tmp"]
+            for name in filenames:
+                full = Path(dirpath) / name
+                key = full.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    found.append(key)
+        for key in sorted(found):
+            size = self.size(key)
+            if size is not None:
+                yield ObjectInfo(key, size)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(key) from None
+
+    def arrow_filesystem(self):
+        import pyarrow.fs
+
+        return pyarrow.fs.LocalFileSystem()
+
+    def arrow_path(self, key: str) -> str:
+        return str(self._path(key))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def resolve_dest(dest: str | os.PathLike | None) -> str:
+    """DEST from the argument, else ARCHIVE_DEST, else ./archive-store."""
+    return str(dest or os.environ.get("ARCHIVE_DEST") or DEFAULT_DEST)
+
+
+def open_store(dest: str | os.PathLike | None = None) -> Store:
+    """The store for DEST: s3://bucket/prefix or a local directory."""
+    dest = resolve_dest(dest)
+    if dest.startswith("s3://"):
+        from .s3 import S3Store
+
+        return S3Store.from_url(dest)
+    if "://" in dest:
+        raise ConfigurationError(f"DEST {dest!r}: only local paths and s3://bucket/prefix are supported")
+    return LocalStore(dest)

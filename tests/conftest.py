@@ -1,0 +1,36 @@
+"""Shared fixtures: the seed corpus, a Prefect test harness once per session, stores."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.s3server"]
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS = (REPO.parent / "shared" / "corpus" / "seeds").resolve()
+
+
+@pytest.fixture(scope="session")
+def seeds_dir() -> Path:
+    if not SEEDS.is_dir():
+        pytest.fail(f"the seed corpus is missing: {SEEDS} (tests need ../shared/corpus/seeds)")
+    return SEEDS
+
+
+@pytest.fixture
+def seed_copy(tmp_path, seeds_dir) -> Path:
+    """A writable copy of the five seeds, as a source folder of its own."""
+    target = tmp_path / "source"
+    shutil.copytree(seeds_dir, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,1 @@
+"""S3 server fixture (filled in by the S3 work)."""

@@ -182,6 +182,8 @@ class LocalStore(Store):
             return self._path(key).stat().st_size
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise StoreError(key, exc.strerror or str(exc)) from exc
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         # Walk only the directory the prefix names, then filter by the rest.

@@ -58,14 +58,22 @@ def decode_text(data: bytes) -> tuple[str, str, list[str]]:
             f"not decodable as text: invalid UTF-8 at byte {utf8_error.start} and no other encoding fits",
         )
     encoding = best.encoding
-    if encoding in _AS_CP1252:
-        try:
-            text = data.decode("cp1252")
-            notes.append(f"detector proposed {encoding}; read as cp1252, which decodes the same bytes")
-            encoding = "cp1252"
-            return text, encoding, notes
-        except UnicodeDecodeError:
-            pass
+    if encoding != "cp1252":
+        # Western archives are mostly Windows-1252; the detector's other
+        # single-byte guesses (cp850, cp1250...) read its curly quotes as
+        # accented letters. Take cp1252 unless it reads the bytes worse.
+        alternative = charset_normalizer.from_bytes(data, cp_isolation=["cp1252"]).best()
+        if alternative is not None and (encoding in _AS_CP1252 or alternative.chaos <= best.chaos):
+            notes.append(f"detector proposed {encoding}; read as cp1252, which decodes the bytes as well or better")
+            return str(alternative), "cp1252", notes
+        if encoding in _AS_CP1252:
+            try:
+                text = data.decode("cp1252")
+            except UnicodeDecodeError:
+                pass
+            else:
+                notes.append(f"detector proposed {encoding}; read as cp1252, which decodes the same bytes")
+                return text, "cp1252", notes
     return str(best), encoding, notes
 
 

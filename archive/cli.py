@@ -1,0 +1,202 @@
+"""The `archive` command: thin shells over the library and the flows; prints, the library never does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+
+from . import __version__
+from .errors import ArchiveError, ConfigurationError, SourceError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    """Prefect's own logging stays out of the CLI's output unless asked for.
+    Must run before prefect is first imported."""
+    if not verbose:
+        # Failures are reported by the CLI itself, once, in one line.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+        os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _show(path: str) -> str:
+    """A path as one printable line: control characters (newlines...) escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in path)
+
+
+class _Progress:
+    """files done / total and rate, on one line of a terminal's stderr."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.shown = False
+
+    def __call__(self, done: int, total: int | None, elapsed: float) -> None:
+        rate = done / elapsed if elapsed > 0 else 0.0
+        of = f"/{total:,}" if total else ""
+        self.stream.write(f"\r  {done:,}{of} files  {rate:,.0f} files/s  ")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def cmd_ingest(args) -> int:
+    from .source import open_source
+    from .store import open_store, resolve_dest
+
+    dest = resolve_dest(args.dest)
+    try:
+        open_source(args.source)  # a wrong SOURCE is a usage error, found before Prefect starts
+    except SourceError as exc:
+        return _usage(str(exc))
+    try:
+        open_store(dest).check_writable()
+    except ArchiveError as exc:
+        return _fail(f"ingest failed before it started: {exc}", args)
+
+    _quiet_prefect(args.verbose)
+    from flows import progress
+    from flows.ingest import ingest
+
+    bar = _Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
+    stop = progress.listen(bar) if bar else (lambda: None)
+    try:
+        result = ingest(
+            source=args.source, dest=dest, collection=args.collection,
+            max_file_bytes=args.max_file_bytes, batch_files=args.batch_files,
+        )
+    except KeyboardInterrupt:
+        return _fail("ingest interrupted; nothing was committed", args)
+    except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn any failure into one clear line
+        return _fail(f"ingest failed, nothing was committed: {_reason(exc)}", args)
+    finally:
+        stop()
+        if bar:
+            bar.close()
+    if args.json:
+        print(json.dumps({k: result[k] for k in ("run_id", "status", "dest", "manifest", "counts", "problems", "seconds", "stage_seconds")},
+                         ensure_ascii=False))
+    else:
+        _print_summary(result)
+    return EXIT_OK
+
+
+def _print_summary(result: dict) -> None:
+    counts = result["counts"]
+    print(f"Run {result['run_id']} committed to {result['dest']}")
+    print(f"  manifest     {result['manifest']}")
+    for name in ("files", "documents", "duplicates", "quarantined", "skipped"):
+        print(f"  {name:<12} {counts[name]:>8,}")
+    seconds = result["seconds"]
+    rate = counts["files"] / seconds if seconds else 0
+    print(f"  {result['bytes']:,} bytes in {seconds:.1f} s ({rate:,.0f} files/s)")
+    if result["problems"]:
+        shown = result["problems"]
+        print(f"Set aside ({counts['quarantined']} quarantined, {counts['skipped']} skipped):")
+        for p in shown:
+            print(f"  {_show(p['path'])}: {p['outcome']} {p['reason']}: {_show(p['detail'])}")
+        hidden = counts["quarantined"] + counts["skipped"] - len(shown)
+        if hidden > 0:
+            print(f"  ... and {hidden:,} more: see the quarantine and files datasets")
+    for note in result.get("notes", []):
+        print(f"Note: {note}")
+
+
+def cmd_runs(args) -> int:
+    from .publish import committed_manifests
+    from .store import open_store
+
+    try:
+        manifests = list(committed_manifests(open_store(args.dest)))
+    except ArchiveError as exc:
+        return _fail(str(exc), args)
+    if args.json:
+        print(json.dumps([{k: m[k] for k in ("run_id", "kind", "status", "collection", "source", "started_at", "committed_at",
+                                             "counts", "started_by")} for m in manifests], ensure_ascii=False))
+        return EXIT_OK
+    if not manifests:
+        print("No committed runs.")
+        return EXIT_OK
+    print(f"{'run':<24} {'kind':<7} {'committed':<20} {'files':>7} {'docs':>7} {'dups':>7} {'quar':>6} {'skip':>6}  collection")
+    for m in manifests:
+        c = m["counts"]
+        print(f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20} {c['files']:>7,} {c['documents']:>7,} "
+              f"{c['duplicates']:>7,} {c['quarantined']:>6,} {c['skipped']:>6,}  {m['collection'] or ''}")
+    return EXIT_OK
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0] if not isinstance(exc, ArchiveError) else text
+
+
+def _fail(message: str, args) -> int:
+    if getattr(args, "debug", False):
+        traceback.print_exc()
+    print(f"archive: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _usage(message: str) -> int:
+    print(f"archive: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    text = text.strip().lower().removesuffix("b").removesuffix("i")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 256M, 2G, 1000000)") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="archive", description="Archival ingest, provenance and fixity.")
+    parser.add_argument("--version", action="version", version=f"archive {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p, json_help="print one JSON object instead of text"):
+        p.add_argument("--dest", help="store: a directory or s3://bucket/prefix (default: $ARCHIVE_DEST or ./archive-store)")
+        p.add_argument("--json", action="store_true", help=json_help)
+        p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    p = sub.add_parser("ingest", help="ingest a folder or S3 prefix into DEST as a committed run")
+    p.add_argument("source", metavar="SOURCE", help="a folder, or s3://bucket/prefix")
+    common(p)
+    p.add_argument("--collection", help="collection name recorded on every document")
+    p.add_argument("--max-file-bytes", type=_size, default=256 << 20,
+                   help="larger files are kept but quarantined as too-large (default 256M)")
+    p.add_argument("--batch-files", type=int, default=1000, help="files per batch task (default 1000)")
+    p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("runs", help="list committed runs")
+    common(p, "print a JSON array")
+    p.set_defaults(func=cmd_runs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigurationError as exc:
+        return _fail(str(exc), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

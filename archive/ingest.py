@@ -1,0 +1,455 @@
+"""One batch of an ingest run: every file read once, hashed, identified, stored, made a document or set aside."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol
+
+import pyarrow.parquet as pq
+
+from . import provenance as ev
+from .errors import ObjectExistsError, StoreError
+from .extract import ExtractionError, extract
+from .fixity import TOOL as DIGEST_TOOL, digest_file, sha256_hex
+from .identify import EMPTY, Format, identify
+from .normalise import describe_text, language_tool_version, normalise_text
+from .provenance import RunContext
+from .publish import PartInfo, new_attempt, part_key, write_part
+from .records import utc_now
+from .source import FileRef, Source
+from .store import Store, object_key
+from .validate import describe_problems, problems
+
+DEFAULT_MAX_FILE_BYTES = 256 << 20
+# Quarantined and skipped files a batch reports back by name (the rest are counted).
+REPORTED_PROBLEMS = 200
+
+DC_FIELDS = ("title", "date", "creator", "language", "publisher", "source", "rights", "description", "subject", "identifier")
+STAGES = ("read_hash", "identify", "store_originals", "extract", "normalise", "validate", "write_parts")
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES  # larger files are kept but quarantined as too-large
+    batch_files: int = 1000
+    batch_bytes: int = 64 << 20
+
+
+class Descriptions(Protocol):
+    """Sidecar descriptive metadata for a batch (archive.metadata provides one)."""
+
+    def lookup(self, path: str) -> tuple[dict[str, str] | None, str | None]:
+        """(Dublin Core values keyed title, date..., or a problem naming column and value)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    outcome: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class BatchSummary:
+    """What a batch task returns: counts and part infos, never the data itself."""
+
+    index: int
+    counts: Counter = field(default_factory=Counter)
+    parts: list[PartInfo] = field(default_factory=list)
+    documents: list[str] = field(default_factory=list)  # doc_ids this batch published
+    problems: list[Problem] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    bytes_read: int = 0
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float], stage: str):
+        self.timings, self.stage = timings, stage
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.timings[self.stage] += time.perf_counter() - self.start
+
+
+class BatchProcessor:
+    """Turns a batch of FileRefs into rows of the four datasets and writes them as parts."""
+
+    def __init__(
+        self,
+        store: Store,
+        source: Source,
+        run: RunContext,
+        index: int,
+        *,
+        known: frozenset[str] | set[str] = frozenset(),
+        options: IngestOptions = IngestOptions(),
+        descriptions: Descriptions | None = None,
+    ):
+        self.store, self.source, self.run, self.index = store, source, run, index
+        self.known, self.options, self.descriptions = known, options, descriptions
+        self.summary = BatchSummary(index)
+        self.attempt = new_attempt()
+        self.documents: list[dict] = []
+        self.files: list[dict] = []
+        self.quarantine: list[dict] = []
+        self.events: list[dict] = []
+        self.first_path: dict[str, str] = {}  # sha256 -> first path in this batch
+        self.documents_key = part_key("documents", run.run_id, index, self.attempt)
+
+    def _time(self, stage: str) -> _Timer:
+        return _Timer(self.summary.timings, stage)
+
+    # -- outcomes ---------------------------------------------------------
+
+    def _file_row(self, ref: FileRef, outcome: str, *, sha256=None, fmt: Format | None = None,
+                  reason=None, detail=None, doc_id=None, size=None) -> None:
+        self.files.append({
+            "run_id": self.run.run_id,
+            "path": ref.path,
+            "size": size if size is not None else ref.size,
+            "sha256": sha256,
+            "object_key": object_key(sha256) if sha256 else None,
+            "media_type": fmt.media_type if fmt else None,
+            "puid": fmt.puid if fmt else None,
+            "outcome": outcome,
+            "reason": reason,
+            "detail": detail,
+            "doc_id": doc_id,
+            "seen_at": utc_now(),
+        })
+        self.summary.counts[outcome] += 1
+        if outcome in ("quarantine", "skipped") and len(self.summary.problems) < REPORTED_PROBLEMS:
+            self.summary.problems.append(Problem(ref.path, outcome, reason, detail))
+
+    def _skip(self, ref: FileRef, reason: str, detail: str) -> None:
+        self.events.append(self.run.event(ev.INGESTION, ev.FAILURE, f"not ingested ({reason}): {detail}", path=ref.path))
+        self._file_row(ref, "skipped", reason=reason, detail=detail)
+
+    def _quarantine(self, ref: FileRef, sha256: str, size: int, fmt: Format, reason: str, detail: str) -> None:
+        self.quarantine.append({
+            "run_id": self.run.run_id,
+            "path": ref.path,
+            "sha256": sha256,
+            "object_key": object_key(sha256),
+            "size": size,
+            "media_type": fmt.media_type,
+            "puid": fmt.puid,
+            "reason": reason,
+            "detail": detail,
+            "quarantined_at": utc_now(),
+        })
+        self.events.append(self.run.event(ev.QUARANTINE, ev.FAILURE, f"{reason}: {detail}", sha256=sha256, path=ref.path))
+        self._file_row(ref, "quarantine", sha256=sha256, fmt=fmt, reason=reason, detail=detail, size=size)
+
+    # -- the steps --------------------------------------------------------
+
+    def process(self, refs: Iterable[FileRef]) -> BatchSummary:
+        for ref in refs:
+            self.process_file(ref)
+        self.write_parts()
+        return self.summary
+
+    def process_file(self, ref: FileRef) -> None:
+        if ref.skip_reason:
+            self._skip(ref, ref.skip_reason, ref.skip_detail or ref.skip_reason)
+            return
+        if ref.size is not None and ref.size > self.options.max_file_bytes:
+            self._too_large(ref)
+            return
+        with self._time("read_hash"):
+            try:
+                data = self.source.read(ref)
+            except (PermissionError, FileNotFoundError, IsADirectoryError, OSError) as exc:
+                self._skip(ref, "unreadable", f"cannot be read: {getattr(exc, 'strerror', None) or exc}")
+                return
+            sha256 = sha256_hex(data)
+        self.summary.bytes_read += len(data)
+        self.events.append(self.run.event(ev.MESSAGE_DIGEST, ev.SUCCESS, f"sha256 over {len(data)} bytes",
+                                          sha256=sha256, path=ref.path, tool=DIGEST_TOOL))
+        with self._time("identify"):
+            fmt = identify(data)
+        self.events.append(self.run.event(ev.FORMAT_IDENTIFICATION, ev.SUCCESS,
+                                          f"{fmt.media_type}{' ' + fmt.puid if fmt.puid else ''} ({fmt.name}), from content",
+                                          sha256=sha256, path=ref.path, tool="archive.identify"))
+        with self._time("store_originals"):
+            if not self._store_original(ref, sha256, data=data):
+                return
+        if self._is_duplicate(ref, sha256, fmt, len(data)):
+            return
+        self._make_document(ref, sha256, fmt, data)
+
+    def _store_original(self, ref: FileRef, sha256: str, *, data: bytes | None = None, path: str | None = None) -> bool:
+        """Keep the original under its checksum, once. False if the store refused it."""
+        key = object_key(sha256)
+        # A store failure is not the file's fault: StoreError leaves the batch
+        # (the task is retried, then the run fails with nothing committed).
+        try:
+            if self.store.exists(key):
+                detail = f"original already in store at {key}; not uploaded again"
+            else:
+                try:
+                    result = (self.store.put_bytes(key, data, sha256=sha256) if data is not None
+                              else self.store.put_file(key, path, sha256=sha256))
+                except ObjectExistsError:
+                    detail = f"original stored at {key} by a concurrent writer; not uploaded again"
+                else:
+                    if result.stored_sha256 is not None and result.stored_sha256 != sha256:
+                        raise StoreError(key, f"store holds sha256 {result.stored_sha256}, expected {sha256}")
+                    detail = f"original stored at {key}" + (f" (store reports sha256 {result.stored_sha256})" if result.stored_sha256 else "")
+        except StoreError as exc:
+            raise StoreError(exc.key, f"{exc.reason} (while storing the original of {ref.path})") from exc
+        self.events.append(self.run.event(ev.INGESTION, ev.SUCCESS, detail, sha256=sha256, path=ref.path))
+        return True
+
+    def _too_large(self, ref: FileRef) -> None:
+        """Keep the bytes (streamed, never whole in memory) but make no document."""
+        with self._time("read_hash"):
+            try:
+                local = self.source.local_path(ref)
+                spool = None
+                if local is None:
+                    spool = tempfile.NamedTemporaryFile(prefix="archive-spool-", delete=False)
+                    with self.source.open(ref) as stream, spool:
+                        shutil.copyfileobj(stream, spool, 1 << 20)
+                    local = spool.name
+                digests, size = digest_file(local)
+            except OSError as exc:
+                self._skip(ref, "unreadable", f"cannot be read: {exc.strerror or exc}")
+                return
+        try:
+            sha256 = digests["sha256"]
+            with open(local, "rb") as stream:
+                fmt = identify(stream.read(8192))
+            self.events.append(self.run.event(ev.MESSAGE_DIGEST, ev.SUCCESS, f"sha256 over {size} bytes (streamed)",
+                                              sha256=sha256, path=ref.path, tool=DIGEST_TOOL))
+            with self._time("store_originals"):
+                self._store_original(ref, sha256, path=local)
+            self._quarantine(ref, sha256, size, fmt, "too-large",
+                             f"{size} bytes exceeds the limit of {self.options.max_file_bytes} bytes (max_file_bytes); "
+                             "original kept, no text extracted")
+        finally:
+            if spool is not None:
+                os.unlink(spool.name)
+
+    def _is_duplicate(self, ref: FileRef, sha256: str, fmt: Format, size: int) -> bool:
+        if sha256 in self.known:
+            reason, detail = "duplicate-of-committed", f"same bytes as document {sha256}, published by an earlier run"
+        elif sha256 in self.first_path:
+            reason, detail = "duplicate-in-run", f"same bytes as {self.first_path[sha256]} in this run"
+        else:
+            self.first_path[sha256] = ref.path
+            return False
+        self.events.append(self.run.event(ev.DEDUPLICATION, ev.SUCCESS, detail, sha256=sha256, path=ref.path))
+        self._file_row(ref, "duplicate", sha256=sha256, fmt=fmt, reason=reason, detail=detail, doc_id=sha256, size=size)
+        return True
+
+    def _make_document(self, ref: FileRef, sha256: str, fmt: Format, data: bytes) -> None:
+        size = len(data)
+        if fmt is EMPTY:
+            self._quarantine(ref, sha256, size, fmt, "empty", "the file has no bytes")
+            return
+        with self._time("extract"):
+            try:
+                extracted = extract(data, fmt)
+            except ExtractionError as exc:
+                self._quarantine(ref, sha256, size, fmt, exc.reason, exc.detail)
+                return
+            except (StoreError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # noqa: BLE001 - third-party parsers fail in any way on hostile bytes
+                self._quarantine(ref, sha256, size, fmt, "corrupt",
+                                 f"the {fmt.media_type} extractor failed: {type(exc).__name__}: {exc}")
+                return
+        with self._time("normalise"):
+            text = normalise_text(extracted.text)
+            if not text:
+                self._quarantine(ref, sha256, size, fmt, "no-text",
+                                 f"decoded as {extracted.encoding or extracted.extractor} but only whitespace or invisible characters remain")
+                return
+            description = describe_text(text)
+        tool = f"{extracted.extractor} {extracted.extractor_version}"
+        notes = "; ".join(extracted.notes)
+        self.events.append(self.run.event(
+            ev.NORMALIZATION, ev.SUCCESS,
+            f"text extracted{' as ' + extracted.encoding if extracted.encoding else ''}"
+            f"{' (' + notes + ')' if notes else ''}; normalised (line endings, NFC, spacing, line-break hyphens): "
+            f"{description.char_count} characters",
+            sha256=sha256, path=ref.path, tool=tool))
+        values = {name: None for name in DC_FIELDS}
+        values.update(title=description.title, date=description.date, language=description.language)
+        origin = {name: "text" for name, v in values.items() if v is not None}
+        for name, value in extracted.metadata.items():
+            if name in values and value:
+                values[name], origin[name] = value, extracted.extractor
+        if self.descriptions is not None:
+            sidecar, problem = self.descriptions.lookup(ref.path)
+            if problem:
+                self._quarantine(ref, sha256, size, fmt, "invalid-metadata", problem)
+                return
+            for name, value in (sidecar or {}).items():
+                if name in values and value:
+                    values[name], origin[name] = value, "metadata.csv"
+        self.events.append(self.run.event(
+            ev.METADATA_EXTRACTION, ev.WARNING if description.notes else ev.SUCCESS,
+            "; ".join([f"{k} from {v}" for k, v in sorted(origin.items())] + list(description.notes)) or "no descriptive metadata found",
+            sha256=sha256, path=ref.path, tool=f"py3langid {language_tool_version()}"))
+        document = {
+            "doc_id": sha256,
+            "text_sha256": sha256_hex(text.encode("utf-8")),
+            "run_id": self.run.run_id,
+            "collection": self.run.collection,
+            "source_path": ref.path,
+            "object_key": object_key(sha256),
+            "media_type": fmt.media_type,
+            "puid": fmt.puid,
+            "encoding": extracted.encoding,
+            "extractor": extracted.extractor,
+            "extractor_version": extracted.extractor_version,
+            **values,
+            "char_count": description.char_count,
+            "word_count": description.word_count,
+            "text": text,
+            "ingested_at": utc_now(),
+        }
+        with self._time("validate"):
+            found = problems("document", document)
+        if found:
+            detail = describe_problems(found)
+            self.events.append(self.run.event(ev.VALIDATION, ev.FAILURE, f"document record fails {_schema('document')}: {detail}",
+                                              sha256=sha256, path=ref.path, tool="jsonschema"))
+            self._quarantine(ref, sha256, size, fmt, "invalid-metadata", detail)
+            return
+        self.events.append(self.run.event(ev.VALIDATION, ev.SUCCESS, f"document record valid against {_schema('document')}",
+                                          sha256=sha256, path=ref.path, tool="jsonschema"))
+        self.events.append(self.run.event(ev.PUBLICATION, ev.SUCCESS, f"document published in {self.documents_key}",
+                                          sha256=sha256, path=ref.path))
+        self.documents.append(document)
+        self.summary.documents.append(sha256)
+        self._file_row(ref, "document", sha256=sha256, fmt=fmt, doc_id=sha256, size=size)
+
+    def write_parts(self) -> None:
+        with self._time("validate"):
+            for kind, rows in (("file", self.files), ("quarantine", self.quarantine)):
+                for row in rows:
+                    found = problems(kind, row)
+                    if found:  # our own bug, not the input's: fail loudly
+                        raise ValueError(f"{kind} row for {row['path']!r} is invalid: {describe_problems(found)}")
+        with self._time("write_parts"):
+            run_id = self.run.run_id
+            for dataset, rows in (("documents", self.documents), ("files", self.files),
+                                  ("quarantine", self.quarantine), ("events", self.events)):
+                if rows:
+                    key = self.documents_key if dataset == "documents" else part_key(dataset, run_id, self.index, self.attempt)
+                    self.summary.parts.append(write_part(self.store, dataset, key, rows))
+
+
+def _schema(kind: str) -> str:
+    from .validate import schema_id
+
+    return schema_id(kind)
+
+
+def process_batch(store: Store, source: Source, run: RunContext, index: int, refs: list[FileRef], *,
+                  known: frozenset[str] | set[str] = frozenset(), options: IngestOptions = IngestOptions(),
+                  descriptions: Descriptions | None = None) -> BatchSummary:
+    """Ingest one batch; its parts are in the store (uncommitted) when this returns."""
+    return BatchProcessor(store, source, run, index, known=known, options=options, descriptions=descriptions).process(refs)
+
+
+def reconcile(store: Store, run: RunContext, summaries: list[BatchSummary], committed: set[str]) -> list[str]:
+    """Make each doc_id a document once: a doc_id that two batches of this run
+    published, or that another run committed while this one ran, stays only in
+    the first place and becomes a duplicate elsewhere. Rewrites only the parts
+    of affected batches (new keys; the old ones are never listed). Returns notes."""
+    owner: dict[str, int] = {}
+    drop: dict[int, dict[str, str]] = {}
+    for summary in sorted(summaries, key=lambda s: s.index):
+        for doc_id in summary.documents:
+            if doc_id in committed:
+                drop.setdefault(summary.index, {})[doc_id] = "duplicate-of-committed"
+            elif doc_id in owner:
+                drop.setdefault(summary.index, {})[doc_id] = "duplicate-in-run"
+            else:
+                owner[doc_id] = summary.index
+    notes = []
+    by_index = {s.index: s for s in summaries}
+    for index, doc_ids in drop.items():
+        _rewrite_batch(store, run, by_index[index], doc_ids)
+        notes.append(f"batch {index}: {len(doc_ids)} document(s) turned out to be duplicates at commit and were unpublished")
+    return notes
+
+
+def _rewrite_batch(store: Store, run: RunContext, summary: BatchSummary, doc_ids: dict[str, str]) -> None:
+    attempt = new_attempt()
+    old = {p.dataset: p for p in summary.parts}
+    documents_key = part_key("documents", run.run_id, summary.index, attempt)
+
+    def rows(dataset: str) -> list[dict]:
+        if dataset not in old:
+            return []
+        table = pq.read_table(io.BytesIO(store.get_bytes(old[dataset].key)))
+        return [_jsonable(r) for r in table.to_pylist()]
+
+    documents = [d for d in rows("documents") if d["doc_id"] not in doc_ids]
+    files = rows("files")
+    events = [e for e in rows("events") if not (e["event_type"] == ev.PUBLICATION and e["object_sha256"] in doc_ids)]
+    for event in events:
+        if event["event_type"] == ev.PUBLICATION and "documents" in old:
+            event["detail"] = event["detail"].replace(old["documents"].key, documents_key)
+    for row in files:
+        if row["outcome"] == "document" and row["doc_id"] in doc_ids:
+            reason = doc_ids[row["doc_id"]]
+            detail = ("same bytes as a document another run committed while this one ran" if reason == "duplicate-of-committed"
+                      else "same bytes as a document another batch of this run published")
+            row.update(outcome="duplicate", reason=reason, detail=detail)
+            events.append(run.event(ev.DEDUPLICATION, ev.SUCCESS, detail + "; unpublished at commit",
+                                    sha256=row["sha256"], path=row["path"]))
+            summary.counts["document"] -= 1
+            summary.counts["duplicate"] += 1
+    summary.documents = [d for d in summary.documents if d not in doc_ids]
+    parts = [p for p in summary.parts if p.dataset not in ("documents", "files", "events")]
+    for dataset, new_rows in (("documents", documents), ("files", files), ("events", events)):
+        if new_rows:
+            key = documents_key if dataset == "documents" else part_key(dataset, run.run_id, summary.index, attempt)
+            parts.append(write_part(store, dataset, key, new_rows))
+    summary.parts = parts
+
+
+def _jsonable(row: dict) -> dict:
+    """A row read back from Parquet in the JSON form to_table takes."""
+    import datetime as dt
+
+    out = {}
+    for name, value in row.items():
+        if isinstance(value, dt.datetime):
+            value = value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        elif isinstance(value, dt.date):
+            value = value.isoformat()
+        out[name] = value
+    return out
+
+
+def total_counts(summaries: Iterable[BatchSummary]) -> dict[str, int]:
+    """The run's counts, in the names the CLI and manifest use."""
+    total: Counter = Counter()
+    for s in summaries:
+        total.update(s.counts)
+    return {
+        "files": sum(total.values()),
+        "documents": total["document"],
+        "duplicates": total["duplicate"],
+        "quarantined": total["quarantine"],
+        "skipped": total["skipped"],
+    }
+
+
+ProgressCallback = Callable[[int, int | None, float], None]

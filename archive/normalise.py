@@ -1,0 +1,148 @@
+"""Text normalisation (line endings, NFC, spacing, line-break hyphens) and descriptive metadata derived from the text."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import cache
+
+# Characters that carry no text: zero-width marks, BOMs left inside the text,
+# soft hyphens (a typesetter's hint, not part of the word).
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+# C0/C1 controls other than tab and newline: scanning and transfer debris.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_HSPACE = re.compile(r"[^\S\n]+")  # any whitespace except newline (tabs, NBSP, ...)
+_TRAILING = re.compile(r" +\n|\n +")
+_MANY_BLANK_LINES = re.compile(r"\n{3,}")
+# A word broken across a line by a hyphen: letters, hyphen, newline, letters.
+# Capitalised continuations ("Soviet-\nArmenian") are real compounds and keep
+# their hyphen (see _dehyphenate).
+_LINE_BREAK_HYPHEN = re.compile(r"([^\W\d_]+)-\n(?=[^\W\d_])([^\W\d_]*)")
+_WORD = re.compile(r"\w+(?:[-'’]\w+)*")
+
+
+def normalise_text(text: str) -> str:
+    """The canonical form of a document's text.
+
+    Idempotent: normalise_text(normalise_text(t)) == normalise_text(t). Paragraph
+    breaks (blank lines) survive; spacing inside lines does not.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = unicodedata.normalize("NFC", text).translate(_INVISIBLE)
+    text = text.replace("\f", "\n\n")  # page breaks become paragraph breaks
+    text = _CONTROLS.sub("", text)
+    text = _HSPACE.sub(" ", text)
+    text = _TRAILING.sub("\n", text)
+    text = _dehyphenate(text)
+    text = _MANY_BLANK_LINES.sub("\n\n", text)
+    return text.strip()
+
+
+def _dehyphenate(text: str) -> str:
+    """Join words split by a line-break hyphen, keeping real hyphenated words.
+
+    The document is its own dictionary: if it also spells the word with the
+    hyphen elsewhere ("well-known"), the hyphen is kept; otherwise a split
+    into a lower-case continuation is joined ("Azer-\\nbaijan" -> "Azerbaijan").
+    """
+    if "-\n" not in text:
+        return text
+    lowered = text.lower()
+
+    def join(match: re.Match) -> str:
+        left, right = match.group(1), match.group(2)
+        hyphenated = f"{left}-{right}".lower()
+        if right[:1].isupper():
+            return f"{left}-{right}"
+        if hyphenated in lowered and f"{left}{right}".lower() not in lowered:
+            return f"{left}-{right}"
+        return left + right
+
+    # Repeat until stable so that one pass leaves nothing for the next (idempotence).
+    while True:
+        joined = _LINE_BREAK_HYPHEN.sub(join, text)
+        if joined == text:
+            return joined
+        text = joined
+
+
+_LEADING_DATE = re.compile(
+    r"^\s*(?:(?:date|dated|published)\s*[:\-]?\s*)?(\d{4})-(\d{2})-(\d{2})(?![\d-])[\s,;:.\-]*", re.IGNORECASE
+)
+MAX_TITLE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Description:
+    """Descriptive metadata read off a normalised text."""
+
+    title: str | None
+    date: str | None  # ISO 8601 calendar date stated at the start of the text
+    language: str | None  # ISO 639-1 code, or None when too little text to tell
+    char_count: int
+    word_count: int
+    notes: tuple[str, ...] = ()
+
+
+def describe_text(text: str) -> Description:
+    """Title, date, language and counts of a normalised text.
+
+    The date is one the text states at its very start ("date 2021-01-20 ...",
+    or a first line "2021-01-21"); a date-shaped string that is not a real date
+    is reported in notes, never published. The title is the first line after
+    any such date, when it is short enough to be a heading.
+    """
+    notes: list[str] = []
+    date = None
+    rest = text
+    match = _LEADING_DATE.match(text)
+    if match:
+        year, month, day = (int(g) for g in match.groups())
+        try:
+            date = dt.date(year, month, day).isoformat()
+            rest = text[match.end():]
+        except ValueError:
+            notes.append(f"the text starts with {match.group(0).strip()!r}, which is not a real date")
+    first_line = rest.lstrip().split("\n", 1)[0].strip()
+    title = first_line if 0 < len(first_line) <= MAX_TITLE_CHARS and not _ends_like_prose(first_line) else None
+    return Description(
+        title=title,
+        date=date,
+        language=detect_language(text),
+        char_count=len(text),
+        word_count=len(_WORD.findall(text)),
+        notes=tuple(notes),
+    )
+
+
+def _ends_like_prose(line: str) -> bool:
+    # A heading rarely ends in a full stop; a first sentence of body text does.
+    return line.endswith((".", ",", ";", ":")) and len(line) > 80
+
+
+MIN_LANGUAGE_CHARS = 40
+
+
+@cache
+def _language_identifier():
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def detect_language(text: str) -> str | None:
+    """ISO 639-1 code of the text's language, or None when it cannot be told."""
+    sample = text[:5000]
+    if sum(ch.isalpha() for ch in sample) < MIN_LANGUAGE_CHARS:
+        return None
+    language, probability = _language_identifier().classify(sample)
+    return language if probability >= 0.5 else None
+
+
+@cache
+def language_tool_version() -> str:
+    from importlib.metadata import version
+
+    return version("py3langid")

@@ -1,0 +1,150 @@
+"""Parquet part files and the run manifest, whose write-once commit makes a run visible."""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import pyarrow.parquet as pq
+
+from . import SOFTWARE_NAME, __version__
+from .errors import ManifestError, ObjectExistsError, StoreError
+from .fixity import sha256_hex
+from .records import DATASETS, to_table, utc_now
+from .store import Store
+from .validate import describe_problems, problems, schema_id
+
+MANIFEST_PREFIX = "runs/"
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """What a manifest records of one part file: enough to find and re-verify it."""
+
+    dataset: str
+    key: str
+    sha256: str
+    bytes: int
+    rows: int
+
+
+def part_key(dataset: str, run_id: str, index: int, attempt: str | None = None) -> str:
+    """datasets/<name>/run=<run_id>/part-00000[-attempt].parquet.
+
+    The attempt suffix keeps a retried batch from colliding with the parts its
+    failed attempt may have left behind; only parts a manifest lists count.
+    """
+    suffix = f"-{attempt}" if attempt else ""
+    return f"datasets/{dataset}/run={run_id}/part-{index:05d}{suffix}.parquet"
+
+
+def new_attempt() -> str:
+    return secrets.token_hex(3)
+
+
+def write_part(store: Store, dataset: str, key: str, rows: list[dict]) -> PartInfo:
+    """Write rows as one Parquet file (zstd) under key, write-once."""
+    table = to_table(dataset, rows)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd", write_statistics=True)
+    data = buffer.getvalue()
+    digest = sha256_hex(data)
+    result = store.put_bytes(key, data, sha256=digest)
+    if result.stored_sha256 is not None and result.stored_sha256 != digest:
+        raise StoreError(key, f"store reports sha256 {result.stored_sha256}, wrote {digest}")
+    return PartInfo(dataset, key, digest, len(data), table.num_rows)
+
+
+def manifest_key(run_id: str) -> str:
+    return f"{MANIFEST_PREFIX}{run_id}.json"
+
+
+def software_components() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    components = {}
+    for name in ("pyarrow", "jsonschema", "charset-normalizer", "py3langid", "prefect", "boto3"):
+        try:
+            components[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return components
+
+
+def build_manifest(
+    *,
+    run_id: str,
+    kind: str,
+    collection: str | None,
+    source: str | None,
+    started_at: str,
+    flow_run_id: str | None,
+    started_by: dict,
+    parameters: dict,
+    counts: dict[str, int],
+    parts: list[PartInfo],
+    notes: list[str] | None = None,
+) -> dict:
+    manifest = {
+        "manifest_version": "1",
+        "run_id": run_id,
+        "kind": kind,
+        "status": "committed",
+        "collection": collection,
+        "source": source,
+        "started_at": started_at,
+        "committed_at": utc_now(),
+        "software": {"name": SOFTWARE_NAME, "version": __version__, "components": software_components()},
+        "schemas": {dataset: schema_id(kind_) for dataset, (_, kind_) in DATASETS.items()},
+        "flow_run_id": flow_run_id,
+        "started_by": started_by,
+        "parameters": parameters,
+        "counts": counts,
+        "parts": [asdict(p) for p in sorted(parts, key=lambda p: (p.dataset, p.key))],
+    }
+    if notes:
+        manifest["notes"] = notes
+    return manifest
+
+
+def commit_manifest(store: Store, manifest: dict) -> str:
+    """Validate and write runs/<run_id>.json once. From this moment the run exists.
+
+    Every part it lists must already be in the store with the recorded size:
+    a manifest never points at bytes that are not there.
+    """
+    found = problems("manifest", manifest)
+    if found:
+        raise ManifestError(f"manifest of run {manifest.get('run_id')} is invalid: {describe_problems(found)}")
+    for part in manifest["parts"]:
+        size = store.size(part["key"])
+        if size != part["bytes"]:
+            raise ManifestError(f"part {part['key']} is {'missing' if size is None else f'{size} bytes'}, manifest says {part['bytes']}")
+    key = manifest_key(manifest["run_id"])
+    data = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n"
+    try:
+        store.put_bytes(key, data, sha256=sha256_hex(data))
+    except ObjectExistsError:
+        raise ManifestError(f"run {manifest['run_id']} is already committed ({key} exists); manifests are never overwritten") from None
+    return key
+
+
+def load_manifest(store: Store, key: str) -> dict:
+    try:
+        manifest = json.loads(store.get_bytes(key))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{key} is not valid JSON: {exc}") from exc
+    found = problems("manifest", manifest)
+    if found:
+        raise ManifestError(f"{key} does not validate: {describe_problems(found)}")
+    return manifest
+
+
+def committed_manifests(store: Store) -> Iterator[dict]:
+    """Every committed run's manifest, oldest first (run ids sort by time)."""
+    for info in store.list(MANIFEST_PREFIX):
+        if info.key.endswith(".json") and info.key.count("/") == 1:
+            yield load_manifest(store, info.key)

@@ -1,0 +1,124 @@
+"""The record kinds as published: Arrow schemas beside the JSON Schemas that describe the same rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+
+_TS = pa.timestamp("us", tz="UTC")
+_SHA = pa.string()
+
+
+def _f(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable)
+
+
+DOCUMENT = pa.schema([
+    _f("doc_id", _SHA),
+    _f("text_sha256", _SHA),
+    _f("run_id", pa.string()),
+    _f("collection", pa.string(), True),
+    _f("source_path", pa.string()),
+    _f("object_key", pa.string()),
+    _f("media_type", pa.string()),
+    _f("puid", pa.string(), True),
+    _f("encoding", pa.string(), True),
+    _f("extractor", pa.string()),
+    _f("extractor_version", pa.string()),
+    _f("title", pa.string(), True),
+    _f("date", pa.date32(), True),
+    _f("creator", pa.string(), True),
+    _f("language", pa.string(), True),
+    _f("publisher", pa.string(), True),
+    _f("source", pa.string(), True),
+    _f("rights", pa.string(), True),
+    _f("description", pa.string(), True),
+    _f("subject", pa.string(), True),
+    _f("identifier", pa.string(), True),
+    _f("char_count", pa.int64()),
+    _f("word_count", pa.int64()),
+    _f("text", pa.large_string()),
+    _f("ingested_at", _TS),
+])
+
+FILE = pa.schema([
+    _f("run_id", pa.string()),
+    _f("path", pa.string()),
+    _f("size", pa.int64(), True),
+    _f("sha256", _SHA, True),
+    _f("object_key", pa.string(), True),
+    _f("media_type", pa.string(), True),
+    _f("puid", pa.string(), True),
+    _f("outcome", pa.string()),
+    _f("reason", pa.string(), True),
+    _f("detail", pa.string(), True),
+    _f("doc_id", _SHA, True),
+    _f("seen_at", _TS),
+])
+
+QUARANTINE = pa.schema([
+    _f("run_id", pa.string()),
+    _f("path", pa.string()),
+    _f("sha256", _SHA),
+    _f("object_key", pa.string()),
+    _f("size", pa.int64()),
+    _f("media_type", pa.string()),
+    _f("puid", pa.string(), True),
+    _f("reason", pa.string()),
+    _f("detail", pa.string()),
+    _f("quarantined_at", _TS),
+])
+
+EVENT = pa.schema([
+    _f("event_id", pa.string()),
+    _f("run_id", pa.string()),
+    _f("flow_run_id", pa.string(), True),
+    _f("event_type", pa.string()),
+    _f("event_time", _TS),
+    _f("outcome", pa.string()),
+    _f("detail", pa.string()),
+    _f("object_sha256", _SHA, True),
+    _f("source_path", pa.string(), True),
+    _f("agent", pa.string()),
+    _f("agent_version", pa.string()),
+    _f("tool", pa.string(), True),
+])
+
+# Published dataset name -> (Arrow schema, JSON Schema record kind).
+DATASETS: dict[str, tuple[pa.Schema, str]] = {
+    "documents": (DOCUMENT, "document"),
+    "files": (FILE, "file"),
+    "quarantine": (QUARANTINE, "quarantine"),
+    "events": (EVENT, "event"),
+}
+
+
+def arrow_schema(dataset: str) -> pa.Schema:
+    try:
+        return DATASETS[dataset][0]
+    except KeyError:
+        raise ValueError(f"no dataset named {dataset!r}; known: {', '.join(DATASETS)}") from None
+
+
+def to_table(dataset: str, rows: list[dict]) -> pa.Table:
+    """Rows in their JSON form (ISO strings for dates and times) as an Arrow table."""
+    schema = arrow_schema(dataset)
+    converters = {
+        f.name: _parse_timestamp if pa.types.is_timestamp(f.type) else dt.date.fromisoformat
+        for f in schema
+        if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type)
+    }
+    columns = {f.name: [row[f.name] for row in rows] for f in schema}
+    for name, convert in converters.items():
+        columns[name] = [None if v is None else convert(v) for v in columns[name]]
+    return pa.table(columns, schema=schema)
+
+
+def _parse_timestamp(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def utc_now() -> str:
+    """The current time as the records carry it: ISO 8601 UTC with microseconds and Z."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")

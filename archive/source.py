@@ -1,0 +1,151 @@
+"""Discovery: walk an ingest source and name every file in it, streamed, with no file left unaccounted for."""
+
+from __future__ import annotations
+
+import os
+import stat
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+from .errors import SourceError
+
+SIDECAR_NAME = "metadata.csv"
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One file of a source. Small: batches of these travel between tasks."""
+
+    path: str  # relative POSIX path, as records show it (undecodable bytes as \xNN)
+    location: str  # how the source finds it again (absolute path, or object key)
+    size: int | None
+    skip_reason: str | None = None  # set when discovery already knows the file cannot be ingested
+    skip_detail: str | None = None
+
+
+def display_path(relative: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (kept by os as surrogates) become \\xNN."""
+    return relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+class Source(ABC):
+    url: str
+
+    @abstractmethod
+    def iter_files(self) -> Iterator[FileRef]:
+        """Every file, in a stable order, without reading any of them."""
+
+    @abstractmethod
+    def open(self, ref: FileRef) -> BinaryIO: ...
+
+    def read(self, ref: FileRef) -> bytes:
+        with self.open(ref) as stream:
+            return stream.read()
+
+    def local_path(self, ref: FileRef) -> str | None:
+        """A filesystem path for ref, when the source has one (lets stores stream files)."""
+        return None
+
+
+class LocalSource(Source):
+    """A directory tree. Symlinks are followed only to files inside the tree;
+    a link out of it, a dangling link, a linked directory, a device or a FIFO
+    gets a skipped row with the reason instead."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).absolute()
+        self.url = str(self.root)
+        if not self.root.exists():
+            raise SourceError(f"source {self.root} does not exist")
+        if not self.root.is_dir():
+            raise SourceError(f"source {self.root} is not a directory")
+        self._real_root = os.path.realpath(self.root)
+
+    def iter_files(self) -> Iterator[FileRef]:
+        yield from self._walk(str(self.root), "")
+
+    def _walk(self, directory: str, prefix: str) -> Iterator[FileRef]:
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if not prefix:
+                raise SourceError(f"source {self.root} cannot be listed: {exc.strerror or exc}") from exc
+            rel = prefix.rstrip("/")
+            yield FileRef(display_path(rel), directory, None, "unreadable",
+                          f"directory cannot be listed ({exc.strerror or exc}); the files in it were not seen")
+            return
+        for entry in entries:
+            rel = prefix + entry.name
+            shown = display_path(rel)
+            try:
+                if entry.is_symlink():
+                    yield from self._symlink(entry, rel, shown)
+                elif entry.is_dir(follow_symlinks=False):
+                    yield from self._walk(entry.path, rel + "/")
+                elif entry.is_file(follow_symlinks=False):
+                    yield FileRef(shown, entry.path, entry.stat(follow_symlinks=False).st_size)
+                else:
+                    kind = _kind(entry.stat(follow_symlinks=False).st_mode)
+                    yield FileRef(shown, entry.path, None, "not-a-regular-file", f"{kind}, not a regular file: nothing to read")
+            except OSError as exc:
+                yield FileRef(shown, entry.path, None, "unreadable", exc.strerror or str(exc))
+
+    def _symlink(self, entry: os.DirEntry, rel: str, shown: str) -> Iterator[FileRef]:
+        target = os.path.realpath(entry.path)
+        link = os.readlink(entry.path)
+        inside = target == self._real_root or target.startswith(self._real_root + os.sep)
+        if not inside:
+            yield FileRef(shown, entry.path, None, "symlink-outside-source",
+                          f"symbolic link to {display_path(link)}, outside the source: not followed")
+        elif not os.path.exists(target):
+            yield FileRef(shown, entry.path, None, "broken-symlink", f"symbolic link to {display_path(link)}, which does not exist")
+        elif os.path.isdir(target):
+            yield FileRef(shown, entry.path, None, "symlinked-directory",
+                          f"symbolic link to directory {display_path(link)}: its files are ingested where they really are")
+        else:
+            # A link to a file inside the source: the same bytes under a second
+            # name, which deduplication accounts for.
+            yield FileRef(shown, target, os.stat(target).st_size)
+
+    def open(self, ref: FileRef) -> BinaryIO:
+        return open(ref.location, "rb")
+
+    def local_path(self, ref: FileRef) -> str | None:
+        return ref.location
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def open_source(source: str | os.PathLike) -> Source:
+    """A folder, or s3://bucket/prefix."""
+    text = str(source)
+    if text.startswith("s3://"):
+        from .s3 import S3Source
+
+        return S3Source(text)
+    return LocalSource(text)
+
+
+def batches(refs: Iterable[FileRef], max_files: int = 1000, max_bytes: int = 64 << 20) -> Iterator[list[FileRef]]:
+    """Group refs into batches of at most max_files files or about max_bytes bytes, streamed."""
+    batch: list[FileRef] = []
+    size = 0
+    for ref in refs:
+        batch.append(ref)
+        size += ref.size or 0
+        if len(batch) >= max_files or size >= max_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch

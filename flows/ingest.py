@@ -1,0 +1,94 @@
+"""The ingest flow: discover -> one task per batch -> commit the manifest. The work lives in archive/."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
+
+from archive.ingest import DEFAULT_MAX_FILE_BYTES, BatchSummary, IngestOptions, process_batch, reconcile, total_counts
+from archive.provenance import RunContext, new_run_id
+from archive.publish import build_manifest, commit_manifest
+from archive.read import committed_doc_ids
+from archive.source import batches, open_source
+from archive.store import open_store, resolve_dest
+
+from . import progress
+from .context import started_by
+
+
+@task(name="process-batch", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def process_batch_task(dest: str, source: str, run: RunContext, index: int, refs, known, options: IngestOptions) -> BatchSummary:
+    """One batch: its parts are written to the store by the task itself; only a summary comes back."""
+    return process_batch(open_store(dest), open_source(source), run, index, refs, known=known, options=options)
+
+
+@task(name="commit", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def commit_task(dest: str, run: RunContext, summaries: list[BatchSummary], parameters: dict) -> dict:
+    """Settle duplicates across batches and concurrent runs, then write the manifest: the run exists."""
+    store = open_store(dest)
+    notes = reconcile(store, run, summaries, committed_doc_ids(store))
+    manifest = build_manifest(
+        run_id=run.run_id, kind="ingest", collection=run.collection, source=run.source,
+        started_at=run.started_at, flow_run_id=run.flow_run_id, started_by=run.started_by,
+        parameters=parameters, counts=total_counts(summaries),
+        parts=[p for s in summaries for p in s.parts], notes=notes,
+    )
+    return {"manifest": commit_manifest(store, manifest), "counts": manifest["counts"], "notes": notes}
+
+
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=False)
+def ingest(
+    source: str,
+    dest: str | None = None,
+    collection: str | None = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    batch_files: int = 1000,
+    batch_bytes: int = 64 << 20,
+) -> dict:
+    """Ingest every file under SOURCE (a folder or s3://bucket/prefix) into DEST."""
+    started = time.monotonic()
+    dest = resolve_dest(dest)
+    store = open_store(dest)
+    store.check_writable()
+    src = open_source(source)
+    options = IngestOptions(max_file_bytes=max_file_bytes, batch_files=batch_files, batch_bytes=batch_bytes)
+    run = RunContext(new_run_id(), collection, src.url, **started_by())
+    known = frozenset(committed_doc_ids(store))
+
+    futures, total = [], 0
+    for index, refs in enumerate(batches(src.iter_files(), batch_files, batch_bytes)):
+        total += len(refs)
+        # quote(): the payloads are plain data, no futures inside; spare Prefect walking them.
+        futures.append(process_batch_task.submit(dest, source, run, index, quote(refs), quote(known), options))
+    summaries, done = [], 0
+    for future in as_completed(futures):
+        summary = future.result()  # a failed batch fails the run here: nothing is committed
+        summaries.append(summary)
+        done += sum(summary.counts.values())
+        progress.report(done, total, time.monotonic() - started)
+
+    parameters = {"source": source, "dest": store.url, "collection": collection, "max_file_bytes": max_file_bytes,
+                  "batch_files": batch_files, "batch_bytes": batch_bytes}
+    committed = commit_task(dest, run, summaries, parameters)
+    timings: dict[str, float] = {}
+    for s in summaries:
+        for stage, seconds in s.timings.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+    return {
+        "run_id": run.run_id,
+        "status": "committed",
+        "dest": store.url,
+        "manifest": committed["manifest"],
+        "counts": committed["counts"],
+        "problems": [vars(p) for s in sorted(summaries, key=lambda s: s.index) for p in s.problems],
+        "notes": committed["notes"],
+        "batches": len(summaries),
+        "bytes": sum(s.bytes_read for s in summaries),
+        "seconds": round(time.monotonic() - started, 3),
+        "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
+    }

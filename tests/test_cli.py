@@ -1,0 +1,98 @@
+"""The `archive` command as a user runs it: exit codes, summary, --json, errors naming file and reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from archive.read import open_dataset
+
+pytestmark = pytest.mark.cli
+
+
+@pytest.fixture(scope="module")
+def cli_env(prefect_harness):
+    """The environment for `archive` subprocesses: they use the harness's
+    Prefect server instead of each starting an ephemeral one."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = dict(os.environ)
+    env["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    env.pop("ARCHIVE_DEST", None)
+    return env
+
+
+def archive(*args, env, cwd=None):
+    return subprocess.run([sys.executable, "-m", "archive.cli", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_ingest_json_then_runs(cli_env, seeds_dir, tmp_path):
+    dest = tmp_path / "store"
+    done = archive("ingest", str(seeds_dir), "--dest", str(dest), "--collection", "seeds", "--json", env=cli_env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "committed"
+    assert result["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 0}
+    assert result["dest"] == str(dest)
+    assert "Task run" not in done.stderr and "Flow run" not in done.stderr  # Prefect's chatter stays out
+
+    listed = archive("runs", "--dest", str(dest), "--json", env=cli_env)
+    assert listed.returncode == 0
+    (run,) = json.loads(listed.stdout)
+    assert run["run_id"] == result["run_id"] and run["collection"] == "seeds"
+    assert run["started_by"]["user"]
+
+
+def test_readable_summary_names_each_set_aside_file(cli_env, tmp_path):
+    source = tmp_path / "batch"
+    source.mkdir()
+    (source / "ok.txt").write_text("A perfectly good page of text.", encoding="utf-8")
+    (source / "blank page.txt").write_bytes(b"")
+    env = {**cli_env, "ARCHIVE_DEST": str(tmp_path / "from-env")}
+    done = archive("ingest", str(source), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "committed to" in done.stdout
+    assert "blank page.txt: quarantine empty: the file has no bytes" in done.stdout
+    assert open_dataset(str(tmp_path / "from-env"), "documents").count_rows() == 1
+
+
+def test_default_dest_is_archive_store_in_the_working_directory(cli_env, seeds_dir, tmp_path):
+    done = archive("ingest", str(seeds_dir), "--json", env=cli_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert open_dataset(str(tmp_path / "archive-store"), "documents").count_rows() == 5
+
+
+def test_usage_errors_exit_2(cli_env, tmp_path):
+    missing = archive("ingest", str(tmp_path / "no-such-folder"), env=cli_env)
+    assert missing.returncode == 2
+    assert "no-such-folder" in missing.stderr and "does not exist" in missing.stderr
+    assert archive("ingest", env=cli_env).returncode == 2
+    assert archive("frobnicate", env=cli_env).returncode == 2
+
+
+def test_unwritable_dest_fails_with_exit_1_and_one_line(cli_env, seeds_dir, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    done = archive("ingest", str(seeds_dir), "--dest", str(blocker / "store"), env=cli_env)
+    assert done.returncode == 1
+    assert "not writable" in done.stderr and str(blocker) in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_failed_run_exits_1_and_commits_nothing(cli_env, seeds_dir, tmp_path):
+    # A store key space that turns read-only after the start: the originals cannot be written.
+    dest = tmp_path / "store"
+    (dest / "objects").mkdir(parents=True)
+    (dest / "objects" / "sha256").write_text("a file where a directory must go")
+    done = archive("ingest", str(seeds_dir), "--dest", str(dest), env=cli_env)
+    assert done.returncode == 1, done.stdout
+    assert "nothing was committed" in done.stderr
+    assert "objects/sha256/" in done.stderr  # names the key that failed
+    assert "Traceback" not in done.stderr
+    assert not (dest / "runs").exists() or not any((dest / "runs").iterdir())

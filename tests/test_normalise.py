@@ -1,0 +1,106 @@
+"""Normalisation and decoding: encodings, line-break hyphens, NFC, spacing, derived description."""
+
+import hashlib
+import unicodedata
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from archive.extract import ExtractionError
+from archive.extract.text import decode_text
+from archive.normalise import describe_text, normalise_text
+
+
+def text_sha(data: bytes) -> str:
+    text, _, _ = decode_text(data)
+    return hashlib.sha256(normalise_text(text).encode()).hexdigest()
+
+
+def test_seed_gives_the_same_text_in_utf8_cp1252_and_utf16(seeds_dir):
+    for path in sorted(seeds_dir.iterdir()):
+        text = path.read_text(encoding="utf-8")
+        digests = {enc: text_sha(text.encode(enc)) for enc in ("utf-8", "cp1252", "utf-16", "utf-16-le", "utf-8-sig")}
+        assert len(set(digests.values())) == 1, (path.name, digests)
+
+
+def test_cp1252_curly_quotes_are_not_read_as_another_code_page(seeds_dir):
+    text = (seeds_dir / "002_bdbfc77629c1cea2.txt").read_text(encoding="utf-8")
+    decoded, encoding, notes = decode_text(text.encode("cp1252"))
+    assert encoding == "cp1252"
+    assert decoded == text
+    assert any(ord(ch) > 127 for ch in text)  # the test means something only with non-ASCII in it
+
+
+def test_line_endings_and_spacing():
+    assert normalise_text("a  b\t\tc\r\nd\re  \n\n\n\nf ") == "a b c\nd\ne\n\nf"
+
+
+def test_nfc_composes_decomposed_characters():
+    decomposed = "Lefe\u0300vre cafe\u0301"
+    out = normalise_text(decomposed)
+    assert out == "Lefèvre café"
+    assert unicodedata.is_normalized("NFC", out)
+
+
+def test_line_break_hyphen_joins_a_split_word():
+    assert normalise_text("the Azer-\nbaijan parliament") == "the Azerbaijan parliament"
+    assert normalise_text("break-\n   water") == "breakwater"
+
+
+def test_real_hyphenated_words_keep_their_hyphen():
+    # The document spells "well-known" with its hyphen elsewhere: keep it at the line break.
+    assert normalise_text("a well-\nknown case of a well-known kind") == "a well-known case of a well-known kind"
+    # A capitalised continuation is a compound of names.
+    assert normalise_text("the Soviet-\nArmenian border") == "the Soviet-Armenian border"
+    # A hyphen inside a line is never touched.
+    assert normalise_text("co-coordinated") == "co-coordinated"
+
+
+def test_invisible_and_control_characters_are_dropped():
+    assert normalise_text("in\u00addepen\u200bdence\x07 day\u00a0one") == "independence day one"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_normalise_is_idempotent_and_never_raises(text):
+    once = normalise_text(text)
+    assert normalise_text(once) == once
+    assert once == once.strip()
+
+
+def test_nul_bytes_in_text_are_reported_as_corrupt():
+    with pytest.raises(ExtractionError) as caught:
+        decode_text(b"minutes of the meeting\x00\x00 held on")
+    assert caught.value.reason == "corrupt"
+    assert "NUL" in caught.value.detail and "byte 22" in caught.value.detail
+
+
+def test_leading_date_and_title_are_derived(seeds_dir):
+    d = describe_text(normalise_text((seeds_dir / "002_bdbfc77629c1cea2.txt").read_text()))
+    assert d.date == "2021-01-21"
+    assert d.title == "Press-release 20 January - Day of Nationwide Sorrow in Azerbaijan"
+    assert d.language == "en"
+    d0 = describe_text(normalise_text((seeds_dir / "000_1b6d2751a6b6d7cc.txt").read_text()))
+    assert d0.date == "2021-01-20"
+    assert d0.title is None  # the first line is a long paragraph, not a heading
+
+
+def test_an_impossible_date_is_noted_not_published():
+    d = describe_text("date 2021-13-45 Something happened")
+    assert d.date is None
+    assert any("2021-13-45" in n for n in d.notes)
+
+
+def test_a_date_later_in_the_text_is_not_taken():
+    assert describe_text("Report\n\nOn 2021-01-20 the ceremony took place.").date is None
+
+
+def test_counts():
+    d = describe_text("Black January: 147 civilians, well-known facts.")
+    assert d.char_count == len("Black January: 147 civilians, well-known facts.")
+    assert d.word_count == 6
+
+
+def test_language_needs_enough_text():
+    assert describe_text("ok").language is None
+    assert describe_text("Der Rat der Stadt hat heute beschlossen, dass die neue Brücke im Frühling gebaut wird.").language == "de"

@@ -222,3 +222,18 @@ def test_a_crash_before_the_manifest_leaves_nothing_visible(run_ingest, seeds_di
     assert result["counts"]["documents"] == 5
     assert open_dataset(dest, "documents").count_rows() == 5
     assert len(list(committed_manifests(store))) == 1
+
+
+def test_one_task_per_batch_and_progress_reported(run_ingest, seeds_dir, tmp_path):
+    from flows import progress
+
+    heard = []
+    stop = progress.listen(lambda done, total, elapsed: heard.append((done, total)))
+    try:
+        result = run_ingest(str(seeds_dir), dest=str(tmp_path / "store"), batch_files=2)
+    finally:
+        stop()
+    assert result["batches"] == 3  # 5 files, 2 per batch
+    assert len(heard) == 3
+    assert heard[-1] == (5, 5)
+    assert [done for done, _ in heard] == sorted(done for done, _ in heard)

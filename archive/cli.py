@@ -130,8 +130,108 @@ def cmd_runs(args) -> int:
     print(f"{'run':<24} {'kind':<7} {'committed':<20} {'files':>7} {'docs':>7} {'dups':>7} {'quar':>6} {'skip':>6}  collection")
     for m in manifests:
         c = m["counts"]
+        if m["kind"] == "audit":
+            print(f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20} checked {c['objects']:,} originals, "
+                  f"{c['parts']:,} parts: {c['problems']:,} problem(s)")
+            continue
         print(f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20} {c['files']:>7,} {c['documents']:>7,} "
               f"{c['duplicates']:>7,} {c['quarantined']:>6,} {c['skipped']:>6,}  {m['collection'] or ''}")
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    from .store import open_store, resolve_dest
+
+    dest = resolve_dest(args.dest)
+    open_store(dest)
+    _quiet_prefect(args.verbose)
+    from flows import progress
+    from flows.audit import fixity_audit
+
+    bar = _Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
+    stop = progress.listen(bar) if bar else (lambda: None)
+    try:
+        report = fixity_audit(dest=dest, runs=args.run or None)
+    except Exception as exc:  # noqa: BLE001
+        return _fail(f"verify could not run: {_reason(exc)}", args)
+    finally:
+        stop()
+        if bar:
+            bar.close()
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        checked = report["checked"]
+        for problem in report["problems"]:
+            print(problem["message"])
+        verdict = "all hold" if not report["problems"] else f"{len(report['problems'])} problem(s)"
+        print(f"Fixity of {report['dest']}: {verdict}. Checked {checked['parts']:,} part file(s) of {checked['runs']:,} run(s) "
+              f"and {checked['objects']:,} original(s) in {report['seconds']:.1f} s; audit recorded as run {report['run_id']}.")
+    return EXIT_OK if not report["problems"] else EXIT_FAILED
+
+
+def cmd_lineage(args) -> int:
+    from .lineage import lineage
+    from .store import open_store
+
+    try:
+        story = lineage(open_store(args.dest), args.id, run=args.run)
+    except ArchiveError as exc:
+        return _fail(str(exc), args)
+    if args.json:
+        print(json.dumps(story, default=str, ensure_ascii=False))
+        return EXIT_OK
+    original = story["original"]
+    print(f"sha256 {story['sha256']}")
+    print(f"original  {original['key']} ({'stored, ' + format(original['bytes'], ',') + ' bytes' if original['stored'] else 'MISSING from the store'})")
+    print("sources:")
+    for src in story["sources"]:
+        why = f" ({src['reason']})" if src["reason"] else ""
+        print(f"  {_show(src['path'])}  run {src['run_id']}: {src['outcome']}{why}  {src['media_type'] or ''} {src['puid'] or ''}".rstrip())
+    print("published:" if story["documents"] else "published: no document was made from these bytes")
+    for d in story["documents"]:
+        print(f"  document in run {d['run_id']}, part {d['part']}: {d['title'] or '(no title)'}; {d['char_count']:,} characters, "
+              f"text sha256 {d['text_sha256']}, by {d['extractor']} {d['extractor_version']}")
+    print("events:")
+    for e in story["events"]:
+        tool = f" [{e['tool']}]" if e["tool"] else ""
+        print(f"  {e['event_time'].isoformat()}  {e['event_type']:<27} {e['outcome']:<8} {e['agent']} {e['agent_version']}{tool}  "
+              f"run {e['run_id']}  flow run {e['flow_run_id'] or '-'}")
+        print(f"      {_show(e['detail'])}")
+    print("runs:")
+    for r in story["runs"]:
+        who = r["started_by"]
+        by = who.get("deployment") or f"{who.get('user')}@{who.get('host')}"
+        print(f"  {r['run_id']}  {r['kind']}  committed {r['committed_at']}  by {by}  with {r['software']}")
+    return EXIT_OK
+
+
+def cmd_prov(args) -> int:
+    from .provenance import export_run_prov
+    from .store import open_store
+
+    try:
+        document = export_run_prov(open_store(args.dest), args.run_id)
+    except ArchiveError as exc:
+        return _fail(str(exc), args)
+    text = document.serialize(format=args.format, indent=2) if args.format != "provn" else document.get_provn()
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return EXIT_OK
+
+
+def cmd_bag(args) -> int:
+    from .bag import export_bag
+    from .store import open_store
+
+    try:
+        result = export_bag(open_store(args.dest), args.run_id, args.out_dir)
+    except ArchiveError as exc:
+        return _fail(str(exc), args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"Bag of run {result['run_id']} written to {result['bag']}: {result['files']:,} original(s), "
+              f"manifests {' and '.join(result['algorithms'])}.")
     return EXIT_OK
 
 
@@ -186,6 +286,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list committed runs")
     common(p, "print a JSON array")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("verify", help="fixity audit: re-hash originals and part files against the manifests")
+    common(p)
+    p.add_argument("--run", action="append", metavar="RUN_ID", help="only this run (repeatable; default: every committed run)")
+    p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("lineage", help="one record's story: source paths, original, events, publication")
+    p.add_argument("id", metavar="DOC_ID_OR_PATH", help="a doc_id / sha256, or a source path as recorded in the files dataset")
+    common(p)
+    p.add_argument("--run", help="with a path: the run to look it up in (default: the latest that saw it)")
+    p.set_defaults(func=cmd_lineage)
+
+    p = sub.add_parser("prov", help="export a run as W3C PROV")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--dest", help="store (default: $ARCHIVE_DEST or ./archive-store)")
+    p.add_argument("--format", choices=["json", "provn", "jsonld"], default="json", help="PROV-JSON (default), PROV-N or JSON-LD")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_prov)
+
+    p = sub.add_parser("bag", help="export a run's originals as a BagIt bag (sha256 and sha512)")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    common(p)
+    p.set_defaults(func=cmd_bag)
     return parser
 
 

@@ -438,6 +438,19 @@ def _jsonable(row: dict) -> dict:
     return out
 
 
+def publish_run_events(store: Store, run: RunContext, index: int, counts: dict[str, int]) -> PartInfo:
+    """The run's own events, written as the last events part: who or what started
+    it, and what it published. They concern the run, not one object."""
+    who = run.started_by
+    starter = f"deployment {who['deployment']}" if who.get("deployment") else f"user {who.get('user')} on host {who.get('host')}"
+    events = [
+        run.event(ev.INGESTION, ev.SUCCESS, f"run {run.run_id} of {run.source} started by {starter} at {run.started_at}"
+                  + (f" for collection {run.collection}" if run.collection else "")),
+        run.event(ev.PUBLICATION, ev.SUCCESS, "run committed: " + ", ".join(f"{v} {k}" for k, v in counts.items())),
+    ]
+    return write_part(store, "events", part_key("events", run.run_id, index, new_attempt()), events)
+
+
 def total_counts(summaries: Iterable[BatchSummary]) -> dict[str, int]:
     """The run's counts, in the names the CLI and manifest use."""
     total: Counter = Counter()

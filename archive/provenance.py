@@ -80,3 +80,116 @@ class RunContext:
             "agent_version": __version__,
             "tool": tool,
         }
+
+
+# -- W3C PROV export ---------------------------------------------------------
+
+PROV_FORMATS = {"json": "json", "provn": "provn", "jsonld": "jsonld"}
+
+
+def run_prov_document(manifest: dict, files: list[dict], documents: list[dict], events: list[dict]):
+    """A run as a W3C PROV document (prov.model.ProvDocument).
+
+    Entities: the originals (by sha256), the documents made from them, the part
+    files and the manifest. Activities: the run, and each recorded step (one
+    per event, typed with its PREMIS event type). Agents: the software (with
+    its version) and the user or deployment that started the run.
+    """
+    from prov.model import PROV_TYPE, ProvDocument
+
+    run_id = manifest["run_id"]
+    doc = ProvDocument()
+    doc.set_default_namespace("urn:archive:")
+    doc.add_namespace("archive", "urn:archive:")
+    doc.add_namespace("premis", "http://id.loc.gov/vocabulary/preservation/eventType/")
+    software = manifest["software"]
+    agent = doc.agent(f"archive:software-{software['name']}-{software['version']}", {
+        PROV_TYPE: "prov:SoftwareAgent", "archive:name": software["name"], "archive:version": software["version"],
+        **{f"archive:component-{k}": v for k, v in sorted(software["components"].items())},
+    })
+    who = manifest["started_by"]
+    starter_name = who.get("deployment") or f"{who.get('user') or 'unknown'}@{who.get('host') or 'unknown'}"
+    starter = doc.agent(f"archive:starter-{_local(starter_name)}", {
+        PROV_TYPE: "prov:SoftwareAgent" if who.get("deployment") else "prov:Person",
+        "archive:user": who.get("user") or "", "archive:host": who.get("host") or "",
+        "archive:deployment": who.get("deployment") or "",
+    })
+    doc.actedOnBehalfOf(agent, starter)
+    run = doc.activity(f"archive:run-{run_id}", manifest["started_at"], manifest["committed_at"], {
+        PROV_TYPE: f"archive:{manifest['kind']}-run", "archive:run_id": run_id,
+        "archive:flow_run_id": manifest.get("flow_run_id") or "", "archive:collection": manifest.get("collection") or "",
+    })
+    doc.wasAssociatedWith(run, agent)
+    doc.wasAssociatedWith(run, starter)
+
+    originals = {}
+    for f in files:
+        sha = f.get("sha256")
+        if sha and sha not in originals:
+            originals[sha] = doc.entity(f"archive:original-{sha}", {
+                PROV_TYPE: "archive:Original", "archive:sha256": sha, "archive:object_key": f["object_key"],
+                "archive:size": f["size"] if f["size"] is not None else -1, "archive:media_type": f["media_type"] or "",
+            })
+            doc.used(run, originals[sha])
+    manifest_entity = doc.entity(f"archive:manifest-{run_id}", {PROV_TYPE: "prov:Collection", "archive:key": f"runs/{run_id}.json"})
+    doc.wasGeneratedBy(manifest_entity, run)
+    parts = {}
+    for part in manifest["parts"]:
+        parts[part["key"]] = entity = doc.entity(f"archive:part-{_local(part['key'])}", {
+            PROV_TYPE: "prov:Collection", "archive:key": part["key"], "archive:dataset": part["dataset"],
+            "archive:sha256": part["sha256"], "archive:bytes": part["bytes"], "archive:rows": part["rows"],
+        })
+        doc.wasGeneratedBy(entity, run)
+        doc.hadMember(manifest_entity, entity)
+    document_entities = {}
+    for d in documents:
+        entity = doc.entity(f"archive:document-{d['doc_id']}", {
+            PROV_TYPE: "archive:Document", "archive:doc_id": d["doc_id"], "archive:text_sha256": d["text_sha256"],
+            "archive:source_path": d["source_path"],
+        })
+        document_entities[d["doc_id"]] = entity
+        if d["doc_id"] in originals:
+            doc.wasDerivedFrom(entity, originals[d["doc_id"]])
+        if d.get("part") in parts:
+            doc.hadMember(parts[d["part"]], entity)
+    for e in events:
+        step = doc.activity(f"archive:event-{e['event_id']}", e["event_time"], e["event_time"], {
+            PROV_TYPE: f"premis:{e['event_type'].replace(' ', '')}", "archive:event_type": e["event_type"],
+            "archive:outcome": e["outcome"], "archive:detail": e["detail"], "archive:tool": e["tool"] or "",
+        })
+        doc.wasInformedBy(step, run)
+        doc.wasAssociatedWith(step, agent)
+        sha = e["object_sha256"]
+        if sha in originals:
+            doc.used(step, originals[sha])
+        if e["event_type"] == NORMALIZATION and sha in document_entities:
+            doc.wasGeneratedBy(document_entities[sha], step)
+    return doc
+
+
+def _local(text: str) -> str:
+    """A string made safe as the local part of a qualified name."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
+def export_run_prov(store, run_id: str):
+    """The PROV document of one committed run, read from its manifest and datasets."""
+    import pyarrow.dataset as ds
+
+    from .errors import ArchiveError
+    from .publish import load_manifest, manifest_key
+    from .read import open_dataset
+
+    if not store.exists(manifest_key(run_id)):
+        raise ArchiveError(f"no committed run {run_id} in {store.url}")
+    manifest = load_manifest(store, manifest_key(run_id))
+    runs = [run_id]
+    files = open_dataset(store, "files", runs=runs).to_table().to_pylist()
+    events = open_dataset(store, "events", runs=runs).to_table().to_pylist()
+    documents = []
+    for part in manifest["parts"]:
+        if part["dataset"] == "documents":
+            table = ds.dataset(store.arrow_path(part["key"]), format="parquet", filesystem=store.arrow_filesystem()).to_table(
+                columns=["doc_id", "text_sha256", "source_path"])
+            documents.extend({**row, "part": part["key"]} for row in table.to_pylist())
+    return run_prov_document(manifest, files, documents, events)

@@ -10,7 +10,8 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from archive.ingest import DEFAULT_MAX_FILE_BYTES, BatchSummary, IngestOptions, process_batch, reconcile, total_counts
+from archive.ingest import (DEFAULT_MAX_FILE_BYTES, BatchSummary, IngestOptions, process_batch, publish_run_events,
+                            reconcile, total_counts)
 from archive.provenance import RunContext, new_run_id
 from archive.publish import build_manifest, commit_manifest
 from archive.read import committed_doc_ids
@@ -32,11 +33,12 @@ def commit_task(dest: str, run: RunContext, summaries: list[BatchSummary], param
     """Settle duplicates across batches and concurrent runs, then write the manifest: the run exists."""
     store = open_store(dest)
     notes = reconcile(store, run, summaries, committed_doc_ids(store))
+    counts = total_counts(summaries)
+    run_part = publish_run_events(store, run, len(summaries), counts)
     manifest = build_manifest(
         run_id=run.run_id, kind="ingest", collection=run.collection, source=run.source,
         started_at=run.started_at, flow_run_id=run.flow_run_id, started_by=run.started_by,
-        parameters=parameters, counts=total_counts(summaries),
-        parts=[p for s in summaries for p in s.parts], notes=notes,
+        parameters=parameters, counts=counts, parts=[p for s in summaries for p in s.parts] + [run_part], notes=notes,
     )
     return {"manifest": commit_manifest(store, manifest), "counts": manifest["counts"], "notes": notes}
 

@@ -1,0 +1,63 @@
+"""A record's story: the bytes it came from, every step that touched it, and where it was published."""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow.dataset as ds
+
+from .errors import ArchiveError
+from .publish import committed_manifests
+from .read import committed_parts, open_dataset
+from .records import arrow_schema
+from .store import Store, object_key
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def resolve_id(store: Store, ident: str, run: str | None = None) -> str:
+    """A doc_id or sha256 as given, or the sha256 of a source path (in one run, or its latest)."""
+    if _SHA256.match(ident):
+        return ident
+    dataset = open_dataset(store, "files", runs=[run] if run else None)
+    table = dataset.to_table(filter=ds.field("path") == ident, columns=["run_id", "sha256"])
+    rows = [r for r in table.to_pylist() if r["sha256"]]
+    if not rows:
+        where = f"run {run}" if run else "any committed run"
+        raise ArchiveError(f"no file {ident!r} with readable bytes in {where}; give a doc_id or a path as recorded in the files dataset")
+    return max(rows, key=lambda r: r["run_id"])["sha256"]
+
+
+def lineage(store: Store, ident: str, run: str | None = None) -> dict:
+    """Everything the archive knows of one original and the document made from it."""
+    sha256 = resolve_id(store, ident, run)
+    manifests = {m["run_id"]: m for m in committed_manifests(store)}
+    files = open_dataset(store, "files").to_table(filter=ds.field("sha256") == sha256).to_pylist()
+    if not files:
+        raise ArchiveError(f"{sha256} is in no committed run of {store.url}")
+    events = open_dataset(store, "events").to_table(filter=ds.field("object_sha256") == sha256).to_pylist()
+    events.sort(key=lambda e: (e["event_time"], e["run_id"]))
+    documents = []
+    for key in committed_parts(store, "documents"):
+        fragment = ds.dataset(store.arrow_path(key), schema=arrow_schema("documents"), format="parquet",
+                              filesystem=store.arrow_filesystem())
+        table = fragment.to_table(filter=ds.field("doc_id") == sha256,
+                                  columns=["doc_id", "run_id", "source_path", "title", "date", "language", "text_sha256",
+                                           "extractor", "extractor_version", "char_count"])
+        for row in table.to_pylist():
+            documents.append({**row, "part": key})
+    key = object_key(sha256)
+    size = store.size(key)
+    runs = sorted({f["run_id"] for f in files} | {e["run_id"] for e in events})
+    return {
+        "sha256": sha256,
+        "original": {"key": key, "stored": size is not None, "bytes": size},
+        "sources": [{"path": f["path"], "run_id": f["run_id"], "outcome": f["outcome"], "reason": f["reason"],
+                     "media_type": f["media_type"], "puid": f["puid"]} for f in sorted(files, key=lambda f: (f["run_id"], f["path"]))],
+        "documents": documents,
+        "events": events,
+        "runs": [{"run_id": r, "kind": manifests[r]["kind"], "committed_at": manifests[r]["committed_at"],
+                  "software": f"{manifests[r]['software']['name']} {manifests[r]['software']['version']}",
+                  "started_by": manifests[r]["started_by"], "flow_run_id": manifests[r]["flow_run_id"]}
+                 for r in runs if r in manifests],
+    }

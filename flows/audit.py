@@ -1,0 +1,72 @@
+"""The fixity audit flow: re-hash parts, then originals in chunks, and commit the audit as a run."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
+
+from archive.audit import AuditSummary, check_objects, check_parts, chunks, commit_audit, record_checks, referenced_objects, selected_manifests
+from archive.provenance import RunContext, new_run_id
+from archive.store import open_store, resolve_dest
+
+from . import progress
+from .context import started_by
+
+OBJECTS_PER_TASK = 5000
+
+
+@task(name="check-parts", retries=1, cache_policy=NO_CACHE)
+def check_parts_task(dest: str, run: RunContext, manifests) -> AuditSummary:
+    store = open_store(dest)
+    return record_checks(store, run, 0, check_parts(store, manifests))
+
+
+@task(name="check-objects", retries=1, cache_policy=NO_CACHE)
+def check_objects_task(dest: str, run: RunContext, index: int, referenced) -> AuditSummary:
+    store = open_store(dest)
+    return record_checks(store, run, index, check_objects(store, referenced))
+
+
+@task(name="commit-audit", retries=1, cache_policy=NO_CACHE)
+def commit_audit_task(dest: str, run: RunContext, summaries: list[AuditSummary], parameters: dict) -> str:
+    return commit_audit(open_store(dest), run, summaries, parameters)
+
+
+@flow(name="fixity-audit", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=False)
+def fixity_audit(dest: str | None = None, runs: list[str] | None = None) -> dict:
+    """Re-hash every part file and every original that committed runs (or the given runs) reference."""
+    started = time.monotonic()
+    dest = resolve_dest(dest)
+    store = open_store(dest)
+    manifests = selected_manifests(store, runs)
+    run = RunContext(new_run_id(), None, store.url, **started_by())
+
+    parts = check_parts_task(dest, run, quote(manifests))
+    good_parts = {p["key"] for m in manifests for p in m["parts"]} - {f.key for f in parts.findings}
+    referenced = referenced_objects(store, manifests, good_parts)
+    futures = [check_objects_task.submit(dest, run, index, quote(chunk))
+               for index, chunk in enumerate(chunks(referenced, OBJECTS_PER_TASK), start=1)]
+    summaries, done = [parts], 0
+    for future in as_completed(futures):
+        summary = future.result()
+        summaries.append(summary)
+        done += summary.checked["object"]
+        progress.report(done, referenced.num_rows, time.monotonic() - started)
+    manifest = commit_audit_task(dest, run, summaries, {"dest": store.url, "runs": runs})
+    findings = [f for s in sorted(summaries, key=lambda s: s.index) for f in s.findings]
+    return {
+        "run_id": run.run_id,
+        "status": "ok" if not findings else "problems",
+        "dest": store.url,
+        "manifest": manifest,
+        "checked": {"runs": len(manifests), "parts": parts.checked["part"],
+                    "objects": sum(s.checked["object"] for s in summaries)},
+        "problems": [{"kind": f.kind, "key": f.key, "expected_sha256": f.expected_sha256, "found_sha256": f.found_sha256,
+                      "expected_bytes": f.expected_bytes, "found_bytes": f.found_bytes, "message": str(f)} for f in findings],
+        "seconds": round(time.monotonic() - started, 3),
+    }

@@ -1,0 +1,171 @@
+"""Auditors: fixity verification, lineage, W3C PROV export, BagIt export."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from archive.publish import committed_manifests
+from archive.store import LocalStore, object_key
+
+pytestmark = pytest.mark.flow
+
+
+@pytest.fixture(scope="module")
+def ingested(prefect_harness, seeds_dir, tmp_path_factory):
+    """One ingest of the seeds, shared by the read-only tests of this module."""
+    from flows.ingest import ingest
+
+    dest = str(tmp_path_factory.mktemp("audit") / "store")
+    result = ingest(str(seeds_dir), dest=dest, collection="black-january")
+    return dest, result["run_id"]
+
+
+@pytest.fixture(scope="module")
+def cli_env(prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
+    return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+
+
+def archive(*args, env):
+    return subprocess.run([sys.executable, "-m", "archive.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def _flip_byte(path, offset=10):
+    os.chmod(path, 0o644)
+    data = bytearray(open(path, "rb").read())
+    data[offset] ^= 0x01
+    open(path, "wb").write(bytes(data))
+
+
+def test_verify_names_exactly_the_changed_and_missing_keys(prefect_harness, seeds_dir, tmp_path, cli_env):
+    from flows.audit import fixity_audit
+    from flows.ingest import ingest
+
+    dest = str(tmp_path / "store")
+    ingest(str(seeds_dir), dest=dest)
+    store = LocalStore(dest)
+    clean = fixity_audit(dest=dest)
+    assert clean["status"] == "ok" and clean["problems"] == []
+    assert clean["checked"]["objects"] == 5
+
+    seeds = sorted(seeds_dir.iterdir())
+    flipped_original = object_key(hashlib.sha256(seeds[0].read_bytes()).hexdigest())
+    deleted_original = object_key(hashlib.sha256(seeds[1].read_bytes()).hexdigest())
+    (manifest,) = [m for m in committed_manifests(store) if m["kind"] == "ingest"]
+    flipped_part = next(p["key"] for p in manifest["parts"] if p["dataset"] == "documents")
+    saved = {k: store.get_bytes(k) for k in (flipped_original, deleted_original, flipped_part)}
+
+    _flip_byte(store.arrow_path(flipped_original))
+    _flip_byte(store.arrow_path(flipped_part), offset=200)
+    store.delete(deleted_original)
+
+    done = archive("verify", "--dest", dest, "--json", env=cli_env)
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert {(p["kind"], p["key"]) for p in report["problems"]} == {
+        ("changed", flipped_original), ("changed", flipped_part), ("missing", deleted_original)}
+    changed = next(p for p in report["problems"] if p["key"] == flipped_original)
+    assert changed["expected_sha256"] == flipped_original.rsplit("/", 1)[1]
+    assert changed["found_sha256"] != changed["expected_sha256"]
+
+    # Restore the three: verify holds again. (The audit runs themselves are now checked too.)
+    for key, data in saved.items():
+        path = store.arrow_path(key)
+        if os.path.exists(path):
+            os.chmod(path, 0o644)
+            os.unlink(path)
+        store.put_bytes(key, data)
+    done = archive("verify", "--dest", dest, env=cli_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "all hold" in done.stdout
+
+    # Each audit left a trail: a committed run of kind audit with a fixity event per check.
+    audits = [m for m in committed_manifests(store) if m["kind"] == "audit"]
+    assert len(audits) == 3
+    assert [a["counts"]["problems"] for a in audits] == [0, 3, 0]
+
+
+def test_lineage_of_a_seed_shows_its_events_in_order_and_its_part(ingested, seeds_dir):
+    from archive.lineage import lineage
+
+    dest, run_id = ingested
+    store = LocalStore(dest)
+    seed = seeds_dir / "003_383d63a257376c65.txt"
+    sha = hashlib.sha256(seed.read_bytes()).hexdigest()
+    story = lineage(store, sha)
+    assert story["original"] == {"key": object_key(sha), "stored": True, "bytes": seed.stat().st_size}
+    assert [(s["path"], s["run_id"], s["outcome"]) for s in story["sources"]] == [(seed.name, run_id, "document")]
+    assert [e["event_type"] for e in story["events"] if e["run_id"] == run_id] == [
+        "message digest calculation", "format identification", "ingestion", "normalization",
+        "metadata extraction", "validation", "publication"]
+    (manifest,) = [m for m in committed_manifests(store) if m["run_id"] == run_id]
+    (document,) = story["documents"]
+    assert document["part"] in {p["key"] for p in manifest["parts"] if p["dataset"] == "documents"}
+    assert document["part"] in story["events"][-1]["detail"]  # the publication event names the same part
+    # A path works as well as a doc_id.
+    assert lineage(store, seed.name)["sha256"] == sha
+    assert story["runs"][0]["started_by"]["user"]
+
+
+def test_prov_export_round_trips(ingested, tmp_path):
+    import prov
+
+    from archive.provenance import export_run_prov
+
+    dest, run_id = ingested
+    document = export_run_prov(LocalStore(dest), run_id)
+    for fmt in ("json", "jsonld"):
+        path = tmp_path / f"run.{fmt}"
+        path.write_text(document.serialize(format=fmt))
+        loaded = prov.read(str(path), format=fmt)
+        assert len(loaded.get_records()) == len(document.get_records())
+        assert loaded == document if fmt == "json" else True
+    provn = document.get_provn()
+    assert provn.startswith("document") and provn.rstrip().endswith("endDocument")
+    ids = {str(r.identifier) for r in document.get_records() if r.identifier}
+    assert f"archive:run-{run_id}" in ids
+    assert sum(1 for i in ids if i.startswith("archive:document-")) == 5
+    assert sum(1 for i in ids if i.startswith("archive:original-")) == 5
+
+
+def test_prov_command_outputs_each_format(ingested, cli_env, tmp_path):
+    import prov
+
+    dest, run_id = ingested
+    done = archive("prov", run_id, "--dest", dest, env=cli_env)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "run.prov.json"
+    out.write_text(done.stdout)
+    assert prov.read(str(out), format="json").get_records()
+    provn = archive("prov", run_id, "--dest", dest, "--format", "provn", env=cli_env)
+    assert provn.returncode == 0 and "wasDerivedFrom" in provn.stdout
+    assert archive("prov", "20990101T000000Z-dead", "--dest", dest, env=cli_env).returncode == 1
+
+
+def test_bag_of_a_run_validates_with_bagit(ingested, seeds_dir, tmp_path):
+    import bagit
+
+    from archive.bag import export_bag
+
+    dest, run_id = ingested
+    out = tmp_path / "bag"
+    result = export_bag(LocalStore(dest), run_id, out)
+    assert result["files"] == 5
+    bag = bagit.Bag(str(out))
+    bag.validate()
+    assert set(bag.algorithms) == {"sha256", "sha512"}
+    assert bag.info["Archive-Run-Id"] == run_id
+    assert bag.info["Archive-Collection"] == "black-january"
+    for seed in seeds_dir.iterdir():
+        assert (out / "data" / seed.name).read_bytes() == seed.read_bytes()
+    # A bag with a changed payload fails bagit's own validation.
+    (out / "data" / seed.name).write_bytes(b"tampered")
+    with pytest.raises(bagit.BagValidationError):
+        bagit.Bag(str(out)).validate()

@@ -59,6 +59,8 @@ def cmd_ingest(args) -> int:
         open_source(args.source)  # a wrong SOURCE is a usage error, found before Prefect starts
     except SourceError as exc:
         return _usage(str(exc))
+    if args.metadata and not os.path.isfile(args.metadata):
+        return _usage(f"--metadata {args.metadata}: no such file")
     try:
         open_store(dest).check_writable()
     except ArchiveError as exc:
@@ -74,6 +76,7 @@ def cmd_ingest(args) -> int:
         result = ingest(
             source=args.source, dest=dest, collection=args.collection,
             max_file_bytes=args.max_file_bytes, batch_files=args.batch_files,
+            metadata=os.path.abspath(args.metadata) if args.metadata else None,
         )
     except KeyboardInterrupt:
         return _fail("ingest interrupted; nothing was committed", args)
@@ -277,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE", help="a folder, or s3://bucket/prefix")
     common(p)
     p.add_argument("--collection", help="collection name recorded on every document")
+    p.add_argument("--metadata", metavar="FILE", help="a metadata.csv (Dublin Core) to use instead of SOURCE/metadata.csv")
     p.add_argument("--max-file-bytes", type=_size, default=256 << 20,
                    help="larger files are kept but quarantined as too-large (default 256M)")
     p.add_argument("--batch-files", type=int, default=1000, help="files per batch task (default 1000)")

@@ -88,6 +88,11 @@ def identify(data: bytes) -> Format:
     return PLAIN_TEXT
 
 
+# Every byte value except the control bytes that do not occur in text: deleting
+# these leaves only the suspicious controls, counted in C rather than in a loop.
+_NOT_CONTROL = bytes(b for b in range(256) if not ((b < 32 and b not in (0, 9, 10, 12, 13, 27)) or b == 0x7F))
+
+
 def _text_encoding_hint(head: bytes) -> str | None:
     """A codec that can read the sniffed bytes as text, or None if they look binary.
 
@@ -107,7 +112,7 @@ def _text_encoding_hint(head: bytes) -> str | None:
             return None  # NULs throughout: a binary format
         # A handful of NULs in otherwise textual bytes: text with a fault,
         # which the text extractor reports as corrupt rather than guessing.
-    control = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13, 0, 27)) + head.count(0x7F)
+    control = len(head.translate(None, _NOT_CONTROL))
     if control > max(2, len(head) // 100):
         return None
     return "utf-8"

@@ -30,7 +30,7 @@ DEFAULT_MAX_FILE_BYTES = 256 << 20
 # Quarantined and skipped files a batch reports back by name (the rest are counted).
 REPORTED_PROBLEMS = 200
 
-DC_FIELDS = ("title", "date", "creator", "language", "publisher", "source", "rights", "description", "subject", "identifier")
+DC_FIELDS = ("title", "date", "creator", "language", "publisher", "source", "rights", "description", "subject", "identifier", "type")
 STAGES = ("read_hash", "identify", "store_originals", "extract", "normalise", "validate", "write_parts")
 
 
@@ -41,11 +41,48 @@ class IngestOptions:
     batch_bytes: int = 64 << 20
 
 
-class Descriptions(Protocol):
-    """Sidecar descriptive metadata for a batch (archive.metadata provides one)."""
+@dataclass(frozen=True)
+class Descriptions:
+    """The batch's sidecar metadata.csv: where it is in the source, what it says, or why it cannot be used."""
+
+    path: str | None = None  # the sidecar's path inside the source (None: given with --metadata, or none)
+    sidecar: object | None = None  # archive.metadata.Sidecar
+    error: str | None = None  # the sidecar as a whole is unusable
 
     def lookup(self, path: str) -> tuple[dict[str, str] | None, str | None]:
-        """(Dublin Core values keyed title, date..., or a problem naming column and value)."""
+        """(Dublin Core values for the file at path, or a problem naming the line, column and value)."""
+        if self.sidecar is None:
+            return None, None
+        row = self.sidecar.lookup(path)
+        if row is not None:
+            return row.dublin_core, None
+        problems = [p for p in self.sidecar.problems_for(path) if p.severity == "error"]
+        if problems:
+            return None, f"{self.sidecar.source_name} " + "; ".join(str(p) for p in problems)
+        return None, None
+
+
+def load_descriptions(source: Source, refs_at_root: Iterable[FileRef] = (), explicit: bytes | None = None,
+                      explicit_name: str | None = None) -> Descriptions:
+    """Read the sidecar: explicit bytes (--metadata FILE), else metadata.csv at the source root."""
+    from .metadata import SIDECAR_NAME, SidecarError, load_sidecar
+
+    path, data, name = None, explicit, explicit_name or SIDECAR_NAME
+    if data is None:
+        for ref in refs_at_root:
+            if ref.path == SIDECAR_NAME and not ref.skip_reason:
+                path = ref.path
+                try:
+                    data = source.read(ref)
+                except OSError as exc:
+                    return Descriptions(path, None, f"{SIDECAR_NAME} cannot be read: {exc.strerror or exc}")
+                break
+    if data is None:
+        return Descriptions()
+    try:
+        return Descriptions(path, load_sidecar(data, source_name=name))
+    except SidecarError as exc:
+        return Descriptions(path, None, str(exc))
 
 
 @dataclass(frozen=True)
@@ -92,7 +129,7 @@ class BatchProcessor:
         *,
         known: frozenset[str] | set[str] = frozenset(),
         options: IngestOptions = IngestOptions(),
-        descriptions: Descriptions | None = None,
+        descriptions: Descriptions = Descriptions(),
     ):
         self.store, self.source, self.run, self.index = store, source, run, index
         self.known, self.options, self.descriptions = known, options, descriptions
@@ -183,6 +220,9 @@ class BatchProcessor:
         with self._time("store_originals"):
             if not self._store_original(ref, sha256, data=data):
                 return
+        if ref.path == self.descriptions.path:
+            self._sidecar_file(ref, sha256, fmt, len(data))
+            return
         if self._is_duplicate(ref, sha256, fmt, len(data)):
             return
         self._make_document(ref, sha256, fmt, data)
@@ -192,8 +232,13 @@ class BatchProcessor:
         key = object_key(sha256)
         # A store failure is not the file's fault: StoreError leaves the batch
         # (the task is retried, then the run fails with nothing committed).
+        expected = len(data) if data is not None else os.path.getsize(path)
         try:
-            if self.store.exists(key):
+            stored = self.store.size(key)
+            if stored is not None and stored != expected:
+                raise StoreError(key, f"the stored original has {stored} bytes, these bytes are {expected}: "
+                                      "the stored copy is damaged (run archive verify)")
+            if stored is not None:
                 detail = f"original already in store at {key}; not uploaded again"
             else:
                 try:
@@ -209,6 +254,21 @@ class BatchProcessor:
             raise StoreError(exc.key, f"{exc.reason} (while storing the original of {ref.path})") from exc
         self.events.append(self.run.event(ev.INGESTION, ev.SUCCESS, detail, sha256=sha256, path=ref.path))
         return True
+
+    def _sidecar_file(self, ref: FileRef, sha256: str, fmt: Format, size: int) -> None:
+        """The metadata.csv is kept like any original but describes the others instead of becoming a document."""
+        d = self.descriptions
+        if d.error:
+            self._quarantine(ref, sha256, size, fmt, "invalid-metadata", f"{d.error}; no descriptive metadata was applied")
+            return
+        sidecar = d.sidecar
+        rejected = len({p.line for p in sidecar.errors})
+        detail = (f"descriptive metadata for this batch: {len(sidecar.rows)} row(s) used, {rejected} rejected"
+                  + (f" ({'; '.join(str(p) for p in sidecar.problems[:5])}{'; ...' if len(sidecar.problems) > 5 else ''})"
+                     if sidecar.problems else ""))
+        self.events.append(self.run.event(ev.VALIDATION, ev.WARNING if sidecar.problems else ev.SUCCESS,
+                                          f"{ref.path}: {detail}", sha256=sha256, path=ref.path, tool="jsonschema"))
+        self._file_row(ref, "skipped", sha256=sha256, fmt=fmt, reason="sidecar-metadata", detail=detail, size=size)
 
     def _too_large(self, ref: FileRef) -> None:
         """Keep the bytes (streamed, never whole in memory) but make no document."""
@@ -290,14 +350,17 @@ class BatchProcessor:
         for name, value in extracted.metadata.items():
             if name in values and value:
                 values[name], origin[name] = value, extracted.extractor
-        if self.descriptions is not None:
-            sidecar, problem = self.descriptions.lookup(ref.path)
-            if problem:
-                self._quarantine(ref, sha256, size, fmt, "invalid-metadata", problem)
-                return
-            for name, value in (sidecar or {}).items():
-                if name in values and value:
-                    values[name], origin[name] = value, "metadata.csv"
+        sidecar, problem = self.descriptions.lookup(ref.path)
+        if problem:
+            self._quarantine(ref, sha256, size, fmt, "invalid-metadata", problem)
+            return
+        for name, value in (sidecar or {}).items():
+            if name in values and value:
+                values[name], origin[name] = value, "metadata.csv"
+        # date holds a full calendar date; date_text the date at the precision it was stated.
+        date_text = values.pop("date")
+        values["date"] = date_text if date_text and len(date_text) == 10 else None
+        values["date_text"] = date_text
         self.events.append(self.run.event(
             ev.METADATA_EXTRACTION, ev.WARNING if description.notes else ev.SUCCESS,
             "; ".join([f"{k} from {v}" for k, v in sorted(origin.items())] + list(description.notes)) or "no descriptive metadata found",
@@ -350,6 +413,7 @@ class BatchProcessor:
                 if rows:
                     key = self.documents_key if dataset == "documents" else part_key(dataset, run_id, self.index, self.attempt)
                     self.summary.parts.append(write_part(self.store, dataset, key, rows))
+            self.store.flush()  # originals and parts durable before the batch reports them
 
 
 def _schema(kind: str) -> str:
@@ -360,7 +424,7 @@ def _schema(kind: str) -> str:
 
 def process_batch(store: Store, source: Source, run: RunContext, index: int, refs: list[FileRef], *,
                   known: frozenset[str] | set[str] = frozenset(), options: IngestOptions = IngestOptions(),
-                  descriptions: Descriptions | None = None) -> BatchSummary:
+                  descriptions: Descriptions = Descriptions()) -> BatchSummary:
     """Ingest one batch; its parts are in the store (uncommitted) when this returns."""
     return BatchProcessor(store, source, run, index, known=known, options=options, descriptions=descriptions).process(refs)
 
@@ -438,7 +502,8 @@ def _jsonable(row: dict) -> dict:
     return out
 
 
-def publish_run_events(store: Store, run: RunContext, index: int, counts: dict[str, int]) -> PartInfo:
+def publish_run_events(store: Store, run: RunContext, index: int, counts: dict[str, int],
+                       warnings: Iterable[str] = ()) -> PartInfo:
     """The run's own events, written as the last events part: who or what started
     it, and what it published. They concern the run, not one object."""
     who = run.started_by
@@ -446,9 +511,30 @@ def publish_run_events(store: Store, run: RunContext, index: int, counts: dict[s
     events = [
         run.event(ev.INGESTION, ev.SUCCESS, f"run {run.run_id} of {run.source} started by {starter} at {run.started_at}"
                   + (f" for collection {run.collection}" if run.collection else "")),
+        *(run.event(ev.VALIDATION, ev.WARNING, warning) for warning in warnings),
         run.event(ev.PUBLICATION, ev.SUCCESS, "run committed: " + ", ".join(f"{v} {k}" for k, v in counts.items())),
     ]
     return write_part(store, "events", part_key("events", run.run_id, index, new_attempt()), events)
+
+
+def unmatched_rows(descriptions: Descriptions, seen: Iterable[str]) -> list[str]:
+    """Sidecar rows naming files the source does not have: a typo or a missing file, said in words."""
+    if descriptions.sidecar is None:
+        return []
+    return [f"{descriptions.sidecar.source_name} line {row.line} describes {row.filename!r}, which is not in the source"
+            for row in descriptions.sidecar.unmatched(seen)]
+
+
+def store_sidecar(store: Store, data: bytes) -> str:
+    """Keep a sidecar given from outside the source (--metadata) like any original."""
+    sha256 = sha256_hex(data)
+    key = object_key(sha256)
+    if not store.exists(key):
+        try:
+            store.put_bytes(key, data, sha256=sha256)
+        except ObjectExistsError:
+            pass
+    return key
 
 
 def total_counts(summaries: Iterable[BatchSummary]) -> dict[str, int]:

@@ -10,12 +10,10 @@ from functools import cache
 
 # Characters that carry no text: zero-width marks, BOMs left inside the text,
 # soft hyphens (a typesetter's hint, not part of the word).
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 # C0/C1 controls other than tab and newline: scanning and transfer debris.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_HSPACE = re.compile(r"[^\S\n]+")  # any whitespace except newline (tabs, NBSP, ...)
-_TRAILING = re.compile(r" +\n|\n +")
-_MANY_BLANK_LINES = re.compile(r"\n{3,}")
+_MANY_BLANK_LINES = re.compile(r"\n\n\n+")  # (faster than \n{3,} in CPython's engine)
 # A word broken across a line by a hyphen: letters, hyphen, newline, letters.
 # Capitalised continuations ("Soviet-\nArmenian") are real compounds and keep
 # their hyphen (see _dehyphenate).
@@ -30,11 +28,11 @@ def normalise_text(text: str) -> str:
     breaks (blank lines) survive; spacing inside lines does not.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = unicodedata.normalize("NFC", text).translate(_INVISIBLE)
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFC", text))
     text = text.replace("\f", "\n\n")  # page breaks become paragraph breaks
     text = _CONTROLS.sub("", text)
-    text = _HSPACE.sub(" ", text)
-    text = _TRAILING.sub("\n", text)
+    # Within each line, any run of whitespace (tabs, NBSP...) becomes one space; lines are trimmed.
+    text = "\n".join(" ".join(line.split()) for line in text.split("\n"))
     text = _dehyphenate(text)
     text = _MANY_BLANK_LINES.sub("\n\n", text)
     return text.strip()
@@ -123,6 +121,8 @@ def _ends_like_prose(line: str) -> bool:
 
 
 MIN_LANGUAGE_CHARS = 40
+# py3langid's cost grows with the sample; the opening of a text says its language.
+LANGUAGE_SAMPLE_CHARS = 2000
 
 
 @cache
@@ -134,7 +134,7 @@ def _language_identifier():
 
 def detect_language(text: str) -> str | None:
     """ISO 639-1 code of the text's language, or None when it cannot be told."""
-    sample = text[:5000]
+    sample = text[:LANGUAGE_SAMPLE_CHARS]
     if sum(ch.isalpha() for ch in sample) < MIN_LANGUAGE_CHARS:
         return None
     language, probability = _language_identifier().classify(sample)

@@ -48,6 +48,10 @@ class Source(ABC):
         """A filesystem path for ref, when the source has one (lets stores stream files)."""
         return None
 
+    @abstractmethod
+    def root_file(self, name: str) -> FileRef | None:
+        """The regular file called name at the top of the source, if there is one."""
+
 
 class LocalSource(Source):
     """A directory tree. Symlinks are followed only to files inside the tree;
@@ -112,6 +116,12 @@ class LocalSource(Source):
 
     def open(self, ref: FileRef) -> BinaryIO:
         return open(ref.location, "rb")
+
+    def root_file(self, name: str) -> FileRef | None:
+        path = self.root / name
+        if path.is_symlink() or not path.is_file():
+            return None
+        return FileRef(display_path(name), str(path), path.stat().st_size)
 
     def local_path(self, ref: FileRef) -> str | None:
         return ref.location

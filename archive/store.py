@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -84,6 +85,10 @@ class Store(ABC):
     @abstractmethod
     def delete(self, key: str) -> None: ...
 
+    def flush(self) -> None:
+        """Make everything written so far durable. Called before a manifest is
+        committed, so a committed run never points at bytes still in a cache."""
+
     @abstractmethod
     def check_writable(self) -> None:
         """Raise ConfigurationError now if nothing could be written, before any work."""
@@ -99,7 +104,13 @@ class Store(ABC):
 
 class LocalStore(Store):
     """A directory. Writes go to a temporary file, then a hard link makes them
-    visible atomically and fails if the key exists: write-once without locks."""
+    visible atomically and fails if the key exists: write-once without locks.
+
+    Manifests are fsynced one by one. Other objects are made durable together
+    by flush() (one syncfs per batch instead of two fsyncs per file, which
+    cost ~1 ms each here); flush() always runs before the manifest that makes
+    them visible is written.
+    """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).absolute()
@@ -118,24 +129,29 @@ class LocalStore(Store):
         except OSError as exc:
             raise ConfigurationError(f"DEST {self.root} is not writable: {exc.strerror or exc}") from exc
 
-    def _publish(self, key: str, write) -> PutResult:
+    def _publish(self, key: str, write, sha256: str | None) -> PutResult:
         target = self._path(key)
+        sync_now = key.startswith("runs/")
         if target.exists():
             raise ObjectExistsError(key)
         self._tmp.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         try:
             with os.fdopen(fd, "wb") as out:
-                size = write(out)
+                size, digest = write(out)
                 out.flush()
-                os.fsync(out.fileno())
+                if sync_now:
+                    os.fsync(out.fileno())
+            if sha256 is not None and sha256.lower() != digest:
+                raise StoreError(key, f"content hashes to SHA-256 {digest}, not the expected {sha256}")
             os.chmod(tmp_name, 0o444)  # originals and parts are never edited in place
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(tmp_name, target)
             except FileExistsError:
                 raise ObjectExistsError(key) from None
-            _fsync_dir(target.parent)
+            if sync_now:
+                _fsync_dir(target.parent)
         except OSError as exc:
             raise StoreError(key, exc.strerror or str(exc)) from exc
         finally:
@@ -143,25 +159,29 @@ class LocalStore(Store):
                 os.unlink(tmp_name)
             except FileNotFoundError:
                 pass
-        return PutResult(key=key, size=size)
+        return PutResult(key=key, size=size, stored_sha256=digest)
 
     def put_bytes(self, key: str, data: bytes, *, sha256: str | None = None) -> PutResult:
         def write(out):
             out.write(data)
-            return len(data)
+            return len(data), hashlib.sha256(data).hexdigest()
 
-        return self._publish(key, write)
+        return self._publish(key, write, sha256)
 
     def put_file(self, key: str, path, *, sha256: str | None = None) -> PutResult:
         def write(out):
-            size = 0
+            size, digest = 0, hashlib.sha256()
             with open(path, "rb") as src:
                 while chunk := src.read(1 << 20):
                     out.write(chunk)
+                    digest.update(chunk)
                     size += len(chunk)
-            return size
+            return size, digest.hexdigest()
 
-        return self._publish(key, write)
+        return self._publish(key, write, sha256)
+
+    def flush(self) -> None:
+        _syncfs(self.root)
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -218,6 +238,25 @@ class LocalStore(Store):
 
     def arrow_path(self, key: str) -> str:
         return str(self._path(key))
+
+
+def _syncfs(path: Path) -> None:
+    """Flush the filesystem holding path (Linux syncfs), or everything (sync)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -10,8 +10,8 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from archive.ingest import (DEFAULT_MAX_FILE_BYTES, BatchSummary, IngestOptions, process_batch, publish_run_events,
-                            reconcile, total_counts)
+from archive.ingest import (DEFAULT_MAX_FILE_BYTES, BatchSummary, Descriptions, IngestOptions, load_descriptions,
+                            process_batch, publish_run_events, reconcile, store_sidecar, total_counts, unmatched_rows)
 from archive.provenance import RunContext, new_run_id
 from archive.publish import build_manifest, commit_manifest
 from archive.read import committed_doc_ids
@@ -23,18 +23,22 @@ from .context import started_by
 
 
 @task(name="process-batch", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def process_batch_task(dest: str, source: str, run: RunContext, index: int, refs, known, options: IngestOptions) -> BatchSummary:
+def process_batch_task(dest: str, source: str, run: RunContext, index: int, refs, known, options: IngestOptions,
+                       descriptions: Descriptions) -> BatchSummary:
     """One batch: its parts are written to the store by the task itself; only a summary comes back."""
-    return process_batch(open_store(dest), open_source(source), run, index, refs, known=known, options=options)
+    return process_batch(open_store(dest), open_source(source), run, index, refs, known=known, options=options,
+                         descriptions=descriptions)
 
 
 @task(name="commit", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def commit_task(dest: str, run: RunContext, summaries: list[BatchSummary], parameters: dict) -> dict:
+def commit_task(dest: str, run: RunContext, summaries: list[BatchSummary], parameters: dict, warnings: list[str]) -> dict:
     """Settle duplicates across batches and concurrent runs, then write the manifest: the run exists."""
     store = open_store(dest)
     notes = reconcile(store, run, summaries, committed_doc_ids(store))
     counts = total_counts(summaries)
-    run_part = publish_run_events(store, run, len(summaries), counts)
+    run_part = publish_run_events(store, run, len(summaries), counts, warnings)
+    store.flush()
+    notes = warnings + notes
     manifest = build_manifest(
         run_id=run.run_id, kind="ingest", collection=run.collection, source=run.source,
         started_at=run.started_at, flow_run_id=run.flow_run_id, started_by=run.started_by,
@@ -51,8 +55,12 @@ def ingest(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     batch_files: int = 1000,
     batch_bytes: int = 64 << 20,
+    metadata: str | None = None,
 ) -> dict:
-    """Ingest every file under SOURCE (a folder or s3://bucket/prefix) into DEST."""
+    """Ingest every file under SOURCE (a folder or s3://bucket/prefix) into DEST.
+
+    metadata: a metadata.csv to use instead of the one at the top of SOURCE.
+    """
     started = time.monotonic()
     dest = resolve_dest(dest)
     store = open_store(dest)
@@ -61,12 +69,26 @@ def ingest(
     options = IngestOptions(max_file_bytes=max_file_bytes, batch_files=batch_files, batch_bytes=batch_bytes)
     run = RunContext(new_run_id(), collection, src.url, **started_by())
     known = frozenset(committed_doc_ids(store))
+    warnings = []
+    if metadata:
+        with open(metadata, "rb") as stream:
+            explicit = stream.read()
+        descriptions = load_descriptions(src, explicit=explicit, explicit_name=metadata)
+        warnings.append(f"sidecar metadata {metadata} (outside the source) kept at {store_sidecar(store, explicit)}")
+    else:
+        descriptions = load_descriptions(src, [ref for ref in [src.root_file("metadata.csv")] if ref])
+    if descriptions.error:
+        warnings.append(f"sidecar not used: {descriptions.error}")
 
-    futures, total = [], 0
+    futures, total, seen = [], 0, []
     for index, refs in enumerate(batches(src.iter_files(), batch_files, batch_bytes)):
         total += len(refs)
+        if descriptions.sidecar is not None:
+            seen.extend(ref.path for ref in refs)
         # quote(): the payloads are plain data, no futures inside; spare Prefect walking them.
-        futures.append(process_batch_task.submit(dest, source, run, index, quote(refs), quote(known), options))
+        futures.append(process_batch_task.submit(dest, source, run, index, quote(refs), quote(known), options,
+                                                 quote(descriptions)))
+    warnings.extend(unmatched_rows(descriptions, seen))
     summaries, done = [], 0
     for future in as_completed(futures):
         summary = future.result()  # a failed batch fails the run here: nothing is committed
@@ -75,8 +97,8 @@ def ingest(
         progress.report(done, total, time.monotonic() - started)
 
     parameters = {"source": source, "dest": store.url, "collection": collection, "max_file_bytes": max_file_bytes,
-                  "batch_files": batch_files, "batch_bytes": batch_bytes}
-    committed = commit_task(dest, run, summaries, parameters)
+                  "batch_files": batch_files, "batch_bytes": batch_bytes, "metadata": metadata}
+    committed = commit_task(dest, run, summaries, parameters, warnings)
     timings: dict[str, float] = {}
     for s in summaries:
         for stage, seconds in s.timings.items():

@@ -1,0 +1,438 @@
+"""Text reuse between documents: candidate pairs by MinHash LSH over word windows, then the exact passages they share."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import pyarrow as pa
+
+from .errors import ArchiveError
+
+# One row per shared passage (schemas/reuse.schema.json says the same).
+# Offsets count Unicode code points into each document's normalised text (the
+# `text` column of documents), end exclusive: text[start:end] in Python,
+# substring(text, start + 1, end - start) in DuckDB.
+REUSE = pa.schema([
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("doc_id_a", pa.string(), nullable=False),
+    pa.field("doc_id_b", pa.string(), nullable=False),
+    pa.field("start_a", pa.int64(), nullable=False),
+    pa.field("end_a", pa.int64(), nullable=False),
+    pa.field("start_b", pa.int64(), nullable=False),
+    pa.field("end_b", pa.int64(), nullable=False),
+    pa.field("passage_words", pa.int64(), nullable=False),
+    pa.field("passage_text", pa.large_string(), nullable=False),
+    pa.field("similarity", pa.float64(), nullable=False),
+])
+
+# Words for the sketches: the same notion of a word as normalise.describe_text,
+# lower-cased, so that case and punctuation edits do not hide a reused passage.
+_WORD = re.compile(r"\w+(?:[-'’]\w+)*")
+# Words for the alignment: whitespace-separated tokens compared exactly, so a
+# passage is the same on both sides except for the whitespace between tokens.
+_TOKEN = re.compile(r"\S+")
+# A seed (min_words tokens) occurring more often than this in one document is
+# repetition (tables, refrains), not reuse; skipping it keeps alignment linear.
+MAX_SEED_OCCURRENCES = 64
+# Texts kept while aligning candidate pairs; pairs come sorted by their first
+# document, so a small cache serves most lookups.
+TEXT_CACHE_SIZE = 256
+
+
+class ReuseError(ArchiveError):
+    """A document's text cannot be used for reuse detection; names the doc_id and the reason."""
+
+    def __init__(self, doc_id: str, reason: str):
+        super().__init__(f"{doc_id}: {reason}")
+        self.doc_id = doc_id
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ReuseParams:
+    """How reuse is looked for. The defaults suit news and letters of a few hundred
+    to a few thousand words.
+
+    shingle_words: words per shingle in the sketches (5). Shorter shingles
+        tolerate denser edits and match more common phrases.
+    window_words: words per window (50). Each document is indexed as
+        non-overlapping windows of this size (plus one flush with its end); a
+        passage of about 2 * window_words - 1 words or more fully covers one
+        indexed window, and is found with high probability. Shorter passages
+        are found when a longer reused region (edited or not) makes their pair
+        a candidate: every passage of a candidate pair is reported. Memory grows
+        with 1 / window_words (see CandidateIndex).
+    query_stride: words between the starts of the overlapping windows a
+        document queries the index with (10); a smaller stride aligns a query
+        window closer to every indexed window, at the cost of more queries.
+    num_perm: MinHash permutations per window (64).
+    threshold: Jaccard similarity of two windows' shingle sets at which
+        MinHashLSH is tuned to report them (0.5); datasketch chooses the bands.
+    min_words: the shortest passage reported, in whitespace-separated tokens (10).
+    min_similarity: the lowest pair similarity reported (0.0: every pair that
+        shares a passage of min_words). See Alignment.similarity.
+    seed: the MinHash permutation seed (1); results are deterministic for a
+        given seed and input order.
+    """
+
+    shingle_words: int = 5
+    window_words: int = 25
+    query_stride: int = 5
+    num_perm: int = 32
+    threshold: float = 0.5
+    min_words: int = 10
+    min_similarity: float = 0.0
+    seed: int = 1
+
+    def __post_init__(self):
+        if self.shingle_words < 1:
+            raise ValueError(f"shingle_words must be at least 1, not {self.shingle_words}")
+        if self.window_words < self.shingle_words:
+            raise ValueError(f"window_words ({self.window_words}) must be at least shingle_words ({self.shingle_words})")
+        if not 1 <= self.query_stride <= self.window_words:
+            raise ValueError(f"query_stride must be between 1 and window_words ({self.window_words}), not {self.query_stride}")
+        if self.num_perm < 2:
+            raise ValueError(f"num_perm must be at least 2, not {self.num_perm}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], not {self.threshold}")
+        if self.min_words < 1:
+            raise ValueError(f"min_words must be at least 1, not {self.min_words}")
+        if not 0.0 <= self.min_similarity <= 1.0:
+            raise ValueError(f"min_similarity must be in [0, 1], not {self.min_similarity}")
+
+
+STAGES = ("signatures", "lsh", "fetch", "align")
+
+
+@dataclass
+class ReuseStats:
+    """What a reuse search did: counts and seconds per stage."""
+
+    documents: int = 0
+    identical_texts: int = 0  # documents whose text equals an earlier one's (reported as duplicates elsewhere)
+    too_short: int = 0  # fewer words than a shingle: nothing to compare
+    windows_indexed: int = 0
+    windows_queried: int = 0
+    candidate_pairs: int = 0  # distinct texts aligned: the pairs actually compared
+    pairs_with_reuse: int = 0
+    passages: int = 0  # distinct passages between distinct texts
+    rows: int = 0  # passages times the documents that carry each text
+    texts_fetched: int = 0
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float], stage: str):
+        self.timings, self.stage = timings, stage
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.timings[self.stage] += time.perf_counter() - self.start
+
+
+# -- exact passages ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A maximal run of identical tokens in two texts, as character spans of each.
+
+    text_a[start_a:end_a] and text_b[start_b:end_b] hold the same tokens in the
+    same order; only the whitespace between them may differ.
+    """
+
+    start_a: int
+    end_a: int
+    start_b: int
+    end_b: int
+    words: int
+    token_a: int  # index of the first token in each text
+    token_b: int
+
+    def swapped(self) -> Passage:
+        return Passage(self.start_b, self.end_b, self.start_a, self.end_a, self.words, self.token_b, self.token_a)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The passages two texts share and how much of each they cover."""
+
+    passages: tuple[Passage, ...]
+    words_a: int
+    words_b: int
+
+    @property
+    def similarity(self) -> float:
+        """The larger of the two coverages: the fraction of a text's tokens that
+        lie in passages shared with the other. 1.0 when one text is wholly
+        contained in the other; 0.0 when nothing is shared."""
+        if not self.passages:
+            return 0.0
+        covered_a = _covered((p.token_a, p.token_a + p.words) for p in self.passages)
+        covered_b = _covered((p.token_b, p.token_b + p.words) for p in self.passages)
+        return max(covered_a / self.words_a, covered_b / self.words_b)
+
+
+def _covered(intervals: Iterable[tuple[int, int]]) -> int:
+    total, reach = 0, 0
+    for start, end in sorted(intervals):
+        start = max(start, reach)
+        if end > start:
+            total += end - start
+            reach = end
+    return total
+
+
+def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words) -> Alignment:
+    """Every maximal passage of at least min_words tokens that text_a and text_b share.
+
+    Seed and extend: each run of min_words tokens of text_b is indexed by its
+    content, text_a's runs look themselves up, and each hit not already inside
+    a passage on the same diagonal is extended both ways token by token. Time
+    is linear in the two lengths plus the passages found; seeds repeated more
+    than MAX_SEED_OCCURRENCES times within text_b are skipped (a passage made
+    only of such seeds is not reported). A passage repeated in one text is
+    reported once per occurrence.
+    """
+    spans_a = [m.span() for m in _TOKEN.finditer(text_a)]
+    spans_b = [m.span() for m in _TOKEN.finditer(text_b)]
+    n_a, n_b, m = len(spans_a), len(spans_b), min_words
+    if n_a < m or n_b < m:
+        return Alignment((), n_a, n_b)
+    ids: dict[str, int] = {}
+    a = [ids.setdefault(text_a[s:e], len(ids)) for s, e in spans_a]
+    b = [ids.setdefault(text_b[s:e], len(ids)) for s, e in spans_b]
+    seeds: dict[tuple[int, ...], list[int]] = {}
+    for j in range(n_b - m + 1):
+        seeds.setdefault(tuple(b[j:j + m]), []).append(j)
+
+    passages = []
+    reached: dict[int, int] = {}  # diagonal (j - i) -> end (in a) of the last passage found on it
+    for i in range(n_a - m + 1):
+        hits = seeds.get(tuple(a[i:i + m]))
+        if hits is None or len(hits) > MAX_SEED_OCCURRENCES:
+            continue
+        for j in hits:
+            d = j - i
+            if i < reached.get(d, -1):
+                continue
+            start = i
+            while start > 0 and start + d > 0 and a[start - 1] == b[start - 1 + d]:
+                start -= 1
+            end = i + m
+            while end < n_a and end + d < n_b and a[end] == b[end + d]:
+                end += 1
+            reached[d] = end
+            passages.append(Passage(
+                start_a=spans_a[start][0], end_a=spans_a[end - 1][1],
+                start_b=spans_b[start + d][0], end_b=spans_b[end - 1 + d][1],
+                words=end - start, token_a=start, token_b=start + d,
+            ))
+    passages.sort(key=lambda p: (p.start_a, p.start_b))
+    return Alignment(tuple(passages), n_a, n_b)
+
+
+# -- candidate pairs ---------------------------------------------------------
+
+
+def _window_starts(words: int, size: int, stride: int) -> range | list[int]:
+    """Starts of windows of size words every stride words, the last one flush with the end."""
+    if words <= size:
+        return [0]
+    starts = list(range(0, words - size + 1, stride))
+    if starts[-1] != words - size:
+        starts.append(words - size)
+    return starts
+
+
+def _identity(value: int) -> int:
+    return value
+
+
+class CandidateIndex:
+    """Pass one: documents arrive one at a time; each queries the LSH index with
+    overlapping windows, is paired with the earlier documents it hits, then
+    adds its own non-overlapping windows. Nothing of a text is kept but its
+    sha256 (to recognise identical texts).
+
+    Memory: datasketch's in-memory MinHashLSH keeps, per indexed window, one
+    bucket entry per band (14 bands at num_perm=64, threshold=0.5), about 4 KB
+    a window as measured with datasketch 2.0: roughly 80 KB per 1,000-word
+    document at window_words=50. Larger windows cost less and find fewer
+    short passages.
+    """
+
+    def __init__(self, params: ReuseParams = ReuseParams(), stats: ReuseStats | None = None):
+        # datasketch pulls in scipy (most of a second): loaded only when reuse is searched.
+        from datasketch import MinHash, MinHashLSH
+
+        self.params = params
+        self.stats = stats if stats is not None else ReuseStats()
+        self.lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)
+        # Shingles are hashed once per document (sha1, 32 bits) and the window
+        # sketches take those integers as they are.
+        self._minhash = MinHash(num_perm=params.num_perm, seed=params.seed, hashfunc=_identity)
+        self.doc_ids: list[str] = []  # index -> doc_id of the first document with each distinct text
+        self.digests: list[bytes] = []  # index -> sha256 of that text
+        self.twins: dict[int, list[str]] = {}  # index -> later doc_ids with the same text
+        self.pairs: set[tuple[int, int]] = set()  # (earlier index, later index)
+        self._by_digest: dict[bytes, int] = {}
+        self._seen: set[str] = set()
+
+    def add(self, doc_id: str, text: str) -> int | None:
+        """Sketch and index one document. Its index among distinct texts, or None
+        when its text is too short or repeats an earlier document's."""
+        from datasketch.hashfunc import sha1_hash32
+
+        if doc_id in self._seen:
+            raise ReuseError(doc_id, "doc_id given twice")
+        self._seen.add(doc_id)
+        self.stats.documents += 1
+        p = self.params
+        with _Timer(self.stats.timings, "signatures"):
+            words = [w.lower() for w in _WORD.findall(text)]
+            if len(words) < p.shingle_words:
+                self.stats.too_short += 1
+                return None
+            digest = hashlib.sha256(text.encode("utf-8")).digest()
+            first = self._by_digest.get(digest)
+            if first is not None:
+                self.twins.setdefault(first, []).append(doc_id)
+                self.stats.identical_texts += 1
+                return None
+            k = p.shingle_words
+            hashes = [sha1_hash32(" ".join(words[i:i + k]).encode("utf-8")) for i in range(len(words) - k + 1)]
+        index = len(self.doc_ids)
+        self.doc_ids.append(doc_id)
+        self.digests.append(digest)
+        self._by_digest[digest] = index
+        shingles_per_window = p.window_words - k + 1
+        hits: set[int] = set()
+        for start in _window_starts(len(words), p.window_words, p.query_stride):
+            sketch = self._sketch(hashes[start:start + shingles_per_window])
+            with _Timer(self.stats.timings, "lsh"):
+                hits.update(self.lsh.query(sketch))
+            self.stats.windows_queried += 1
+        self.pairs.update((hit, index) for hit in hits)
+        for start in _window_starts(len(words), p.window_words, p.window_words):
+            sketch = self._sketch(hashes[start:start + shingles_per_window])
+            with _Timer(self.stats.timings, "lsh"):
+                # A document's windows share its key: a query answers documents, not windows.
+                self.lsh.insert(index, sketch, check_duplication=False)
+            self.stats.windows_indexed += 1
+        return index
+
+    def _sketch(self, hashes: list[int]):
+        with _Timer(self.stats.timings, "signatures"):
+            self._minhash.clear()
+            self._minhash.update_batch(hashes)
+        return self._minhash
+
+    def sorted_pairs(self) -> list[tuple[int, int]]:
+        return sorted(self.pairs)
+
+
+# -- the search --------------------------------------------------------------
+
+
+class _Texts:
+    """Texts by index through the caller's get_text, checked against the indexed
+    text's sha256 (offsets must point into the published text), a few cached."""
+
+    def __init__(self, index: CandidateIndex, get_text: Callable[[str], str], stats: ReuseStats):
+        self.index, self.get_text, self.stats = index, get_text, stats
+        self.cache: OrderedDict[int, str] = OrderedDict()
+
+    def __getitem__(self, i: int) -> str:
+        if i in self.cache:
+            self.cache.move_to_end(i)
+            return self.cache[i]
+        doc_id = self.index.doc_ids[i]
+        with _Timer(self.stats.timings, "fetch"):
+            text = self.get_text(doc_id)
+        self.stats.texts_fetched += 1
+        if hashlib.sha256(text.encode("utf-8")).digest() != self.index.digests[i]:
+            raise ReuseError(doc_id, "get_text returned a text other than the one indexed")
+        self.cache[i] = text
+        if len(self.cache) > TEXT_CACHE_SIZE:
+            self.cache.popitem(last=False)
+        return text
+
+
+def find_reuse(
+    documents: Iterable[tuple[str, str]],
+    *,
+    run_id: str,
+    params: ReuseParams = ReuseParams(),
+    get_text: Callable[[str], str] | None = None,
+    stats: ReuseStats | None = None,
+) -> Iterator[dict]:
+    """Rows of the reuse dataset (schemas/reuse.schema.json), one per passage
+    of at least params.min_words tokens that two documents share.
+
+    documents: (doc_id, normalised text) pairs, read once. Each text is
+        sketched and dropped; get_text(doc_id) fetches the texts of candidate
+        pairs again for alignment. Without get_text every text is kept in
+        memory: for small inputs and tests only.
+    Pairs whose texts are identical (same text_sha256) are duplicates, not
+    reuse, and are not reported; a document whose text repeats an earlier
+    one's gets the rows of that text with every other document.
+
+    Rows come after all documents have been read, pair by pair: doc_id_a <
+    doc_id_b, and within a pair by start_a. similarity is the pair's (see
+    Alignment.similarity), the same on each of its rows.
+    """
+    stats = stats if stats is not None else ReuseStats()
+    index = CandidateIndex(params, stats)
+    kept: dict[str, str] = {}
+    for doc_id, text in documents:
+        if index.add(doc_id, text) is not None and get_text is None:
+            kept[doc_id] = text
+    texts = _Texts(index, get_text or kept.__getitem__, stats)
+    pairs = index.sorted_pairs()
+    stats.candidate_pairs = len(pairs)
+    for i, j in pairs:
+        text_i, text_j = texts[i], texts[j]
+        with _Timer(stats.timings, "align"):
+            alignment = align(text_i, text_j, params.min_words)
+        if not alignment.passages:
+            continue
+        similarity = alignment.similarity
+        if similarity < params.min_similarity:
+            continue
+        stats.pairs_with_reuse += 1
+        stats.passages += len(alignment.passages)
+        for doc_i in [index.doc_ids[i], *index.twins.get(i, ())]:
+            for doc_j in [index.doc_ids[j], *index.twins.get(j, ())]:
+                rows = reuse_rows(run_id, doc_i, text_i, doc_j, text_j, alignment.passages, similarity)
+                stats.rows += len(rows)
+                yield from rows
+
+
+def reuse_rows(run_id: str, doc_id_a: str, text_a: str, doc_id_b: str, text_b: str,
+               passages: Iterable[Passage], similarity: float) -> list[dict]:
+    """Rows for one pair's passages, sides ordered so that doc_id_a < doc_id_b."""
+    if doc_id_b < doc_id_a:
+        doc_id_a, text_a, doc_id_b, text_b = doc_id_b, text_b, doc_id_a, text_a
+        passages = [p.swapped() for p in passages]
+    rows = [{
+        "run_id": run_id,
+        "doc_id_a": doc_id_a,
+        "doc_id_b": doc_id_b,
+        "start_a": p.start_a,
+        "end_a": p.end_a,
+        "start_b": p.start_b,
+        "end_b": p.end_b,
+        "passage_words": p.words,
+        "passage_text": text_a[p.start_a:p.end_a],
+        "similarity": similarity,
+    } for p in passages]
+    rows.sort(key=lambda r: (r["start_a"], r["start_b"]))
+    return rows

@@ -1,0 +1,78 @@
+"""Every digitised format through the ingest flow, with a sidecar metadata.csv, built from the seeds."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from archive.read import open_dataset
+from tests import formats_util as fu
+
+pytestmark = pytest.mark.flow
+
+
+@pytest.fixture
+def mixed_batch(tmp_path, seeds_dir):
+    seeds = sorted(seeds_dir.iterdir())
+    texts = [p.read_text(encoding="utf-8") for p in seeds]
+    src = tmp_path / "batch"
+    src.mkdir()
+    shutil.copy(seeds[0], src / "agency.txt")
+    paragraphs = fu.paragraphs(texts[1])
+    (src / "page.html").write_bytes(fu.render_html("Azerbaijan commemorates victims", paragraphs[1:4],
+                                                   date="2022-01-20", author="Daily Sabah"))
+    pdf = fu.render_pdf([fu.excerpt(texts[2], 1200)], title="Day of Nationwide Sorrow", author="Embassy",
+                        creation_date="D:20210121090000Z")
+    (src / "release.pdf").write_bytes(pdf)
+    (src / "truncated.pdf").write_bytes(pdf[: len(pdf) // 2])
+    (src / "scan.png").write_bytes(fu.png_bytes(fu.render_page_image(fu.excerpt(texts[3], 500))))
+    (src / "metadata.csv").write_text(
+        "filename,dc.title,dc.date,dc.creator,dc.rights\n"
+        "agency.txt,Envoy on Black January,2021-01-20,Anadolu Agency,CC BY 4.0\n"
+        "scan.png,Black January (scan),2022,,\n"
+        "release.pdf,Press release,2021-13-45,,\n"
+        "missing.txt,A file that is not there,2020-01-01,,\n",
+        encoding="utf-8")
+    return src
+
+
+def test_formats_and_sidecar_metadata(prefect_harness, mixed_batch, tmp_path):
+    from flows.ingest import ingest
+
+    dest = str(tmp_path / "store")
+    result = ingest(str(mixed_batch), dest=dest, collection="formats")
+    files = {f["path"]: f for f in open_dataset(dest, "files").to_table().to_pylist()}
+    assert {p: (f["outcome"], f["reason"]) for p, f in files.items()} == {
+        "agency.txt": ("document", None),
+        "page.html": ("document", None),
+        "release.pdf": ("quarantine", "invalid-metadata"),
+        "truncated.pdf": ("quarantine", "corrupt"),
+        "scan.png": ("document", None),
+        "metadata.csv": ("skipped", "sidecar-metadata"),
+    }
+    assert files["page.html"]["puid"] == "fmt/471" and files["scan.png"]["puid"] == "fmt/11"
+    assert files["release.pdf"]["media_type"] == "application/pdf" and files["release.pdf"]["puid"].startswith("fmt/")
+    assert "dc.date" in files["release.pdf"]["detail"] and "2021-13-45" in files["release.pdf"]["detail"]
+    assert files["metadata.csv"]["sha256"], "the sidecar's own bytes are kept"
+
+    docs = {d["source_path"]: d for d in open_dataset(dest, "documents").to_table().to_pylist()}
+    agency = docs["agency.txt"]
+    assert (agency["title"], agency["date"].isoformat(), agency["creator"], agency["rights"]) == (
+        "Envoy on Black January", "2021-01-20", "Anadolu Agency", "CC BY 4.0")
+    html = docs["page.html"]
+    assert html["extractor"] == "trafilatura" and html["title"].startswith("Azerbaijan commemorates victims")
+    assert html["date"].isoformat() == "2022-01-20"
+    for junk in fu.BOILERPLATE.values():
+        assert junk not in html["text"]
+    scan = docs["scan.png"]
+    assert scan["extractor"] == "tesseract" and scan["extractor_version"].startswith("5.")
+    assert (scan["title"], scan["date"], scan["date_text"]) == ("Black January (scan)", None, "2022")
+    ocr_event = [e for e in open_dataset(dest, "events").to_table().to_pylist()
+                 if e["object_sha256"] == scan["doc_id"] and e["event_type"] == "normalization"]
+    assert ocr_event and ocr_event[0]["tool"].startswith("tesseract 5.")
+
+    # The row naming a missing file is reported in the run summary and as an event.
+    assert any("missing.txt" in note for note in result["notes"])
+    run_events = [e for e in open_dataset(dest, "events").to_table().to_pylist() if e["object_sha256"] is None]
+    assert any("missing.txt" in e["detail"] and e["outcome"] == "warning" for e in run_events)

@@ -167,6 +167,14 @@ class S3Store(Store):
 
     @classmethod
     def from_url(cls, url: str, **settings) -> "S3Store":
+        """The store at url. Timeouts may also come from ARCHIVE_S3_CONNECT_TIMEOUT and
+        ARCHIVE_S3_READ_TIMEOUT (seconds), e.g. for workers that must give up sooner."""
+        for name, variable in (("connect_timeout", "ARCHIVE_S3_CONNECT_TIMEOUT"), ("read_timeout", "ARCHIVE_S3_READ_TIMEOUT")):
+            if name not in settings and os.environ.get(variable):
+                try:
+                    settings[name] = float(os.environ[variable])
+                except ValueError:
+                    raise ConfigurationError(f"{variable}={os.environ[variable]!r} is not a number of seconds") from None
         bucket, prefix = parse_s3_url(url)
         return cls(bucket, prefix, **settings)
 

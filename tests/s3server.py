@@ -201,3 +201,11 @@ def store(request, tmp_path) -> Store:
     from archive.s3 import S3Store
 
     return S3Store.from_url(request.getfixturevalue("s3_bucket"))
+
+
+@pytest.fixture(params=["local", "s3"])
+def dest(request, tmp_path) -> str:
+    """A fresh, empty DEST as a user gives it: a directory, or s3://bucket/prefix on the test server."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    return request.getfixturevalue("s3_bucket")

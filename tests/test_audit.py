@@ -11,17 +11,20 @@ import sys
 import pytest
 
 from archive.publish import committed_manifests
-from archive.store import LocalStore, object_key
+from archive.store import LocalStore, object_key, open_store
 
 pytestmark = pytest.mark.flow
 
 
-@pytest.fixture(scope="module")
-def ingested(prefect_harness, seeds_dir, tmp_path_factory):
-    """One ingest of the seeds, shared by the read-only tests of this module."""
+@pytest.fixture(scope="module", params=["local", "s3"])
+def ingested(request, prefect_harness, seeds_dir, tmp_path_factory):
+    """One ingest of the seeds per store kind, shared by the read-only tests of this module."""
     from flows.ingest import ingest
 
-    dest = str(tmp_path_factory.mktemp("audit") / "store")
+    if request.param == "local":
+        dest = str(tmp_path_factory.mktemp("audit") / "store")
+    else:
+        dest = f"s3://{request.getfixturevalue('s3_server').create_bucket()}/audit"
     result = ingest(str(seeds_dir), dest=dest, collection="black-january")
     return dest, result["run_id"]
 
@@ -37,20 +40,39 @@ def archive(*args, env):
     return subprocess.run([sys.executable, "-m", "archive.cli", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
-def _flip_byte(path, offset=10):
-    os.chmod(path, 0o644)
-    data = bytearray(open(path, "rb").read())
-    data[offset] ^= 0x01
-    open(path, "wb").write(bytes(data))
+class Tamperer:
+    """Changes stored objects behind the archive's back, as bit rot or a careless hand would."""
+
+    def __init__(self, store, request):
+        self.store = store
+        self.s3 = request.getfixturevalue("s3_server") if not isinstance(store, LocalStore) else None
+
+    def replace(self, key: str, data: bytes) -> None:
+        if self.s3 is None:
+            path = self.store.arrow_path(key)
+            if os.path.exists(path):
+                os.chmod(path, 0o644)
+            with open(path, "wb") as out:
+                out.write(data)
+        else:
+            self.s3.client().put_object(Bucket=self.store.bucket, Key=f"{self.store.prefix}/{key}", Body=data)
+
+    def flip_byte(self, key: str, offset: int) -> None:
+        data = bytearray(self.store.get_bytes(key))
+        data[offset] ^= 0x01
+        self.replace(key, bytes(data))
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
 
 
-def test_verify_names_exactly_the_changed_and_missing_keys(prefect_harness, seeds_dir, tmp_path, cli_env):
+def test_verify_names_exactly_the_changed_and_missing_keys(prefect_harness, seeds_dir, dest, cli_env, request):
     from flows.audit import fixity_audit
     from flows.ingest import ingest
 
-    dest = str(tmp_path / "store")
     ingest(str(seeds_dir), dest=dest)
-    store = LocalStore(dest)
+    store = open_store(dest)
+    tamper = Tamperer(store, request)
     clean = fixity_audit(dest=dest)
     assert clean["status"] == "ok" and clean["problems"] == []
     assert clean["checked"]["objects"] == 5
@@ -62,11 +84,12 @@ def test_verify_names_exactly_the_changed_and_missing_keys(prefect_harness, seed
     flipped_part = next(p["key"] for p in manifest["parts"] if p["dataset"] == "documents")
     saved = {k: store.get_bytes(k) for k in (flipped_original, deleted_original, flipped_part)}
 
-    _flip_byte(store.arrow_path(flipped_original))
-    _flip_byte(store.arrow_path(flipped_part), offset=200)
-    store.delete(deleted_original)
+    tamper.flip_byte(flipped_original, 10)
+    tamper.flip_byte(flipped_part, 200)
+    tamper.delete(deleted_original)
 
-    done = archive("verify", "--dest", dest, "--json", env=cli_env)
+    env = {**cli_env, **({k: v for k, v in os.environ.items() if k.startswith("AWS_")})}
+    done = archive("verify", "--dest", dest, "--json", env=env)
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
     assert {(p["kind"], p["key"]) for p in report["problems"]} == {
@@ -77,12 +100,8 @@ def test_verify_names_exactly_the_changed_and_missing_keys(prefect_harness, seed
 
     # Restore the three: verify holds again. (The audit runs themselves are now checked too.)
     for key, data in saved.items():
-        path = store.arrow_path(key)
-        if os.path.exists(path):
-            os.chmod(path, 0o644)
-            os.unlink(path)
-        store.put_bytes(key, data)
-    done = archive("verify", "--dest", dest, env=cli_env)
+        tamper.replace(key, data)
+    done = archive("verify", "--dest", dest, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all hold" in done.stdout
 
@@ -96,7 +115,7 @@ def test_lineage_of_a_seed_shows_its_events_in_order_and_its_part(ingested, seed
     from archive.lineage import lineage
 
     dest, run_id = ingested
-    store = LocalStore(dest)
+    store = open_store(dest)
     seed = seeds_dir / "003_383d63a257376c65.txt"
     sha = hashlib.sha256(seed.read_bytes()).hexdigest()
     story = lineage(store, sha)
@@ -120,7 +139,7 @@ def test_prov_export_round_trips(ingested, tmp_path):
     from archive.provenance import export_run_prov
 
     dest, run_id = ingested
-    document = export_run_prov(LocalStore(dest), run_id)
+    document = export_run_prov(open_store(dest), run_id)
     for fmt in ("json", "jsonld"):
         path = tmp_path / f"run.{fmt}"
         path.write_text(document.serialize(format=fmt))
@@ -139,6 +158,7 @@ def test_prov_command_outputs_each_format(ingested, cli_env, tmp_path):
     import prov
 
     dest, run_id = ingested
+    cli_env = {**cli_env, **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}}
     done = archive("prov", run_id, "--dest", dest, env=cli_env)
     assert done.returncode == 0, done.stderr
     out = tmp_path / "run.prov.json"
@@ -156,7 +176,7 @@ def test_bag_of_a_run_validates_with_bagit(ingested, seeds_dir, tmp_path):
 
     dest, run_id = ingested
     out = tmp_path / "bag"
-    result = export_bag(LocalStore(dest), run_id, out)
+    result = export_bag(open_store(dest), run_id, out)
     assert result["files"] == 5
     bag = bagit.Bag(str(out))
     bag.validate()

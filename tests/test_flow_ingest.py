@@ -12,7 +12,7 @@ import pytest
 
 from archive.publish import committed_manifests
 from archive.read import open_dataset
-from archive.store import LocalStore, object_key
+from archive.store import LocalStore, object_key, open_store
 from archive.validate import problems
 
 pytestmark = pytest.mark.flow
@@ -34,13 +34,12 @@ def rows(dest, name, **kw):
     return open_dataset(dest, name, **kw).to_table().to_pylist()
 
 
-def test_seeds_become_five_valid_documents_with_originals_and_events(run_ingest, seeds_dir, tmp_path):
-    dest = str(tmp_path / "store")
+def test_seeds_become_five_valid_documents_with_originals_and_events(run_ingest, seeds_dir, dest):
     result = run_ingest(str(seeds_dir), dest=dest, collection="black-january")
     assert result["status"] == "committed"
     assert result["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 0}
 
-    store = LocalStore(dest)
+    store = open_store(dest)
     documents = rows(dest, "documents")
     assert len(documents) == 5
     by_path = {d["source_path"]: d for d in documents}
@@ -81,12 +80,11 @@ def test_seeds_become_five_valid_documents_with_originals_and_events(run_ingest,
 
 
 def result_flow_run_id(dest):
-    (manifest,) = [m for m in committed_manifests(LocalStore(dest))][-1:]
+    (manifest,) = [m for m in committed_manifests(open_store(dest))][-1:]
     return manifest["flow_run_id"]
 
 
-def test_rerun_adds_no_documents_and_accounts_for_every_file(run_ingest, seeds_dir, tmp_path):
-    dest = str(tmp_path / "store")
+def test_rerun_adds_no_documents_and_accounts_for_every_file(run_ingest, seeds_dir, dest):
     first = run_ingest(str(seeds_dir), dest=dest)
     second = run_ingest(str(seeds_dir), dest=dest)
     assert second["counts"] == {"files": 5, "documents": 0, "duplicates": 5, "quarantined": 0, "skipped": 0}

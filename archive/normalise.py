@@ -14,10 +14,6 @@ _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 # C0/C1 controls other than tab and newline: scanning and transfer debris.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _MANY_BLANK_LINES = re.compile(r"\n\n\n+")  # (faster than \n{3,} in CPython's engine)
-# A word broken across a line by a hyphen: letters, hyphen, newline, letters.
-# Capitalised continuations ("Soviet-\nArmenian") are real compounds and keep
-# their hyphen (see _dehyphenate).
-_LINE_BREAK_HYPHEN = re.compile(r"([^\W\d_]+)-\n(?=[^\W\d_])([^\W\d_]*)")
 _WORD = re.compile(r"\w+(?:[-'’]\w+)*")
 
 
@@ -47,23 +43,43 @@ def _dehyphenate(text: str) -> str:
     """
     if "-\n" not in text:
         return text
-    lowered = text.lower()
+    lowered = None  # the text in lower case, made on first need
+    parts = text.split("-\n")
+    pieces = [parts[0]]
+    for right in parts[1:]:
+        left = pieces[-1]  # the text since the previous break: the broken word's head ends it
+        i = len(left)
+        while i > 0 and left[i - 1].isalpha():
+            i -= 1
+        j = 0
+        while j < len(right) and right[j].isalpha():
+            j += 1
+        head, tail = left[i:], right[:j]
+        if not head or not tail:
+            glue = "-\n"  # not a word broken across lines
+        elif tail[0].isupper():
+            glue = "-"  # a compound of names: Soviet-Armenian
+        else:
+            if lowered is None:
+                lowered = text.lower()
+            compound = f"{head}-{tail}".lower()
+            glue = "-" if _spells(lowered, compound) and not _spells(lowered, f"{head}{tail}".lower()) else ""
+        pieces.append(glue)
+        pieces.append(right)
+    return "".join(pieces)
 
-    def join(match: re.Match) -> str:
-        left, right = match.group(1), match.group(2)
-        hyphenated = f"{left}-{right}".lower()
-        if right[:1].isupper():
-            return f"{left}-{right}"
-        if hyphenated in lowered and f"{left}{right}".lower() not in lowered:
-            return f"{left}-{right}"
-        return left + right
 
-    # Repeat until stable so that one pass leaves nothing for the next (idempotence).
-    while True:
-        joined = _LINE_BREAK_HYPHEN.sub(join, text)
-        if joined == text:
-            return joined
-        text = joined
+def _spells(lowered: str, word: str) -> bool:
+    """Whether the text has word as a whole word on one line (not inside a longer word)."""
+    start = lowered.find(word)
+    while start >= 0:
+        end = start + len(word)
+        before = lowered[start - 1] if start else " "
+        after = lowered[end] if end < len(lowered) else " "
+        if not (before.isalpha() or before == "-") and not (after.isalpha() or after == "-"):
+            return True
+        start = lowered.find(word, start + 1)
+    return False
 
 
 _LEADING_DATE = re.compile(
@@ -122,7 +138,7 @@ def _ends_like_prose(line: str) -> bool:
 
 MIN_LANGUAGE_CHARS = 40
 # py3langid's cost grows with the sample; the opening of a text says its language.
-LANGUAGE_SAMPLE_CHARS = 2000
+LANGUAGE_SAMPLE_CHARS = 600
 
 
 @cache

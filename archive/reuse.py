@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -39,9 +38,6 @@ _TOKEN = re.compile(r"\S+")
 # A seed (min_words tokens) occurring more often than this in one document is
 # repetition (tables, refrains), not reuse; skipping it keeps alignment linear.
 MAX_SEED_OCCURRENCES = 64
-# Texts kept while aligning candidate pairs; pairs come sorted by their first
-# document, so a small cache serves most lookups.
-TEXT_CACHE_SIZE = 256
 
 
 class ReuseError(ArchiveError):
@@ -55,28 +51,33 @@ class ReuseError(ArchiveError):
 
 @dataclass(frozen=True)
 class ReuseParams:
-    """How reuse is looked for. The defaults suit news and letters of a few hundred
-    to a few thousand words.
+    """How reuse is looked for. The defaults suit news, letters and reports of a
+    few hundred to a few thousand words, where reuse is a copied paragraph or
+    more, often lightly edited.
 
-    shingle_words: words per shingle in the sketches (5). Shorter shingles
-        tolerate denser edits and match more common phrases.
-    window_words: words per window (50). Each document is indexed as
-        non-overlapping windows of this size (plus one flush with its end); a
-        passage of about 2 * window_words - 1 words or more fully covers one
-        indexed window, and is found with high probability. Shorter passages
-        are found when a longer reused region (edited or not) makes their pair
-        a candidate: every passage of a candidate pair is reported. Memory grows
-        with 1 / window_words (see CandidateIndex).
-    query_stride: words between the starts of the overlapping windows a
-        document queries the index with (10); a smaller stride aligns a query
-        window closer to every indexed window, at the cost of more queries.
-    num_perm: MinHash permutations per window (64).
-    threshold: Jaccard similarity of two windows' shingle sets at which
-        MinHashLSH is tuned to report them (0.5); datasketch chooses the bands.
+    shingle_words: words per shingle in the window sketches (5). Words here are
+        lower-cased word characters, so case and punctuation edits do not hide
+        a copy; shorter shingles tolerate denser edits and match more
+        commonplace phrases.
+    window_words: words per window (25). Each document is indexed as
+        non-overlapping windows of this size, plus one flush with its end. A
+        passage of 2 * window_words - 1 words or more covers a whole indexed
+        window and is found with high probability (in trials on 2,000
+        synthetic documents: all of some 400 planted passages of 50-100 words,
+        about 97% of those of 30-49 words). A shorter passage is reported when something else makes its
+        pair a candidate: every passage of a candidate pair is reported. Index
+        memory grows as 1 / window_words (see CandidateIndex).
+    query_stride: words between the starts of the overlapping windows each
+        document queries the index with (5), so that some query window lies
+        within query_stride / 2 words of any indexed window it shares.
+    num_perm: MinHash permutations per window (32).
+    threshold: the Jaccard similarity of two windows' shingle sets that
+        MinHashLSH is tuned for (0.5); datasketch chooses bands and rows from
+        it and num_perm (8 bands of 4 for the defaults).
     min_words: the shortest passage reported, in whitespace-separated tokens (10).
     min_similarity: the lowest pair similarity reported (0.0: every pair that
         shares a passage of min_words). See Alignment.similarity.
-    seed: the MinHash permutation seed (1); results are deterministic for a
+    seed: the MinHash permutation seed (1). Results are deterministic for a
         given seed and input order.
     """
 
@@ -123,6 +124,7 @@ class ReuseStats:
     passages: int = 0  # distinct passages between distinct texts
     rows: int = 0  # passages times the documents that carry each text
     texts_fetched: int = 0
+    fetches: int = 0  # calls to get_texts
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
 
@@ -201,6 +203,8 @@ def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words) -> A
     only of such seeds is not reported). A passage repeated in one text is
     reported once per occurrence.
     """
+    if min_words < 1:
+        raise ValueError(f"min_words must be at least 1, not {min_words}")
     spans_a = [m.span() for m in _TOKEN.finditer(text_a)]
     spans_b = [m.span() for m in _TOKEN.finditer(text_b)]
     n_a, n_b, m = len(spans_a), len(spans_b), min_words
@@ -242,7 +246,7 @@ def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words) -> A
 # -- candidate pairs ---------------------------------------------------------
 
 
-def _window_starts(words: int, size: int, stride: int) -> range | list[int]:
+def _window_starts(words: int, size: int, stride: int) -> list[int]:
     """Starts of windows of size words every stride words, the last one flush with the end."""
     if words <= size:
         return [0]
@@ -258,15 +262,16 @@ def _identity(value: int) -> int:
 
 class CandidateIndex:
     """Pass one: documents arrive one at a time; each queries the LSH index with
-    overlapping windows, is paired with the earlier documents it hits, then
-    adds its own non-overlapping windows. Nothing of a text is kept but its
-    sha256 (to recognise identical texts).
+    its overlapping windows, is paired with the earlier documents it hits, then
+    adds its own non-overlapping windows. Of a text nothing is kept but its
+    sha256 (to recognise identical texts); time is linear in the words read,
+    plus the candidates the index answers with.
 
-    Memory: datasketch's in-memory MinHashLSH keeps, per indexed window, one
-    bucket entry per band (14 bands at num_perm=64, threshold=0.5), about 4 KB
-    a window as measured with datasketch 2.0: roughly 80 KB per 1,000-word
-    document at window_words=50. Larger windows cost less and find fewer
-    short passages.
+    Memory: datasketch's in-memory MinHashLSH keeps a set per bucket, one
+    bucket entry per band for each indexed window: about 2.5 KB a window with
+    the defaults (measured with datasketch 2.0.0), so about 100 KB per 1,000
+    words indexed, some fifteen times the text itself. A larger window_words
+    or a smaller num_perm (fewer bands) costs proportionally less.
     """
 
     def __init__(self, params: ReuseParams = ReuseParams(), stats: ReuseStats | None = None):
@@ -341,29 +346,9 @@ class CandidateIndex:
 
 # -- the search --------------------------------------------------------------
 
-
-class _Texts:
-    """Texts by index through the caller's get_text, checked against the indexed
-    text's sha256 (offsets must point into the published text), a few cached."""
-
-    def __init__(self, index: CandidateIndex, get_text: Callable[[str], str], stats: ReuseStats):
-        self.index, self.get_text, self.stats = index, get_text, stats
-        self.cache: OrderedDict[int, str] = OrderedDict()
-
-    def __getitem__(self, i: int) -> str:
-        if i in self.cache:
-            self.cache.move_to_end(i)
-            return self.cache[i]
-        doc_id = self.index.doc_ids[i]
-        with _Timer(self.stats.timings, "fetch"):
-            text = self.get_text(doc_id)
-        self.stats.texts_fetched += 1
-        if hashlib.sha256(text.encode("utf-8")).digest() != self.index.digests[i]:
-            raise ReuseError(doc_id, "get_text returned a text other than the one indexed")
-        self.cache[i] = text
-        if len(self.cache) > TEXT_CACHE_SIZE:
-            self.cache.popitem(last=False)
-        return text
+GetTexts = Callable[[list[str]], Iterable[tuple[str, str]]]
+# Texts held at once while aligning candidate pairs (and asked for in one call).
+TEXTS_PER_FETCH = 1000
 
 
 def find_reuse(
@@ -371,49 +356,104 @@ def find_reuse(
     *,
     run_id: str,
     params: ReuseParams = ReuseParams(),
-    get_text: Callable[[str], str] | None = None,
+    get_texts: GetTexts | None = None,
+    texts_per_fetch: int = TEXTS_PER_FETCH,
     stats: ReuseStats | None = None,
 ) -> Iterator[dict]:
     """Rows of the reuse dataset (schemas/reuse.schema.json), one per passage
     of at least params.min_words tokens that two documents share.
 
-    documents: (doc_id, normalised text) pairs, read once. Each text is
-        sketched and dropped; get_text(doc_id) fetches the texts of candidate
-        pairs again for alignment. Without get_text every text is kept in
-        memory: for small inputs and tests only.
+    documents: (doc_id, normalised text) pairs, read once; each text is
+        sketched and dropped.
+    get_texts(doc_ids): the texts of candidate pairs again, as (doc_id, text)
+        pairs, asked for up to texts_per_fetch at a time so that a Parquet
+        dataset answers each call with one filtered scan
+        (pc.field("doc_id").isin(doc_ids)). A text must be the one indexed.
+        Without get_texts every text is kept in memory: small inputs only.
+
     Pairs whose texts are identical (same text_sha256) are duplicates, not
     reuse, and are not reported; a document whose text repeats an earlier
-    one's gets the rows of that text with every other document.
+    one's gets that text's rows with every other document.
 
     Rows come after all documents have been read, pair by pair: doc_id_a <
     doc_id_b, and within a pair by start_a. similarity is the pair's (see
     Alignment.similarity), the same on each of its rows.
     """
+    if texts_per_fetch < 2:
+        raise ValueError(f"texts_per_fetch must be at least 2 (one pair), not {texts_per_fetch}")
     stats = stats if stats is not None else ReuseStats()
     index = CandidateIndex(params, stats)
     kept: dict[str, str] = {}
     for doc_id, text in documents:
-        if index.add(doc_id, text) is not None and get_text is None:
+        if index.add(doc_id, text) is not None and get_texts is None:
             kept[doc_id] = text
-    texts = _Texts(index, get_text or kept.__getitem__, stats)
+    if get_texts is None:
+        def get_texts(doc_ids: list[str]) -> Iterable[tuple[str, str]]:
+            return ((doc_id, kept[doc_id]) for doc_id in doc_ids)
     pairs = index.sorted_pairs()
     stats.candidate_pairs = len(pairs)
-    for i, j in pairs:
-        text_i, text_j = texts[i], texts[j]
-        with _Timer(stats.timings, "align"):
-            alignment = align(text_i, text_j, params.min_words)
-        if not alignment.passages:
-            continue
-        similarity = alignment.similarity
-        if similarity < params.min_similarity:
-            continue
-        stats.pairs_with_reuse += 1
-        stats.passages += len(alignment.passages)
-        for doc_i in [index.doc_ids[i], *index.twins.get(i, ())]:
-            for doc_j in [index.doc_ids[j], *index.twins.get(j, ())]:
-                rows = reuse_rows(run_id, doc_i, text_i, doc_j, text_j, alignment.passages, similarity)
-                stats.rows += len(rows)
-                yield from rows
+    texts: dict[int, str] = {}
+    for chunk in _chunks(pairs, texts_per_fetch):
+        needed = {i for pair in chunk for i in pair}
+        texts = {i: t for i, t in texts.items() if i in needed}
+        texts.update(_fetch(index, get_texts, sorted(needed - texts.keys()), stats))
+        for i, j in chunk:
+            yield from _pair_rows(index, run_id, params, i, texts[i], j, texts[j], stats)
+
+
+def _chunks(pairs: list[tuple[int, int]], max_texts: int) -> Iterator[list[tuple[int, int]]]:
+    """Consecutive runs of pairs that together need at most max_texts texts."""
+    chunk: list[tuple[int, int]] = []
+    needed: set[int] = set()
+    for pair in pairs:
+        if len(needed | set(pair)) > max_texts:
+            yield chunk
+            chunk, needed = [], set()
+        chunk.append(pair)
+        needed.update(pair)
+    if chunk:
+        yield chunk
+
+
+def _fetch(index: CandidateIndex, get_texts: GetTexts, wanted: list[int], stats: ReuseStats) -> dict[int, str]:
+    """Texts by index, each checked against the sha256 of the text indexed:
+    offsets must point into the very text the documents dataset holds."""
+    if not wanted:
+        return {}
+    by_id = {index.doc_ids[i]: i for i in wanted}
+    found: dict[int, str] = {}
+    with _Timer(stats.timings, "fetch"):
+        for doc_id, text in get_texts(list(by_id)):
+            i = by_id.get(doc_id)
+            if i is None:
+                continue
+            if hashlib.sha256(text.encode("utf-8")).digest() != index.digests[i]:
+                raise ReuseError(doc_id, "get_texts returned a text other than the one indexed")
+            found[i] = text
+    stats.fetches += 1
+    stats.texts_fetched += len(found)
+    if len(found) != len(wanted):
+        missing = next(index.doc_ids[i] for i in wanted if i not in found)
+        raise ReuseError(missing, f"get_texts returned no text for it ({len(wanted) - len(found)} of {len(wanted)} missing)")
+    return found
+
+
+def _pair_rows(index: CandidateIndex, run_id: str, params: ReuseParams, i: int, text_i: str, j: int, text_j: str,
+               stats: ReuseStats) -> Iterator[dict]:
+    with _Timer(stats.timings, "align"):
+        alignment = align(text_i, text_j, params.min_words)
+    if not alignment.passages:
+        return
+    similarity = alignment.similarity
+    if similarity < params.min_similarity:
+        return
+    stats.pairs_with_reuse += 1
+    stats.passages += len(alignment.passages)
+    for doc_i in [index.doc_ids[i], *index.twins.get(i, ())]:
+        for doc_j in [index.doc_ids[j], *index.twins.get(j, ())]:
+            rows = reuse_rows(run_id, doc_i, text_i, doc_j, text_j, alignment.passages, similarity)
+            stats.rows += len(rows)
+            yield from rows
 
 
 def reuse_rows(run_id: str, doc_id_a: str, text_a: str, doc_id_b: str, text_b: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 import charset_normalizer
@@ -13,7 +14,8 @@ from . import ExtractionError, Extracted
 # these archives almost never use; Windows-1252 reads the same bytes and is
 # what a "Latin-1" label means on the web (WHATWG Encoding Standard).
 _AS_CP1252 = {"latin_1", "iso8859_1", "iso8859_15", "cp1250", "cp1254", "cp1257", "mac_roman", "mac_latin2"}
-_ALLOWED_CONTROLS = {"\t", "\n", "\r", "\f", "\x0b"}
+# Control characters that have no business in text (tab, newlines, form feeds excepted).
+_STRAY_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
 @cache
@@ -84,7 +86,7 @@ def _looks_utf16(data: bytes) -> bool:
 
 def extract(data: bytes, fmt: Format) -> Extracted:
     text, encoding, notes = decode_text(data)
-    controls = sum(1 for ch in text if (ch < " " and ch not in _ALLOWED_CONTROLS) or "\x7f" <= ch <= "\x9f")
+    controls = len(_STRAY_CONTROLS.findall(text))
     if controls > max(2, len(text) // 100):
         raise ExtractionError(
             "no-text", f"decoded as {encoding} but {controls} of {len(text)} characters are control characters: binary, not text"

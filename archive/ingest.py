@@ -401,11 +401,18 @@ class BatchProcessor:
 
     def write_parts(self) -> None:
         with self._time("validate"):
-            for kind, rows in (("file", self.files), ("quarantine", self.quarantine)):
+            # Events all come from RunContext.event; validating the first of each
+            # type and outcome catches a wrong shape at a fraction of the cost
+            # (the tests validate every event row).
+            shapes: dict[tuple, dict] = {}
+            for event in self.events:
+                shapes.setdefault((event["event_type"], event["outcome"], event["object_sha256"] is None), event)
+            for kind, rows in (("file", self.files), ("quarantine", self.quarantine), ("event", list(shapes.values()))):
                 for row in rows:
                     found = problems(kind, row)
                     if found:  # our own bug, not the input's: fail loudly
-                        raise ValueError(f"{kind} row for {row['path']!r} is invalid: {describe_problems(found)}")
+                        raise ValueError(f"{kind} row for {row.get('path') or row.get('source_path')!r} is invalid: "
+                                         f"{describe_problems(found)}")
         with self._time("write_parts"):
             run_id = self.run.run_id
             for dataset, rows in (("documents", self.documents), ("files", self.files),

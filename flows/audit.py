@@ -15,24 +15,24 @@ from archive.provenance import RunContext, new_run_id
 from archive.store import open_store, resolve_dest
 
 from . import progress
-from .context import started_by
+from .context import is_transient, started_by
 
 OBJECTS_PER_TASK = 5000
 
 
-@task(name="check-parts", retries=1, cache_policy=NO_CACHE)
+@task(name="check-parts", retries=1, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
 def check_parts_task(dest: str, run: RunContext, manifests) -> AuditSummary:
     store = open_store(dest)
     return record_checks(store, run, 0, check_parts(store, manifests))
 
 
-@task(name="check-objects", retries=1, cache_policy=NO_CACHE)
+@task(name="check-objects", retries=1, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
 def check_objects_task(dest: str, run: RunContext, index: int, referenced) -> AuditSummary:
     store = open_store(dest)
     return record_checks(store, run, index, check_objects(store, referenced))
 
 
-@task(name="commit-audit", retries=1, cache_policy=NO_CACHE)
+@task(name="commit-audit", retries=1, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
 def commit_audit_task(dest: str, run: RunContext, summaries: list[AuditSummary], parameters: dict) -> str:
     return commit_audit(open_store(dest), run, summaries, parameters)
 

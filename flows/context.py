@@ -13,4 +13,30 @@ def started_by() -> dict:
     flow_run_id = flow_run.id
     if deployment.id:
         who["deployment"] = deployment.name
+        who["schedule"] = _schedule(flow_run_id)
     return {"flow_run_id": str(flow_run_id) if flow_run_id else None, "started_by": who}
+
+
+def _schedule(flow_run_id) -> str | None:
+    """How a deployment run was started: by its schedule, or by whom."""
+    from prefect import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)
+    except Exception as exc:  # noqa: BLE001 - provenance detail only; the run itself goes on
+        return f"unknown (the Prefect API did not say: {type(exc).__name__})"
+    if run.auto_scheduled:
+        return f"schedule, for {run.expected_start_time.isoformat() if run.expected_start_time else 'an unknown time'}"
+    if run.created_by is not None:
+        return f"triggered by {run.created_by.type.lower()} {run.created_by.display_value or ''}".strip()
+    return "triggered by hand"
+
+
+def is_transient(task, task_run, state) -> bool:
+    """Retry a task only for failures that may pass: not for a missing bucket,
+    denied access or a manifest that already exists."""
+    from archive.errors import ConfigurationError, ManifestError, SourceError
+
+    exc = state.result(raise_on_failure=False)
+    return not isinstance(exc, (ConfigurationError, ManifestError, SourceError))

@@ -19,10 +19,11 @@ from archive.source import batches, open_source
 from archive.store import open_store, resolve_dest
 
 from . import progress
-from .context import started_by
+from .context import is_transient, started_by
 
 
-@task(name="process-batch", retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+@task(name="process-batch", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient,
+      cache_policy=NO_CACHE)
 def process_batch_task(dest: str, source: str, run: RunContext, index: int, refs, known, options: IngestOptions,
                        descriptions: Descriptions) -> BatchSummary:
     """One batch: its parts are written to the store by the task itself; only a summary comes back."""
@@ -30,7 +31,7 @@ def process_batch_task(dest: str, source: str, run: RunContext, index: int, refs
                          descriptions=descriptions)
 
 
-@task(name="commit", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="commit", retries=1, retry_delay_seconds=2, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
 def commit_task(dest: str, run: RunContext, summaries: list[BatchSummary], parameters: dict, warnings: list[str]) -> dict:
     """Settle duplicates across batches and concurrent runs, then write the manifest: the run exists."""
     store = open_store(dest)

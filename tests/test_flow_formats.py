@@ -76,3 +76,21 @@ def test_formats_and_sidecar_metadata(prefect_harness, mixed_batch, tmp_path):
     assert any("missing.txt" in note for note in result["notes"])
     run_events = [e for e in open_dataset(dest, "events").to_table().to_pylist() if e["object_sha256"] is None]
     assert any("missing.txt" in e["detail"] and e["outcome"] == "warning" for e in run_events)
+
+
+def test_metadata_file_given_outside_the_source(prefect_harness, seeds_dir, tmp_path):
+    from flows.ingest import ingest
+
+    sidecar = tmp_path / "described-elsewhere.csv"
+    sidecar.write_text("filename,dc.title,dc.language\n001_291c46b230e7e5bc.txt,Commemoration in Baku,en-GB\n", encoding="utf-8")
+    dest = str(tmp_path / "store")
+    result = ingest(str(seeds_dir), dest=dest, metadata=str(sidecar))
+    docs = {d["source_path"]: d for d in open_dataset(dest, "documents").to_table().to_pylist()}
+    assert docs["001_291c46b230e7e5bc.txt"]["title"] == "Commemoration in Baku"
+    assert docs["001_291c46b230e7e5bc.txt"]["language"] == "en-GB"
+    assert docs["004_fe37357cb45043f5.txt"]["title"] == "Black January"  # undescribed files keep derived values
+    assert any(str(sidecar) in note for note in result["notes"])  # the sidecar's own bytes were kept
+    import hashlib
+    from archive.store import object_key, open_store
+
+    assert open_store(dest).get_bytes(object_key(hashlib.sha256(sidecar.read_bytes()).hexdigest())) == sidecar.read_bytes()

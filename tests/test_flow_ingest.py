@@ -61,8 +61,12 @@ def test_seeds_become_five_valid_documents_with_originals_and_events(run_ingest,
 
         assert problems("document", _jsonable(doc)) == []
 
-    # Each document has the full chain of events, all tied to this flow run.
+    # Each document has the full chain of events, all tied to this flow run, each a valid event record.
     events = rows(dest, "events")
+    from archive.ingest import _jsonable
+
+    for event in events:
+        assert problems("event", _jsonable(event)) == [], event
     for doc in documents:
         kinds = {e["event_type"] for e in events if e["object_sha256"] == doc["doc_id"]}
         assert kinds == EVENT_TYPES_PER_DOCUMENT
@@ -235,3 +239,15 @@ def test_one_task_per_batch_and_progress_reported(run_ingest, seeds_dir, tmp_pat
     assert len(heard) == 3
     assert heard[-1] == (5, 5)
     assert [done for done, _ in heard] == sorted(done for done, _ in heard)
+
+
+def test_analysts_query_the_datasets_with_duckdb(run_ingest, seeds_dir, tmp_path):
+    import duckdb
+
+    dest = str(tmp_path / "store")
+    run_ingest(str(seeds_dir), dest=dest)
+    docs = open_dataset(dest, "documents")  # noqa: F841 - DuckDB finds it by name
+    dated = duckdb.sql("select title, date from docs where date is not null order by date").fetchall()
+    assert [d.isoformat() for _, d in dated] == ["2021-01-20", "2021-01-21"]
+    files = open_dataset(dest, "files")  # noqa: F841
+    assert duckdb.sql("select outcome, count(*) from files group by outcome").fetchall() == [("document", 5)]

@@ -66,7 +66,7 @@ def software_components() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     components = {}
-    for name in ("pyarrow", "jsonschema", "charset-normalizer", "py3langid", "prefect", "boto3"):
+    for name in ("pyarrow", "jsonschema", "charset-normalizer", "py3langid", "prefect", "boto3", "datasketch"):
         try:
             components[name] = version(name)
         except PackageNotFoundError:

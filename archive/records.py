@@ -6,6 +6,8 @@ import datetime as dt
 
 import pyarrow as pa
 
+from .reuse import REUSE
+
 _TS = pa.timestamp("us", tz="UTC")
 _SHA = pa.string()
 
@@ -93,6 +95,7 @@ DATASETS: dict[str, tuple[pa.Schema, str]] = {
     "files": (FILE, "file"),
     "quarantine": (QUARANTINE, "quarantine"),
     "events": (EVENT, "event"),
+    "reuse": (REUSE, "reuse"),
 }
 
 

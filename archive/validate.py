@@ -20,6 +20,7 @@ KINDS = {
     "event": "event",
     "manifest": "manifest",
     "metadata-row": "metadata-row",
+    "reuse": "reuse",
 }
 
 

@@ -3,7 +3,6 @@
 import hashlib
 import json
 import random
-import re
 import time
 from pathlib import Path
 
@@ -294,22 +293,31 @@ def test_identical_texts_are_duplicates_not_reuse():
     assert list(find_reuse([("a" * 64, text), ("c" * 64, text)], run_id=RUN_ID)) == []
 
 
-def test_texts_are_fetched_again_only_for_candidate_pairs_and_must_not_change(seeds):
+def test_texts_are_fetched_again_in_bulk_only_for_candidate_pairs_and_must_not_change(seeds):
     texts = dict(seeds.values())
-    fetched = []
+    calls = []
 
-    def get_text(doc_id):
-        fetched.append(doc_id)
-        return texts[doc_id]
+    def get_texts(doc_ids):
+        calls.append(list(doc_ids))
+        return [(doc_id, texts[doc_id]) for doc_id in doc_ids]
 
     stats = ReuseStats()
-    rows = list(find_reuse(((d, t) for d, t in seeds.values()), run_id=RUN_ID, get_text=get_text, stats=stats))
+    rows = list(find_reuse(((d, t) for d, t in seeds.values()), run_id=RUN_ID, get_texts=get_texts, stats=stats))
     assert rows
-    assert set(fetched) == {seeds[x][0] for x in ("000", "001", "002")}
-    assert len(fetched) == stats.texts_fetched == 3
+    # One call, for the three texts of the two pairs.
+    assert [sorted(c) for c in calls] == [sorted(seeds[x][0] for x in ("000", "001", "002"))]
+    assert stats.fetches == 1 and stats.texts_fetched == 3
+
+    # At most texts_per_fetch texts at a time: the two pairs need 3 texts, so 2 at a time takes two calls.
+    calls.clear()
+    assert list(find_reuse(seeds.values(), run_id=RUN_ID, get_texts=get_texts, texts_per_fetch=2)) == rows
+    assert len(calls) == 2 and all(len(c) <= 2 for c in calls)
 
     with pytest.raises(ReuseError, match="other than the one indexed"):
-        list(find_reuse(seeds.values(), run_id=RUN_ID, get_text=lambda doc_id: texts[doc_id] + " changed"))
+        list(find_reuse(seeds.values(), run_id=RUN_ID,
+                        get_texts=lambda doc_ids: [(d, texts[d] + " changed") for d in doc_ids]))
+    with pytest.raises(ReuseError, match="no text"):
+        list(find_reuse(seeds.values(), run_id=RUN_ID, get_texts=lambda doc_ids: [(d, texts[d]) for d in doc_ids[1:]]))
 
 
 def test_a_doc_id_given_twice_is_refused(seeds):
@@ -359,9 +367,12 @@ def test_a_synthetic_corpus_scales_below_all_pairs_and_every_planted_passage_is_
     texts = [normalise_text(t) for t in texts]
     by_id = dict(zip(doc_ids, texts))
 
+    def get_texts(wanted):
+        return [(doc_id, by_id[doc_id]) for doc_id in wanted]
+
     stats = ReuseStats()
     started = time.perf_counter()
-    rows = list(find_reuse(zip(doc_ids, texts), run_id=RUN_ID, get_text=by_id.__getitem__, stats=stats))
+    rows = list(find_reuse(zip(doc_ids, texts), run_id=RUN_ID, get_texts=get_texts, stats=stats))
     elapsed = time.perf_counter() - started
 
     all_pairs = n * (n - 1) // 2

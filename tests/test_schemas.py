@@ -83,7 +83,7 @@ def test_file_rows_need_a_reason_when_quarantined_or_skipped():
 
 
 def test_schema_ids_are_versioned():
-    for kind in ("document", "file", "quarantine", "event", "manifest"):
+    for kind in ("document", "file", "quarantine", "event", "manifest", "reuse"):
         assert schema_id(kind).endswith(":1.0.0")
 
 

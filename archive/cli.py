@@ -76,7 +76,7 @@ def cmd_ingest(args) -> int:
         result = ingest(
             source=args.source, dest=dest, collection=args.collection,
             max_file_bytes=args.max_file_bytes, batch_files=args.batch_files,
-            metadata=os.path.abspath(args.metadata) if args.metadata else None,
+            metadata=os.path.abspath(args.metadata) if args.metadata else None, workers=args.workers,
         )
     except KeyboardInterrupt:
         return _fail("ingest interrupted; nothing was committed", args)
@@ -284,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-file-bytes", type=_size, default=256 << 20,
                    help="larger files are kept but quarantined as too-large (default 256M)")
     p.add_argument("--batch-files", type=int, default=1000, help="files per batch task (default 1000)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes for the batches (default: one per core)")
     p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
     p.set_defaults(func=cmd_ingest)
 

@@ -4,12 +4,18 @@
 class ArchiveError(Exception):
     """Base of every error this package raises on purpose."""
 
+    def __reduce__(self):
+        # Errors cross process boundaries (worker processes, Dask): rebuild them
+        # from the arguments their constructor took, not from the message.
+        return (type(self), getattr(self, "_init_args", self.args))
+
 
 class StoreError(ArchiveError):
     """An object store operation failed; names the key and the reason."""
 
     def __init__(self, key: str, reason: str):
         super().__init__(f"{key}: {reason}")
+        self._init_args = (key, reason)
         self.key = key
         self.reason = reason
 
@@ -19,6 +25,7 @@ class ObjectExistsError(StoreError):
 
     def __init__(self, key: str):
         super().__init__(key, "already exists (write-once key)")
+        self._init_args = (key,)
 
 
 class ObjectNotFoundError(StoreError):
@@ -26,6 +33,7 @@ class ObjectNotFoundError(StoreError):
 
     def __init__(self, key: str):
         super().__init__(key, "no such object")
+        self._init_args = (key,)
 
 
 class SourceError(ArchiveError):

@@ -62,6 +62,7 @@ class SidecarError(ArchiveError):
 
     def __init__(self, source_name: str, reason: str):
         super().__init__(f"{source_name}: {reason}")
+        self._init_args = (source_name, reason)
         self.source_name = source_name
         self.reason = reason
 

@@ -45,6 +45,7 @@ class ReuseError(ArchiveError):
 
     def __init__(self, doc_id: str, reason: str):
         super().__init__(f"{doc_id}: {reason}")
+        self._init_args = (doc_id, reason)
         self.doc_id = doc_id
         self.reason = reason
 

@@ -15,6 +15,7 @@ from archive.provenance import RunContext, new_run_id
 from archive.store import open_store, resolve_dest
 
 from . import progress
+from .artifacts import publish_audit_artifacts
 from .context import is_transient, started_by
 
 OBJECTS_PER_TASK = 5000
@@ -59,7 +60,7 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None) -> dict
         progress.report(done, referenced.num_rows, time.monotonic() - started)
     manifest = commit_audit_task(dest, run, summaries, {"dest": store.url, "runs": runs})
     findings = [f for s in sorted(summaries, key=lambda s: s.index) for f in s.findings]
-    return {
+    report = {
         "run_id": run.run_id,
         "status": "ok" if not findings else "problems",
         "dest": store.url,
@@ -70,3 +71,5 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None) -> dict
                       "expected_bytes": f.expected_bytes, "found_bytes": f.found_bytes, "message": str(f)} for f in findings],
         "seconds": round(time.monotonic() - started, 3),
     }
+    publish_audit_artifacts(report)
+    return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from prefect import flow, task
@@ -18,7 +19,8 @@ from archive.read import committed_doc_ids
 from archive.source import batches, open_source
 from archive.store import open_store, resolve_dest
 
-from . import progress
+from . import progress, workers as worker_pool
+from .artifacts import ProgressArtifact, publish_ingest_artifacts
 from .context import is_transient, started_by
 
 
@@ -27,6 +29,9 @@ from .context import is_transient, started_by
 def process_batch_task(dest: str, source: str, run: RunContext, index: int, refs, known, options: IngestOptions,
                        descriptions: Descriptions) -> BatchSummary:
     """One batch: its parts are written to the store by the task itself; only a summary comes back."""
+    pool = worker_pool.pool_for(run.run_id)
+    if pool is not None:
+        return worker_pool.run_in_pool(pool, dest, source, run, index, refs, options, descriptions)
     return process_batch(open_store(dest), open_source(source), run, index, refs, known=known, options=options,
                          descriptions=descriptions)
 
@@ -48,7 +53,7 @@ def commit_task(dest: str, run: RunContext, summaries: list[BatchSummary], param
     return {"manifest": commit_manifest(store, manifest), "counts": manifest["counts"], "notes": notes}
 
 
-@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=False)
+@flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 1)), log_prints=False)
 def ingest(
     source: str,
     dest: str | None = None,
@@ -57,10 +62,12 @@ def ingest(
     batch_files: int = 1000,
     batch_bytes: int = 64 << 20,
     metadata: str | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Ingest every file under SOURCE (a folder or s3://bucket/prefix) into DEST.
 
     metadata: a metadata.csv to use instead of the one at the top of SOURCE.
+    workers: processes for the batches (default: one per core; 1 runs them in this process).
     """
     started = time.monotonic()
     dest = resolve_dest(dest)
@@ -81,30 +88,34 @@ def ingest(
     if descriptions.error:
         warnings.append(f"sidecar not used: {descriptions.error}")
 
+    workers = workers or os.cpu_count() or 1
     futures, total, seen = [], 0, []
-    for index, refs in enumerate(batches(src.iter_files(), batch_files, batch_bytes)):
-        total += len(refs)
-        if descriptions.sidecar is not None:
-            seen.extend(ref.path for ref in refs)
-        # quote(): the payloads are plain data, no futures inside; spare Prefect walking them.
-        futures.append(process_batch_task.submit(dest, source, run, index, quote(refs), quote(known), options,
-                                                 quote(descriptions)))
-    warnings.extend(unmatched_rows(descriptions, seen))
     summaries, done = [], 0
-    for future in as_completed(futures):
-        summary = future.result()  # a failed batch fails the run here: nothing is committed
-        summaries.append(summary)
-        done += sum(summary.counts.values())
-        progress.report(done, total, time.monotonic() - started)
+    bar = ProgressArtifact(run.run_id)
+    with worker_pool.batch_workers(run.run_id, workers, known):
+        for index, refs in enumerate(batches(src.iter_files(), batch_files, batch_bytes)):
+            total += len(refs)
+            if descriptions.sidecar is not None:
+                seen.extend(ref.path for ref in refs)
+            # quote(): the payloads are plain data, no futures inside; spare Prefect walking them.
+            futures.append(process_batch_task.submit(dest, source, run, index, quote(refs), quote(known), options,
+                                                     quote(descriptions)))
+        warnings.extend(unmatched_rows(descriptions, seen))
+        for future in as_completed(futures):
+            summary = future.result()  # a failed batch fails the run here: nothing is committed
+            summaries.append(summary)
+            done += sum(summary.counts.values())
+            progress.report(done, total, time.monotonic() - started)
+            bar.update(done, total)
 
     parameters = {"source": source, "dest": store.url, "collection": collection, "max_file_bytes": max_file_bytes,
-                  "batch_files": batch_files, "batch_bytes": batch_bytes, "metadata": metadata}
+                  "batch_files": batch_files, "batch_bytes": batch_bytes, "metadata": metadata, "workers": workers}
     committed = commit_task(dest, run, summaries, parameters, warnings)
     timings: dict[str, float] = {}
     for s in summaries:
         for stage, seconds in s.timings.items():
             timings[stage] = timings.get(stage, 0.0) + seconds
-    return {
+    result = {
         "run_id": run.run_id,
         "status": "committed",
         "dest": store.url,
@@ -117,3 +128,5 @@ def ingest(
         "seconds": round(time.monotonic() - started, 3),
         "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
     }
+    publish_ingest_artifacts(result)
+    return result

@@ -251,3 +251,25 @@ def test_analysts_query_the_datasets_with_duckdb(run_ingest, seeds_dir, tmp_path
     assert [d.isoformat() for _, d in dated] == ["2021-01-20", "2021-01-21"]
     files = open_dataset(dest, "files")  # noqa: F841
     assert duckdb.sql("select outcome, count(*) from files group by outcome").fetchall() == [("document", 5)]
+
+
+def test_run_publishes_prefect_artifacts(run_ingest, tmp_path):
+    from prefect.artifacts import Artifact
+
+    source = tmp_path / "batch"
+    source.mkdir()
+    (source / "ok.txt").write_text("A good page of text for the archive.", encoding="utf-8")
+    (source / "empty.txt").write_bytes(b"")
+    result = run_ingest(str(source), dest=str(tmp_path / "store"))
+    key = result["run_id"].lower()
+    import json
+
+    counts = Artifact.get(f"ingest-counts-{key}")
+    table = json.loads(counts.data) if isinstance(counts.data, str) else counts.data
+    assert {"outcome": "documents", "files": 1} in table and {"outcome": "quarantined", "files": 1} in table
+    quarantine = Artifact.get(f"ingest-quarantine-{key}")
+    assert "empty.txt" in str(quarantine.data) and "the file has no bytes" in str(quarantine.data)
+    summary = Artifact.get(f"ingest-summary-{key}")
+    assert result["manifest"] in summary.data and result["dest"] in summary.data
+    progress_artifact = Artifact.get(f"ingest-progress-{key}")
+    assert progress_artifact is not None and float(progress_artifact.data) == 100.0

@@ -82,7 +82,8 @@ def test_server_stopping_mid_run_fails_cleanly_and_the_rerun_equals_a_clean_run(
     monkeypatch.setattr(flow_module, "process_batch", stop_server_at_second_batch)
     try:
         with pytest.raises(Exception):
-            flow_module.ingest(str(seeds_dir), dest=s3_bucket, batch_files=1)
+            # workers=1: the batches run in this process, where the patch is.
+            flow_module.ingest(str(seeds_dir), dest=s3_bucket, batch_files=1, workers=1)
     finally:
         s3_server.resume()
     monkeypatch.setattr(flow_module, "process_batch", real)

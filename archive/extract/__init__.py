@@ -32,6 +32,7 @@ class ExtractionError(ArchiveError):
 
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")
+        self._init_args = (reason, detail)
         self.reason = reason
         self.detail = detail
 

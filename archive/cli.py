@@ -133,6 +133,10 @@ def cmd_runs(args) -> int:
     print(f"{'run':<24} {'kind':<7} {'committed':<20} {'files':>7} {'docs':>7} {'dups':>7} {'quar':>6} {'skip':>6}  collection")
     for m in manifests:
         c = m["counts"]
+        if m["kind"] == "reuse":
+            print(f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20} {c['pairs']:,} document pairs share "
+                  f"{c['passages']:,} passages")
+            continue
         if m["kind"] == "audit":
             print(f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20} checked {c['objects']:,} originals, "
                   f"{c['parts']:,} parts: {c['problems']:,} problem(s)")
@@ -195,6 +199,10 @@ def cmd_lineage(args) -> int:
     for d in story["documents"]:
         print(f"  document in run {d['run_id']}, part {d['part']}: {d['title'] or '(no title)'}; {d['char_count']:,} characters, "
               f"text sha256 {d['text_sha256']}, by {d['extractor']} {d['extractor_version']}")
+    if story["shares_text_with"]:
+        print(f"shares text with (reuse run {story['shares_text_with'][0]['run_id']}):")
+        for other in story["shares_text_with"]:
+            print(f"  {other['doc_id']}  similarity {other['similarity']:.3f}, {other['passages']} passage(s), {other['words']} words")
     print("events:")
     for e in story["events"]:
         tool = f" [{e['tool']}]" if e["tool"] else ""
@@ -235,6 +243,25 @@ def cmd_bag(args) -> int:
     else:
         print(f"Bag of run {result['run_id']} written to {result['bag']}: {result['files']:,} original(s), "
               f"manifests {' and '.join(result['algorithms'])}.")
+    return EXIT_OK
+
+
+def cmd_reuse(args) -> int:
+    from .provenance import RunContext, new_run_id
+    from .reuse_run import publish_reuse
+    from .store import open_store
+
+    try:
+        store = open_store(args.dest)
+        result = publish_reuse(store, RunContext(new_run_id(), None, store.url))
+    except ArchiveError as exc:
+        return _fail(str(exc), args)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        c = result["counts"]
+        print(f"Reuse run {result['run_id']} committed: {c['pairs']:,} pair(s) of documents share {c['passages']:,} passage(s) "
+              f"among {c['documents']:,} documents ({c['candidate_pairs']:,} candidate pairs compared).")
     return EXIT_OK
 
 
@@ -310,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["json", "provn", "jsonld"], default="json", help="PROV-JSON (default), PROV-N or JSON-LD")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_prov)
+
+    p = sub.add_parser("reuse", help="find passages that committed documents share; commit them as a reuse run")
+    common(p)
+    p.set_defaults(func=cmd_reuse)
 
     p = sub.add_parser("bag", help="export a run's originals as a BagIt bag (sha256 and sha512)")
     p.add_argument("run_id", metavar="RUN_ID")

@@ -49,8 +49,11 @@ def lineage(store: Store, ident: str, run: str | None = None) -> dict:
     key = object_key(sha256)
     size = store.size(key)
     runs = sorted({f["run_id"] for f in files} | {e["run_id"] for e in events})
+    from .reuse_run import shared_with
+
     return {
         "sha256": sha256,
+        "shares_text_with": shared_with(store, sha256),
         "original": {"key": key, "stored": size is not None, "bytes": size},
         "sources": [{"path": f["path"], "run_id": f["run_id"], "outcome": f["outcome"], "reason": f["reason"],
                      "media_type": f["media_type"], "puid": f["puid"]} for f in sorted(files, key=lambda f: (f["run_id"], f["path"]))],

@@ -96,3 +96,19 @@ def test_a_failed_run_exits_1_and_commits_nothing(cli_env, seeds_dir, tmp_path):
     assert "objects/sha256/" in done.stderr  # names the key that failed
     assert "Traceback" not in done.stderr
     assert not (dest / "runs").exists() or not any((dest / "runs").iterdir())
+
+
+def test_progress_line_shows_done_total_and_rate():
+    import io
+
+    from archive.cli import _Progress
+
+    stream = io.StringIO()
+    bar = _Progress(stream)
+    bar(1000, 5000, 2.0)
+    bar(5000, 5000, 4.0)
+    bar.close()
+    out = stream.getvalue()
+    assert "\r  1,000/5,000 files  500 files/s" in out
+    assert "\r  5,000/5,000 files  1,250 files/s" in out
+    assert out.endswith("\n")

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import traceback
+from contextlib import contextmanager
 
 from . import __version__
 from .errors import ArchiveError, ConfigurationError, SourceError
@@ -28,6 +29,21 @@ def _quiet_prefect(verbose: bool) -> None:
 def _show(path: str) -> str:
     """A path as one printable line: control characters (newlines...) escaped."""
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in path)
+
+
+@contextmanager
+def _progress_shown(args):
+    """Progress on stderr while the block runs, when stderr is a terminal and not --json."""
+    from flows import progress
+
+    bar = _Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
+    stop = progress.listen(bar) if bar else (lambda: None)
+    try:
+        yield
+    finally:
+        stop()
+        if bar:
+            bar.close()
 
 
 class _Progress:
@@ -67,25 +83,19 @@ def cmd_ingest(args) -> int:
         return _fail(f"ingest failed before it started: {exc}", args)
 
     _quiet_prefect(args.verbose)
-    from flows import progress
     from flows.ingest import ingest
 
-    bar = _Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
-    stop = progress.listen(bar) if bar else (lambda: None)
     try:
-        result = ingest(
-            source=args.source, dest=dest, collection=args.collection,
-            max_file_bytes=args.max_file_bytes, batch_files=args.batch_files,
-            metadata=os.path.abspath(args.metadata) if args.metadata else None, workers=args.workers,
-        )
+        with _progress_shown(args):
+            result = ingest(
+                source=args.source, dest=dest, collection=args.collection,
+                max_file_bytes=args.max_file_bytes, batch_files=args.batch_files,
+                metadata=os.path.abspath(args.metadata) if args.metadata else None, workers=args.workers,
+            )
     except KeyboardInterrupt:
         return _fail("ingest interrupted; nothing was committed", args)
     except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn any failure into one clear line
         return _fail(f"ingest failed, nothing was committed: {_reason(exc)}", args)
-    finally:
-        stop()
-        if bar:
-            bar.close()
     if args.json:
         print(json.dumps({k: result[k] for k in ("run_id", "status", "dest", "manifest", "counts", "problems", "seconds", "stage_seconds")},
                          ensure_ascii=False))
@@ -152,19 +162,13 @@ def cmd_verify(args) -> int:
     dest = resolve_dest(args.dest)
     open_store(dest)
     _quiet_prefect(args.verbose)
-    from flows import progress
     from flows.audit import fixity_audit
 
-    bar = _Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
-    stop = progress.listen(bar) if bar else (lambda: None)
     try:
-        report = fixity_audit(dest=dest, runs=args.run or None)
-    except Exception as exc:  # noqa: BLE001
+        with _progress_shown(args):
+            report = fixity_audit(dest=dest, runs=args.run or None)
+    except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn any failure into one clear line
         return _fail(f"verify could not run: {_reason(exc)}", args)
-    finally:
-        stop()
-        if bar:
-            bar.close()
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:

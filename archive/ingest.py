@@ -6,10 +6,9 @@ import io
 import os
 import shutil
 import tempfile
-import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable
 
 import pyarrow.parquet as pq
 
@@ -25,6 +24,7 @@ from .records import utc_now
 from .source import FileRef, Source
 from .store import Store, object_key
 from .validate import describe_problems, problems
+from .timing import StageTimer
 
 DEFAULT_MAX_FILE_BYTES = 256 << 20
 # Quarantined and skipped files a batch reports back by name (the rest are counted).
@@ -106,17 +106,6 @@ class BatchSummary:
     bytes_read: int = 0
 
 
-class _Timer:
-    def __init__(self, timings: dict[str, float], stage: str):
-        self.timings, self.stage = timings, stage
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.timings[self.stage] += time.perf_counter() - self.start
-
-
 class BatchProcessor:
     """Turns a batch of FileRefs into rows of the four datasets and writes them as parts."""
 
@@ -142,8 +131,8 @@ class BatchProcessor:
         self.first_path: dict[str, str] = {}  # sha256 -> first path in this batch
         self.documents_key = part_key("documents", run.run_id, index, self.attempt)
 
-    def _time(self, stage: str) -> _Timer:
-        return _Timer(self.summary.timings, stage)
+    def _time(self, stage: str) -> StageTimer:
+        return StageTimer(self.summary.timings, stage)
 
     # -- outcomes ---------------------------------------------------------
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
 from .errors import ArchiveError
+from .timing import StageTimer
 
 # One row per shared passage (schemas/reuse.schema.json says the same).
 # Offsets count Unicode code points into each document's normalised text (the
@@ -127,17 +127,6 @@ class ReuseStats:
     texts_fetched: int = 0
     fetches: int = 0  # calls to get_texts
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-
-
-class _Timer:
-    def __init__(self, timings: dict[str, float], stage: str):
-        self.timings, self.stage = timings, stage
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.timings[self.stage] += time.perf_counter() - self.start
 
 
 # -- exact passages ----------------------------------------------------------
@@ -302,7 +291,7 @@ class CandidateIndex:
         self._seen.add(doc_id)
         self.stats.documents += 1
         p = self.params
-        with _Timer(self.stats.timings, "signatures"):
+        with StageTimer(self.stats.timings, "signatures"):
             words = [w.lower() for w in _WORD.findall(text)]
             if len(words) < p.shingle_words:
                 self.stats.too_short += 1
@@ -323,20 +312,20 @@ class CandidateIndex:
         hits: set[int] = set()
         for start in _window_starts(len(words), p.window_words, p.query_stride):
             sketch = self._sketch(hashes[start:start + shingles_per_window])
-            with _Timer(self.stats.timings, "lsh"):
+            with StageTimer(self.stats.timings, "lsh"):
                 hits.update(self.lsh.query(sketch))
             self.stats.windows_queried += 1
         self.pairs.update((hit, index) for hit in hits)
         for start in _window_starts(len(words), p.window_words, p.window_words):
             sketch = self._sketch(hashes[start:start + shingles_per_window])
-            with _Timer(self.stats.timings, "lsh"):
+            with StageTimer(self.stats.timings, "lsh"):
                 # A document's windows share its key: a query answers documents, not windows.
                 self.lsh.insert(index, sketch, check_duplication=False)
             self.stats.windows_indexed += 1
         return index
 
     def _sketch(self, hashes: list[int]):
-        with _Timer(self.stats.timings, "signatures"):
+        with StageTimer(self.stats.timings, "signatures"):
             self._minhash.clear()
             self._minhash.update_batch(hashes)
         return self._minhash
@@ -423,7 +412,7 @@ def _fetch(index: CandidateIndex, get_texts: GetTexts, wanted: list[int], stats:
         return {}
     by_id = {index.doc_ids[i]: i for i in wanted}
     found: dict[int, str] = {}
-    with _Timer(stats.timings, "fetch"):
+    with StageTimer(stats.timings, "fetch"):
         for doc_id, text in get_texts(list(by_id)):
             i = by_id.get(doc_id)
             if i is None:
@@ -441,7 +430,7 @@ def _fetch(index: CandidateIndex, get_texts: GetTexts, wanted: list[int], stats:
 
 def _pair_rows(index: CandidateIndex, run_id: str, params: ReuseParams, i: int, text_i: str, j: int, text_j: str,
                stats: ReuseStats) -> Iterator[dict]:
-    with _Timer(stats.timings, "align"):
+    with StageTimer(stats.timings, "align"):
         alignment = align(text_i, text_j, params.min_words)
     if not alignment.passages:
         return

@@ -14,7 +14,9 @@ _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 # C0/C1 controls other than tab and newline: scanning and transfer debris.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _MANY_BLANK_LINES = re.compile(r"\n\n\n+")  # (faster than \n{3,} in CPython's engine)
-_WORD = re.compile(r"\w+(?:[-'’]\w+)*")
+# A word is a whitespace-separated token with a letter or digit in it: tokens
+# that are only punctuation (a dash standing alone) are not counted.
+_PUNCTUATION_TOKEN = re.compile(r"\s[^\w\s]+(?=\s)")
 
 
 def normalise_text(text: str) -> str:
@@ -24,7 +26,9 @@ def normalise_text(text: str) -> str:
     breaks (blank lines) survive; spacing inside lines does not.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _INVISIBLE.sub("", unicodedata.normalize("NFC", text))
+    if not unicodedata.is_normalized("NFC", text):  # a quick check; most texts already are
+        text = unicodedata.normalize("NFC", text)
+    text = _INVISIBLE.sub("", text)
     text = text.replace("\f", "\n\n")  # page breaks become paragraph breaks
     text = _CONTROLS.sub("", text)
     # Within each line, any run of whitespace (tabs, NBSP...) becomes one space; lines are trimmed.
@@ -126,9 +130,13 @@ def describe_text(text: str) -> Description:
         date=date,
         language=detect_language(text),
         char_count=len(text),
-        word_count=len(_WORD.findall(text)),
+        word_count=count_words(text),
         notes=tuple(notes),
     )
+
+
+def count_words(text: str) -> int:
+    return len(text.split()) - len(_PUNCTUATION_TOKEN.findall(f" {text} "))
 
 
 def _ends_like_prose(line: str) -> bool:

@@ -29,7 +29,7 @@ REUSE = pa.schema([
     pa.field("similarity", pa.float64(), nullable=False),
 ])
 
-# Words for the sketches: the same notion of a word as normalise.describe_text,
+# Words for the sketches: letters and digits, joined across hyphens and apostrophes,
 # lower-cased, so that case and punctuation edits do not hide a reused passage.
 _WORD = re.compile(r"\w+(?:[-'’]\w+)*")
 # Words for the alignment: whitespace-separated tokens compared exactly, so a

@@ -13,6 +13,7 @@ from prefect.utilities.annotations import quote
 
 from archive.ingest import (DEFAULT_MAX_FILE_BYTES, BatchSummary, Descriptions, IngestOptions, load_descriptions,
                             process_batch, publish_run_events, reconcile, store_sidecar, total_counts, unmatched_rows)
+from archive.commitlock import commit_lock
 from archive.provenance import RunContext, new_run_id
 from archive.publish import build_manifest, commit_manifest
 from archive.read import committed_doc_ids
@@ -40,17 +41,21 @@ def process_batch_task(dest: str, source: str, run: RunContext, index: int, refs
 def commit_task(dest: str, run: RunContext, summaries: list[BatchSummary], parameters: dict, warnings: list[str]) -> dict:
     """Settle duplicates across batches and concurrent runs, then write the manifest: the run exists."""
     store = open_store(dest)
-    notes = reconcile(store, run, summaries, committed_doc_ids(store))
-    counts = total_counts(summaries)
-    run_part = publish_run_events(store, run, len(summaries), counts, warnings)
-    store.flush()
-    notes = warnings + notes
-    manifest = build_manifest(
-        run_id=run.run_id, kind="ingest", collection=run.collection, source=run.source,
-        started_at=run.started_at, flow_run_id=run.flow_run_id, started_by=run.started_by,
-        parameters=parameters, counts=counts, parts=[p for s in summaries for p in s.parts] + [run_part], notes=notes,
-    )
-    return {"manifest": commit_manifest(store, manifest), "counts": manifest["counts"], "notes": notes}
+    # Under the lock, the committed doc_ids read here cannot change before the
+    # manifest lands: two concurrent runs never both publish a document.
+    with commit_lock(store, run.run_id):
+        notes = reconcile(store, run, summaries, committed_doc_ids(store))
+        counts = total_counts(summaries)
+        run_part = publish_run_events(store, run, len(summaries), counts, warnings)
+        store.flush()
+        notes = warnings + notes
+        manifest = build_manifest(
+            run_id=run.run_id, kind="ingest", collection=run.collection, source=run.source,
+            started_at=run.started_at, flow_run_id=run.flow_run_id, started_by=run.started_by,
+            parameters=parameters, counts=counts, parts=[p for s in summaries for p in s.parts] + [run_part], notes=notes,
+        )
+        key = commit_manifest(store, manifest)
+    return {"manifest": key, "counts": manifest["counts"], "notes": notes}
 
 
 @flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 1)), log_prints=False)

@@ -1,0 +1,76 @@
+"""Two ingests of overlapping sources into one DEST at the same time: both commit, each document once."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import pytest
+
+from archive.commitlock import LOCK_KEY, CommitLockTimeout, commit_lock
+from archive.publish import committed_manifests
+from archive.read import open_dataset
+from archive.store import LocalStore, open_store
+
+pytestmark = pytest.mark.flow
+
+
+def test_overlapping_runs_at_the_same_time_publish_each_document_once(prefect_harness, seeds_dir, dest, tmp_path, monkeypatch):
+    import flows.ingest as flow_module
+
+    seeds = sorted(seeds_dir.iterdir())
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, chosen in ((first, seeds[:4]), (second, seeds[2:])):  # seeds 2 and 3 are in both
+        folder.mkdir()
+        for seed in chosen:
+            shutil.copy(seed, folder / seed.name)
+
+    # Both runs finish their batches before either commits: each took its
+    # snapshot of the committed documents when there were none.
+    both_processed = threading.Barrier(2, timeout=120)
+    real = flow_module.process_batch
+
+    def process_then_wait(*args, **kwargs):
+        summary = real(*args, **kwargs)
+        both_processed.wait()
+        return summary
+
+    monkeypatch.setattr(flow_module, "process_batch", process_then_wait)
+    results, errors = {}, []
+
+    def run(name, folder):
+        try:
+            results[name] = flow_module.ingest(str(folder), dest=dest, workers=1)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n, f)) for n, f in (("first", first), ("second", second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    store = open_store(dest)
+    manifests = list(committed_manifests(store))
+    assert sorted(m["run_id"] for m in manifests) == sorted(r["run_id"] for r in results.values())
+    doc_ids = open_dataset(dest, "documents").to_table(columns=["doc_id"]).column("doc_id").to_pylist()
+    assert len(doc_ids) == len(set(doc_ids)) == 5
+    assert sum(r["counts"]["documents"] for r in results.values()) == 5
+    assert sum(r["counts"]["duplicates"] for r in results.values()) == 2
+    # The later commit says what it turned into duplicates.
+    assert any(r["notes"] for r in results.values())
+    assert not store.exists(LOCK_KEY)
+
+
+def test_commit_lock_excludes_and_breaks_stale_locks(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    with commit_lock(store, "20261122T153000Z-aaaa"):
+        assert store.exists(LOCK_KEY)
+        with pytest.raises(CommitLockTimeout):
+            with commit_lock(store, "20261122T153000Z-bbbb", timeout=0.2):
+                pass
+    assert not store.exists(LOCK_KEY)
+    # A lock left by a run that died is broken once stale.
+    store.put_bytes(LOCK_KEY, b'{"run_id": "dead", "acquired_at": "2020-01-01T00:00:00Z"}')
+    with commit_lock(store, "20261122T153000Z-cccc", timeout=5, stale_after=60):
+        assert b"cccc" in store.get_bytes(LOCK_KEY)

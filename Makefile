@@ -9,22 +9,34 @@ DEST   ?= ./archive-store
 
 # OCR and PDF rendering come from Debian's packages (installed when missing; needs root or sudo).
 SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-eng poppler-utils fonts-dejavu-core
+# The browser test of the Prefect UI needs a headless Chromium (Debian's package).
+TEST_PACKAGES   := chromium
 
-.PHONY: install system-deps demo test bench bench-quick clean
+# $(call apt_install,PACKAGES,WHAT-IS-LOST-WITHOUT-THEM)
+define apt_install
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "Installing $(1)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null; \
+	elif command -v sudo >/dev/null; then \
+	  echo "Installing $(1)"; \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null; \
+	else \
+	  echo "warning: cannot install $(1) (not root, no sudo): $(2)"; \
+	fi
+endef
+
+.PHONY: install system-deps test-system-deps demo test bench bench-quick stress clean
 
 install: system-deps $(STAMP)
 
 system-deps:
 	@if command -v tesseract >/dev/null && command -v pdftoppm >/dev/null \
 	    && [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then :; \
-	elif [ "$$(id -u)" = 0 ]; then \
-	  echo "Installing $(SYSTEM_PACKAGES)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
-	elif command -v sudo >/dev/null; then \
-	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
-	else \
-	  echo "warning: cannot install $(SYSTEM_PACKAGES) (not root, no sudo): page scans will be quarantined as needs-ocr"; \
-	fi
+	else $(call apt_install,$(SYSTEM_PACKAGES),page scans will be quarantined as needs-ocr); fi
+
+test-system-deps:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	else $(call apt_install,$(TEST_PACKAGES),the browser test of the Prefect UI is skipped); fi
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +50,7 @@ demo: system-deps $(STAMP)
 	$(VENV)/bin/archive ingest examples --dest $(DEST) --collection examples
 	$(VENV)/bin/archive runs --dest $(DEST)
 
-test: system-deps $(STAMP)
+test: system-deps test-system-deps $(STAMP)
 	$(PY) -m pytest
 
 clean:

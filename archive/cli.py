@@ -77,20 +77,29 @@ def cmd_ingest(args) -> int:
         return _usage(str(exc))
     if args.metadata and not os.path.isfile(args.metadata):
         return _usage(f"--metadata {args.metadata}: no such file")
+    if args.dask and args.workers not in (None, 1):
+        return _usage("--workers: with --dask the batches run on the cluster's workers, not local processes")
     try:
         open_store(dest).check_writable()
     except ArchiveError as exc:
         return _fail(f"ingest failed before it started: {exc}", args)
 
     _quiet_prefect(args.verbose)
-    from flows.ingest import ingest
+    source, workers = args.source, args.workers
+    if args.dask:
+        from flows.service import absolute_location, ingest_on
 
+        # The cluster's workers may run in another directory: they get absolute paths.
+        source, dest, workers = absolute_location(source), absolute_location(dest), 1
+        ingest = ingest_on(args.dask)
+    else:
+        from flows.ingest import ingest
     try:
         with _progress_shown(args):
             result = ingest(
-                source=args.source, dest=dest, collection=args.collection,
+                source=source, dest=dest, collection=args.collection,
                 max_file_bytes=args.max_file_bytes, batch_files=args.batch_files,
-                metadata=os.path.abspath(args.metadata) if args.metadata else None, workers=args.workers,
+                metadata=os.path.abspath(args.metadata) if args.metadata else None, workers=workers,
             )
     except KeyboardInterrupt:
         return _fail("ingest interrupted; nothing was committed", args)
@@ -316,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="larger files are kept but quarantined as too-large (default 256M)")
     p.add_argument("--batch-files", type=int, default=1000, help="files per batch task (default 1000)")
     p.add_argument("--workers", type=int, default=None, help="worker processes for the batches (default: one per core)")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="run the batches on the Dask cluster at ADDRESS (tcp://HOST:8786); SOURCE and DEST must be "
+                        "reachable from its workers (S3, or a shared file system)")
     p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
     p.set_defaults(func=cmd_ingest)
 

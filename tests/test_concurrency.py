@@ -74,3 +74,31 @@ def test_commit_lock_excludes_and_breaks_stale_locks(tmp_path):
     store.put_bytes(LOCK_KEY, b'{"run_id": "dead", "acquired_at": "2020-01-01T00:00:00Z"}')
     with commit_lock(store, "20261122T153000Z-cccc", timeout=5, stale_after=60):
         assert b"cccc" in store.get_bytes(LOCK_KEY)
+
+
+def test_a_lock_left_by_a_killed_process_of_this_host_is_broken_at_once(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    store = LocalStore(tmp_path / "store")
+    # A process that takes the lock and is killed (SIGKILL) while holding it: no finally runs.
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from archive.commitlock import commit_lock; from archive.store import LocalStore\n"
+        f"with commit_lock(LocalStore({str(tmp_path / 'store')!r}), '20261201T000000Z-dead'):\n"
+        "    print('held', flush=True); time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    left = json.loads(store.get_bytes(LOCK_KEY))
+    assert left["pid"] == holder.pid and left["run_id"] == "20261201T000000Z-dead"
+    # While it lives, the lock holds (it is recent, and its process is there).
+    with pytest.raises(CommitLockTimeout):
+        with commit_lock(store, "20261201T000000Z-wait", timeout=0.3):
+            pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    assert store.exists(LOCK_KEY)  # still there: nobody released it
+    # Recent, but its process is gone: the next commit breaks it without waiting for stale_after.
+    with commit_lock(store, "20261201T000000Z-next", timeout=5, stale_after=3600):
+        assert json.loads(store.get_bytes(LOCK_KEY))["run_id"] == "20261201T000000Z-next"
+    assert not store.exists(LOCK_KEY)

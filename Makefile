@@ -53,5 +53,16 @@ demo: system-deps $(STAMP)
 test: system-deps test-system-deps $(STAMP)
 	$(PY) -m pytest
 
+# Longer than a test run should be: kill -9 at 20 seeded points of an ingest (make test tries 4).
+stress: system-deps $(STAMP)
+	ARCHIVE_CRASH_POINTS=20 $(PY) -m pytest tests/test_crash.py -q -s -p no:cacheprovider
+
+# The benchmark of BENCHMARKS.md: floor loop, bagit-python, ingest, re-run, verify, S3, on one corpus.
+bench: system-deps $(STAMP)
+	$(PY) bench/run.py --files 100000 --json-out bench/results-100k.json
+
+bench-quick: system-deps $(STAMP)
+	$(PY) bench/run.py --files 10000 --json-out bench/results-10k.json
+
 clean:
 	rm -rf $(VENV) $(DEST) .pytest_cache .hypothesis

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import traceback
 from contextlib import contextmanager
@@ -278,6 +279,77 @@ def cmd_reuse(args) -> int:
     return EXIT_OK
 
 
+def cmd_gc(args) -> int:
+    from .gc import delete_garbage, find_garbage
+    from .store import open_store
+
+    removed = []
+    try:
+        store = open_store(args.dest)
+        plan = find_garbage(store, args.older_than)
+        result = delete_garbage(store, plan, on_removed=removed.append) if args.delete else None
+    except ArchiveError as exc:
+        done = f"{len(removed):,} unreferenced key(s) were removed before it stopped" if removed else "nothing was removed"
+        return _fail(f"gc failed, {done}: {exc}", args)
+    gone = list(result.removed) if result else list(plan.candidates)
+    totals = {"parts": sum(c.kind == "part" for c in gone), "objects": sum(c.kind == "object" for c in gone),
+              "other": sum(c.kind == "other" for c in gone), "bytes": sum(c.bytes for c in gone)}
+    if args.json:
+        print(json.dumps({
+            "dest": plan.dest, "dry_run": not args.delete, "older_than_seconds": plan.older_than,
+            "committed_runs": len(plan.runs),
+            "candidates": [{"key": c.key, "kind": c.kind, "bytes": c.bytes, "age_seconds": round(c.age, 1)}
+                           for c in plan.candidates],
+            "removed": [c.key for c in result.removed] if result else [],
+            "totals": totals,
+            "kept": {"too_recent": len(plan.too_recent), "too_recent_bytes": sum(c.bytes for c in plan.too_recent),
+                     "referenced": plan.referenced,
+                     "referenced_meanwhile": [c.key for c in result.referenced_meanwhile] if result else [],
+                     "foreign": list(plan.foreign)},
+            "already_gone": [c.key for c in result.already_gone] if result else [],
+        }, ensure_ascii=False))
+        return EXIT_OK
+    for c in gone:
+        print(f"{'removed' if result else 'would remove'}  {c.kind:<6} {c.bytes:>13,} bytes  {_age(c.age):>6} old  {_show(c.key)}")
+    kept = [f"{len(plan.too_recent):,} too recent (younger than {_age(plan.older_than)})",
+            f"{plan.referenced:,} referenced by {len(plan.runs):,} committed run(s)"]
+    if result and result.referenced_meanwhile:
+        kept.append(f"{len(result.referenced_meanwhile):,} referenced by a run committed meanwhile")
+    if plan.foreign:
+        kept.append(f"{len(plan.foreign):,} not written by archive (left alone)")
+    what = f"{totals['parts']:,} part(s), {totals['objects']:,} object(s), {totals['other']:,} other: {totals['bytes']:,} bytes"
+    if result:
+        print(f"Removed {what} from {plan.dest}. Kept: {', '.join(kept)}.")
+        if result.already_gone:
+            print(f"  {len(result.already_gone):,} were already gone (removed by someone else meanwhile).")
+    else:
+        print(f"Would remove {what} from {plan.dest}. Kept: {', '.join(kept)}.")
+        print("Dry run: nothing was removed; --delete removes them.")
+    return EXIT_OK
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600}h" + (f"{seconds % 3600 // 60:02d}m" if seconds % 3600 >= 60 else "")
+    return f"{seconds // 86400}d" + (f"{seconds % 86400 // 3600:02d}h" if seconds % 86400 >= 3600 else "")
+
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(text: str) -> float:
+    """30m, 1h, 2d, 1h30m, 0s, or plain seconds."""
+    spec = text.strip().lower()
+    if not re.fullmatch(r"(\d+(\.\d+)?[smhdw])+|\d+(\.\d+)?", spec):
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30m, 1h, 2d, 0s)")
+    return float(sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smhdw]?)", spec)))
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0] if not isinstance(exc, ArchiveError) else text
@@ -357,6 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reuse", help="find passages that committed documents share; commit them as a reuse run")
     common(p)
     p.set_defaults(func=cmd_reuse)
+
+    p = sub.add_parser("gc", help="list (and with --delete remove) parts and originals no committed run references")
+    common(p)
+    p.add_argument("--older-than", type=_duration, default="1h", metavar="DURATION",
+                   help="only keys written at least this long ago, e.g. 30m, 1h, 2d, 0s (default 1h); younger ones "
+                        "may belong to a run still in progress and are kept")
+    p.add_argument("--delete", action="store_true", help="remove them (default: a dry run that only lists them)")
+    p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("bag", help="export a run's originals as a BagIt bag (sha256 and sha512)")
     p.add_argument("run_id", metavar="RUN_ID")

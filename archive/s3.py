@@ -57,7 +57,9 @@ _CONFIGURATION_CODES = {
     "AuthorizationHeaderMalformed": "the request was signed for the wrong region",
     "NotImplemented": "the server does not implement this request (conditional writes or checksums?)",
 }
-_RETRIES = {"mode": "standard", "max_attempts": 5}
+# Total attempts, the first one included: botocore's Config spells that total_max_attempts
+# (its max_attempts counts retries only), as AWS_MAX_ATTEMPTS and pyarrow's max_attempts do.
+_RETRIES = {"mode": "standard", "total_max_attempts": 5}
 
 # botocore's data loader only caches the service model files it reads from disk.
 # Sharing it takes a new session's client from ~150 ms to ~10 ms, which counts
@@ -217,7 +219,7 @@ class S3Store(Store):
         mode = self._session.get_config_variable("retry_mode")
         return {
             "mode": mode if mode in ("standard", "adaptive") else _RETRIES["mode"],
-            "max_attempts": int(attempts) if attempts else _RETRIES["max_attempts"],
+            "total_max_attempts": int(attempts) if attempts else _RETRIES["total_max_attempts"],
         }
 
     def _full(self, key: str) -> str:
@@ -499,7 +501,7 @@ class S3Store(Store):
         try:
             for page in pages:
                 for item in page.get("Contents", ()):
-                    yield ObjectInfo(item["Key"][len(base) :], int(item["Size"]))
+                    yield ObjectInfo(item["Key"][len(base) :], int(item["Size"]), item["LastModified"].timestamp())
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, prefix or None, "ListObjectsV2") from exc
 
@@ -570,7 +572,7 @@ class S3Store(Store):
             "region": client.meta.region_name or "us-east-1",
             "connect_timeout": self.connect_timeout,
             "request_timeout": self.read_timeout,
-            "retry_strategy": pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=self._retries()["max_attempts"]),
+            "retry_strategy": pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=self._retries()["total_max_attempts"]),
         }
         try:
             credentials = self._session.get_credentials()

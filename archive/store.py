@@ -40,6 +40,11 @@ def object_key(sha256: str) -> str:
 class ObjectInfo:
     key: str
     size: int
+    # When the store last wrote the object (seconds since the epoch), as the
+    # listing itself reports it: gc tells a crashed run's leftovers from the
+    # parts of a run still in progress without one request per key.
+    # None where a store cannot tell.
+    modified: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class Store(ABC):
 
     @abstractmethod
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every object whose key starts with prefix, in key order."""
+        """Every object whose key starts with prefix, in key order, with its size and modification time."""
 
     @abstractmethod
     def delete(self, key: str) -> None: ...
@@ -221,9 +226,13 @@ class LocalStore(Store):
                 if key.startswith(prefix):
                     found.append(key)
         for key in sorted(found):
-            size = self.size(key)
-            if size is not None:
-                yield ObjectInfo(key, size)
+            try:
+                stat = (self.root / key).stat()
+            except FileNotFoundError:
+                continue  # deleted since the walk
+            except OSError as exc:
+                raise StoreError(key, exc.strerror or str(exc)) from exc
+            yield ObjectInfo(key, stat.st_size, stat.st_mtime)
 
     def delete(self, key: str) -> None:
         try:

@@ -53,9 +53,10 @@ demo: system-deps $(STAMP)
 test: system-deps test-system-deps $(STAMP)
 	$(PY) -m pytest
 
-# Longer than a test run should be: kill -9 at 20 seeded points of an ingest (make test tries 4).
+# Longer than a test run should be: kill -9 at 20 seeded points of an ingest (make test tries 4),
+# and a 2 GiB sparse file.
 stress: system-deps $(STAMP)
-	ARCHIVE_CRASH_POINTS=20 $(PY) -m pytest tests/test_crash.py -q -s -p no:cacheprovider
+	ARCHIVE_STRESS=1 ARCHIVE_CRASH_POINTS=20 $(PY) -m pytest tests/test_crash.py tests/test_large_file.py -q -s -p no:cacheprovider
 
 # The benchmark of BENCHMARKS.md: floor loop, bagit-python, ingest, re-run, verify, S3, on one corpus.
 bench: system-deps $(STAMP)

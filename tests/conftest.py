@@ -30,6 +30,9 @@ def seed_copy(tmp_path, seeds_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def prefect_harness():
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry calls out of a test run
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):

@@ -39,10 +39,11 @@ RUN_SECONDS = 240
 @dataclass(frozen=True)
 class CrashPoint:
     phase: str
-    threshold: float  # seconds (startup), objects or parts written; unused for the lock and the manifest
+    threshold: float  # seconds (startup), objects or parts written; after the lock or the manifest: seconds more
 
     def __str__(self) -> str:
-        return f"{self.phase}@{self.threshold:g}" if self.phase in ("startup", "objects", "parts") else self.phase
+        return f"{self.phase}@{self.threshold:g}" if self.phase in ("startup", "objects", "parts") \
+            else f"{self.phase}+{self.threshold * 1000:.0f}ms"
 
 
 def crash_points(count: int, seed: int, files: int, parts: int, startup_seconds: float) -> list[CrashPoint]:
@@ -51,8 +52,12 @@ def crash_points(count: int, seed: int, files: int, parts: int, startup_seconds:
     points = []
     for index in range(count):
         phase = PHASES[index % len(PHASES)]
-        threshold = {"startup": rng.uniform(0.2, startup_seconds), "objects": rng.randint(1, files - 1),
-                     "parts": rng.randint(1, parts - 1)}.get(phase, 0)
+        while True:  # twenty different points: draw again on a repeat
+            threshold = {"startup": rng.uniform(0.2, startup_seconds), "objects": rng.randint(1, files - 1),
+                         "parts": rng.randint(1, parts - 1), "commit-lock": rng.uniform(0, 0.05),
+                         "manifest": rng.uniform(0, 0.3)}[phase]
+            if CrashPoint(phase, threshold) not in points:
+                break
         points.append(CrashPoint(phase, threshold))
     return points
 
@@ -160,6 +165,8 @@ def test_kill_9_at_a_seeded_point_loses_nothing(index, request, crash_source, cl
             break  # it finished first: the point comes after this run's end, checked as a committed run below
         assert time.monotonic() - started < RUN_SECONDS, f"{point} not reached in {RUN_SECONDS} s"
         time.sleep(0.002)
+    if point.phase in ("commit-lock", "manifest"):
+        time.sleep(point.threshold)  # a seeded moment after the lock was taken or the manifest written
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate(timeout=30)
     killed_after = time.monotonic() - started

@@ -101,6 +101,9 @@ class BatchSummary:
     counts: Counter = field(default_factory=Counter)
     parts: list[PartInfo] = field(default_factory=list)
     documents: list[str] = field(default_factory=list)  # doc_ids this batch published
+    # Originals found already stored but not as committed documents (a crashed run's, say): checked again at
+    # commit, under the commit lock, in case `archive gc` removed them while this run ran.
+    reused_originals: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     bytes_read: int = 0
@@ -229,6 +232,8 @@ class BatchProcessor:
                                       "the stored copy is damaged (run archive verify)")
             if stored is not None:
                 detail = f"original already in store at {key}; not uploaded again"
+                if sha256 not in self.known:
+                    self.summary.reused_originals.append(key)
             else:
                 try:
                     result = (self.store.put_bytes(key, data, sha256=sha256) if data is not None
@@ -423,6 +428,20 @@ def process_batch(store: Store, source: Source, run: RunContext, index: int, ref
                   descriptions: Descriptions = Descriptions()) -> BatchSummary:
     """Ingest one batch; its parts are in the store (uncommitted) when this returns."""
     return BatchProcessor(store, source, run, index, known=known, options=options, descriptions=descriptions).process(refs)
+
+
+def check_reused_originals(store: Store, summaries: list[BatchSummary]) -> None:
+    """Fail the commit if an original this run relied on without uploading it is gone.
+
+    A run does not upload an original the store already holds. When that copy
+    belongs to no committed run (left by a crashed run), `archive gc` may remove
+    it while this run goes on; call this under the commit lock, which gc also
+    holds while deleting, so what it finds stays true until the manifest lands.
+    """
+    for key in sorted({key for s in summaries for key in s.reused_originals}):
+        if not store.exists(key):
+            raise StoreError(key, "this run found the original already stored and did not upload it, but it was "
+                                  "removed before the commit (archive gc?); nothing was committed: run the ingest again")
 
 
 def reconcile(store: Store, run: RunContext, summaries: list[BatchSummary], committed: set[str]) -> list[str]:

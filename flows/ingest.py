@@ -11,8 +11,9 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from archive.ingest import (DEFAULT_MAX_FILE_BYTES, BatchSummary, Descriptions, IngestOptions, load_descriptions,
-                            process_batch, publish_run_events, reconcile, store_sidecar, total_counts, unmatched_rows)
+from archive.ingest import (DEFAULT_MAX_FILE_BYTES, BatchSummary, Descriptions, IngestOptions, check_reused_originals,
+                            load_descriptions, process_batch, publish_run_events, reconcile, store_sidecar,
+                            total_counts, unmatched_rows)
 from archive.commitlock import commit_lock
 from archive.provenance import RunContext, new_run_id
 from archive.publish import build_manifest, commit_manifest
@@ -44,6 +45,7 @@ def commit_task(dest: str, run: RunContext, summaries: list[BatchSummary], param
     # Under the lock, the committed doc_ids read here cannot change before the
     # manifest lands: two concurrent runs never both publish a document.
     with commit_lock(store, run.run_id):
+        check_reused_originals(store, summaries)
         notes = reconcile(store, run, summaries, committed_doc_ids(store))
         counts = total_counts(summaries)
         run_part = publish_run_events(store, run, len(summaries), counts, warnings)

@@ -240,3 +240,42 @@ def test_gc_command_dry_run_json_and_delete(seeds_dir, tmp_path):
 
     usage = archive("gc", "--dest", str(store_dir), "--older-than", "soon")
     assert usage.returncode == 2 and "not a duration: 'soon'" in usage.stderr
+
+
+def test_an_original_gc_removes_while_a_run_relies_on_it_fails_that_run_not_the_archive(
+        prefect_harness, tmp_path, monkeypatch):
+    """A crashed run left an original; a new run of the same file finds it stored and does not upload it;
+    gc removes it (unreferenced, old) before the new run commits: the new run must not commit a reference
+    to a missing original. It fails with the key named; run again, it stores the original and commits."""
+    import flows.ingest as flow_module
+    from archive.errors import StoreError
+
+    dest = str(tmp_path / "store")
+    store = open_store(dest)
+    crash_a_batch(store, tmp_path / "crashed", {"letter.txt": CRASHED_FILES["letter.txt"]})
+    leftover = object_key(hashlib.sha256(CRASHED_FILES["letter.txt"]).hexdigest())
+    assert store.exists(leftover)
+    source = tmp_path / "again"
+    source.mkdir()
+    (source / "letter.txt").write_bytes(CRASHED_FILES["letter.txt"])
+
+    real = flow_module.process_batch
+
+    def batch_then_gc(*args, **kwargs):
+        summary = real(*args, **kwargs)
+        assert summary.reused_originals == [leftover]  # found stored, not uploaded again
+        plan = find_garbage(store, older_than=0)  # gc runs meanwhile: the leftover is unreferenced
+        assert leftover in {c.key for c in plan.candidates}
+        delete_garbage(store, plan)
+        return summary
+
+    monkeypatch.setattr(flow_module, "process_batch", batch_then_gc)
+    with pytest.raises(StoreError, match="removed before the commit") as failed:
+        flow_module.ingest(str(source), dest=dest, workers=1)  # workers=1: the batch runs where the patch is
+    assert failed.value.key == leftover
+    assert not list(store.list("runs/"))  # nothing committed
+
+    monkeypatch.setattr(flow_module, "process_batch", real)
+    result = flow_module.ingest(str(source), dest=dest, workers=1)
+    assert result["counts"]["documents"] == 1
+    assert verified(store) == 1  # the original is back and holds

@@ -21,8 +21,11 @@ from botocore.exceptions import (
     ClientError,
     FlexibleChecksumError,
     HTTPClientError,
+    IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -323,6 +326,13 @@ class S3Store(Store):
                 if code == "ConditionalRequestConflict":
                     raise StoreError(key, "concurrent conditional writes kept conflicting (409); retry later") from None
                 raise self._error(exc, key, "PutObject") from exc
+            except (BotoConnectionError, HTTPClientError) as exc:
+                # Every attempt's answer was lost (reset, timeout), yet one of them may have
+                # landed; a retry of the caller's would then meet its own object as taken.
+                landed = self._holds(full, digest.hex())
+                if landed is not None:
+                    return landed
+                raise self._error(exc, key, "PutObject") from exc
             except BotoCoreError as exc:
                 raise self._error(exc, key, "PutObject") from exc
         raise AssertionError("unreachable")
@@ -338,6 +348,10 @@ class S3Store(Store):
         """
         if not exc.response.get("ResponseMetadata", {}).get("RetryAttempts"):
             return None
+        return self._holds(full, sha256_hex)
+
+    def _holds(self, full: str, sha256_hex: str) -> dict | None:
+        """{"ChecksumSHA256": ...} when the server says the key holds bytes of this SHA-256, else None."""
         try:
             head = self._client.head_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
         except (ClientError, BotoCoreError):
@@ -448,6 +462,10 @@ class S3Store(Store):
                     raise ObjectExistsError(key) from None
                 raise StoreError(key, "a concurrent conditional write conflicted (409); retry the upload") from None
             raise self._error(exc, key, "CompleteMultipartUpload") from exc
+        except (BotoConnectionError, HTTPClientError) as exc:
+            if self._holds(full, composite):
+                return  # the answer was lost, the upload completed
+            raise self._error(exc, key, "CompleteMultipartUpload") from exc
         except BotoCoreError as exc:
             raise self._error(exc, key, "CompleteMultipartUpload") from exc
         reported = response.get("ChecksumSHA256")
@@ -472,7 +490,7 @@ class S3Store(Store):
             response = self._client.get_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, key, "GetObject") from exc
-        return _ObjectStream(response["Body"], self, key)
+        return _ObjectStream(response["Body"], self, key, full)
 
     def size(self, key: str) -> int | None:
         full = self._read_key(key)
@@ -546,7 +564,9 @@ class S3Store(Store):
             except ArchiveError as exc:
                 raise ConfigurationError(f"DEST {self.url}: cannot write to bucket {self.bucket!r}: {exc}") from None
             try:
-                self._put_object(probe, full, b"", hashlib.sha256(b"").digest())
+                # Other bytes than the first probe's: should the 412 be lost and retried,
+                # the retry must not take the first probe for its own write.
+                self._put_object(probe, full, b"second", hashlib.sha256(b"second").digest())
             except ObjectExistsError:
                 pass  # the server enforced If-None-Match: write-once holds
             except ArchiveError as exc:
@@ -597,22 +617,73 @@ class S3Store(Store):
 
 
 class _ObjectStream(io.RawIOBase):
-    """An object's body: reads turn botocore failures (checksum, connection) into StoreError."""
+    """An object's body: reads turn botocore failures (checksum, connection) into StoreError.
 
-    def __init__(self, body, store: S3Store, key: str):
+    botocore retries a request until its response head arrives, not the body
+    after it: a connection dropped mid-body is this class's to retry. It asks
+    for the object again (the stored checksum verified again, over all of it),
+    checks that the bytes already handed out are the ones it gets back, and
+    goes on from there; as many attempts as botocore makes for a request.
+    """
+
+    _BROKEN = (ResponseStreamingError, ReadTimeoutError, IncompleteReadError)
+
+    def __init__(self, body, store: S3Store, key: str, full: str):
         super().__init__()
         self._body = body
         self._store = store
         self._key = key
+        self._full = full
+        self._position = 0
+        self._handed_out = hashlib.sha256()
+        self._attempt = 1
+        self._attempts = store._retries()["total_max_attempts"]
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
+        amount = None if size is None or size < 0 else size
+        while True:
+            try:
+                if self._body is None:
+                    self._reopen()
+                data = self._body.read(amount)
+            except self._BROKEN as exc:
+                self._drop_body()
+                if self._attempt >= self._attempts:
+                    raise self._store._error(exc, self._key, "GetObject") from exc
+                self._attempt += 1
+                continue
+            except (BotoCoreError, ClientError) as exc:
+                raise self._store._error(exc, self._key, "GetObject") from exc
+            self._position += len(data)
+            self._handed_out.update(data)
+            return data
+
+    def _reopen(self) -> None:
+        """The object again, read up to where the broken body stopped."""
         try:
-            return self._body.read(None if size is None or size < 0 else size)
-        except (BotoCoreError, ClientError) as exc:
+            response = self._store._client.get_object(Bucket=self._store.bucket, Key=self._full, ChecksumMode="ENABLED")
+        except (ClientError, BotoCoreError) as exc:
             raise self._store._error(exc, self._key, "GetObject") from exc
+        self._body = response["Body"]
+        again, left = hashlib.sha256(), self._position
+        while left:
+            chunk = self._body.read(min(left, MiB))
+            if not chunk:
+                raise StoreError(self._key, "GetObject: the object became shorter while it was being read")
+            again.update(chunk)
+            left -= len(chunk)
+        if again.digest() != self._handed_out.digest():
+            raise StoreError(self._key, "GetObject: the object changed while it was being read")
+
+    def _drop_body(self) -> None:
+        try:
+            self._body.close()
+        except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped either way
+            pass
+        self._body = None
 
     def readall(self) -> bytes:
         return self.read(-1)
@@ -623,7 +694,7 @@ class _ObjectStream(io.RawIOBase):
         return len(data)
 
     def close(self) -> None:
-        if not self.closed:
+        if not self.closed and self._body is not None:
             self._body.close()
         super().close()
 

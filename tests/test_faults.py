@@ -1,0 +1,240 @@
+"""Storage faults through a real proxy in front of the S3 server: throttling and resets are retried and the run
+commits the same datasets as a clean run; a permanent fault fails it in bounded time, in one line, with nothing committed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from archive.errors import StoreError
+from archive.publish import committed_manifests
+from archive.read import open_dataset
+from archive.s3 import S3Store
+from archive.store import object_key, open_store
+from tests.faultproxy import FaultProxy
+
+pytestmark = pytest.mark.flow
+
+# Attempts per request (AWS_MAX_ATTEMPTS) in these tests: botocore's backoff stays
+# short, and a burst of 8 faults outlasts one request's attempts, so the Prefect
+# task retries (3 runs of a batch: 9 attempts in all) are exercised too.
+ATTEMPTS = 3
+BURST = 8
+# The faults start once the run is under way: its first original is stored.
+FIRST_ORIGINAL = r"^PUT .*/objects/sha256/"
+
+
+@pytest.fixture
+def proxy(s3_server, monkeypatch):
+    """The fault proxy, with the AWS chain of this process pointed at it."""
+    with FaultProxy(s3_server.host, s3_server.port, seed=6) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint_url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", str(ATTEMPTS))
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def s3_source(s3_server, seeds_dir) -> str:
+    bucket = s3_server.create_bucket()
+    for path in sorted(seeds_dir.iterdir()):
+        s3_server.client().put_object(Bucket=bucket, Key=f"incoming/{path.name}", Body=path.read_bytes())
+    return f"s3://{bucket}/incoming"
+
+
+@pytest.fixture(scope="module")
+def clean_run(prefect_harness, s3_server, s3_source) -> dict:
+    """The datasets of a fault-free run of the S3 source, straight to the server."""
+    from flows.ingest import ingest
+
+    dest = f"s3://{s3_server.create_bucket()}/archive"
+    result = ingest(s3_source, dest=dest, workers=1)
+    return {"counts": result["counts"], **_datasets(dest)}
+
+
+def _datasets(dest: str) -> dict:
+    """What a run published, without what differs between any two runs (run id, times)."""
+    docs = open_dataset(dest, "documents").to_table().drop_columns(["run_id", "ingested_at"]).to_pylist()
+    files = open_dataset(dest, "files").to_table().drop_columns(["run_id", "seen_at"]).to_pylist()
+    return {"documents": sorted(docs, key=lambda d: d["doc_id"]), "files": sorted(files, key=lambda f: f["path"])}
+
+
+def _direct(monkeypatch, s3_server) -> None:
+    """Point this process at the server itself again, bypassing the proxy."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
+
+
+def _committed_run(dest: str, clean_run: dict, result: dict) -> None:
+    """One manifest, the datasets a clean run publishes, and a fixity audit that finds every object intact."""
+    from flows.audit import fixity_audit
+
+    (manifest,) = committed_manifests(open_store(dest))
+    assert manifest["run_id"] == result["run_id"]
+    assert result["counts"] == clean_run["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0,
+                                                       "skipped": 0}
+    assert _datasets(dest) == {"documents": clean_run["documents"], "files": clean_run["files"]}
+    report = fixity_audit(dest=dest)
+    assert report["problems"] == []
+    assert report["checked"]["objects"] == 5 and report["checked"]["parts"] == len(manifest["parts"])
+
+
+def test_a_burst_of_503_slowdown_on_puts_and_gets_is_retried_and_the_run_equals_a_clean_one(
+        proxy, clean_run, s3_source, s3_server, monkeypatch):
+    from flows.ingest import ingest
+
+    dest = f"s3://{s3_server.create_bucket()}/archive"
+    proxy.inject("slowdown", count=BURST, fraction=0.5, methods=("PUT", "GET"), after=FIRST_ORIGINAL)
+    result = ingest(s3_source, dest=dest, workers=1)
+
+    assert proxy.injected == {"slowdown": BURST} and proxy.remaining == 0
+    throttled = {method for method, _, action in proxy.log if action == "slowdown"}
+    assert throttled == {"PUT", "GET"}  # the source's objects and the store's writes both
+    _direct(monkeypatch, s3_server)
+    _committed_run(dest, clean_run, result)
+
+
+RESETS = {
+    # The requests never reach the server: botocore retries, then the Prefect task reruns the batch.
+    "requests-reset": (dict(action="reset"), {"GET"}),
+    # The server sends the source's objects, cut half-way: botocore retries no body, the store reads it again.
+    "downloads-cut-mid-body": (dict(action="reset-response", methods=("GET",)), {"GET"}),
+    # The writes land, their answers are lost; every retry meets the object as taken (412), answer lost too.
+    "write-answers-lost": (dict(action="reset-response", methods=("PUT",)), {"PUT"}),
+}
+
+
+@pytest.mark.parametrize("fault", list(RESETS))
+def test_connections_reset_for_a_while_are_retried_and_the_run_equals_a_clean_one(
+        proxy, clean_run, s3_source, s3_server, monkeypatch, fault):
+    from flows.ingest import ingest
+
+    rule, methods = RESETS[fault]
+    dest = f"s3://{s3_server.create_bucket()}/archive"
+    proxy.inject(**rule, count=BURST, after=FIRST_ORIGINAL)
+    result = ingest(s3_source, dest=dest, workers=1)
+
+    assert proxy.injected == {rule["action"]: BURST} and proxy.remaining == 0
+    assert {method for method, _, action in proxy.log if action != "pass"} == methods
+    _direct(monkeypatch, s3_server)
+    _committed_run(dest, clean_run, result)
+
+
+def test_the_commit_stands_when_every_answer_to_the_lock_and_manifest_writes_is_lost(
+        proxy, clean_run, s3_source, s3_server, monkeypatch):
+    """Each write lands at its first attempt, and every retry meets it as taken, answer lost
+    too: the store must find its own write rather than fail the commit (or wait for its own lock)."""
+    from flows.ingest import ingest
+
+    dest = f"s3://{s3_server.create_bucket()}/archive"
+    proxy.inject("reset-response", count=2 * ATTEMPTS, methods=("PUT",), path=r"/archive/(locks|runs)/")
+    result = ingest(s3_source, dest=dest, workers=1)
+
+    assert proxy.injected == {"reset-response": 2 * ATTEMPTS}
+    cut = [target.rsplit("/", 2)[-2] for method, target, action in proxy.log if action == "reset-response"]
+    assert cut == ["locks"] * ATTEMPTS + ["runs"] * ATTEMPTS
+    _direct(monkeypatch, s3_server)
+    assert s3_server.client().list_objects_v2(Bucket=dest.split("/")[2], Prefix="archive/locks/")["KeyCount"] == 0
+    _committed_run(dest, clean_run, result)
+
+
+def test_a_get_cut_mid_body_is_read_again_and_checked_against_what_was_handed_out(proxy, s3_bucket, s3_server):
+    data = os.urandom(300_000)
+    store = S3Store.from_url(s3_bucket)
+    key = object_key(hashlib.sha256(data).hexdigest())
+    store.put_bytes(key, data)
+
+    proxy.inject("reset-response", count=ATTEMPTS - 1, methods=("GET",))
+    with store.open_read(key) as stream:
+        chunks = iter(lambda: stream.read(16_384), b"")
+        assert b"".join(chunks) == data
+    assert proxy.injected == {"reset-response": ATTEMPTS - 1}
+
+    # An object that changes under a read (only possible behind the store's back) is not stitched together.
+    proxy.inject("reset-response", count=1, methods=("GET",))
+    bucket, prefix = s3_bucket[5:].split("/", 1)
+    with store.open_read(key) as stream:
+        assert stream.read(16_384) == data[:16_384]
+        s3_server.client().put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=data[::-1])
+        with pytest.raises(StoreError, match="changed while it was being read"):
+            while stream.read(16_384):
+                pass
+
+
+def test_each_request_makes_as_many_attempts_as_aws_max_attempts_says(proxy, s3_bucket):
+    store = S3Store.from_url(s3_bucket)
+    proxy.inject("reset")
+    with pytest.raises(StoreError, match=r"after retries"):
+        store.size("objects/sha256/no/such")
+    assert proxy.injected == {"reset": ATTEMPTS}
+
+
+def test_a_lost_answer_to_the_write_once_probe_is_not_taken_for_a_server_ignoring_if_none_match(proxy, s3_bucket):
+    # The first probe write passes; the second must meet 412, and its answer is cut once.
+    proxy.inject("reset-response", count=1, methods=("PUT",), path=r"/\.tmp/probe-", after=r"^PUT .*/\.tmp/probe-")
+    S3Store.from_url(s3_bucket).check_writable()
+    assert proxy.injected == {"reset-response": 1}
+
+
+@pytest.fixture
+def cli_env(prefect_harness, proxy):
+    """The environment of `archive` subprocesses: the harness's Prefect server, S3 through the proxy."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = dict(os.environ)
+    env["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    env.pop("ARCHIVE_DEST", None)
+    return env
+
+
+def _ingest_cli(source, dest, env) -> tuple[subprocess.CompletedProcess, float]:
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "archive.cli", "ingest", str(source), "--dest", dest],
+                          env=env, capture_output=True, text=True, timeout=120)
+    return done, time.monotonic() - started
+
+
+def _nothing_committed(s3_server, bucket: str) -> None:
+    """Read from the server itself, not through the proxy: no manifest, no lock left behind."""
+    client = s3_server.client()
+    assert client.list_objects_v2(Bucket=bucket, Prefix="archive/runs/")["KeyCount"] == 0
+    assert client.list_objects_v2(Bucket=bucket, Prefix="archive/locks/")["KeyCount"] == 0
+
+
+def test_access_denied_on_every_write_fails_at_once_in_one_line_with_nothing_committed(cli_env, proxy, seeds_dir,
+                                                                                       s3_server):
+    bucket = s3_server.create_bucket()
+    # Every write of the run (not the start's write probe) is refused.
+    proxy.inject("deny", methods=("PUT",), path=r"/archive/(objects|datasets|runs|locks)/")
+    done, seconds = _ingest_cli(seeds_dir, f"s3://{bucket}/archive", cli_env)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("archive: ingest failed, nothing was committed: ")
+    assert f"s3://{bucket}/archive/objects/sha256/" in line and "access denied" in line and "AccessDenied" in line
+    assert "Traceback" not in done.stderr and s3_server.secret_key not in done.stderr + done.stdout
+    assert proxy.injected == {"deny": 1}  # not retried: no retry can fix it
+    _nothing_committed(s3_server, bucket)
+    assert seconds < 60
+
+
+def test_a_server_gone_for_good_mid_run_fails_in_bounded_time_in_one_line_with_nothing_committed(
+        cli_env, proxy, seeds_dir, s3_server):
+    bucket = s3_server.create_bucket()
+    env = {**cli_env, "AWS_MAX_ATTEMPTS": "2", "ARCHIVE_S3_CONNECT_TIMEOUT": "5", "ARCHIVE_S3_READ_TIMEOUT": "10"}
+    # From the first original on, every connection is torn down: refused when new, reset when reused.
+    proxy.inject("refuse", after=FIRST_ORIGINAL)
+    done, seconds = _ingest_cli(seeds_dir, f"s3://{bucket}/archive", env)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("archive: ingest failed, nothing was committed: objects/sha256/")
+    assert f"the S3 endpoint {proxy.endpoint_url}" in line and "after retries" in line
+    assert "Traceback" not in done.stderr and s3_server.secret_key not in done.stderr + done.stdout
+    # The batch ran 3 times (Prefect task retries), each time 2 attempts of its first request.
+    assert proxy.injected["refuse"] == 3 * 2
+    _nothing_committed(s3_server, bucket)
+    assert seconds < 60

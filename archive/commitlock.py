@@ -41,6 +41,8 @@ def commit_lock(store: Store, run_id: str, *, timeout: float = 900.0, stale_afte
             store.put_bytes(LOCK_KEY, body)
             break
         except ObjectExistsError:
+            if _held_by(store, run_id):
+                break  # this run's own lock (a retried commit whose release failed): take it over
             _break_if_stale(store, stale_after)
             if time.monotonic() > deadline:
                 raise CommitLockTimeout(f"{store.url}: another run has held {LOCK_KEY} for more than {timeout:.0f} s") from None
@@ -53,6 +55,13 @@ def commit_lock(store: Store, run_id: str, *, timeout: float = 900.0, stale_afte
             store.delete(LOCK_KEY)
         except ObjectNotFoundError:
             pass
+
+
+def _held_by(store: Store, run_id: str) -> bool:
+    try:
+        return json.loads(store.get_bytes(LOCK_KEY)).get("run_id") == run_id
+    except (ObjectNotFoundError, ValueError, AttributeError):
+        return False
 
 
 def _break_if_stale(store: Store, stale_after: float) -> None:

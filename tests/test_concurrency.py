@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 
@@ -102,3 +103,19 @@ def test_a_lock_left_by_a_killed_process_of_this_host_is_broken_at_once(tmp_path
     with commit_lock(store, "20261201T000000Z-next", timeout=5, stale_after=3600):
         assert json.loads(store.get_bytes(LOCK_KEY))["run_id"] == "20261201T000000Z-next"
     assert not store.exists(LOCK_KEY)
+
+
+def test_a_retried_commit_takes_over_its_own_run_s_lock(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    # A commit whose lock release failed leaves its lock; the task's retry must not wait for itself.
+    store.put_bytes(LOCK_KEY, json.dumps({"run_id": "20261201T000000Z-same", "acquired_at": "2099-01-01T00:00:00Z",
+                                          "host": "elsewhere", "pid": 1}).encode())
+    with commit_lock(store, "20261201T000000Z-same", timeout=0.5):
+        assert json.loads(store.get_bytes(LOCK_KEY))["run_id"] == "20261201T000000Z-same"
+    assert not store.exists(LOCK_KEY)
+    # Another run's recent lock from another host is still waited on.
+    store.put_bytes(LOCK_KEY, json.dumps({"run_id": "20261201T000000Z-other", "acquired_at": "2099-01-01T00:00:00Z",
+                                          "host": "elsewhere", "pid": 1}).encode())
+    with pytest.raises(CommitLockTimeout):
+        with commit_lock(store, "20261201T000000Z-same", timeout=0.3):
+            pass

@@ -68,6 +68,27 @@ def test_normalise_is_idempotent_and_never_raises(text):
     assert once == once.strip()
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=4096),
+                 st.text().map(lambda t: t.encode("utf-8")),
+                 st.text().map(lambda t: t.encode("utf-16")),
+                 st.text(alphabet=st.characters(max_codepoint=0xFF)).map(lambda t: t.encode("latin-1"))))
+def test_arbitrary_bytes_are_text_or_a_reason_never_a_crash(data):
+    """What a file's bytes go through: identify, extract (decode), normalise, describe."""
+    from archive.extract import extract
+    from archive.identify import identify
+
+    try:
+        extracted = extract(data, identify(data))
+    except ExtractionError as exc:
+        assert exc.reason and exc.detail  # set aside with a reason a person can act on
+        return
+    once = normalise_text(extracted.text)
+    assert normalise_text(once) == once
+    description = describe_text(once)
+    assert description.char_count == len(once)
+
+
 def test_nul_bytes_in_text_are_reported_as_corrupt():
     with pytest.raises(ExtractionError) as caught:
         decode_text(b"minutes of the meeting\x00\x00 held on")

@@ -14,26 +14,61 @@ from .store import Store, open_store
 
 def committed_parts(store: Store, name: str, runs: Iterable[str] | None = None) -> list[str]:
     """Keys of the part files of dataset name that committed manifests list."""
+    return _parts(list(committed_manifests(store)), name, runs)
+
+
+def _parts(manifests: list[dict], name: str, runs: Iterable[str] | None) -> list[str]:
     arrow_schema(name)  # fails early on an unknown name
     wanted = set(runs) if runs is not None else None
     keys = []
-    for manifest in committed_manifests(store):
+    for manifest in manifests:
         if wanted is not None and manifest["run_id"] not in wanted:
             continue
         keys.extend(p["key"] for p in manifest["parts"] if p["dataset"] == name)
     return keys
 
 
+def current_reuse_runs(manifests: list[dict]) -> list[str]:
+    """The runs whose reuse rows make the current answer, each pair of documents once.
+
+    A reuse run (`archive reuse`) is a complete answer over the documents of
+    the ingest runs committed when it started (its parameters.documents_of_runs;
+    for reuse runs older than that record, the ingest runs committed before it
+    started). Each ingest run adds the pairs of its new documents with each
+    other and with the documents committed before it. So the current answer is
+    the latest reuse run (by run id: the last started) plus the ingest runs it
+    did not cover; with no reuse run, every ingest run.
+    """
+    reuse_runs = [m for m in manifests if m["kind"] == "reuse"]
+    ingests = [m for m in manifests if m["kind"] == "ingest"]
+    if not reuse_runs:
+        return [m["run_id"] for m in ingests]
+    latest = max(reuse_runs, key=lambda m: m["run_id"])
+    covered = latest["parameters"].get("documents_of_runs")
+    if covered is None:
+        covered = [m["run_id"] for m in ingests if m["committed_at"] <= latest["started_at"]]
+    covered = set(covered)
+    return [latest["run_id"]] + [m["run_id"] for m in ingests if m["run_id"] not in covered]
+
+
 def open_dataset(dest: str | os.PathLike | Store | None, name: str, *, runs: Iterable[str] | None = None) -> ds.Dataset:
     """A pyarrow Dataset of one published dataset (documents, files, quarantine,
-    events) over committed runs only; parts of unfinished or crashed runs are
-    never part of it. Optionally restricted to some run ids.
+    events, reuse, reuse_bands) over committed runs only; parts of unfinished or
+    crashed runs are never part of it. Optionally restricted to some run ids.
+
+    reuse without runs is the current answer, each pair of documents once: the
+    rows of the latest reuse run and of the ingest runs it did not cover (see
+    current_reuse_runs). Give runs to read particular runs' rows instead (every
+    run's rows together would count a pair once per run that found it).
 
     >>> docs = open_dataset("./archive-store", "documents")
     >>> import duckdb; duckdb.sql("select title, date from docs").show()
     """
     store = dest if isinstance(dest, Store) else open_store(dest)
-    keys = committed_parts(store, name, runs)
+    manifests = list(committed_manifests(store))
+    if name == "reuse" and runs is None:
+        runs = current_reuse_runs(manifests)
+    keys = _parts(manifests, name, runs)
     return ds.dataset(
         [store.arrow_path(k) for k in keys],
         schema=arrow_schema(name),

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pyarrow as pa
 
-from .reuse import REUSE
+from .reuse import REUSE, REUSE_BANDS
 
 _TS = pa.timestamp("us", tz="UTC")
 _SHA = pa.string()
@@ -96,6 +96,7 @@ DATASETS: dict[str, tuple[pa.Schema, str]] = {
     "quarantine": (QUARANTINE, "quarantine"),
     "events": (EVENT, "event"),
     "reuse": (REUSE, "reuse"),
+    "reuse_bands": (REUSE_BANDS, "reuse-band"),
 }
 
 

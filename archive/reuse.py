@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import pyarrow as pa
 
 from .errors import ArchiveError
@@ -66,11 +68,12 @@ class ReuseParams:
         window and is found with high probability (in trials on 2,000
         synthetic documents: all of some 400 planted passages of 50-100 words,
         about 97% of those of 30-49 words). A shorter passage is reported when something else makes its
-        pair a candidate: every passage of a candidate pair is reported. Index
-        memory grows as 1 / window_words (see CandidateIndex).
-    query_stride: words between the starts of the overlapping windows each
-        document queries the index with (5), so that some query window lies
-        within query_stride / 2 words of any indexed window it shares.
+        pair a candidate: every passage of a candidate pair is reported.
+    query_stride: words between the starts of the overlapping query windows
+        (5), so that some query window of one document lies within
+        query_stride / 2 words of any indexed window of the other it shares.
+        The band hashes kept (reuse_bands) number about bands / query_stride
+        per word: 1.7 with the defaults.
     num_perm: MinHash permutations per window (32).
     threshold: the Jaccard similarity of two windows' shingle sets that
         MinHashLSH is tuned for (0.5); datasketch chooses bands and rows from
@@ -79,7 +82,10 @@ class ReuseParams:
     min_similarity: the lowest pair similarity reported (0.0: every pair that
         shares a passage of min_words). See Alignment.similarity.
     seed: the MinHash permutation seed (1). Results are deterministic for a
-        given seed and input order.
+        given seed, whatever the order documents come in.
+
+    All but min_words and min_similarity shape the band hashes; band_scheme()
+    names them, and hashes of different schemes are never compared.
     """
 
     shingle_words: int = 5
@@ -233,6 +239,175 @@ def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words) -> A
     return Alignment(tuple(passages), n_a, n_b)
 
 
+# -- band hashes -------------------------------------------------------------
+
+# Recorded in manifests with the parameters that shape the bands (see band_scheme):
+# band hashes are only ever compared with hashes of the same scheme.
+BANDS_VERSION = "lsh1"
+_BAND_PERSON = b"archive-lsh1"  # blake2b personalisation: these hashes mean nothing elsewhere
+
+# One row per distinct band hash of a document's windows (schemas/reuse-band.schema.json).
+REUSE_BANDS = pa.schema([
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("doc_id", pa.string(), nullable=False),
+    pa.field("text_sha256", pa.string(), nullable=False),
+    pa.field("band", pa.int16(), nullable=False),
+    pa.field("hash", pa.int64(), nullable=False),
+    pa.field("indexed", pa.bool_(), nullable=False),
+])
+
+
+@dataclass(frozen=True, eq=False)
+class BandScheme:
+    """How a window becomes LSH band hashes: datasketch's MinHash (affine32
+    permutations from params.seed) over the window's shingles, cut into the
+    bands x rows that datasketch's MinHashLSH chooses for params.threshold and
+    params.num_perm, each band hashed with blake2b (8 bytes, little-endian
+    signed: an int64). name says all of it, so that hashes made under other
+    parameters (or other permutations) are never compared with these."""
+
+    params: ReuseParams
+    bands: int
+    rows: int
+    a: np.ndarray  # the permutations, uint32
+    b: np.ndarray
+    name: str
+
+
+@functools.cache
+def band_scheme(params: ReuseParams = ReuseParams()) -> BandScheme:
+    # datasketch pulls in scipy (most of a second): loaded only when reuse is searched.
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)
+    sketch = MinHash(num_perm=params.num_perm, seed=params.seed, hashfunc=_identity)
+    if sketch.scheme != "affine32":
+        raise ReuseError("-", f"datasketch MinHash uses scheme {sketch.scheme!r}; the band hashes are defined for affine32")
+    a, b = (np.ascontiguousarray(values, dtype=np.uint32) for values in sketch.permutations)
+    permutations = hashlib.blake2b(a.tobytes() + b.tobytes(), digest_size=4).hexdigest()
+    name = (f"{BANDS_VERSION}:shingle{params.shingle_words}:window{params.window_words}:stride{params.query_stride}"
+            f":perm{params.num_perm}:bands{lsh.b}x{lsh.r}:seed{params.seed}:{permutations}")
+    return BandScheme(params, lsh.b, lsh.r, a, b, name)
+
+
+@dataclass(frozen=True)
+class DocumentBands:
+    """A text's band hashes: one entry per distinct hash, flagged when an
+    indexed window (not only a query window) gives it."""
+
+    hashes: np.ndarray  # int64
+    bands: np.ndarray  # int16
+    indexed: np.ndarray  # bool
+    windows_indexed: int
+    windows_queried: int
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
+def _fmix32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's finalizer, as datasketch applies it before its affine32 permutations."""
+    values = values ^ (values >> np.uint32(16))
+    values = values * np.uint32(0x85EBCA6B)
+    values = values ^ (values >> np.uint32(13))
+    values = values * np.uint32(0xC2B2AE35)
+    return values ^ (values >> np.uint32(16))
+
+
+def _sketch_words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def document_bands(text: str, params: ReuseParams = ReuseParams()) -> DocumentBands | None:
+    """The band hashes of a text's windows, or None when it has fewer words than a shingle.
+
+    Windows as CandidateIndex has always cut them: indexed windows of
+    window_words words every window_words words, query windows every
+    query_stride words, each set ending with one flush with the text's end;
+    here every indexed window is also a query window. A window's sketch is
+    exactly datasketch's MinHash.update_batch over its shingles (sha1_hash32
+    of five lower-cased words), computed for all windows at once.
+    """
+    return _bands_of_words(_sketch_words(text), params)
+
+
+def _bands_of_words(words: list[str], params: ReuseParams) -> DocumentBands | None:
+    from datasketch.hashfunc import sha1_hash32
+
+    k = params.shingle_words
+    if len(words) < k:
+        return None
+    scheme = band_scheme(params)
+    count = len(words) - k + 1
+    shingles = np.fromiter((sha1_hash32(" ".join(words[i:i + k]).encode("utf-8")) for i in range(count)),
+                           dtype=np.uint32, count=count)
+    permuted = _fmix32(shingles)[:, None] * scheme.a + scheme.b  # uint32 arithmetic wraps, as datasketch's does
+    index_starts = _window_starts(len(words), params.window_words, params.window_words)
+    starts = sorted(set(index_starts) | set(_window_starts(len(words), params.window_words, params.query_stride)))
+    span = params.window_words - k + 1
+    if count <= span:  # one window: the whole text
+        sketches = permuted.min(axis=0, keepdims=True)
+    else:
+        windows = np.lib.stride_tricks.sliding_window_view(permuted, span, axis=0)  # (count - span + 1, num_perm, span)
+        sketches = windows[starts].min(axis=2)
+    bands, rows = scheme.bands, scheme.rows
+    raw = np.ascontiguousarray(sketches[:, :bands * rows], dtype="<u4").tobytes()
+    size = 4 * rows
+    prefixes = [band.to_bytes(2, "little") for band in range(bands)]
+    digests = b"".join(
+        hashlib.blake2b(prefixes[offset % bands] + raw[offset * size:(offset + 1) * size], digest_size=8,
+                        person=_BAND_PERSON).digest()
+        for offset in range(len(starts) * bands))
+    hashes = np.frombuffer(digests, dtype="<i8")
+    indexed_set = set(index_starts)
+    flags = np.repeat(np.array([start in indexed_set for start in starts]), bands)
+    unique, inverse = np.unique(hashes, return_inverse=True)
+    indexed = np.zeros(len(unique), dtype=bool)
+    np.logical_or.at(indexed, inverse, flags)
+    band_of = np.empty(len(unique), dtype=np.int16)
+    band_of[inverse] = np.tile(np.arange(bands, dtype=np.int16), len(starts))
+    return DocumentBands(unique.astype(np.int64), band_of, indexed, len(index_starts), len(starts))
+
+
+def candidate_pairs(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray) -> np.ndarray:
+    """Pairs of keys (an array of shape (n, 2), each row key_a < key_b, sorted,
+    no repeats) whose band rows share a hash where at least one of the two
+    rows is indexed: a query window of one text falls in the same LSH bucket
+    as an indexed window of the other. The rule is symmetric, so the pairs do
+    not depend on the order texts come in.
+
+    Rows repeating a (hash, key) are merged. Memory: a few times the rows
+    given; a bucket of n keys is expanded n at a time, so a hash shared by
+    very many texts (boilerplate) costs time, as its pairs are many, but not
+    n * n memory at once.
+    """
+    empty = np.empty((0, 2), dtype=np.int64)
+    if len(hashes) < 2:
+        return empty
+    order = np.lexsort((keys, hashes))
+    h = np.asarray(hashes)[order]
+    k = np.asarray(keys, dtype=np.int64)[order]
+    x = np.asarray(indexed, dtype=bool)[order]
+    first = np.ones(len(h), dtype=bool)
+    first[1:] = (h[1:] != h[:-1]) | (k[1:] != k[:-1])
+    starts = np.flatnonzero(first)
+    h, k, x = h[starts], k[starts], np.logical_or.reduceat(x, starts)
+    group = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
+    size = np.diff(np.r_[group, len(h)])
+    useful = (size >= 2) & np.logical_or.reduceat(x, group)
+    found = []
+    two = group[useful & (size == 2)]
+    found.append(np.stack([k[two], k[two + 1]], axis=1))  # keys are sorted within a bucket
+    for start, n in zip(group[useful & (size > 2)].tolist(), size[useful & (size > 2)].tolist()):
+        bucket, flags = k[start:start + n], x[start:start + n]
+        for i in range(n - 1):
+            partners = bucket[i + 1:] if flags[i] else bucket[i + 1:][flags[i + 1:]]
+            if len(partners):
+                found.append(np.stack([np.full(len(partners), bucket[i]), partners], axis=1))
+    pairs = np.concatenate(found) if found else empty
+    return np.unique(pairs, axis=0) if len(pairs) else empty
+
+
 # -- candidate pairs ---------------------------------------------------------
 
 
@@ -251,49 +426,42 @@ def _identity(value: int) -> int:
 
 
 class CandidateIndex:
-    """Pass one: documents arrive one at a time; each queries the LSH index with
-    its overlapping windows, is paired with the earlier documents it hits, then
-    adds its own non-overlapping windows. Of a text nothing is kept but its
-    sha256 (to recognise identical texts); time is linear in the words read,
-    plus the candidates the index answers with.
+    """Pass one, in memory: documents arrive one at a time and are cut into
+    windows whose band hashes are kept (see document_bands); sorted_pairs()
+    then groups them by hash (candidate_pairs). Of a text nothing else is kept
+    but its sha256 (to recognise identical texts); time is linear in the words
+    read, plus the candidates found.
 
-    Memory: datasketch's in-memory MinHashLSH keeps a set per bucket, one
-    bucket entry per band for each indexed window: about 2.5 KB a window with
-    the defaults (measured with datasketch 2.0.0), so about 100 KB per 1,000
-    words indexed, some fifteen times the text itself. A larger window_words
-    or a smaller num_perm (fewer bands) costs proportionally less.
+    Memory: 11 bytes per distinct band hash of a document (about 1.7 per word
+    with the defaults: 8 bands of the query windows every 5 words), so some
+    20 KB per 1,000 words, a fifth of what datasketch's MinHashLSH held; for a
+    whole archive, reuse_run groups the same rows on disk instead.
     """
 
     def __init__(self, params: ReuseParams = ReuseParams(), stats: ReuseStats | None = None):
-        # datasketch pulls in scipy (most of a second): loaded only when reuse is searched.
-        from datasketch import MinHash, MinHashLSH
-
         self.params = params
         self.stats = stats if stats is not None else ReuseStats()
-        self.lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)
-        # Shingles are hashed once per document (sha1, 32 bits) and the window
-        # sketches take those integers as they are.
-        self._minhash = MinHash(num_perm=params.num_perm, seed=params.seed, hashfunc=_identity)
+        band_scheme(params)  # fails early on parameters datasketch refuses
         self.doc_ids: list[str] = []  # index -> doc_id of the first document with each distinct text
         self.digests: list[bytes] = []  # index -> sha256 of that text
         self.twins: dict[int, list[str]] = {}  # index -> later doc_ids with the same text
-        self.pairs: set[tuple[int, int]] = set()  # (earlier index, later index)
         self._by_digest: dict[bytes, int] = {}
         self._seen: set[str] = set()
+        self._hashes: list[np.ndarray] = []
+        self._keys: list[np.ndarray] = []
+        self._indexed: list[np.ndarray] = []
+        self._pairs: list[tuple[int, int]] | None = None
 
     def add(self, doc_id: str, text: str) -> int | None:
-        """Sketch and index one document. Its index among distinct texts, or None
-        when its text is too short or repeats an earlier document's."""
-        from datasketch.hashfunc import sha1_hash32
-
+        """Sketch one document. Its index among distinct texts, or None when its
+        text is too short or repeats an earlier document's."""
         if doc_id in self._seen:
             raise ReuseError(doc_id, "doc_id given twice")
         self._seen.add(doc_id)
         self.stats.documents += 1
-        p = self.params
         with StageTimer(self.stats.timings, "signatures"):
-            words = [w.lower() for w in _WORD.findall(text)]
-            if len(words) < p.shingle_words:
+            words = _sketch_words(text)
+            if len(words) < self.params.shingle_words:
                 self.stats.too_short += 1
                 return None
             digest = hashlib.sha256(text.encode("utf-8")).digest()
@@ -302,36 +470,29 @@ class CandidateIndex:
                 self.twins.setdefault(first, []).append(doc_id)
                 self.stats.identical_texts += 1
                 return None
-            k = p.shingle_words
-            hashes = [sha1_hash32(" ".join(words[i:i + k]).encode("utf-8")) for i in range(len(words) - k + 1)]
+            bands = _bands_of_words(words, self.params)
         index = len(self.doc_ids)
         self.doc_ids.append(doc_id)
         self.digests.append(digest)
         self._by_digest[digest] = index
-        shingles_per_window = p.window_words - k + 1
-        hits: set[int] = set()
-        for start in _window_starts(len(words), p.window_words, p.query_stride):
-            sketch = self._sketch(hashes[start:start + shingles_per_window])
-            with StageTimer(self.stats.timings, "lsh"):
-                hits.update(self.lsh.query(sketch))
-            self.stats.windows_queried += 1
-        self.pairs.update((hit, index) for hit in hits)
-        for start in _window_starts(len(words), p.window_words, p.window_words):
-            sketch = self._sketch(hashes[start:start + shingles_per_window])
-            with StageTimer(self.stats.timings, "lsh"):
-                # A document's windows share its key: a query answers documents, not windows.
-                self.lsh.insert(index, sketch, check_duplication=False)
-            self.stats.windows_indexed += 1
+        self._hashes.append(bands.hashes)
+        self._keys.append(np.full(len(bands), index, dtype=np.int32))
+        self._indexed.append(bands.indexed)
+        self.stats.windows_indexed += bands.windows_indexed
+        self.stats.windows_queried += bands.windows_queried
+        self._pairs = None
         return index
 
-    def _sketch(self, hashes: list[int]):
-        with StageTimer(self.stats.timings, "signatures"):
-            self._minhash.clear()
-            self._minhash.update_batch(hashes)
-        return self._minhash
-
     def sorted_pairs(self) -> list[tuple[int, int]]:
-        return sorted(self.pairs)
+        if self._pairs is None:
+            with StageTimer(self.stats.timings, "lsh"):
+                if self._hashes:
+                    pairs = candidate_pairs(np.concatenate(self._hashes), np.concatenate(self._keys),
+                                            np.concatenate(self._indexed))
+                else:
+                    pairs = np.empty((0, 2), dtype=np.int64)
+            self._pairs = [(int(a), int(b)) for a, b in pairs.tolist()]
+        return self._pairs
 
 
 # -- the search --------------------------------------------------------------

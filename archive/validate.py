@@ -21,6 +21,7 @@ KINDS = {
     "manifest": "manifest",
     "metadata-row": "metadata-row",
     "reuse": "reuse",
+    "reuse-band": "reuse-band",
 }
 
 

@@ -83,6 +83,7 @@ def ingest_deployment(
     batch_files: int = 1000,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     workers: int | None = None,
+    reuse: bool = True,
 ) -> dict:
     """Ingest every file under SOURCE into DEST as one committed run (the `ingest` deployment).
 
@@ -96,6 +97,8 @@ def ingest_deployment(
         batch_files: Files per batch task.
         max_file_bytes: Larger files are kept but quarantined as too-large.
         workers: Local worker processes for the batches (default: one per core); not used with dask_address.
+        reuse: Find the passages the new documents share with each other and with the archive (text reuse),
+            committed with the run; off, `archive reuse` catches up later.
     """
     # The run itself is the ingest flow, as a subflow: the same artifacts and
     # manifest as from `archive ingest`, and it knows the deployment that started it.
@@ -108,4 +111,5 @@ def ingest_deployment(
         metadata=os.path.abspath(metadata) if metadata else None,
         # On Dask the batches run on the cluster: a local process pool would only sit idle.
         workers=1 if dask_address else workers,
+        reuse=reuse,
     )

@@ -1,0 +1,239 @@
+"""Band hashes of text reuse: the same sketches as datasketch's, the candidate rule, grouping on disk, the record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from archive.cli import build_parser
+from archive.reuse import (REUSE_BANDS, ReuseParams, _identity, _sketch_words, _window_starts, band_scheme,
+                           candidate_pairs, document_bands)
+from archive.reuse_run import _BandWriter, _Partitions, _Search
+from archive.store import LocalStore
+from archive.validate import problems
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_ID = "20261122T153000Z-3f9a"
+
+
+def _random_text(rng: random.Random, words: int) -> str:
+    vocabulary = [f"Word{i}" for i in range(300)] + ["the", "of", "and", "Baku", "January"]
+    return " ".join(rng.choice(vocabulary) for _ in range(words))
+
+
+@pytest.mark.parametrize("words", [3, 5, 17, 25, 26, 333])
+def test_band_hashes_are_the_bands_of_datasketch_minhash_sketches_of_each_window(words):
+    """Each window's sketch is datasketch's MinHash.update_batch over its shingles,
+    cut into MinHashLSH's bands; the hash is blake2b of the band number and its values."""
+    from datasketch import MinHash, MinHashLSH
+    from datasketch.hashfunc import sha1_hash32
+
+    params = ReuseParams()
+    text = _random_text(random.Random(words), words)
+    bands = document_bands(text, params)
+    tokens = _sketch_words(text)
+    if len(tokens) < params.shingle_words:
+        assert bands is None
+        return
+    shingles = [sha1_hash32(" ".join(tokens[i:i + 5]).encode("utf-8")) for i in range(len(tokens) - 4)]
+    sketch = MinHash(num_perm=params.num_perm, seed=params.seed, hashfunc=_identity)
+    lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)
+    indexed_starts = set(_window_starts(len(tokens), 25, 25))
+    starts = sorted(indexed_starts | set(_window_starts(len(tokens), 25, 5)))
+    expected: dict[int, bool] = {}
+    for start in starts:
+        sketch.clear()
+        sketch.update_batch(shingles[start:start + 21])
+        for band, (low, high) in enumerate(lsh.hashranges):
+            data = band.to_bytes(2, "little") + np.ascontiguousarray(sketch.hashvalues[low:high], dtype="<u4").tobytes()
+            value = int.from_bytes(hashlib.blake2b(data, digest_size=8, person=b"archive-lsh1").digest(), "little", signed=True)
+            expected[value] = expected.get(value, False) or start in indexed_starts
+    assert dict(zip(bands.hashes.tolist(), bands.indexed.tolist())) == expected
+    assert bands.windows_queried == len(starts) and bands.windows_indexed == len(indexed_starts)
+    assert set(bands.bands.tolist()) <= set(range(8))
+
+
+def test_the_scheme_names_every_parameter_that_shapes_the_bands_and_no_other():
+    default = band_scheme(ReuseParams())
+    assert default.name.startswith("lsh1:shingle5:window25:stride5:perm32:bands8x4:seed1:")
+    assert band_scheme(ReuseParams(min_words=20, min_similarity=0.5)).name == default.name
+    for changed in ({"seed": 2}, {"num_perm": 64}, {"window_words": 30}, {"query_stride": 3}, {"threshold": 0.8}):
+        assert band_scheme(ReuseParams(**changed)).name != default.name, changed
+
+
+def test_identical_texts_have_identical_bands_and_a_copied_paragraph_shares_some():
+    rng = random.Random(5)
+    shared = _random_text(rng, 80)
+    a = f"{_random_text(rng, 100)}\n\n{shared}\n\n{_random_text(rng, 60)}"
+    b = f"{_random_text(rng, 40)}\n\n{shared}"
+    bands_a, bands_b = document_bands(a), document_bands(b)
+    assert np.array_equal(document_bands(a).hashes, bands_a.hashes)
+    common = set(bands_a.hashes.tolist()) & set(bands_b.hashes.tolist())
+    assert common
+    keys = np.r_[np.zeros(len(bands_a), np.int64), np.ones(len(bands_b), np.int64)]
+    pairs = candidate_pairs(np.r_[bands_a.hashes, bands_b.hashes], keys, np.r_[bands_a.indexed, bands_b.indexed])
+    assert pairs.tolist() == [[0, 1]]
+
+
+def test_a_pair_needs_a_shared_hash_with_an_indexed_row_on_either_side():
+    hashes = np.array([10, 10, 20, 20, 30, 30, 30, 40], dtype=np.int64)
+    keys = np.array([1, 2, 3, 4, 5, 6, 7, 8], dtype=np.int64)
+    indexed = np.array([False, False, True, False, False, True, False, True])
+    # 10: no indexed row, no pair; 20: 3 indexed; 30: only 6 is indexed, so 5-7 is no pair; 40 alone.
+    assert candidate_pairs(hashes, keys, indexed).tolist() == [[3, 4], [5, 6], [6, 7]]
+    # Symmetric and order-free: shuffled rows and repeated rows give the same pairs.
+    order = np.random.default_rng(1).permutation(len(hashes))
+    again = candidate_pairs(np.r_[hashes[order], hashes], np.r_[keys[order], keys], np.r_[indexed[order], indexed])
+    assert again.tolist() == [[3, 4], [5, 6], [6, 7]]
+    # A (hash, key) seen twice is indexed if either row is.
+    assert candidate_pairs(np.array([1, 1, 1]), np.array([1, 2, 1]), np.array([False, False, True])).tolist() == [[1, 2]]
+
+
+def test_partitions_split_past_max_rows_and_group_to_the_same_pairs_as_in_memory(tmp_path):
+    rng = np.random.default_rng(7)
+    n = 6_000
+    hashes = rng.integers(-(2 ** 63), 2 ** 63 - 1, size=n, dtype=np.int64)
+    shared = rng.integers(-(2 ** 63), 2 ** 63 - 1, size=50, dtype=np.int64)
+    hashes[:300] = shared[rng.integers(0, len(shared), 300)]  # buckets of several texts
+    hashes[300:340] = hashes[0]  # and one of more rows than max_rows: it cannot be split
+    keys = rng.integers(0, 500, size=n).astype(np.int32)
+    indexed = rng.random(n) < 0.3
+    expected = candidate_pairs(hashes, keys, indexed)
+    partitions = _Partitions(str(tmp_path / "p"), max_rows=10)  # ~23 rows a file at the first level: split again
+    for chunk in range(0, n, 701):
+        partitions.add(hashes[chunk:chunk + 701], keys[chunk:chunk + 701], indexed[chunk:chunk + 701])
+    groups, found = 0, []
+    for rows in partitions.groups():
+        groups += 1
+        # Only the rows of one hash are ever more than max_rows: they cannot be split.
+        assert len(rows) <= 10 or len(np.unique(rows["hash"])) == 1
+        found.append(candidate_pairs(rows["hash"], rows["key"], rows["indexed"]))
+    assert groups > 256  # split past the first level
+    assert np.array_equal(np.unique(np.concatenate(found), axis=0), expected)
+    assert not list((tmp_path / "p").rglob("*.bin"))  # removed as read
+
+
+def test_band_rows_written_are_valid_records_and_read_back_whole(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    writer = _BandWriter(store, RUN_ID, "abc123")
+    texts = {hashlib.sha256(f"doc {i}".encode()).hexdigest(): _random_text(random.Random(i), 60 + i) for i in range(5)}
+    expected = 0
+    for doc_id, text in texts.items():
+        bands = document_bands(text)
+        writer.add(doc_id, hashlib.sha256(text.encode()).hexdigest(), bands)
+        expected += len(bands)
+    (part,) = writer.close()
+    assert part.dataset == "reuse_bands" and part.rows == expected
+    assert part.key == f"datasets/reuse_bands/run={RUN_ID}/part-00000-abc123.parquet"
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(store.arrow_path(part.key))
+    assert table.schema.equals(REUSE_BANDS, check_metadata=False)
+    rows = table.to_pylist()
+    assert len(rows) == expected and {r["doc_id"] for r in rows} == set(texts)
+    for row in rows[:: max(1, len(rows) // 50)]:
+        assert problems("reuse-band", row) == []
+    assert problems("reuse-band", {**rows[0], "hash": 2 ** 63})
+    assert problems("reuse-band", {**rows[0], "colour": "blue"})
+
+
+def test_identical_texts_are_one_text_in_a_search_and_never_a_pair(tmp_path):
+    import pyarrow as pa
+
+    search = _Search(str(tmp_path / "s"))
+    rng = random.Random(3)
+    shared = _random_text(rng, 70)
+    text, other = f"{_random_text(rng, 50)} {shared}", f"{shared} {_random_text(rng, 50)}"
+    for doc_id, body in (("a" * 64, text), ("c" * 64, text), ("b" * 64, other)):
+        bands = document_bands(body)
+        search.add_document(doc_id, hashlib.sha256(body.encode()).hexdigest(), bands.hashes, bands.indexed, source=RUN_ID)
+    assert search.find_pairs() == 1  # one pair of texts: "a" and "c" have the same text
+    assert search.needed_sources() == [RUN_ID]
+    search.load_texts([pa.record_batch({"doc_id": ["a" * 64, "b" * 64],
+                                        "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in (text, other)],
+                                        "text": [text, other]})])
+    ((text_a, docs_a, text_b, docs_b),) = list(search.text_pairs())
+    assert {text_a, text_b} == {text, other}
+    pairs = sorted(tuple(sorted(p)) for p in search.doc_pairs(docs_a, docs_b))
+    assert pairs == [("a" * 64, "b" * 64), ("b" * 64, "c" * 64)]
+    search.close()
+
+
+def test_archive_ingest_has_a_no_reuse_flag():
+    assert build_parser().parse_args(["ingest", "src", "--no-reuse"]).no_reuse is True
+    assert build_parser().parse_args(["ingest", "src"]).no_reuse is False
+
+
+# Run in a fresh process: the peak resident memory a block of work adds above what
+# the process held when it started (imports included), from /proc's high-water mark
+# reset just before (Linux), beside getrusage's peak for the whole process.
+MEASURE = textwrap.dedent("""
+    import json, re, resource, sys, time
+
+    def _status(field):
+        with open("/proc/self/status") as status:
+            return int(re.search(field + r":\\s+(\\d+)", status.read()).group(1))
+
+    def measure(work):
+        try:
+            with open("/proc/self/clear_refs", "w") as refs:
+                refs.write("5")  # the high-water mark starts again from the current size
+            start = _status("VmRSS")
+        except OSError:
+            start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        started = time.perf_counter()
+        result = work()
+        try:
+            peak = _status("VmHWM")
+        except OSError:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return {**result, "start_kb": start, "added_kb": peak - start, "seconds": round(time.perf_counter() - started, 2),
+                "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+""")
+
+
+def test_grouping_memory_stays_flat_as_band_rows_grow_tenfold(tmp_path):
+    """Peak memory of grouping 0.6M and 6M synthetic band rows (random hashes,
+    buckets planted), each in a fresh process: the rows are grouped on disk a
+    partition at a time (max_rows 100,000 here), so ten times the rows (78 MB of
+    them) must not cost ten times the memory."""
+    script = MEASURE + textwrap.dedent("""
+        import numpy as np
+        from archive.reuse_run import _Search
+        rows, directory = int(sys.argv[1]), sys.argv[2]
+
+        def work():
+            search = _Search(directory, max_rows=100_000)
+            rng = np.random.default_rng(1)
+            chunk = 200_000
+            shared = rng.integers(-(2 ** 63), 2 ** 63 - 1, size=1000, dtype=np.int64)
+            for start in range(0, rows, chunk):
+                hashes = rng.integers(-(2 ** 63), 2 ** 63 - 1, size=chunk, dtype=np.int64)
+                hashes[:20] = shared[rng.integers(0, 1000, 20)]
+                keys = (np.arange(start, start + chunk) // 1700).astype(np.int32)  # ~1,700 band rows a document
+                search.partitions.add(hashes, keys, rng.random(chunk) < 0.2)
+            return {"rows": rows, "pairs": search.find_pairs()}
+
+        print(json.dumps(measure(work)))
+    """)
+    results = {}
+    for rows in (600_000, 6_000_000):
+        done = subprocess.run([sys.executable, "-c", script, str(rows), str(tmp_path / f"s{rows}")], cwd=REPO,
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert done.returncode == 0, done.stderr
+        results[rows] = json.loads(done.stdout)
+    small, large = results[600_000], results[6_000_000]
+    print(results)
+    assert large["pairs"] > small["pairs"] > 0
+    # Holding the rows would add 70 MB more (13 bytes a row) before sorting them; grouped on disk, a few MB.
+    assert large["added_kb"] - small["added_kb"] < 20 * 1024, results
+    assert large["added_kb"] < 40 * 1024, results

@@ -101,6 +101,7 @@ def cmd_ingest(args) -> int:
                 source=source, dest=dest, collection=args.collection,
                 max_file_bytes=args.max_file_bytes, batch_files=args.batch_files,
                 metadata=os.path.abspath(args.metadata) if args.metadata else None, workers=workers,
+                reuse=not args.no_reuse,
             )
     except KeyboardInterrupt:
         return _fail("ingest interrupted; nothing was committed", args)
@@ -131,6 +132,10 @@ def _print_summary(result: dict) -> None:
         hidden = counts["quarantined"] + counts["skipped"] - len(shown)
         if hidden > 0:
             print(f"  ... and {hidden:,} more: see the quarantine and files datasets")
+    reuse = result.get("reuse")
+    if reuse:
+        print(f"Text reuse: {reuse.get('pairs', 0):,} pair(s) of documents share {reuse.get('passages', 0):,} passage(s)"
+              f" (new documents against {reuse.get('runs_compared', 0):,} committed run(s); see archive lineage DOC_ID)")
     for note in result.get("notes", []):
         print(f"Note: {note}")
 
@@ -214,9 +219,10 @@ def cmd_lineage(args) -> int:
         print(f"  document in run {d['run_id']}, part {d['part']}: {d['title'] or '(no title)'}; {d['char_count']:,} characters, "
               f"text sha256 {d['text_sha256']}, by {d['extractor']} {d['extractor_version']}")
     if story["shares_text_with"]:
-        print(f"shares text with (reuse run {story['shares_text_with'][0]['run_id']}):")
+        print("shares text with:")
         for other in story["shares_text_with"]:
-            print(f"  {other['doc_id']}  similarity {other['similarity']:.3f}, {other['passages']} passage(s), {other['words']} words")
+            print(f"  {other['doc_id']}  similarity {other['similarity']:.3f}, {other['passages']} passage(s), {other['words']} words"
+                  f"  (run {other['run_id']})")
     print("events:")
     for e in story["events"]:
         tool = f" [{e['tool']}]" if e["tool"] else ""
@@ -275,7 +281,8 @@ def cmd_reuse(args) -> int:
     else:
         c = result["counts"]
         print(f"Reuse run {result['run_id']} committed: {c['pairs']:,} pair(s) of documents share {c['passages']:,} passage(s) "
-              f"among {c['documents']:,} documents ({c['candidate_pairs']:,} candidate pairs compared).")
+              f"among {c['documents']:,} documents ({c['candidate_pairs']:,} candidate pairs compared; band hashes computed "
+              f"for {c['documents_sketched']:,} documents that had none).")
     return EXIT_OK
 
 
@@ -400,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dask", metavar="ADDRESS",
                    help="run the batches on the Dask cluster at ADDRESS (tcp://HOST:8786); SOURCE and DEST must be "
                         "reachable from its workers (S3, or a shared file system)")
+    p.add_argument("--no-reuse", action="store_true",
+                   help="skip the text reuse step (no reuse rows or band hashes for this run; `archive reuse` catches up)")
     p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
     p.set_defaults(func=cmd_ingest)
 
@@ -426,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_prov)
 
-    p = sub.add_parser("reuse", help="find passages that committed documents share; commit them as a reuse run")
+    p = sub.add_parser("reuse", help="recompute the passages all committed documents share; commit them as a reuse run")
     common(p)
     p.set_defaults(func=cmd_reuse)
 

@@ -11,7 +11,7 @@ from typing import Iterator
 import pyarrow.parquet as pq
 
 from . import SOFTWARE_NAME, __version__
-from .errors import ManifestError, ObjectExistsError, StoreError
+from .errors import ManifestError, ObjectExistsError, ObjectNotFoundError, StoreError
 from .fixity import sha256_hex
 from .records import DATASETS, to_table, utc_now
 from .store import Store
@@ -130,6 +130,14 @@ def commit_manifest(store: Store, manifest: dict) -> str:
     except ObjectExistsError:
         raise ManifestError(f"run {manifest['run_id']} is already committed ({key} exists); manifests are never overwritten") from None
     return key
+
+
+def committed_manifest(store: Store, run_id: str) -> dict | None:
+    """run_id's manifest if the run is committed, else None."""
+    try:
+        return load_manifest(store, manifest_key(run_id))
+    except ObjectNotFoundError:
+        return None
 
 
 def load_manifest(store: Store, key: str) -> dict:

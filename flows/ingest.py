@@ -16,8 +16,10 @@ from archive.ingest import (DEFAULT_MAX_FILE_BYTES, BatchSummary, Descriptions, 
                             total_counts, unmatched_rows)
 from archive.commitlock import commit_lock
 from archive.provenance import RunContext, new_run_id
-from archive.publish import build_manifest, commit_manifest
+from archive.publish import build_manifest, commit_manifest, committed_manifest, manifest_key
 from archive.read import committed_doc_ids
+from archive.reuse import ReuseParams
+from archive.reuse_run import RunReuse, find_run_reuse, reuse_parameters, settle_run_reuse
 from archive.source import batches, open_source
 from archive.store import open_store, resolve_dest
 
@@ -38,26 +40,46 @@ def process_batch_task(dest: str, source: str, run: RunContext, index: int, refs
                          descriptions=descriptions)
 
 
+@task(name="reuse", retries=1, retry_delay_seconds=2, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
+def reuse_task(dest: str, run: RunContext, summaries: list[BatchSummary], params: ReuseParams) -> RunReuse:
+    """Text reuse of this run's new documents against each other and the archive's band hashes:
+    the heavy part, before the commit lock; its parts are written, uncommitted, and only keys come back."""
+    document_parts = [p.key for s in sorted(summaries, key=lambda s: s.index) for p in s.parts if p.dataset == "documents"]
+    return find_run_reuse(open_store(dest), run, document_parts, params, first_index=len(summaries) + 1)
+
+
 @task(name="commit", retries=1, retry_delay_seconds=2, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
-def commit_task(dest: str, run: RunContext, summaries: list[BatchSummary], parameters: dict, warnings: list[str]) -> dict:
+def commit_task(dest: str, run: RunContext, summaries: list[BatchSummary], parameters: dict, warnings: list[str],
+                reuse: RunReuse | None = None) -> dict:
     """Settle duplicates across batches and concurrent runs, then write the manifest: the run exists."""
     store = open_store(dest)
     # Under the lock, the committed doc_ids read here cannot change before the
     # manifest lands: two concurrent runs never both publish a document.
     with commit_lock(store, run.run_id):
+        done = committed_manifest(store, run.run_id)
+        if done is not None:
+            # A retry of a commit whose manifest landed but whose answer was lost: the run stands as committed.
+            return {"manifest": manifest_key(run.run_id), "counts": done["counts"], "notes": done.get("notes", []),
+                    "reuse": done.get("reuse")}
         check_reused_originals(store, summaries)
         notes = reconcile(store, run, summaries, committed_doc_ids(store))
+        # The reuse step's parts, filtered of what reconcile unpublished (and caught up
+        # with any run committed since the step looked): no heavy work under the lock.
+        settled = settle_run_reuse(store, run, reuse, {d for s in summaries for d in s.documents}) if reuse else None
         counts = total_counts(summaries)
         run_part = publish_run_events(store, run, len(summaries), counts, warnings)
         store.flush()
-        notes = warnings + notes
+        notes = warnings + notes + (settled.notes if settled else [])
         manifest = build_manifest(
             run_id=run.run_id, kind="ingest", collection=run.collection, source=run.source,
             started_at=run.started_at, flow_run_id=run.flow_run_id, started_by=run.started_by,
-            parameters=parameters, counts=counts, parts=[p for s in summaries for p in s.parts] + [run_part], notes=notes,
+            parameters=parameters, counts=counts, notes=notes,
+            parts=[p for s in summaries for p in s.parts] + [run_part] + (settled.parts if settled else []),
         )
+        if settled:
+            manifest["reuse"] = settled.figures
         key = commit_manifest(store, manifest)
-    return {"manifest": key, "counts": manifest["counts"], "notes": notes}
+    return {"manifest": key, "counts": manifest["counts"], "notes": notes, "reuse": manifest.get("reuse")}
 
 
 @flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 1)), log_prints=False)
@@ -70,11 +92,14 @@ def ingest(
     batch_bytes: int = 64 << 20,
     metadata: str | None = None,
     workers: int | None = None,
+    reuse: bool = True,
 ) -> dict:
     """Ingest every file under SOURCE (a folder or s3://bucket/prefix) into DEST.
 
     metadata: a metadata.csv to use instead of the one at the top of SOURCE.
     workers: processes for the batches (default: one per core; 1 runs them in this process).
+    reuse: find the passages the new documents share with each other and with committed documents (text reuse),
+        committed with the run; off, the run publishes no band hashes and `archive reuse` catches up later.
     """
     started = time.monotonic()
     dest = resolve_dest(dest)
@@ -115,13 +140,20 @@ def ingest(
             progress.report(done, total, time.monotonic() - started)
             bar.update(done, total)
 
+    reuse_params = ReuseParams()
     parameters = {"source": source, "dest": store.url, "collection": collection, "max_file_bytes": max_file_bytes,
-                  "batch_files": batch_files, "batch_bytes": batch_bytes, "metadata": metadata, "workers": workers}
-    committed = commit_task(dest, run, summaries, parameters, warnings)
+                  "batch_files": batch_files, "batch_bytes": batch_bytes, "metadata": metadata, "workers": workers,
+                  "reuse": reuse_parameters(reuse_params) if reuse else None}
+    reuse_started = time.monotonic()
+    found = reuse_task(dest, run, summaries, reuse_params) if reuse else None
+    reuse_seconds = time.monotonic() - reuse_started
+    committed = commit_task(dest, run, summaries, parameters, warnings, found)
     timings: dict[str, float] = {}
     for s in summaries:
         for stage, seconds in s.timings.items():
             timings[stage] = timings.get(stage, 0.0) + seconds
+    if reuse:
+        timings["reuse"] = reuse_seconds  # in the flow, after the batches (wall seconds, not summed over workers)
     result = {
         "run_id": run.run_id,
         "status": "committed",
@@ -130,6 +162,7 @@ def ingest(
         "counts": committed["counts"],
         "problems": [vars(p) for s in sorted(summaries, key=lambda s: s.index) for p in s.problems],
         "notes": committed["notes"],
+        "reuse": committed["reuse"],
         "batches": len(summaries),
         "bytes": sum(s.bytes_read for s in summaries),
         "seconds": round(time.monotonic() - started, 3),

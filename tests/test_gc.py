@@ -255,6 +255,10 @@ def test_an_original_gc_removes_while_a_run_relies_on_it_fails_that_run_not_the_
     crash_a_batch(store, tmp_path / "crashed", {"letter.txt": CRASHED_FILES["letter.txt"]})
     leftover = object_key(hashlib.sha256(CRASHED_FILES["letter.txt"]).hexdigest())
     assert store.exists(leftover)
+    # The crash was two hours ago: its leftovers are old enough for gc's default --older-than 1h.
+    for info in list(store.list("objects/")) + list(store.list("datasets/")):
+        stamp = time.time() - 7200
+        os.utime(tmp_path / "store" / info.key, (stamp, stamp))
     source = tmp_path / "again"
     source.mkdir()
     (source / "letter.txt").write_bytes(CRASHED_FILES["letter.txt"])
@@ -264,8 +268,9 @@ def test_an_original_gc_removes_while_a_run_relies_on_it_fails_that_run_not_the_
     def batch_then_gc(*args, **kwargs):
         summary = real(*args, **kwargs)
         assert summary.reused_originals == [leftover]  # found stored, not uploaded again
-        plan = find_garbage(store, older_than=0)  # gc runs meanwhile: the leftover is unreferenced
+        plan = find_garbage(store, older_than=3600)  # gc runs meanwhile: the leftover is unreferenced and old
         assert leftover in {c.key for c in plan.candidates}
+        assert plan.too_recent, "this run's own parts are young: gc keeps them"
         delete_garbage(store, plan)
         return summary
 

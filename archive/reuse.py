@@ -83,8 +83,13 @@ class ReuseParams:
         shares a passage of min_words). See Alignment.similarity.
     seed: the MinHash permutation seed (1). Results are deterministic for a
         given seed, whatever the order documents come in.
+    max_bucket_texts: a band hash shared by more distinct texts than this (50)
+        is commonplace wording (a masthead, a legal formula, a template) and
+        makes no candidate pairs: without the cap, a phrase in every document
+        would make every pair a candidate, n * n alignments. Reuse between two
+        documents still counts through their other, rarer windows.
 
-    All but min_words and min_similarity shape the band hashes; band_scheme()
+    All but min_words, min_similarity and max_bucket_texts shape the band hashes; band_scheme()
     names them, and hashes of different schemes are never compared.
     """
 
@@ -96,6 +101,7 @@ class ReuseParams:
     min_words: int = 10
     min_similarity: float = 0.0
     seed: int = 1
+    max_bucket_texts: int = 50
 
     def __post_init__(self):
         if self.shingle_words < 1:
@@ -112,6 +118,8 @@ class ReuseParams:
             raise ValueError(f"min_words must be at least 1, not {self.min_words}")
         if not 0.0 <= self.min_similarity <= 1.0:
             raise ValueError(f"min_similarity must be in [0, 1], not {self.min_similarity}")
+        if self.max_bucket_texts < 2:
+            raise ValueError(f"max_bucket_texts must be at least 2, not {self.max_bucket_texts}")
 
 
 STAGES = ("signatures", "lsh", "fetch", "align")
@@ -369,7 +377,8 @@ def _bands_of_words(words: list[str], params: ReuseParams) -> DocumentBands | No
     return DocumentBands(unique.astype(np.int64), band_of, indexed, len(index_starts), len(starts))
 
 
-def candidate_pairs(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray) -> np.ndarray:
+def candidate_pairs(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray,
+                    max_bucket: int | None = None) -> np.ndarray:
     """Pairs of keys (an array of shape (n, 2), each row key_a < key_b, sorted,
     no repeats) whose band rows share a hash where at least one of the two
     rows is indexed: a query window of one text falls in the same LSH bucket
@@ -379,7 +388,8 @@ def candidate_pairs(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray) -
     Rows repeating a (hash, key) are merged. Memory: a few times the rows
     given; a bucket of n keys is expanded n at a time, so a hash shared by
     very many texts (boilerplate) costs time, as its pairs are many, but not
-    n * n memory at once.
+    n * n memory at once. With max_bucket, a hash shared by more keys than that
+    makes no pairs (see ReuseParams.max_bucket_texts).
     """
     empty = np.empty((0, 2), dtype=np.int64)
     if len(hashes) < 2:
@@ -395,6 +405,8 @@ def candidate_pairs(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray) -
     group = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
     size = np.diff(np.r_[group, len(h)])
     useful = (size >= 2) & np.logical_or.reduceat(x, group)
+    if max_bucket is not None:
+        useful &= size <= max_bucket
     found = []
     two = group[useful & (size == 2)]
     found.append(np.stack([k[two], k[two + 1]], axis=1))  # keys are sorted within a bucket

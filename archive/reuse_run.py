@@ -326,9 +326,11 @@ class _Search:
     "fresh", pairs of a text of this run and a text of a run committed meanwhile (FRESH).
     """
 
-    def __init__(self, directory: str, restrict: str | None = None, max_rows: int = MAX_PARTITION_ROWS):
+    def __init__(self, directory: str, restrict: str | None = None, max_rows: int = MAX_PARTITION_ROWS,
+                 max_bucket: int | None = None):
         os.makedirs(directory, exist_ok=True)
         self.restrict = restrict
+        self.max_bucket = max_bucket
         self.db = sqlite3.connect(os.path.join(directory, "search.sqlite"), isolation_level=None)
         for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", "cache_size = -16384"):
             self.db.execute(f"PRAGMA {pragma}")
@@ -385,7 +387,7 @@ class _Search:
             for key, role in self.db.execute("SELECT key, role FROM texts WHERE role != 0"):
                 roles[key] = role
         for rows in self.partitions.groups():
-            pairs = candidate_pairs(rows["hash"], rows["key"], rows["indexed"])
+            pairs = candidate_pairs(rows["hash"], rows["key"], rows["indexed"], self.max_bucket)
             if roles is not None and len(pairs):
                 a, b = roles[pairs[:, 0]], roles[pairs[:, 1]]
                 if self.restrict == "ours":
@@ -582,7 +584,7 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
     step = RunReuse(run.run_id, params, scheme.name, list(document_parts), [], [m["run_id"] for m in manifests])
     emitted: set[tuple[str, str]] = set()
     with tempfile.TemporaryDirectory(prefix="archive-reuse-", dir=workdir) as tmp:
-        search = _Search(os.path.join(tmp, "run"), restrict="ours")
+        search = _Search(os.path.join(tmp, "run"), restrict="ours", max_bucket=params.max_bucket_texts)
         own: list[np.ndarray] = []
         seen_docs: set[str] = set()
         for batch in _batches(store, "documents", document_parts, ["doc_id", "text_sha256", "text"], DOCUMENT_BATCH):
@@ -661,7 +663,7 @@ def _pairs_with_fresh(store: Store, run: RunContext, step: RunReuse, manifests: 
            for _, key in own_parts for batch in _batches(store, "reuse_bands", [key], ["hash"], BAND_BATCH)]
     wanted = np.unique(np.concatenate(own))
     directory = tempfile.mkdtemp(prefix="catch-up-", dir=tmp)
-    search = _Search(directory, restrict="fresh")
+    search = _Search(directory, restrict="fresh", max_bucket=step.params.max_bucket_texts)
     matched: list[np.ndarray] = []
 
     def fresh_rows(batch, run_id):
@@ -840,7 +842,7 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
     sketched = 0
     bands_for_runs: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="archive-reuse-", dir=workdir) as tmp:
-        search = _Search(tmp, max_rows=max_partition_rows)
+        search = _Search(tmp, max_rows=max_partition_rows, max_bucket=params.max_bucket_texts)
         with StageTimer(stats.timings, "lsh"):
             _scan_bands(store, _band_parts(manifests, scheme.name), None,
                         lambda batch, run_id: search.add_rows(batch, source=run_id))

@@ -363,7 +363,10 @@ def _row(step: str, r: Result, files: int, nbytes: int, **extra) -> dict:
 
 
 def _ingest_cmd(corpus: Path, dest: str) -> list[str]:
-    return _archive_cmd() + ["ingest", str(corpus), "--dest", dest, "--json"]
+    # --no-reuse: the synthetic files are drawn from one pool of paragraphs (each paragraph is in about a
+    # dozen files), so nearly every pair of files shares text: the worst case for the reuse step, whose
+    # cost is measured on its own by bench/reuse_scale.py. The steps here compare the core pipeline.
+    return _archive_cmd() + ["ingest", str(corpus), "--dest", dest, "--json", "--no-reuse"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -237,3 +237,21 @@ def test_grouping_memory_stays_flat_as_band_rows_grow_tenfold(tmp_path):
     # Holding the rows would add 70 MB more (13 bytes a row) before sorting them; grouped on disk, a few MB.
     assert large["added_kb"] - small["added_kb"] < 20 * 1024, results
     assert large["added_kb"] < 40 * 1024, results
+
+
+def test_a_hash_shared_by_more_texts_than_the_cap_makes_no_pairs():
+    # Hash 7 is in five texts (a masthead, say); hash 9 in two of them.
+    hashes = np.array([7, 7, 7, 7, 7, 9, 9])
+    keys = np.array([1, 2, 3, 4, 5, 1, 2])
+    indexed = np.ones(7, dtype=bool)
+    assert len(candidate_pairs(hashes, keys, indexed)) == 10  # every pair of the five
+    assert candidate_pairs(hashes, keys, indexed, max_bucket=4).tolist() == [[1, 2]]  # only through hash 9
+    assert len(candidate_pairs(hashes, keys, indexed, max_bucket=5)) == 10
+
+
+def test_the_bucket_cap_is_a_parameter_with_a_floor():
+    with pytest.raises(ValueError, match="max_bucket_texts"):
+        ReuseParams(max_bucket_texts=1)
+    assert ReuseParams().max_bucket_texts == 50
+    # It does not shape the band hashes: runs with other caps compare their bands.
+    assert band_scheme(ReuseParams(max_bucket_texts=10)).name == band_scheme(ReuseParams()).name

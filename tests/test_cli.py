@@ -96,6 +96,16 @@ def test_a_failed_run_exits_1_and_commits_nothing(cli_env, seeds_dir, tmp_path):
     assert "objects/sha256/" in done.stderr  # names the key that failed
     assert "Traceback" not in done.stderr
     assert not (dest / "runs").exists() or not any((dest / "runs").iterdir())
+    # In the Prefect UI: the flow run is Failed, with the batch's error as its message.
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        (run,) = [r for r in client.read_flow_runs(limit=200) if r.parameters.get("dest") == str(dest)]
+        tasks = client.read_task_runs(limit=200)
+    assert run.state.is_failed(), run.state
+    assert "objects/sha256/" in (run.state.message or ""), run.state.message
+    batches = [t for t in tasks if t.flow_run_id == run.id and t.name.startswith("process-batch")]
+    assert batches and all(t.state.is_failed() for t in batches), [(t.name, t.state.name) for t in batches]
 
 
 def test_progress_line_shows_done_total_and_rate():

@@ -121,6 +121,7 @@ class LocalStore(Store):
         self.root = Path(root).absolute()
         self.url = str(self.root)
         self._tmp = self.root / ".tmp"
+        self._directories: set[Path] = set()  # known to exist (a store is never pruned of directories)
 
     def _path(self, key: str) -> Path:
         return self.root / validate_key(key)
@@ -139,7 +140,7 @@ class LocalStore(Store):
         sync_now = key.startswith("runs/")
         if target.exists():
             raise ObjectExistsError(key)
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        self._make_directory(self._tmp)
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         try:
             with os.fdopen(fd, "wb") as out:
@@ -150,9 +151,14 @@ class LocalStore(Store):
             if sha256 is not None and sha256.lower() != digest:
                 raise StoreError(key, f"content hashes to SHA-256 {digest}, not the expected {sha256}")
             os.chmod(tmp_name, 0o444)  # originals and parts are never edited in place
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self._make_directory(target.parent)
             try:
-                os.link(tmp_name, target)
+                try:
+                    os.link(tmp_name, target)
+                except FileNotFoundError:  # the directory went (removed by hand?) since it was made: again
+                    self._directories.discard(target.parent)
+                    self._make_directory(target.parent)
+                    os.link(tmp_name, target)
             except FileExistsError:
                 raise ObjectExistsError(key) from None
             if sync_now:
@@ -165,6 +171,15 @@ class LocalStore(Store):
             except FileNotFoundError:
                 pass
         return PutResult(key=key, size=size, stored_sha256=digest)
+
+    def _make_directory(self, directory: Path) -> None:
+        """mkdir -p, once per directory and store object: two objects in three share their parent already,
+        and a mkdir that finds the directory there costs a system call and an exception."""
+        if directory not in self._directories:
+            directory.mkdir(parents=True, exist_ok=True)
+            if len(self._directories) >= 70_000:  # objects/sha256/ab/cd: 65,536 leaves
+                self._directories.clear()
+            self._directories.add(directory)
 
     def put_bytes(self, key: str, data: bytes, *, sha256: str | None = None) -> PutResult:
         def write(out):

@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import time
 import traceback
 import tracemalloc
@@ -500,3 +501,11 @@ def test_an_s3_prefix_is_an_ingest_source(s3_server):
         assert io.BufferedReader(stream).read() == b"II*\x00"
     with pytest.raises(SourceError, match="no-such-bucket-here"):
         list(iter_s3_source("s3://no-such-bucket-here/batch-7/"))
+
+
+def test_a_directory_removed_behind_the_store_s_back_is_made_again(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    store.put_bytes("objects/sha256/ab/cd/abcd" + "0" * 60, b"first")
+    shutil.rmtree(tmp_path / "store" / "objects" / "sha256" / "ab")  # by hand, while the store object lives
+    store.put_bytes("objects/sha256/ab/cd/abcd" + "1" * 60, b"second")
+    assert store.get_bytes("objects/sha256/ab/cd/abcd" + "1" * 60) == b"second"

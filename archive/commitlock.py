@@ -41,9 +41,12 @@ def commit_lock(store: Store, run_id: str, *, timeout: float = 900.0, stale_afte
             store.put_bytes(LOCK_KEY, body)
             break
         except ObjectExistsError:
-            if _held_by(store, run_id):
+            holder = _holder(store)
+            if holder is None:
+                continue  # released meanwhile: take it now
+            if holder.get("run_id") == run_id:
                 break  # this run's own lock (a retried commit whose release failed): take it over
-            _break_if_stale(store, stale_after)
+            _break_if_stale(store, holder, stale_after)
             if time.monotonic() > deadline:
                 raise CommitLockTimeout(f"{store.url}: another run has held {LOCK_KEY} for more than {timeout:.0f} s") from None
             time.sleep(wait)  # bounded backoff while another run commits
@@ -57,21 +60,22 @@ def commit_lock(store: Store, run_id: str, *, timeout: float = 900.0, stale_afte
             pass
 
 
-def _held_by(store: Store, run_id: str) -> bool:
-    try:
-        return json.loads(store.get_bytes(LOCK_KEY)).get("run_id") == run_id
-    except (ObjectNotFoundError, ValueError, AttributeError):
-        return False
-
-
-def _break_if_stale(store: Store, stale_after: float) -> None:
+def _holder(store: Store) -> dict | None:
+    """What the lock says of its holder ({} when unreadable), or None when there is no lock."""
     try:
         holder = json.loads(store.get_bytes(LOCK_KEY))
-        acquired = dt.datetime.fromisoformat(holder["acquired_at"].replace("Z", "+00:00"))
     except ObjectNotFoundError:
-        return  # released meanwhile
-    except (ValueError, KeyError):
-        holder, acquired = {}, dt.datetime.min.replace(tzinfo=dt.timezone.utc)  # unreadable: treat as stale
+        return None
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _break_if_stale(store: Store, holder: dict, stale_after: float) -> None:
+    try:
+        acquired = dt.datetime.fromisoformat(holder["acquired_at"].replace("Z", "+00:00"))
+    except (KeyError, ValueError, AttributeError):
+        acquired = dt.datetime.min.replace(tzinfo=dt.timezone.utc)  # unreadable: treat as stale
     if _holder_died_here(holder) or (dt.datetime.now(dt.timezone.utc) - acquired).total_seconds() > stale_after:
         try:
             store.delete(LOCK_KEY)

@@ -50,12 +50,16 @@ def write_part(store: Store, dataset: str, key: str, rows: list[dict]) -> PartIn
     table = to_table(dataset, rows)
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd", write_statistics=True)
-    data = buffer.getvalue()
+    return put_part(store, dataset, key, buffer.getvalue(), table.num_rows)
+
+
+def put_part(store: Store, dataset: str, key: str, data: bytes, rows: int) -> PartInfo:
+    """Store a Parquet file's bytes under key, write-once, checked against the sha256 the store reports."""
     digest = sha256_hex(data)
     result = store.put_bytes(key, data, sha256=digest)
     if result.stored_sha256 is not None and result.stored_sha256 != digest:
         raise StoreError(key, f"store reports sha256 {result.stored_sha256}, wrote {digest}")
-    return PartInfo(dataset, key, digest, len(data), table.num_rows)
+    return PartInfo(dataset, key, digest, len(data), rows)
 
 
 def manifest_key(run_id: str) -> str:

@@ -174,7 +174,7 @@ class Alignment:
     words_a: int
     words_b: int
 
-    @property
+    @functools.cached_property
     def similarity(self) -> float:
         """The larger of the two coverages: the fraction of a text's tokens that
         lie in passages shared with the other. 1.0 when one text is wholly
@@ -601,17 +601,24 @@ def _fetch(index: CandidateIndex, get_texts: GetTexts, wanted: list[int], stats:
     return found
 
 
-def _pair_rows(index: CandidateIndex, run_id: str, params: ReuseParams, i: int, text_i: str, j: int, text_j: str,
-               stats: ReuseStats) -> Iterator[dict]:
+def aligned_pair(text_a: str, text_b: str, params: ReuseParams, stats: ReuseStats) -> Alignment | None:
+    """The alignment of a candidate pair of texts, or None when they share no passage of
+    params.min_words or fall under params.min_similarity; counted in stats."""
     with StageTimer(stats.timings, "align"):
-        alignment = align(text_i, text_j, params.min_words)
-    if not alignment.passages:
-        return
-    similarity = alignment.similarity
-    if similarity < params.min_similarity:
-        return
+        alignment = align(text_a, text_b, params.min_words)
+    if not alignment.passages or alignment.similarity < params.min_similarity:
+        return None
     stats.pairs_with_reuse += 1
     stats.passages += len(alignment.passages)
+    return alignment
+
+
+def _pair_rows(index: CandidateIndex, run_id: str, params: ReuseParams, i: int, text_i: str, j: int, text_j: str,
+               stats: ReuseStats) -> Iterator[dict]:
+    alignment = aligned_pair(text_i, text_j, params, stats)
+    if alignment is None:
+        return
+    similarity = alignment.similarity
     for doc_i in [index.doc_ids[i], *index.twins.get(i, ())]:
         for doc_j in [index.doc_ids[j], *index.twins.get(j, ())]:
             rows = reuse_rows(run_id, doc_i, text_i, doc_j, text_j, alignment.passages, similarity)

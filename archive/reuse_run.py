@@ -17,14 +17,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import provenance as ev
-from .errors import StoreError
-from .fixity import sha256_hex
 from .provenance import RunContext
-from .publish import PartInfo, build_manifest, commit_manifest, committed_manifests, new_attempt, part_key, write_part
+from .publish import (PartInfo, build_manifest, commit_manifest, committed_manifests, new_attempt, part_key, put_part,
+                      write_part)
 from .read import open_dataset
 from .records import arrow_schema
-from .reuse import (REUSE_BANDS, ReuseError, ReuseParams, ReuseStats, align, band_scheme, candidate_pairs, document_bands,
-                    reuse_rows)
+from .reuse import (REUSE_BANDS, ReuseError, ReuseParams, ReuseStats, aligned_pair, band_scheme, candidate_pairs,
+                    DocumentBands, document_bands, reuse_rows)
 from .store import Store
 from .timing import StageTimer
 
@@ -131,14 +130,6 @@ def _batches(store: Store, dataset: str, keys: list[str], columns: list[str], ba
 # -- writing parts -----------------------------------------------------------------
 
 
-def _write_table(store: Store, dataset: str, key: str, data: bytes, rows: int) -> PartInfo:
-    digest = sha256_hex(data)
-    result = store.put_bytes(key, data, sha256=digest)
-    if result.stored_sha256 is not None and result.stored_sha256 != digest:
-        raise StoreError(key, f"store reports sha256 {result.stored_sha256}, wrote {digest}")
-    return PartInfo(dataset, key, digest, len(data), rows)
-
-
 class _BandWriter:
     """reuse_bands parts written from arrays, a row group at a time: never a Python object per row."""
 
@@ -200,7 +191,7 @@ class _BandWriter:
             return
         self._writer.close()
         key = part_key("reuse_bands", self.run_id, self.index, self.attempt)
-        self.parts.append(_write_table(self.store, "reuse_bands", key, self._buffer.getvalue(), self._part_rows))
+        self.parts.append(put_part(self.store, "reuse_bands", key, self._buffer.getvalue(), self._part_rows))
         self.index += 1
         self._writer, self._buffer, self._part_rows = None, None, 0
 
@@ -468,15 +459,10 @@ def _align_pairs(search: _Search, run_id: str, params: ReuseParams, stats: Reuse
     """Align each candidate pair of texts once; its rows go to every pair of documents carrying the two texts."""
     for text_a, docs_a, text_b, docs_b in search.text_pairs():
         stats.candidate_pairs += 1
-        with StageTimer(stats.timings, "align"):
-            alignment = align(text_a, text_b, params.min_words)
-        if not alignment.passages:
+        alignment = aligned_pair(text_a, text_b, params, stats)
+        if alignment is None:
             continue
         similarity = alignment.similarity
-        if similarity < params.min_similarity:
-            continue
-        stats.pairs_with_reuse += 1
-        stats.passages += len(alignment.passages)
         for doc_a, doc_b in search.doc_pairs(docs_a, docs_b):
             pair = (doc_a, doc_b) if doc_a < doc_b else (doc_b, doc_a)
             if seen is not None:
@@ -486,6 +472,24 @@ def _align_pairs(search: _Search, run_id: str, params: ReuseParams, stats: Reuse
             rows = reuse_rows(run_id, doc_a, text_a, doc_b, text_b, alignment.passages, similarity)
             stats.rows += len(rows)
             emit(rows)
+
+
+def _sketched(store: Store, document_parts: list[str], params: ReuseParams, stats: ReuseStats,
+              wanted: Callable[[str], bool] = lambda doc_id: True) -> Iterator[tuple[str, str, DocumentBands]]:
+    """(doc_id, text_sha256, band hashes) of the documents in these parts that wanted() takes and that
+    are long enough to sketch; counted in stats."""
+    for batch in _batches(store, "documents", document_parts, ["doc_id", "text_sha256", "text"], DOCUMENT_BATCH):
+        for doc_id, sha, text in zip(*(batch.column(c).to_pylist() for c in ("doc_id", "text_sha256", "text"))):
+            if not wanted(doc_id):
+                continue
+            with StageTimer(stats.timings, "signatures"):
+                bands = document_bands(text, params)
+            if bands is None:
+                stats.too_short += 1
+                continue
+            stats.windows_indexed += bands.windows_indexed
+            stats.windows_queried += bands.windows_queried
+            yield doc_id, sha, bands
 
 
 def _scan_bands(store: Store, parts: list[tuple[str, str]], wanted: np.ndarray | None,
@@ -587,23 +591,18 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
         search = _Search(os.path.join(tmp, "run"), restrict="ours", max_bucket=params.max_bucket_texts)
         own: list[np.ndarray] = []
         seen_docs: set[str] = set()
-        for batch in _batches(store, "documents", document_parts, ["doc_id", "text_sha256", "text"], DOCUMENT_BATCH):
-            for doc_id, sha, text in zip(*(batch.column(c).to_pylist() for c in ("doc_id", "text_sha256", "text"))):
-                if doc_id in seen_docs:  # two batches of this run published it: the commit keeps one
-                    continue
-                seen_docs.add(doc_id)
-                step.documents.append(doc_id)
-                stats.documents += 1
-                with StageTimer(stats.timings, "signatures"):
-                    bands = document_bands(text, params)
-                if bands is None:
-                    stats.too_short += 1
-                    continue
-                stats.windows_indexed += bands.windows_indexed
-                stats.windows_queried += bands.windows_queried
-                bands_out.add(doc_id, sha, bands)
-                search.add_document(doc_id, sha, bands.hashes, bands.indexed, role=OURS, source=run.run_id)
-                own.append(bands.hashes)
+        def first_time(doc_id: str) -> bool:
+            if doc_id in seen_docs:  # two batches of this run published it: the commit keeps one
+                return False
+            seen_docs.add(doc_id)
+            step.documents.append(doc_id)
+            stats.documents += 1
+            return True
+
+        for doc_id, sha, bands in _sketched(store, document_parts, params, stats, first_time):
+            bands_out.add(doc_id, sha, bands)
+            search.add_document(doc_id, sha, bands.hashes, bands.indexed, role=OURS, source=run.run_id)
+            own.append(bands.hashes)
         step.parts.extend(bands_out.close())
         wanted = np.unique(np.concatenate(own)) if own else np.empty(0, dtype=np.int64)
         if len(wanted):
@@ -849,18 +848,10 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
         for manifest in unbanded:
             written = len(bands_out.parts)
             keys = [p["key"] for p in manifest["parts"] if p["dataset"] == "documents"]
-            for batch in _batches(store, "documents", keys, ["doc_id", "text_sha256", "text"], DOCUMENT_BATCH):
-                for doc_id, sha, text in zip(*(batch.column(c).to_pylist() for c in ("doc_id", "text_sha256", "text"))):
-                    with StageTimer(stats.timings, "signatures"):
-                        bands = document_bands(text, params)
-                    if bands is None:
-                        stats.too_short += 1
-                        continue
-                    stats.windows_indexed += bands.windows_indexed
-                    stats.windows_queried += bands.windows_queried
-                    bands_out.add(doc_id, sha, bands)
-                    search.add_document(doc_id, sha, bands.hashes, bands.indexed, source=manifest["run_id"])
-                    sketched += 1
+            for doc_id, sha, bands in _sketched(store, keys, params, stats):
+                bands_out.add(doc_id, sha, bands)
+                search.add_document(doc_id, sha, bands.hashes, bands.indexed, source=manifest["run_id"])
+                sketched += 1
             # Each run's band hashes in parts of their own, so that readers know whose texts they are.
             bands_for_runs[manifest["run_id"]] = [p.key for p in bands_out.close()[written:]]
         with StageTimer(stats.timings, "lsh"):

@@ -37,29 +37,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 MEASURE = textwrap.dedent("""
-    import json, re, resource, sys, time
+    import json, sys
     sys.path.insert(0, {repo!r})
-
-    def _status(field):
-        with open("/proc/self/status") as status:
-            return int(re.search(field + r":\\s+(\\d+)", status.read()).group(1))
+    from archive.timing import measure_memory
 
     def measure(work):
-        try:
-            with open("/proc/self/clear_refs", "w") as refs:
-                refs.write("5")
-            start = _status("VmRSS")
-        except OSError:
-            start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        started = time.perf_counter()
-        result = work()
-        try:
-            peak = _status("VmHWM")
-        except OSError:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return {{**result, "seconds": round(time.perf_counter() - started, 2), "start_mb": round(start / 1024, 1),
-                 "added_mb": round((peak - start) / 1024, 1),
-                 "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}}
+        r = measure_memory(work)
+        return {{**r, "start_mb": round(r["start_kb"] / 1024, 1), "added_mb": round(r["added_kb"] / 1024, 1),
+                 "ru_maxrss_mb": round(r["ru_maxrss_kb"] / 1024, 1)}}
 """)
 
 RECOMPUTE = """

@@ -177,27 +177,8 @@ def test_archive_ingest_has_a_no_reuse_flag():
 # the process held when it started (imports included), from /proc's high-water mark
 # reset just before (Linux), beside getrusage's peak for the whole process.
 MEASURE = textwrap.dedent("""
-    import json, re, resource, sys, time
-
-    def _status(field):
-        with open("/proc/self/status") as status:
-            return int(re.search(field + r":\\s+(\\d+)", status.read()).group(1))
-
-    def measure(work):
-        try:
-            with open("/proc/self/clear_refs", "w") as refs:
-                refs.write("5")  # the high-water mark starts again from the current size
-            start = _status("VmRSS")
-        except OSError:
-            start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        started = time.perf_counter()
-        result = work()
-        try:
-            peak = _status("VmHWM")
-        except OSError:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return {**result, "start_kb": start, "added_kb": peak - start, "seconds": round(time.perf_counter() - started, 2),
-                "ru_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+    import json, sys
+    from archive.timing import measure_memory as measure
 """)
 
 

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from .audit import referenced_objects
 from .commitlock import commit_lock
 from .errors import ArchiveError, ObjectNotFoundError, StoreError
-from .publish import MANIFEST_PREFIX, committed_manifests, load_manifest
+from .publish import committed_manifests
 from .store import ObjectInfo, Store, validate_key
 
 # What runs write and manifests reference. Nothing else is ever looked at:
@@ -168,7 +168,7 @@ def delete_garbage(store: Store, plan: GcPlan, *, chunk: int = DELETE_CHUNK,
     for start in range(0, len(plan.candidates), chunk):
         batch = plan.candidates[start:start + chunk]
         with commit_lock(store, "gc"):
-            new = _manifests_committed_since(store, references.runs)
+            new = list(committed_manifests(store, skip=references.runs))
             if new:
                 references = references.merged(read_references(store, new))
             for candidate, is_referenced in zip(batch, references.contains([c.key for c in batch])):
@@ -184,17 +184,6 @@ def delete_garbage(store: Store, plan: GcPlan, *, chunk: int = DELETE_CHUNK,
                 if on_removed is not None:
                     on_removed(candidate)
     return GcResult(tuple(removed), tuple(kept), tuple(gone))
-
-
-def _manifests_committed_since(store: Store, known_runs: frozenset[str]) -> list[dict]:
-    """Manifests of committed runs not among known_runs: one listing of runs/, a read per new manifest only."""
-    found = []
-    for info in store.list(MANIFEST_PREFIX):
-        name = info.key[len(MANIFEST_PREFIX):]
-        # The same keys committed_manifests reads: runs/<run_id>.json.
-        if name.endswith(".json") and "/" not in name and name.removesuffix(".json") not in known_runs:
-            found.append(load_manifest(store, info.key))
-    return found
 
 
 def _chunks(infos: Iterable[ObjectInfo], size: int) -> Iterator[list[ObjectInfo]]:

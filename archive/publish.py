@@ -6,7 +6,7 @@ import io
 import json
 import secrets
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Container, Iterator
 
 import pyarrow.parquet as pq
 
@@ -155,8 +155,10 @@ def load_manifest(store: Store, key: str) -> dict:
     return manifest
 
 
-def committed_manifests(store: Store) -> Iterator[dict]:
-    """Every committed run's manifest, oldest first (run ids sort by time)."""
+def committed_manifests(store: Store, *, skip: Container[str] = ()) -> Iterator[dict]:
+    """Every committed run's manifest, oldest first (run ids sort by time); one listing of runs/,
+    and a read per manifest but those of the run ids in skip."""
     for info in store.list(MANIFEST_PREFIX):
         if info.key.endswith(".json") and info.key.count("/") == 1:
-            yield load_manifest(store, info.key)
+            if info.key[len(MANIFEST_PREFIX):].removesuffix(".json") not in skip:
+                yield load_manifest(store, info.key)

@@ -226,24 +226,31 @@ class BatchProcessor:
         # (the task is retried, then the run fails with nothing committed).
         expected = len(data) if data is not None else os.path.getsize(path)
         try:
-            stored = self.store.size(key)
-            if stored is not None and stored != expected:
-                raise StoreError(key, f"the stored original has {stored} bytes, these bytes are {expected}: "
-                                      "the stored copy is damaged (run archive verify)")
-            if stored is not None:
-                detail = f"original already in store at {key}; not uploaded again"
-                if sha256 not in self.known:
-                    self.summary.reused_originals.append(key)
-            else:
+            # A committed document's original is expected in the store: look before
+            # sending the bytes. Otherwise look first only where looking is cheap.
+            probe = sha256 in self.known or sha256 in self.first_path or self.store.probe_before_put
+            stored = self.store.size(key) if probe else None
+            result = None
+            if stored is None:
                 try:
                     result = (self.store.put_bytes(key, data, sha256=sha256) if data is not None
                               else self.store.put_file(key, path, sha256=sha256))
                 except ObjectExistsError:
-                    detail = f"original stored at {key} by a concurrent writer; not uploaded again"
-                else:
-                    if result.stored_sha256 is not None and result.stored_sha256 != sha256:
-                        raise StoreError(key, f"store holds sha256 {result.stored_sha256}, expected {sha256}")
-                    detail = f"original stored at {key}" + (f" (store reports sha256 {result.stored_sha256})" if result.stored_sha256 else "")
+                    # There already (a concurrent writer's, or one we did not look for).
+                    stored = self.store.size(key)
+                    if stored is None:
+                        raise StoreError(key, "the store refused the write as existing, yet holds no object there")
+            if result is not None:
+                if result.stored_sha256 is not None and result.stored_sha256 != sha256:
+                    raise StoreError(key, f"store holds sha256 {result.stored_sha256}, expected {sha256}")
+                detail = f"original stored at {key}" + (f" (store reports sha256 {result.stored_sha256})" if result.stored_sha256 else "")
+            else:
+                if stored != expected:
+                    raise StoreError(key, f"the stored original has {stored} bytes, these bytes are {expected}: "
+                                          "the stored copy is damaged (run archive verify)")
+                detail = f"original already in store at {key}; not uploaded again"
+                if sha256 not in self.known:
+                    self.summary.reused_originals.append(key)
         except StoreError as exc:
             raise StoreError(exc.key, f"{exc.reason} (while storing the original of {ref.path})") from exc
         self.events.append(self.run.event(ev.INGESTION, ev.SUCCESS, detail, sha256=sha256, path=ref.path))

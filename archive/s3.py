@@ -142,6 +142,8 @@ class S3Store(Store):
     by this package; writes accept only validate_key() keys.
     """
 
+    probe_before_put = False  # a HEAD costs half a PUT (moto: 2.5 against 4.1 ms)
+
     def __init__(
         self,
         bucket: str,

@@ -60,6 +60,10 @@ class Store(ABC):
     """Write-once object storage. Implementations never overwrite a key."""
 
     url: str
+    # Whether asking size() before a write costs less than the write it may
+    # spare: a stat() on a local disk does; on S3 a HEAD costs about half a
+    # PUT, so a conditional PUT goes first and the HEAD only follows a refusal.
+    probe_before_put: bool = True
 
     @abstractmethod
     def put_bytes(self, key: str, data: bytes, *, sha256: str | None = None) -> PutResult:

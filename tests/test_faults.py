@@ -97,6 +97,24 @@ def test_a_burst_of_503_slowdown_on_puts_and_gets_is_retried_and_the_run_equals_
     _committed_run(dest, clean_run, result)
 
 
+def test_new_originals_cost_one_put_each_and_known_ones_one_head_each(proxy, clean_run, s3_source, s3_server):
+    """No HEAD before the write of an original that is new (the conditional PUT tells if it exists);
+    on a re-run, one HEAD per committed original and no upload."""
+    from flows.ingest import ingest
+
+    dest = f"s3://{s3_server.create_bucket()}/archive"
+
+    def originals(method: str) -> int:
+        return sum(1 for m, target, _ in proxy.log if m == method and "/archive/objects/sha256/" in target)
+
+    ingest(s3_source, dest=dest, workers=1, reuse=False)
+    assert (originals("PUT"), originals("HEAD")) == (5, 0)
+    proxy.log.clear()
+    again = ingest(s3_source, dest=dest, workers=1, reuse=False)
+    assert again["counts"]["duplicates"] == 5
+    assert (originals("PUT"), originals("HEAD")) == (0, 5)
+
+
 RESETS = {
     # The requests never reach the server: botocore retries, then the Prefect task reruns the batch.
     "requests-reset": (dict(action="reset"), {"GET"}),
@@ -234,7 +252,8 @@ def test_a_server_gone_for_good_mid_run_fails_in_bounded_time_in_one_line_with_n
     assert line.startswith("archive: ingest failed, nothing was committed: objects/sha256/")
     assert f"the S3 endpoint {proxy.endpoint_url}" in line and "after retries" in line
     assert "Traceback" not in done.stderr and s3_server.secret_key not in done.stderr + done.stdout
-    # The batch ran 3 times (Prefect task retries), each time 2 attempts of its first request.
-    assert proxy.injected["refuse"] == 3 * 2
+    # The batch ran 3 times (Prefect task retries), each time 2 attempts of its first PUT, then,
+    # since a lost answer may hide a write that landed, 2 attempts of the HEAD that would tell.
+    assert proxy.injected["refuse"] == 3 * (2 + 2)
     _nothing_committed(s3_server, bucket)
     assert seconds < 60

@@ -7,11 +7,17 @@ Steps, each in its own subprocess (wall time, files/s, MB/s, peak RSS):
   floor     walk, read, sha256, decode, NFC, collapse whitespace, one Parquet file: no Prefect, no objects, no events
   bagit     bagit.make_bag(copy, checksums=["sha256"], processes=2), then Bag(copy).validate(processes=2)
   library   archive.ingest.process_batch over the same batches in one plain loop: the library's work without Prefect
-  startup   `archive ingest` of a 20-file corpus: the fixed cost of a CLI process (Prefect's temporary server...)
+  startup   `archive ingest` of a 20-file corpus: the fixed cost of a CLI process (against the server, and
+            once more with no PREFECT_API_URL: Prefect's temporary server, as a plain `archive` command uses)
   ingest    `archive ingest CORPUS --dest LOCAL --json`
   rerun     the same command again: every file is a duplicate
   verify    `archive verify --dest LOCAL --json` (skipped while the command does not exist)
   s3        `archive ingest CORPUS --dest s3://bench/... --json` against moto's server on 127.0.0.1
+
+The `archive` steps talk to a `prefect server` the benchmark starts on 127.0.0.1
+(its own PREFECT_HOME), as a deployment does (--prefect ephemeral: none, each
+command starts Prefect's temporary server, ~6 s more per command). A
+PREFECT_API_URL already set is used as it is.
 
 Peak RSS is the child's own high-water mark from os.wait4 (ru_maxrss, which
 also covers any grandchild it reaped); "tree" is the highest sum of RSS over
@@ -325,6 +331,53 @@ class MotoServer:
         self.log.close()
 
 
+class PrefectServer:
+    """`prefect server start` on 127.0.0.1 with the benchmark's own PREFECT_HOME, for the archive steps."""
+
+    def __init__(self, logdir: Path, env: dict):
+        self.port = _free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.log = open(logdir / "prefect-server.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                      "--port", str(self.port)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env={**env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prefect server exited with {self.proc.returncode} (see {logdir / 'prefect-server.log'})")
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"prefect server not ready on {self.api_url}")
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server (and any process it started) has used so far."""
+        tree, todo, total = _children_of(), [self.proc.pid], 0.0
+        while todo:
+            pid = todo.pop()
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                pass
+            todo.extend(tree.get(pid, ()))
+        return total
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -393,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="benchmark a copy of archive/, flows/ and schemas/ taken at the start (others may edit the tree meanwhile)")
     parser.add_argument("--code", type=Path, metavar="DIR",
                         help="benchmark archive/, flows/ and schemas/ from DIR (e.g. an earlier run's snapshot: same code, other size)")
+    parser.add_argument("--prefect", choices=("server", "ephemeral"), default="server",
+                        help="server (default): the archive steps talk to a `prefect server` started for the benchmark, "
+                             "as a deployment's do; ephemeral: each command starts Prefect's temporary server")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -441,7 +497,22 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"the children import archive from {where!r}, not from {code['tree']}")
         print(f"code: archive/, flows/, schemas/ from {code['tree']} ({code['sha256']})", flush=True)
 
+    # The archive steps' Prefect: a server of the benchmark's own unless one is given.
+    ephemeral_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
+    prefect_server = None
+    if "PREFECT_API_URL" in env:
+        prefect_mode = f"server at {env['PREFECT_API_URL']} (given)"
+    elif args.prefect == "server":
+        started = time.perf_counter()
+        prefect_server = PrefectServer(logdir, env)
+        env["PREFECT_API_URL"] = prefect_server.api_url
+        prefect_mode = f"server started by the benchmark at {prefect_server.api_url}"
+        print(f"{'(prefect server)':<16} {time.perf_counter() - started:8.1f} s to start (not counted)", flush=True)
+    else:
+        prefect_mode = "ephemeral (no PREFECT_API_URL: each command starts Prefect's temporary server)"
+
     results: dict = {
+        "prefect": prefect_mode,
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "versions": _versions(), "code": code, "corpus": corpus_info, "rows": [], "skipped": {}, "stages": {}, "ratios": {},
@@ -463,6 +534,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def failed(step: str, r: Result) -> None:
         note(step, f"FAILED (exit {r['rc']}): {_first_line(r['stderr'] or r['stdout'])}")
+
+    def run_archive(name: str, cmd: list[str], step_env: dict) -> Result:
+        """An `archive` command, with the CPU the Prefect server spent meanwhile (its own process)."""
+        before = prefect_server.cpu_s() if prefect_server and "PREFECT_API_URL" in step_env else None
+        r = run_child(name, cmd, logdir, step_env)
+        if before is not None:
+            r["server_cpu_s"] = round(prefect_server.cpu_s() - before, 2)
+        return r
 
     me = [sys.executable, str(Path(__file__).resolve()), "--worker"]
     try:
@@ -518,16 +597,20 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tiny = args.workdir / "corpus-20-s1"
             ensure_corpus(tiny, 20, 1, logdir)
-            r = run_child("startup", _ingest_cmd(tiny, str(work / "startup-store")), logdir, env)
-            if r["rc"] == 0:
-                payload["startup"] = _last_json(r["stdout"]) or {}
-                measured["startup"] = r
-                rows.append({"step": "startup (20 files)", "wall_s": round(r["wall"], 2), "files_per_s": None, "mb_per_s": None,
-                             "peak_rss_mib": round(r["peak_rss_mib"], 1), "tree_rss_mib": round(r["tree_rss_mib"], 1),
-                             "cpu_s": round(r["cpu_s"], 1), "flow_s": payload["startup"].get("seconds")})
-                print(f"{'startup':<16} {r['wall']:8.1f} s (20-file ingest: the fixed cost of one CLI process)", flush=True)
-            else:
-                failed("startup", r)
+            kinds = [("startup", env)] + ([("startup ephemeral", ephemeral_env)] if "PREFECT_API_URL" in env else [])
+            for name, step_env in kinds:
+                r = run_archive(name.replace(" ", "_"), _ingest_cmd(tiny, str(work / f"{name.replace(' ', '-')}-store")),
+                                step_env)
+                if r["rc"] == 0:
+                    payload[name] = _last_json(r["stdout"]) or {}
+                    measured[name] = r
+                    rows.append({"step": f"{name} (20 files)", "wall_s": round(r["wall"], 2), "files_per_s": None,
+                                 "mb_per_s": None, "peak_rss_mib": round(r["peak_rss_mib"], 1),
+                                 "tree_rss_mib": round(r["tree_rss_mib"], 1), "cpu_s": round(r["cpu_s"], 1),
+                                 "flow_s": payload[name].get("seconds"), "server_cpu_s": r.get("server_cpu_s")})
+                    print(f"{name:<16} {r['wall']:8.1f} s (20-file ingest: the fixed cost of one CLI process)", flush=True)
+                else:
+                    failed(name, r)
 
         # 3c. ingest to a local store, then the same again
         local = work / "local-store"
@@ -535,12 +618,12 @@ def main(argv: list[str] | None = None) -> int:
             if step in skip or (step == "rerun" and "ingest" not in payload):
                 note(step, "--skip" if step in skip else "needs the ingest step")
                 continue
-            r = run_child(step, _ingest_cmd(corpus, str(local)), logdir, env)
+            r = run_archive(step, _ingest_cmd(corpus, str(local)), env)
             if r["rc"] != 0:
                 failed(step, r)
                 continue
             payload[step] = out = _last_json(r["stdout"]) or {}
-            done(step, r, flow_s=out.get("seconds"), counts=out.get("counts"))
+            done(step, r, flow_s=out.get("seconds"), counts=out.get("counts"), server_cpu_s=r.get("server_cpu_s"))
 
         # 4. verify
         if "verify" in skip:
@@ -552,12 +635,12 @@ def main(argv: list[str] | None = None) -> int:
             if probe.returncode != 0:
                 note("verify", "not available: `archive verify --help` fails (the command has not landed yet)")
             else:
-                r = run_child("verify", _archive_cmd() + ["verify", "--dest", str(local), "--json"], logdir, env)
+                r = run_archive("verify", _archive_cmd() + ["verify", "--dest", str(local), "--json"], env)
                 out = _last_json(r["stdout"]) or {}
                 if r["rc"] in (0, 1) and out:
                     payload["verify"] = out
                     done("verify", r, flow_s=out.get("seconds"), checked=out.get("checked"),
-                         problems=len(out.get("problems") or []))
+                         problems=len(out.get("problems") or []), server_cpu_s=r.get("server_cpu_s"))
                 else:
                     failed("verify", r)
         if not args.keep:
@@ -574,21 +657,24 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 try:
                     server.create_bucket("bench")
-                    r = run_child("s3", _ingest_cmd(corpus, f"s3://bench/{work.name}"), logdir, {**env, **server.env})
+                    r = run_archive("s3", _ingest_cmd(corpus, f"s3://bench/{work.name}"), {**env, **server.env})
                     moto_rss = server.rss_mib()
                 finally:
                     server.stop()
                 text = r["stderr"] + r["stdout"]
                 if r["rc"] == 0:
                     payload["s3"] = out = _last_json(r["stdout"]) or {}
-                    done("ingest s3", r, flow_s=out.get("seconds"), moto_rss_mib=round(moto_rss, 1))
+                    done("ingest s3", r, flow_s=out.get("seconds"), moto_rss_mib=round(moto_rss, 1),
+                         server_cpu_s=r.get("server_cpu_s"))
                 elif "only local paths" in text or "ImportError" in text or "No module named" in text:
                     note("s3", f"not available: S3 stores are not supported yet ({_first_line(r['stderr'])})")
                 else:
                     failed("s3", r)
     finally:
+        if prefect_server is not None:
+            prefect_server.stop()
         if not args.keep:
-            for leftover in ("floor.parquet", "startup-store"):
+            for leftover in ("floor.parquet", "startup-store", "startup-ephemeral-store"):
                 target = work / leftover
                 if target.is_dir():
                     shutil.rmtree(target, ignore_errors=True)
@@ -660,6 +746,8 @@ def analyse(results: dict, measured: dict, payload: dict, baseline: Path | None)
         metrics["ingest_tree_rss_mib"] = round(measured["ingest"]["tree_rss_mib"], 1)
         if "startup" in measured:
             metrics["startup_wall_s"] = round(wall("startup"), 2)
+        if "startup ephemeral" in measured:
+            metrics["startup_ephemeral_wall_s"] = round(wall("startup ephemeral"), 2)
     if baseline and "ingest_peak_rss_mib" in metrics:
         try:
             base = json.loads(baseline.read_text())
@@ -686,18 +774,21 @@ def report(results: dict) -> None:
     v = results["versions"]
     print(f"\nCorpus: {corpus['files']:,} files, {corpus['bytes'] / 1e6:,.1f} MB ({corpus['path']})")
     print(f"Code: {results['code']['tree']} (code sha256 {results['code']['sha256']})")
+    print(f"Prefect: {results['prefect']}")
     print(f"Machine: {results['machine']['cpus']} CPUs, Python {results['machine']['python']}; "
           f"archive {v.get('archive')} ({v.get('git')}), prefect {v.get('prefect')}, pyarrow {v.get('pyarrow')}, bagit {v.get('bagit')}")
     print("(load: the 1-minute load average when the step ended; above ~2.5 on 2 cores, something else was running too)")
-    print(f"\n{'step':<22} {'wall s':>8} {'flow s':>8} {'files/s':>9} {'MB/s':>7} {'peak RSS MiB':>13} {'tree MiB':>9} {'CPU s':>7} {'load':>5}")
+    print("(srv CPU s: what the Prefect server process spent during the step, on the same 2 cores)")
+    print(f"\n{'step':<26} {'wall s':>8} {'flow s':>8} {'files/s':>9} {'MB/s':>7} {'peak RSS MiB':>13} {'tree MiB':>9} {'CPU s':>7} {'srv CPU s':>9} {'load':>5}")
     for row in results["rows"]:
         flow = f"{row['flow_s']:.1f}" if row.get("flow_s") is not None else ""
         fps = f"{row['files_per_s']:,.0f}" if row["files_per_s"] is not None else ""
         mbs = f"{row['mb_per_s']:.1f}" if row["mb_per_s"] is not None else ""
-        print(f"{row['step']:<22} {row['wall_s']:>8.1f} {flow:>8} {fps:>9} {mbs:>7} {row['peak_rss_mib']:>13,.0f} "
-              f"{row['tree_rss_mib']:>9,.0f} {row['cpu_s']:>7.1f} {row.get('load', ('', ''))[1]:>5}")
+        srv = f"{row['server_cpu_s']:.1f}" if row.get("server_cpu_s") is not None else ""
+        print(f"{row['step']:<26} {row['wall_s']:>8.1f} {flow:>8} {fps:>9} {mbs:>7} {row['peak_rss_mib']:>13,.0f} "
+              f"{row['tree_rss_mib']:>9,.0f} {row['cpu_s']:>7.1f} {srv:>9} {row.get('load', ('', ''))[1]:>5}")
     for step, why in results["skipped"].items():
-        print(f"{step:<22} {why}")
+        print(f"{step:<26} {why}")
 
     for step, s in results["stages"].items():
         total = s["stage_sum_s"] or 1.0
@@ -712,11 +803,13 @@ def report(results: dict) -> None:
     if "prefect_overhead_s" in m:
         inside = m["prefect_inside_flow_s"]
         print(f"\nPrefect overhead of ingest: {m['prefect_overhead_s']:.1f} s = {100 * m['prefect_overhead_share']:.1f}% of the run:"
-              f" {m['prefect_outside_flow_s']:.1f} s outside the flow (process wall - flow seconds: imports, temporary server, shutdown)"
+              f" {m['prefect_outside_flow_s']:.1f} s outside the flow (process wall - flow seconds: imports, flow-run registration, any temporary server, shutdown)"
               + (f" + {inside:.1f} s inside it (flow seconds - the same batches in a plain loop)" if inside is not None else
                  " (inside the flow: n/a without the library step)"))
         if m.get("startup_wall_s") is not None:
-            print(f"  a 20-file ingest takes {m['startup_wall_s']:.1f} s: the fixed cost of one CLI process")
+            print(f"  a 20-file ingest takes {m['startup_wall_s']:.1f} s: the fixed cost of one CLI process"
+                  + (f" ({m['startup_ephemeral_wall_s']:.1f} s with no PREFECT_API_URL, Prefect's temporary server)"
+                     if m.get("startup_ephemeral_wall_s") is not None else ""))
         if m.get("ingest_parallelism") is not None:
             print(f"  stage seconds / flow seconds = {m['ingest_parallelism']:.2f} (2.0 would be both workers busy in stages)")
     print("\nRatios:")

@@ -8,11 +8,12 @@ import unicodedata
 from dataclasses import dataclass
 from functools import cache
 
-# Characters that carry no text: zero-width marks, BOMs left inside the text,
-# soft hyphens (a typesetter's hint, not part of the word).
-_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
-# C0/C1 controls other than tab and newline: scanning and transfer debris.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Characters dropped from the text, in one pass (two regex passes cost 2.5x one):
+# those that carry no text (zero-width marks, BOMs left inside the text, soft
+# hyphens: a typesetter's hint, not part of the word), and C0/C1 controls other
+# than tab and newline (scanning and transfer debris; form feeds are made
+# paragraph breaks before).
+_DROPPED = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _MANY_BLANK_LINES = re.compile(r"\n\n\n+")  # (faster than \n{3,} in CPython's engine)
 # A word is a whitespace-separated token with a letter or digit in it: tokens
 # that are only punctuation (a dash standing alone) are not counted.
@@ -30,9 +31,8 @@ def normalise_text(text: str) -> str:
     # is_normalized() first would do the full check again on the others (measured:
     # 0.67 ms against 0.23 ms for a 13 KB text with decomposed accents, the same on NFC text).
     text = unicodedata.normalize("NFC", text)
-    text = _INVISIBLE.sub("", text)
     text = text.replace("\f", "\n\n")  # page breaks become paragraph breaks
-    text = _CONTROLS.sub("", text)
+    text = _DROPPED.sub("", text)
     # Within each line, any run of whitespace (tabs, NBSP...) becomes one space; lines are trimmed.
     text = "\n".join(" ".join(line.split()) for line in text.split("\n"))
     text = _dehyphenate(text)
@@ -161,7 +161,7 @@ def _language_identifier():
 def detect_language(text: str) -> str | None:
     """ISO 639-1 code of the text's language, or None when it cannot be told."""
     sample = text[:LANGUAGE_SAMPLE_CHARS]
-    if sum(ch.isalpha() for ch in sample) < MIN_LANGUAGE_CHARS:
+    if sum(map(str.isalpha, sample)) < MIN_LANGUAGE_CHARS:
         return None
     language, probability = _language_identifier().classify(sample)
     return language if probability >= 0.5 else None

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import botocore.session
 from botocore.config import Config
+from botocore.utils import determine_content_length
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -80,6 +81,18 @@ def _new_session() -> botocore.session.Session:
         else:
             session.register_component("data_loader", _shared_loader)
     return session
+
+
+# Below this size a PUT's body goes with its headers at once: botocore otherwise
+# sends "Expect: 100-continue" with every body and waits a round trip for the
+# server's go-ahead, which only pays for bodies worth not sending twice.
+SMALL_BODY = 1 * MiB
+
+
+def _no_continue_for_small_bodies(request, **_) -> None:
+    size = determine_content_length(request.body)
+    if size is not None and size <= SMALL_BODY and "Expect" in request.headers:
+        del request.headers["Expect"]  # not a signed header: the signature stands
 
 
 def _b64(digest: bytes) -> str:
@@ -216,6 +229,8 @@ class S3Store(Store):
                         retries=self._retries(), connect_timeout=self.connect_timeout, read_timeout=self.read_timeout
                     ),
                 )
+                self._client_obj.meta.events.register_last("before-sign.s3.PutObject", _no_continue_for_small_bodies)
+                self._client_obj.meta.events.register_last("before-sign.s3.UploadPart", _no_continue_for_small_bodies)
             return self._client_obj
 
     def _retries(self) -> dict:

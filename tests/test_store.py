@@ -509,3 +509,26 @@ def test_a_directory_removed_behind_the_store_s_back_is_made_again(tmp_path):
     shutil.rmtree(tmp_path / "store" / "objects" / "sha256" / "ab")  # by hand, while the store object lives
     store.put_bytes("objects/sha256/ab/cd/abcd" + "1" * 60, b"second")
     assert store.get_bytes("objects/sha256/ab/cd/abcd" + "1" * 60) == b"second"
+
+
+def test_small_puts_send_their_body_at_once_large_parts_wait_for_100_continue(s3_bucket, tmp_path):
+    """botocore sends "Expect: 100-continue" with every body and waits a round trip for it; worth it only for
+    bodies not cheap to send twice. Originals of a few KB go with their headers; 5 MiB parts still ask first."""
+    store = S3Store.from_url(s3_bucket, multipart_threshold=6 * MiB, part_size=5 * MiB)
+    sent: list[tuple[str, int, bytes | None]] = []
+
+    def capture(request, event_name, **_):
+        sent.append((event_name.rsplit(".", 1)[1], int(request.headers["Content-Length"]), request.headers.get("Expect")))
+
+    for operation in ("PutObject", "UploadPart"):
+        store._client.meta.events.register_last(f"before-send.s3.{operation}", capture)
+    small = b"a small original"
+    store.put_bytes("objects/sha256/00/00/small", small)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(7 * MiB))
+    store.put_file("objects/sha256/00/00/big", big)
+
+    assert sent == [("PutObject", len(small), None), ("UploadPart", 5 * MiB, b"100-continue"),
+                    ("UploadPart", 2 * MiB, b"100-continue")]
+    assert store.get_bytes("objects/sha256/00/00/small") == small
+    assert store.get_bytes("objects/sha256/00/00/big") == big.read_bytes()

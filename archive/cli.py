@@ -181,7 +181,7 @@ def cmd_verify(args) -> int:
 
     try:
         with _progress_shown(args):
-            report = fixity_audit(dest=dest, runs=args.run or None)
+            report = fixity_audit(dest=dest, runs=args.run or None, workers=args.workers)
     except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn any failure into one clear line
         return _fail(f"verify could not run: {_reason(exc)}", args)
     if args.json:
@@ -419,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="fixity audit: re-hash originals and part files against the manifests")
     common(p)
     p.add_argument("--run", action="append", metavar="RUN_ID", help="only this run (repeatable; default: every committed run)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes for re-hashing originals (default: one per core, from 20,000 originals on)")
     p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
     p.set_defaults(func=cmd_verify)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from prefect import flow, task
@@ -14,11 +15,14 @@ from archive.audit import AuditSummary, check_objects, check_parts, chunks, comm
 from archive.provenance import RunContext, new_run_id
 from archive.store import open_store, resolve_dest
 
-from . import progress
+from . import progress, workers as worker_pool
 from .artifacts import publish_audit_artifacts
 from .context import is_transient, started_by
 
 OBJECTS_PER_TASK = 5000
+# Below this many chunks the audit hashes in this process's threads: starting worker
+# processes (~1.5 s of imports each) costs more than the second core gives back.
+MIN_CHUNKS_FOR_PROCESSES = 4
 
 
 @task(name="check-parts", retries=1, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
@@ -29,6 +33,9 @@ def check_parts_task(dest: str, run: RunContext, manifests) -> AuditSummary:
 
 @task(name="check-objects", retries=1, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
 def check_objects_task(dest: str, run: RunContext, index: int, referenced) -> AuditSummary:
+    pool = worker_pool.pool_for(run.run_id)
+    if pool is not None:
+        return worker_pool.audit_in_pool(pool, dest, run, index, referenced)
     store = open_store(dest)
     return record_checks(store, run, index, check_objects(store, referenced))
 
@@ -39,8 +46,12 @@ def commit_audit_task(dest: str, run: RunContext, summaries: list[AuditSummary],
 
 
 @flow(name="fixity-audit", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=False)
-def fixity_audit(dest: str | None = None, runs: list[str] | None = None) -> dict:
-    """Re-hash every part file and every original that committed runs (or the given runs) reference."""
+def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers: int | None = None) -> dict:
+    """Re-hash every part file and every original that committed runs (or the given runs) reference.
+
+    workers: processes for the chunks of originals (default: one per core, when there are at least
+        MIN_CHUNKS_FOR_PROCESSES chunks; 1: all in this process).
+    """
     started = time.monotonic()
     dest = resolve_dest(dest)
     store = open_store(dest)
@@ -50,15 +61,19 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None) -> dict
     parts = check_parts_task(dest, run, quote(manifests))
     good_parts = {p["key"] for m in manifests for p in m["parts"]} - {f.key for f in parts.findings}
     referenced = referenced_objects(store, manifests, good_parts)
-    futures = [check_objects_task.submit(dest, run, index, quote(chunk))
-               for index, chunk in enumerate(chunks(referenced, OBJECTS_PER_TASK), start=1)]
+    pieces = list(chunks(referenced, OBJECTS_PER_TASK))
+    workers = workers or os.cpu_count() or 1
+    if workers > 1 and len(pieces) < MIN_CHUNKS_FOR_PROCESSES:
+        workers = 1
     summaries, done = [parts], 0
-    for future in as_completed(futures):
-        summary = future.result()
-        summaries.append(summary)
-        done += summary.checked["object"]
-        progress.report(done, referenced.num_rows, time.monotonic() - started)
-    manifest = commit_audit_task(dest, run, summaries, {"dest": store.url, "runs": runs})
+    with worker_pool.process_pool(run.run_id, workers):
+        futures = [check_objects_task.submit(dest, run, index, quote(chunk)) for index, chunk in enumerate(pieces, start=1)]
+        for future in as_completed(futures):
+            summary = future.result()
+            summaries.append(summary)
+            done += summary.checked["object"]
+            progress.report(done, referenced.num_rows, time.monotonic() - started)
+    manifest = commit_audit_task(dest, run, summaries, {"dest": store.url, "runs": runs, "workers": workers})
     findings = [f for s in sorted(summaries, key=lambda s: s.index) for f in s.findings]
     report = {
         "run_id": run.run_id,

@@ -1,9 +1,10 @@
-"""Worker processes for the CPU-bound part of a batch: threads alone cannot use more than one core (the GIL).
+"""Worker processes for the CPU-bound part of a run: threads alone cannot use more than one core (the GIL).
 
 Prefect still runs one task per batch (with its retries and states); the task's
 thread hands the batch to a process of this pool and waits for the summary. The
 pool lives for one flow run. Where no pool is registered (workers=1, or a task
-running on a Dask worker), the batch runs in the task's own process.
+running on a Dask worker), the batch runs in the task's own process. The
+fixity audit hands its chunks of originals to such a pool the same way.
 """
 
 from __future__ import annotations
@@ -31,19 +32,26 @@ def _run_batch(dest, source, run, index, refs, options, descriptions):
                          descriptions=descriptions)
 
 
-@contextmanager
-def batch_workers(run_id: str, workers: int, known: frozenset[str]) -> Iterator[None]:
-    """A pool of worker processes for run_id's batches, for the duration of the block.
+def _audit_chunk(dest, run, index, objects: dict):
+    import pyarrow as pa
 
-    The committed doc_ids go to each worker once, at start, not with every batch.
-    """
+    from archive.audit import check_objects, record_checks
+    from archive.store import open_store
+
+    store = open_store(dest)
+    return record_checks(store, run, index, check_objects(store, pa.table(objects)))
+
+
+@contextmanager
+def process_pool(run_id: str, workers: int, initializer=None, initargs: tuple = ()) -> Iterator[None]:
+    """A pool of worker processes for run_id's tasks, for the duration of the block (none for workers <= 1)."""
     if workers <= 1:
         yield
         return
     # spawn, not fork (Prefect's threads in this process) nor forkserver (whose
     # server would keep the environment of its first use: AWS settings change).
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_initialise, initargs=(known,))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs)
     _POOLS[run_id] = pool
     try:
         yield
@@ -52,9 +60,19 @@ def batch_workers(run_id: str, workers: int, known: frozenset[str]) -> Iterator[
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def batch_workers(run_id: str, workers: int, known: frozenset[str]):
+    """The pool for run_id's ingest batches. The committed doc_ids go to each worker once, at start, not with every batch."""
+    return process_pool(run_id, workers, _initialise, (known,))
+
+
 def pool_for(run_id: str) -> ProcessPoolExecutor | None:
     return _POOLS.get(run_id)
 
 
 def run_in_pool(pool: ProcessPoolExecutor, dest, source, run, index, refs, options, descriptions):
     return pool.submit(_run_batch, dest, source, run, index, refs, options, descriptions).result()
+
+
+def audit_in_pool(pool: ProcessPoolExecutor, dest, run, index, objects):
+    """One chunk of originals (a pyarrow table of object_key and size) re-hashed in a worker; its summary back."""
+    return pool.submit(_audit_chunk, dest, run, index, objects.to_pydict()).result()

@@ -111,6 +111,43 @@ def test_verify_names_exactly_the_changed_and_missing_keys(prefect_harness, seed
     assert [a["counts"]["problems"] for a in audits] == [0, 3, 0]
 
 
+def test_verify_in_worker_processes_finds_what_verify_in_threads_finds(prefect_harness, seeds_dir, dest, request,
+                                                                       monkeypatch):
+    """Large audits hash their chunks of originals in worker processes: same findings, same fixity trail."""
+    import flows.audit
+    from flows import workers as worker_pool
+    from flows.audit import fixity_audit
+    from flows.ingest import ingest
+    from archive.read import open_dataset
+
+    ingest(str(seeds_dir), dest=dest, reuse=False)
+    store = open_store(dest)
+    changed = object_key(hashlib.sha256(sorted(seeds_dir.iterdir())[2].read_bytes()).hexdigest())
+    Tamperer(store, request).flip_byte(changed, 5)
+    # 5 originals in chunks of 2: 3 chunks, enough for processes with the threshold at 2.
+    monkeypatch.setattr(flows.audit, "OBJECTS_PER_TASK", 2)
+    monkeypatch.setattr(flows.audit, "MIN_CHUNKS_FOR_PROCESSES", 2)
+    handed = []
+    real = worker_pool.audit_in_pool
+    monkeypatch.setattr(worker_pool, "audit_in_pool", lambda pool, *args: handed.append(args[2]) or real(pool, *args))
+
+    in_threads = fixity_audit(dest=dest, workers=1)
+    assert handed == []
+    in_processes = fixity_audit(dest=dest, workers=2)
+    assert sorted(handed) == [1, 2, 3]
+
+    for report in (in_threads, in_processes):
+        assert report["checked"]["objects"] == 5 and report["status"] == "problems"
+        assert [(p["kind"], p["key"]) for p in report["problems"]] == [("changed", changed)]
+    events = open_dataset(dest, "events").to_table().to_pylist()
+    for report in (in_threads, in_processes):
+        fixity = [e for e in events if e["run_id"] == report["run_id"] and e["event_type"] == "fixity check"]
+        assert len(fixity) == report["checked"]["objects"] + report["checked"]["parts"]
+        assert [e["object_sha256"] for e in fixity if e["outcome"] == "failure"] == [changed.rsplit("/", 1)[1]]
+    (audit,) = [m for m in committed_manifests(store) if m["run_id"] == in_processes["run_id"]]
+    assert audit["parameters"]["workers"] == 2
+
+
 def test_lineage_of_a_seed_shows_its_events_in_order_and_its_part(ingested, seeds_dir):
     from archive.lineage import lineage
 

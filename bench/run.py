@@ -12,7 +12,8 @@ Steps, each in its own subprocess (wall time, files/s, MB/s, peak RSS):
   ingest    `archive ingest CORPUS --dest LOCAL --json`
   rerun     the same command again: every file is a duplicate
   verify    `archive verify --dest LOCAL --json` (skipped while the command does not exist)
-  s3        `archive ingest CORPUS --dest s3://bench/... --json` against moto's server on 127.0.0.1
+  s3        `archive ingest CORPUS --dest s3://bench/... --json` against moto's S3 on 127.0.0.1
+            (bench/s3_server.py: keep-alive connections; --s3-server stock for `python -m moto.server`)
 
 The `archive` steps talk to a `prefect server` the benchmark starts on 127.0.0.1
 (its own PREFECT_HOME), as a deployment does (--prefect ephemeral: none, each
@@ -287,14 +288,19 @@ def _free_port() -> int:
 
 
 class MotoServer:
-    """moto's S3 server on 127.0.0.1, for the s3 step only (objects live in its memory)."""
+    """moto's S3 server on 127.0.0.1, for the s3 step only (objects live in its memory).
 
-    def __init__(self, logdir: Path):
+    kind "keepalive": bench/s3_server.py (moto's S3 backend with HTTP/1.1 keep-alive and no per-request
+    service dispatch); "stock": `python -m moto.server` as it comes.
+    """
+
+    def __init__(self, logdir: Path, kind: str = "keepalive"):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(logdir / "moto.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        cmd = ([sys.executable, str(HERE / "s3_server.py"), str(self.port)] if kind == "keepalive" else
+               [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)])
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -449,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefect", choices=("server", "ephemeral"), default="server",
                         help="server (default): the archive steps talk to a `prefect server` started for the benchmark, "
                              "as a deployment's do; ephemeral: each command starts Prefect's temporary server")
+    parser.add_argument("--s3-server", choices=("keepalive", "stock"), default="keepalive",
+                        help="the s3 step's loopback server: keepalive (default: bench/s3_server.py, moto's S3 with "
+                             "HTTP/1.1 keep-alive) or stock (`python -m moto.server`)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -513,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict = {
         "prefect": prefect_mode,
+        "s3_server": args.s3_server,
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "versions": _versions(), "code": code, "corpus": corpus_info, "rows": [], "skipped": {}, "stages": {}, "ratios": {},
@@ -651,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
             note("s3", "--skip")
         else:
             try:
-                server = MotoServer(logdir)
+                server = MotoServer(logdir, args.s3_server)
             except Exception as exc:  # noqa: BLE001 - report why, go on with the table
                 note("s3", f"moto server could not start: {exc}")
             else:
@@ -774,7 +784,7 @@ def report(results: dict) -> None:
     v = results["versions"]
     print(f"\nCorpus: {corpus['files']:,} files, {corpus['bytes'] / 1e6:,.1f} MB ({corpus['path']})")
     print(f"Code: {results['code']['tree']} (code sha256 {results['code']['sha256']})")
-    print(f"Prefect: {results['prefect']}")
+    print(f"Prefect: {results['prefect']}; S3 server: {results.get('s3_server', 'stock')}")
     print(f"Machine: {results['machine']['cpus']} CPUs, Python {results['machine']['python']}; "
           f"archive {v.get('archive')} ({v.get('git')}), prefect {v.get('prefect')}, pyarrow {v.get('pyarrow')}, bagit {v.get('bagit')}")
     print("(load: the 1-minute load average when the step ended; above ~2.5 on 2 cores, something else was running too)")

@@ -59,8 +59,10 @@ stress: system-deps $(STAMP)
 	ARCHIVE_STRESS=1 ARCHIVE_CRASH_POINTS=20 $(PY) -m pytest tests/test_crash.py tests/test_large_file.py -q -s -p no:cacheprovider
 
 # The benchmark of BENCHMARKS.md: floor loop, bagit-python, ingest, re-run, verify, S3, on one corpus.
+# The 100k run measures its ingest's peak RSS growth against the last `make bench-quick` (10k), if any.
 bench: system-deps $(STAMP)
-	$(PY) bench/run.py --files 100000 --json-out bench/results-100k.json
+	$(PY) bench/run.py --files 100000 --json-out bench/results-100k.json \
+		$(if $(wildcard bench/results-10k.json),--baseline bench/results-10k.json)
 
 bench-quick: system-deps $(STAMP)
 	$(PY) bench/run.py --files 10000 --json-out bench/results-10k.json

@@ -7,9 +7,12 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import provenance as ev
@@ -19,8 +22,8 @@ from .fixity import TOOL as DIGEST_TOOL, digest_file, sha256_hex
 from .identify import EMPTY, Format, identify
 from .normalise import describe_text, language_tool_version, normalise_text
 from .provenance import RunContext
-from .publish import PartInfo, new_attempt, part_key, write_part
-from .records import utc_now
+from .publish import PartInfo, new_attempt, part_key, write_part, write_table_part
+from .records import to_table, utc_now
 from .source import FileRef, Source
 from .store import Store, object_key
 from .validate import describe_problems, problems
@@ -466,12 +469,14 @@ def reconcile(store: Store, run: RunContext, summaries: list[BatchSummary], comm
                 drop.setdefault(summary.index, {})[doc_id] = "duplicate-in-run"
             else:
                 owner[doc_id] = summary.index
-    notes = []
     by_index = {s.index: s for s in summaries}
-    for index, doc_ids in drop.items():
-        _rewrite_batch(store, run, by_index[index], doc_ids)
-        notes.append(f"batch {index}: {len(doc_ids)} document(s) turned out to be duplicates at commit and were unpublished")
-    return notes
+    # Each rewrite touches only its own batch; two threads overlap one's Parquet
+    # (de)compression, which runs without the GIL, with the other's Python work.
+    with ThreadPoolExecutor(2) as pool:
+        for done in [pool.submit(_rewrite_batch, store, run, by_index[index], doc_ids) for index, doc_ids in drop.items()]:
+            done.result()
+    return [f"batch {index}: {len(doc_ids)} document(s) turned out to be duplicates at commit and were unpublished"
+            for index, doc_ids in drop.items()]
 
 
 def _rewrite_batch(store: Store, run: RunContext, summary: BatchSummary, doc_ids: dict[str, str]) -> None:
@@ -479,34 +484,52 @@ def _rewrite_batch(store: Store, run: RunContext, summary: BatchSummary, doc_ids
     old = {p.dataset: p for p in summary.parts}
     documents_key = part_key("documents", run.run_id, summary.index, attempt)
 
-    def rows(dataset: str) -> list[dict]:
-        if dataset not in old:
-            return []
-        table = pq.read_table(io.BytesIO(store.get_bytes(old[dataset].key)))
-        return [_jsonable(r) for r in table.to_pylist()]
+    def table(dataset: str) -> pa.Table | None:
+        return pq.read_table(io.BytesIO(store.get_bytes(old[dataset].key))) if dataset in old else None
 
-    documents = [d for d in rows("documents") if d["doc_id"] not in doc_ids]
+    def rows(dataset: str) -> list[dict]:
+        found = table(dataset)
+        return [] if found is None else [_jsonable(r) for r in found.to_pylist()]
+
+    # Documents (their texts are most of a batch's bytes) and events (six or so a file) are
+    # filtered as Arrow tables, never made Python rows; the files rows change, so they are rows.
+    dropped = pa.array(sorted(doc_ids), pa.string())
+    documents = table("documents")
+    if documents is not None:
+        documents = documents.filter(pc.invert(pc.is_in(documents["doc_id"], value_set=dropped)))
+    events = table("events")
+    if events is not None:
+        publication = pc.equal(events["event_type"], ev.PUBLICATION)
+        unpublished = pc.fill_null(pc.and_(publication, pc.is_in(events["object_sha256"], value_set=dropped)), False)
+        events = events.filter(pc.invert(unpublished))
+        if "documents" in old:
+            publication = pc.equal(events["event_type"], ev.PUBLICATION)
+            moved = pc.replace_substring(events["detail"], old["documents"].key, documents_key)
+            events = events.set_column(events.schema.get_field_index("detail"), "detail",
+                                       pc.if_else(publication, moved, events["detail"]))
     files = rows("files")
-    events = [e for e in rows("events") if not (e["event_type"] == ev.PUBLICATION and e["object_sha256"] in doc_ids)]
-    for event in events:
-        if event["event_type"] == ev.PUBLICATION and "documents" in old:
-            event["detail"] = event["detail"].replace(old["documents"].key, documents_key)
+    deduplicated = []
     for row in files:
         if row["outcome"] == "document" and row["doc_id"] in doc_ids:
             reason = doc_ids[row["doc_id"]]
             detail = ("same bytes as a document another run committed while this one ran" if reason == "duplicate-of-committed"
                       else "same bytes as a document another batch of this run published")
             row.update(outcome="duplicate", reason=reason, detail=detail)
-            events.append(run.event(ev.DEDUPLICATION, ev.SUCCESS, detail + "; unpublished at commit",
-                                    sha256=row["sha256"], path=row["path"]))
+            deduplicated.append(run.event(ev.DEDUPLICATION, ev.SUCCESS, detail + "; unpublished at commit",
+                                          sha256=row["sha256"], path=row["path"]))
             summary.counts["document"] -= 1
             summary.counts["duplicate"] += 1
+    if deduplicated:
+        added = to_table("events", deduplicated)
+        events = added if events is None else pa.concat_tables([events.cast(added.schema), added])
     summary.documents = [d for d in summary.documents if d not in doc_ids]
     parts = [p for p in summary.parts if p.dataset not in ("documents", "files", "events")]
-    for dataset, new_rows in (("documents", documents), ("files", files), ("events", events)):
-        if new_rows:
+    for dataset, new_table in (("documents", documents), ("events", events)):
+        if new_table is not None and new_table.num_rows:
             key = documents_key if dataset == "documents" else part_key(dataset, run.run_id, summary.index, attempt)
-            parts.append(write_part(store, dataset, key, new_rows))
+            parts.append(write_table_part(store, dataset, key, new_table))
+    if files:
+        parts.append(write_part(store, "files", part_key("files", run.run_id, summary.index, attempt), files))
     summary.parts = parts
 
 

@@ -8,12 +8,13 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Container, Iterator
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import SOFTWARE_NAME, __version__
 from .errors import ManifestError, ObjectExistsError, ObjectNotFoundError, StoreError
 from .fixity import sha256_hex
-from .records import DATASETS, to_table, utc_now
+from .records import DATASETS, arrow_schema, to_table, utc_now
 from .store import Store
 from .validate import describe_problems, problems, schema_id
 
@@ -47,7 +48,12 @@ def new_attempt() -> str:
 
 def write_part(store: Store, dataset: str, key: str, rows: list[dict]) -> PartInfo:
     """Write rows as one Parquet file (zstd) under key, write-once."""
-    table = to_table(dataset, rows)
+    return write_table_part(store, dataset, key, to_table(dataset, rows))
+
+
+def write_table_part(store: Store, dataset: str, key: str, table: pa.Table) -> PartInfo:
+    """Write an Arrow table of a dataset's schema as one Parquet file (zstd) under key, write-once."""
+    table = table.cast(arrow_schema(dataset))
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd", write_statistics=True)
     return put_part(store, dataset, key, buffer.getvalue(), table.num_rows)

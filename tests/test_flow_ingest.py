@@ -121,6 +121,31 @@ def test_duplicates_across_batches_are_published_once(run_ingest, seeds_dir, tmp
     assert result["notes"], "the commit says what it reconciled"
 
 
+def test_a_batch_that_loses_a_document_at_commit_keeps_its_others_with_events_naming_the_new_part(
+        run_ingest, seeds_dir, tmp_path):
+    seeds = sorted(seeds_dir.iterdir())
+    source = tmp_path / "source"
+    source.mkdir()
+    # Batches of two, in path order: [a, b] and [c, d]; c repeats a, so the second batch keeps only d.
+    for name, seed in (("a.txt", seeds[0]), ("b.txt", seeds[1]), ("c.txt", seeds[0]), ("d.txt", seeds[2])):
+        shutil.copy(seed, source / name)
+    dest = str(tmp_path / "store")
+    result = run_ingest(str(source), dest=dest, batch_files=2, reuse=False)
+
+    assert result["counts"] == {"files": 4, "documents": 3, "duplicates": 1, "quarantined": 0, "skipped": 0}
+    assert sorted(d["source_path"] for d in rows(dest, "documents")) == ["a.txt", "b.txt", "d.txt"]
+    files = {f["path"]: f for f in rows(dest, "files")}
+    assert (files["c.txt"]["outcome"], files["c.txt"]["reason"]) == ("duplicate", "duplicate-in-run")
+    (manifest,) = committed_manifests(open_store(dest))
+    document_parts = {p["key"] for p in manifest["parts"] if p["dataset"] == "documents"}
+    events = rows(dest, "events")
+    publications = [e for e in events if e["event_type"] == "publication" and e["object_sha256"]]
+    assert sorted(e["source_path"] for e in publications) == ["a.txt", "b.txt", "d.txt"]
+    assert {e["detail"].rsplit(" ", 1)[1] for e in publications} == document_parts
+    (unpublished,) = [e for e in events if e["event_type"] == "deduplication" and "unpublished at commit" in e["detail"]]
+    assert unpublished["source_path"] == "c.txt"
+
+
 @pytest.fixture
 def hostile_source(tmp_path, seeds_dir):
     src = tmp_path / "hostile"

@@ -7,7 +7,6 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -470,11 +469,11 @@ def reconcile(store: Store, run: RunContext, summaries: list[BatchSummary], comm
             else:
                 owner[doc_id] = summary.index
     by_index = {s.index: s for s in summaries}
-    # Each rewrite touches only its own batch; two threads overlap one's Parquet
-    # (de)compression, which runs without the GIL, with the other's Python work.
-    with ThreadPoolExecutor(2) as pool:
-        for done in [pool.submit(_rewrite_batch, store, run, by_index[index], doc_ids) for index, doc_ids in drop.items()]:
-            done.result()
+    for index, doc_ids in drop.items():
+        _rewrite_batch(store, run, by_index[index], doc_ids)
+        # One batch at a time, its Arrow buffers handed back before the next: two at a
+        # time was 35% faster but raised the run's peak RSS by 40% (30,000 files: 488 -> 343 MiB).
+        pa.default_memory_pool().release_unused()
     return [f"batch {index}: {len(doc_ids)} document(s) turned out to be duplicates at commit and were unpublished"
             for index, doc_ids in drop.items()]
 

@@ -499,13 +499,12 @@ def _rewrite_batch(store: Store, run: RunContext, summary: BatchSummary, doc_ids
     events = table("events")
     if events is not None:
         publication = pc.equal(events["event_type"], ev.PUBLICATION)
-        unpublished = pc.fill_null(pc.and_(publication, pc.is_in(events["object_sha256"], value_set=dropped)), False)
-        events = events.filter(pc.invert(unpublished))
         if "documents" in old:
-            publication = pc.equal(events["event_type"], ev.PUBLICATION)
             moved = pc.replace_substring(events["detail"], old["documents"].key, documents_key)
             events = events.set_column(events.schema.get_field_index("detail"), "detail",
                                        pc.if_else(publication, moved, events["detail"]))
+        unpublished = pc.fill_null(pc.and_(publication, pc.is_in(events["object_sha256"], value_set=dropped)), False)
+        events = events.filter(pc.invert(unpublished))
     files = rows("files")
     deduplicated = []
     for row in files:

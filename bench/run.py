@@ -287,7 +287,36 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class MotoServer:
+class _LocalServer:
+    """A server process on 127.0.0.1, its output to a log; ready once health_url answers."""
+
+    def __init__(self, name: str, cmd: list[str], health_url: str, log: Path, timeout: float, env: dict | None = None):
+        self.name = name
+        self.log = open(log, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.proc.returncode} (see {log})")
+            try:
+                with urllib.request.urlopen(health_url, timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{name} not ready at {health_url}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+class MotoServer(_LocalServer):
     """moto's S3 server on 127.0.0.1, for the s3 step only (objects live in its memory).
 
     kind "keepalive": bench/s3_server.py (moto's S3 backend with HTTP/1.1 keep-alive and no per-request
@@ -297,21 +326,9 @@ class MotoServer:
     def __init__(self, logdir: Path, kind: str = "keepalive"):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(logdir / "moto.log", "wb")
         cmd = ([sys.executable, str(HERE / "s3_server.py"), str(self.port)] if kind == "keepalive" else
                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)])
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto server exited with {self.proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"moto server not ready on {self.url}")
+        super().__init__("moto server", cmd, f"{self.url}/moto-api/", logdir / "moto.log", timeout=30)
 
     @property
     def env(self) -> dict[str, str]:
@@ -327,38 +344,17 @@ class MotoServer:
     def rss_mib(self) -> float:
         return _rss_kib(self.proc.pid) / 1024
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
-
-class PrefectServer:
+class PrefectServer(_LocalServer):
     """`prefect server start` on 127.0.0.1 with the benchmark's own PREFECT_HOME, for the archive steps."""
 
     def __init__(self, logdir: Path, env: dict):
         self.port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
-        self.log = open(logdir / "prefect-server.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                      "--port", str(self.port)],
-                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env={**env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited with {self.proc.returncode} (see {logdir / 'prefect-server.log'})")
-            try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"prefect server not ready on {self.api_url}")
+        super().__init__("prefect server",
+                         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+                         f"{self.api_url}/health", logdir / "prefect-server.log", timeout=120,
+                         env={**env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
 
     def cpu_s(self) -> float:
         """CPU seconds the server (and any process it started) has used so far."""
@@ -373,15 +369,6 @@ class PrefectServer:
                 pass
             todo.extend(tree.get(pid, ()))
         return total
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 def _versions() -> dict:

@@ -57,17 +57,127 @@ def validator(kind: str) -> Draft202012Validator:
     )
 
 
+_ANNOTATIONS = {"title", "description", "$comment", "examples"}
+
+
 def _inline_common(node):
     """A copy of a schema with every $ref into common.schema.json replaced by the definition itself."""
     common = _schemas()["common"]
     if isinstance(node, dict):
         ref = node.get("$ref", "")
-        if ref.startswith(common["$id"] + "#/$defs/") and len(node) == 1:
-            return _inline_common(common["$defs"][ref.rsplit("/", 1)[1]])
+        if ref.startswith(common["$id"] + "#/$defs/") and set(node) - {"$ref"} <= _ANNOTATIONS:
+            # (a $ref beside annotations only: the definition, annotated)
+            annotations = {key: value for key, value in node.items() if key != "$ref"}
+            return {**_inline_common(common["$defs"][ref.rsplit("/", 1)[1]]), **annotations}
         return {key: _inline_common(value) for key, value in node.items()}
     if isinstance(node, list):
         return [_inline_common(item) for item in node]
     return node
+
+
+# A record schema whose top level is only these keywords is the conjunction of its
+# properties' subschemas, the required and allowed keys, and allOf: each can be
+# checked on its own.
+_SPLITTABLE = {"$schema", "$id", "$comment", "title", "description", "type", "properties", "required",
+               "additionalProperties", "allOf"}
+# Values worth remembering a verdict for: the run's ids, media types, tools, nulls
+# recur in every record of a batch; a document's text does not.
+_MEMO_MAX_CHARS = 256
+_MEMO_MAX_ENTRIES = 50_000
+
+
+class _Property:
+    """One property's subschema, and the verdicts it gave on short values."""
+
+    def __init__(self, subschema: dict):
+        self.checker = Draft202012Validator(subschema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        self.verdicts: dict[tuple, bool] = {}
+
+    def is_valid(self, value) -> bool:
+        kind = type(value)
+        if not (value is None or kind is bool or kind is int or (kind is str and len(value) <= _MEMO_MAX_CHARS)):
+            return self.checker.is_valid(value)
+        memo = (kind, value)  # the type too: 1 == True, but not for a schema
+        ok = self.verdicts.get(memo)
+        if ok is None:
+            ok = self.checker.is_valid(value)
+            if len(self.verdicts) >= _MEMO_MAX_ENTRIES:
+                self.verdicts.clear()
+            self.verdicts[memo] = ok
+        return ok
+
+
+class _SplitSchema:
+    """The verdict of a whole-record validator, from checks of one property at a time.
+
+    A record schema made only of properties, required keys, additionalProperties
+    and allOf (of such schemas, or of if/then/else over such schemas) is the
+    conjunction of its parts, and each property's value can be validated against
+    its own subschema (by jsonschema, with the same format checker). A verdict on
+    a short value is remembered: most values of a batch's records repeat (run_id,
+    collection, media_type, extractor, outcome, nulls), so validating a document
+    costs a tenth of whole-record validation. Used only for the verdict; the
+    errors of an invalid record come from the whole-record validator.
+    """
+
+    def __init__(self, root: dict):
+        self.required = frozenset(root.get("required", ()))
+        properties = root.get("properties", {})
+        self.allowed = frozenset(properties) if root.get("additionalProperties") is False else None
+        self.properties = {name: _Property(sub) for name, sub in properties.items()}
+        self.conditions = [tuple(_SplitSchema(item[word]) if word in item else None for word in ("if", "then", "else"))
+                           if "if" in item else (None, _SplitSchema(item), None) for item in root.get("allOf", ())]
+
+    @classmethod
+    def of(cls, root: dict) -> "_SplitSchema | None":
+        """The split form of a schema, or None where it has other keywords (or references left after inlining)."""
+        if root.get("type") != "object" or not cls._splittable(root, top=True) or "$ref" in json.dumps(root):
+            return None
+        return cls(root)
+
+    @classmethod
+    def _splittable(cls, node, top: bool = False) -> bool:
+        if not isinstance(node, dict) or set(node) - (_SPLITTABLE if top else _SPLITTABLE - {"$schema", "$id"}):
+            return False
+        if node.get("type", "object") != "object" or not isinstance(node.get("additionalProperties", True), bool):
+            return False
+        for item in node.get("allOf", ()):
+            if not isinstance(item, dict):
+                return False
+            if "if" in item:
+                if set(item) - {"if", "then", "else"} or not all(cls._splittable(item[w]) for w in item):
+                    return False
+            elif not cls._splittable(item):
+                return False
+        return True
+
+    def is_valid(self, record) -> bool:
+        if not isinstance(record, dict):  # (the parts of allOf are only ever given the record itself)
+            return False
+        keys = record.keys()
+        if not self.required <= keys or (self.allowed is not None and not keys <= self.allowed):
+            return False
+        properties = self.properties
+        for name, value in record.items():
+            checker = properties.get(name)
+            if checker is not None and not checker.is_valid(value):
+                return False
+        for condition, then, otherwise in self.conditions:
+            branch = then if condition is None or condition.is_valid(record) else otherwise
+            if branch is not None and not branch.is_valid(record):
+                return False
+        return True
+
+
+@cache
+def _split(kind: str) -> _SplitSchema | None:
+    return _SplitSchema.of(_inline_common(schema(kind)))
+
+
+def is_valid(kind: str, record: dict) -> bool:
+    """Whether record is valid against its kind's schema (the same verdict as validator(kind).is_valid)."""
+    split = _split(kind)
+    return split.is_valid(record) if split is not None else validator(kind).is_valid(record)
 
 
 @dataclass(frozen=True)
@@ -81,9 +191,9 @@ class Problem:
 
 def problems(kind: str, record: dict) -> list[Problem]:
     """Every way record fails its schema, most relevant first (empty when valid)."""
-    checker = validator(kind)
-    if checker.is_valid(record):  # the common case, and the fast path
+    if is_valid(kind, record):  # the common case, and the fast path
         return []
+    checker = validator(kind)
     errors = list(checker.iter_errors(record))
     if not errors:
         return []

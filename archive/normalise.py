@@ -49,7 +49,7 @@ def _dehyphenate(text: str) -> str:
     """
     if "-\n" not in text:
         return text
-    lowered = None  # the text in lower case, made on first need
+    lowered = compounds = None  # the text's hyphenated words, and the text in lower case: made on first need
     parts = text.split("-\n")
     pieces = [parts[0]]
     for right in parts[1:]:
@@ -66,13 +66,45 @@ def _dehyphenate(text: str) -> str:
         elif tail[0].isupper():
             glue = "-"  # a compound of names: Soviet-Armenian
         else:
-            if lowered is None:
-                lowered = text.lower()
+            if compounds is None:
+                compounds = _hyphenated_words(text)
             compound = f"{head}-{tail}".lower()
-            glue = "-" if _spells(lowered, compound) and not _spells(lowered, f"{head}{tail}".lower()) else ""
+            if compound.replace("-", "").isalpha():
+                spelled = compound in compounds
+            else:  # (lower() made a letter into a letter and a mark: the search of the whole text)
+                lowered = text.lower() if lowered is None else lowered
+                spelled = _spells(lowered, compound)
+            if spelled:
+                lowered = text.lower() if lowered is None else lowered
+                spelled = not _spells(lowered, f"{head}{tail}".lower())
+            glue = "-" if spelled else ""
         pieces.append(glue)
         pieces.append(right)
     return "".join(pieces)
+
+
+def _hyphenated_words(text: str) -> set[str]:
+    """Every word of two parts joined by a hyphen on one line, in lower case ("well-known"; not "of-the" in
+    "state-of-the-art").
+
+    One pass over the text's hyphens, instead of a search of the whole text for
+    each break; only the words are put in lower case, not the text.
+    """
+    found = set()
+    end = len(text)
+    at = text.find("-")
+    while at >= 0:
+        j = at + 1
+        while j < end and text[j].isalpha():
+            j += 1
+        if j > at + 1 and (j == end or text[j] != "-"):
+            i = at
+            while i > 0 and text[i - 1].isalpha():
+                i -= 1
+            if i < at and (i == 0 or text[i - 1] != "-"):
+                found.add(text[i:j].lower())
+        at = text.find("-", at + 1)
+    return found
 
 
 def _spells(lowered: str, word: str) -> bool:

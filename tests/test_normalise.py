@@ -56,6 +56,17 @@ def test_real_hyphenated_words_keep_their_hyphen():
     assert normalise_text("co-coordinated") == "co-coordinated"
 
 
+def test_the_document_is_its_own_dictionary_for_line_break_hyphens():
+    # Spelled with a hyphen elsewhere in any case: kept.
+    assert normalise_text("A Well-Known name;\na well-\nknown case") == "A Well-Known name;\na well-known case"
+    # Spelled both ways elsewhere: the joined form wins.
+    assert normalise_text("re-enter, reenter;\nre-\nenter") == "re-enter, reenter;\nreenter"
+    # Only as part of a longer hyphenated word elsewhere ("of-the" in "state-of-the-art"): not a spelling of "of-the".
+    assert normalise_text("state-of-the-art;\nof-\nthe case") == "state-of-the-art;\nofthe case"
+    # The hyphenated word elsewhere must be a whole word: "ill-known" does not spell "ll-known".
+    assert normalise_text("ill-known; a we-\nknown") == "ill-known; a weknown"
+
+
 def test_invisible_and_control_characters_are_dropped():
     assert normalise_text("in\u00addepen\u200bdence\x07 day\u00a0one") == "independence day one"
 

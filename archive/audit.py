@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -13,7 +12,7 @@ import pyarrow.parquet as pq
 
 from . import provenance as ev
 from .errors import ArchiveError, ObjectNotFoundError, StoreError
-from .fixity import CHUNK, TOOL as DIGEST_TOOL
+from .fixity import TOOL as DIGEST_TOOL
 from .publish import committed_manifests
 from .store import Store
 
@@ -56,22 +55,9 @@ class Check:
         return self.finding is None
 
 
-def hash_stored(store: Store, key: str) -> tuple[str, int]:
-    """(sha256 hex, size) of a stored object, streamed."""
-    digest, size = hashlib.sha256(), 0
-    stream = store.open_read(key)
-    try:
-        while chunk := stream.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    finally:
-        stream.close()
-    return digest.hexdigest(), size
-
-
 def check(store: Store, kind: str, key: str, expected_sha256: str, expected_bytes: int | None = None) -> Check:
     try:
-        found, size = hash_stored(store, key)
+        found, size = store.sha256(key)
     except ObjectNotFoundError:
         return Check(kind, key, expected_sha256, None, Finding("missing", key, expected_sha256, expected_bytes=expected_bytes))
     except (StoreError, OSError) as exc:

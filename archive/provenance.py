@@ -7,7 +7,6 @@ import getpass
 import os
 import secrets
 import socket
-import uuid
 from dataclasses import dataclass, field
 
 from . import SOFTWARE_NAME, __version__
@@ -44,6 +43,15 @@ def who_started() -> dict:
     return {"user": user, "host": socket.gethostname(), "deployment": None, "schedule": None}
 
 
+def random_uuid() -> str:
+    """A random (version 4) UUID as text, as str(uuid.uuid4()) makes it, at less than half the cost (every event has one)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 @dataclass(frozen=True)
 class RunContext:
     """What every record and event of a run carries. Small and picklable."""
@@ -67,7 +75,7 @@ class RunContext:
     ) -> dict:
         """One event row (schemas/event.schema.json)."""
         return {
-            "event_id": str(uuid.uuid4()),
+            "event_id": random_uuid(),
             "run_id": self.run_id,
             "flow_run_id": self.flow_run_id,
             "event_type": event_type,

@@ -20,8 +20,9 @@ from .artifacts import publish_audit_artifacts
 from .context import is_transient, started_by
 
 OBJECTS_PER_TASK = 5000
-# Below this many chunks the audit hashes in this process's threads: starting worker
-# processes (~1.5 s of imports each) costs more than the second core gives back.
+# Below this many chunks (of the most originals the runs' files rows can name) the audit
+# hashes in this process's threads: starting worker processes costs more than the
+# second core gives back.
 MIN_CHUNKS_FOR_PROCESSES = 4
 
 
@@ -58,16 +59,19 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers
     manifests = selected_manifests(store, runs)
     run = RunContext(new_run_id(), None, store.url, **started_by())
 
-    parts = check_parts_task(dest, run, quote(manifests))
-    good_parts = {p["key"] for m in manifests for p in m["parts"]} - {f.key for f in parts.findings}
-    referenced = referenced_objects(store, manifests, good_parts)
-    pieces = list(chunks(referenced, OBJECTS_PER_TASK))
+    # The worker processes start first (about half a second each), while this
+    # process checks the part files; the files parts' rows bound the originals.
+    most = sum(p["rows"] for m in manifests for p in m["parts"] if p["dataset"] == "files")
     workers = workers or os.cpu_count() or 1
-    if workers > 1 and len(pieces) < MIN_CHUNKS_FOR_PROCESSES:
+    if workers > 1 and -(-most // OBJECTS_PER_TASK) < MIN_CHUNKS_FOR_PROCESSES:
         workers = 1
-    summaries, done = [parts], 0
-    with worker_pool.process_pool(run.run_id, workers):
-        futures = [check_objects_task.submit(dest, run, index, quote(chunk)) for index, chunk in enumerate(pieces, start=1)]
+    with worker_pool.process_pool(run.run_id, workers, preload=("archive.audit",)):
+        parts = check_parts_task(dest, run, quote(manifests))
+        good_parts = {p["key"] for m in manifests for p in m["parts"]} - {f.key for f in parts.findings}
+        referenced = referenced_objects(store, manifests, good_parts)
+        summaries, done = [parts], 0
+        futures = [check_objects_task.submit(dest, run, index, quote(chunk))
+                   for index, chunk in enumerate(chunks(referenced, OBJECTS_PER_TASK), start=1)]
         for future in as_completed(futures):
             summary = future.result()
             summaries.append(summary)

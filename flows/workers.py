@@ -42,9 +42,21 @@ def _audit_chunk(dest, run, index, objects: dict):
     return record_checks(store, run, index, check_objects(store, pa.table(objects)))
 
 
+def _preload(modules: tuple[str, ...]) -> None:
+    import importlib
+
+    for name in modules:
+        importlib.import_module(name)
+
+
 @contextmanager
-def process_pool(run_id: str, workers: int, initializer=None, initargs: tuple = ()) -> Iterator[None]:
-    """A pool of worker processes for run_id's tasks, for the duration of the block (none for workers <= 1)."""
+def process_pool(run_id: str, workers: int, initializer=None, initargs: tuple = (),
+                 preload: tuple[str, ...] = ()) -> Iterator[None]:
+    """A pool of worker processes for run_id's tasks, for the duration of the block (none for workers <= 1).
+
+    preload: modules every worker imports as soon as the pool starts, while this
+    process goes on (the processes start on first use otherwise).
+    """
     if workers <= 1:
         yield
         return
@@ -52,6 +64,9 @@ def process_pool(run_id: str, workers: int, initializer=None, initargs: tuple = 
     # server would keep the environment of its first use: AWS settings change).
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs)
+    if preload:
+        for _ in range(workers):  # (a process is started for each call submitted while none is idle)
+            pool.submit(_preload, preload)
     _POOLS[run_id] = pool
     try:
         yield

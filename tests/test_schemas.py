@@ -100,3 +100,20 @@ def test_store_keys():
 def test_arrow_types_for_dates_and_times():
     assert DATASETS["documents"][0].field("date").type == pa.date32()
     assert DATASETS["events"][0].field("event_time").type == pa.timestamp("us", tz="UTC")
+
+
+def test_event_ids_are_random_version_4_uuids():
+    import uuid
+
+    from archive.provenance import random_uuid
+
+    ids = [random_uuid() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+    # Every bit outside the version and variant varies.
+    bits = [uuid.UUID(text).int for text in ids]
+    fixed = ~(0xF << 76 | 0x3 << 62) & ((1 << 128) - 1)
+    assert all(any(value >> i & 1 for value in bits) and not all(value >> i & 1 for value in bits)
+               for i in range(128) if fixed >> i & 1)

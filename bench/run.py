@@ -13,7 +13,7 @@ Steps, each in its own subprocess (wall time, files/s, MB/s, peak RSS):
   rerun     the same command again: every file is a duplicate
   verify    `archive verify --dest LOCAL --json` (skipped while the command does not exist)
   s3        `archive ingest CORPUS --dest s3://bench/... --json` against moto's S3 on 127.0.0.1
-            (bench/s3_server.py: keep-alive connections; --s3-server stock for `python -m moto.server`)
+            (bench/s3_server.py: moto's S3 served by waitress, keep-alive connections; --s3-server stock for `python -m moto.server`)
 
 The `archive` steps talk to a `prefect server` the benchmark starts on 127.0.0.1
 (its own PREFECT_HOME), as a deployment does (--prefect ephemeral: none, each
@@ -319,8 +319,9 @@ class _LocalServer:
 class MotoServer(_LocalServer):
     """moto's S3 server on 127.0.0.1, for the s3 step only (objects live in its memory).
 
-    kind "keepalive": bench/s3_server.py (moto's S3 backend with HTTP/1.1 keep-alive and no per-request
-    service dispatch); "stock": `python -m moto.server` as it comes.
+    kind "keepalive": bench/s3_server.py (moto's S3 application served by waitress: HTTP/1.1 keep-alive,
+    a fixed pool of threads, no per-request service dispatch); "stock": `python -m moto.server` as it comes
+    (werkzeug's development server, a connection and a thread per request).
     """
 
     def __init__(self, logdir: Path, kind: str = "keepalive"):
@@ -443,8 +444,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="server (default): the archive steps talk to a `prefect server` started for the benchmark, "
                              "as a deployment's do; ephemeral: each command starts Prefect's temporary server")
     parser.add_argument("--s3-server", choices=("keepalive", "stock"), default="keepalive",
-                        help="the s3 step's loopback server: keepalive (default: bench/s3_server.py, moto's S3 with "
-                             "HTTP/1.1 keep-alive) or stock (`python -m moto.server`)")
+                        help="the s3 step's loopback server: keepalive (default: bench/s3_server.py, moto's S3 served "
+                             "by waitress with HTTP/1.1 keep-alive) or stock (`python -m moto.server`)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 

@@ -81,29 +81,39 @@ def _inline_common(node):
 _SPLITTABLE = {"$schema", "$id", "$comment", "title", "description", "type", "properties", "required",
                "additionalProperties", "allOf"}
 # Values worth remembering a verdict for: the run's ids, media types, tools, nulls
-# recur in every record of a batch; a document's text does not.
+# recur in every record of a batch; a document's text, id or path does not. A
+# property whose values repeat less than half the time over its first
+# _MEMO_TRIAL values is not remembered any more.
 _MEMO_MAX_CHARS = 256
-_MEMO_MAX_ENTRIES = 50_000
+_MEMO_MAX_ENTRIES = 4_096
+_MEMO_TRIAL = 256
 
 
 class _Property:
-    """One property's subschema, and the verdicts it gave on short values."""
+    """One property's subschema, and the verdicts it gave on short values, while they repeat."""
 
     def __init__(self, subschema: dict):
         self.checker = Draft202012Validator(subschema, format_checker=Draft202012Validator.FORMAT_CHECKER)
-        self.verdicts: dict[tuple, bool] = {}
+        self.verdicts: dict[tuple, bool] | None = {}
+        self.lookups = self.hits = 0
 
     def is_valid(self, value) -> bool:
+        verdicts = self.verdicts
         kind = type(value)
-        if not (value is None or kind is bool or kind is int or (kind is str and len(value) <= _MEMO_MAX_CHARS)):
+        if verdicts is None or not (value is None or kind is bool or kind is int
+                                    or (kind is str and len(value) <= _MEMO_MAX_CHARS)):
             return self.checker.is_valid(value)
         memo = (kind, value)  # the type too: 1 == True, but not for a schema
-        ok = self.verdicts.get(memo)
-        if ok is None:
-            ok = self.checker.is_valid(value)
-            if len(self.verdicts) >= _MEMO_MAX_ENTRIES:
-                self.verdicts.clear()
-            self.verdicts[memo] = ok
+        ok = verdicts.get(memo)
+        self.lookups += 1
+        if ok is not None:
+            self.hits += 1
+            return ok
+        ok = self.checker.is_valid(value)
+        if self.lookups >= _MEMO_TRIAL and self.hits * 2 < self.lookups:
+            self.verdicts = None  # values that rarely repeat (ids, paths, times): remembering them only costs memory
+        elif len(verdicts) < _MEMO_MAX_ENTRIES:
+            verdicts[memo] = ok
         return ok
 
 

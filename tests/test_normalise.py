@@ -136,3 +136,19 @@ def test_counts():
 def test_language_needs_enough_text():
     assert describe_text("ok").language is None
     assert describe_text("Der Rat der Stadt hat heute beschlossen, dass die neue Brücke im Frühling gebaut wird.").language == "de"
+
+
+def test_language_identification_gives_py3langids_own_answers(seeds_dir):
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from archive.normalise import LANGUAGE_SAMPLE_CHARS, _language_identifier
+
+    stock = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    samples = [normalise_text(p.read_bytes().decode("utf-8", "replace"))[:LANGUAGE_SAMPLE_CHARS]
+               for p in sorted(seeds_dir.iterdir()) if p.is_file()]
+    samples += ["Le chat dort sur la table de la cuisine depuis ce matin.", "Der Hund schläft seit dem Morgen im Garten.",
+                "Это короткий текст на русском языке о погоде.", "Azərbaycan Respublikasının paytaxtı Bakı şəhəridir.",
+                "これは日本語で書かれた短い文章です。", "1234 5678", ""]
+    answers = [_language_identifier().classify(s) for s in samples]
+    assert answers == [stock.classify(s) for s in samples]
+    assert {language for language, _ in answers} >= {"en", "fr", "de", "ru", "ja"}

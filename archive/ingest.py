@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -134,6 +135,9 @@ class BatchProcessor:
         self.quarantine: list[dict] = []
         self.events: list[dict] = []
         self.first_path: dict[str, str] = {}  # sha256 -> first path in this batch
+        # Originals on their way into the store (see _store_original), oldest first.
+        self._writes: dict[str, tuple[FileRef, str, int, dict, Future]] = {}
+        self._writer: ThreadPoolExecutor | None = None
         self.documents_key = part_key("documents", run.run_id, index, self.attempt)
 
     def _time(self, stage: str) -> StageTimer:
@@ -184,8 +188,12 @@ class BatchProcessor:
     # -- the steps --------------------------------------------------------
 
     def process(self, refs: Iterable[FileRef]) -> BatchSummary:
-        for ref in refs:
-            self.process_file(ref)
+        try:
+            for ref in refs:
+                self.process_file(ref)
+            self._settle_writes()
+        finally:
+            self._stop_writer()  # (on a failure too: no write outlives its batch)
         self.write_parts()
         return self.summary
 
@@ -222,26 +230,56 @@ class BatchProcessor:
         self._make_document(ref, sha256, fmt, data)
 
     def _store_original(self, ref: FileRef, sha256: str, *, data: bytes | None = None, path: str | None = None) -> bool:
-        """Keep the original under its checksum, once. False if the store refused it."""
+        """Keep the original under its checksum, once. False if the store refused it.
+
+        Where the store takes several writes at once (S3), the bytes go in the
+        background and the batch goes on; every write has ended, and been
+        checked, before the batch writes its parts (_settle_writes).
+        """
         key = object_key(sha256)
+        if key in self._writes:  # the same bytes earlier in this batch, still on their way
+            self._settle_write(key)
+        # A committed document's original is expected in the store: look before
+        # sending the bytes. Otherwise look first only where looking is cheap.
+        probe = sha256 in self.known or sha256 in self.first_path or self.store.probe_before_put
+        # The event is made now (its time is when the store was asked), its detail once the write has ended.
+        event = self.run.event(ev.INGESTION, ev.SUCCESS, "", sha256=sha256, path=ref.path)
+        self.events.append(event)
+        expected = len(data) if data is not None else os.path.getsize(path)
+        if data is not None and not probe and self.store.concurrent_writes > 1:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(self.store.concurrent_writes, thread_name_prefix="store-original")
+            for pending, (*_, done) in list(self._writes.items()):
+                if done.done() and done.exception() is not None:
+                    self._settle_write(pending)  # a failed write ends the batch now, not at its end
+            while len(self._writes) >= 2 * self.store.concurrent_writes:  # bytes held in memory: a few
+                self._settle_write(next(iter(self._writes)))  # the oldest
+            future = self._writer.submit(self._write_original, key, sha256, data, None, False)
+            self._writes[key] = (ref, sha256, expected, event, future)
+            return True
+        self._record_original(ref, key, sha256, expected, event, self._write_original, key, sha256, data, path, probe)
+        return True
+
+    def _write_original(self, key: str, sha256: str, data: bytes | None, path: str | None, probe: bool):
+        """(what the store said of the write, or None; the size already stored, or None). Any thread."""
+        stored = self.store.size(key) if probe else None
+        result = None
+        if stored is None:
+            try:
+                result = (self.store.put_bytes(key, data, sha256=sha256) if data is not None
+                          else self.store.put_file(key, path, sha256=sha256))
+            except ObjectExistsError:
+                # There already (a concurrent writer's, or one we did not look for).
+                stored = self.store.size(key)
+                if stored is None:
+                    raise StoreError(key, "the store refused the write as existing, yet holds no object there")
+        return result, stored
+
+    def _record_original(self, ref: FileRef, key: str, sha256: str, expected: int, event: dict, write, *args) -> None:
         # A store failure is not the file's fault: StoreError leaves the batch
         # (the task is retried, then the run fails with nothing committed).
-        expected = len(data) if data is not None else os.path.getsize(path)
         try:
-            # A committed document's original is expected in the store: look before
-            # sending the bytes. Otherwise look first only where looking is cheap.
-            probe = sha256 in self.known or sha256 in self.first_path or self.store.probe_before_put
-            stored = self.store.size(key) if probe else None
-            result = None
-            if stored is None:
-                try:
-                    result = (self.store.put_bytes(key, data, sha256=sha256) if data is not None
-                              else self.store.put_file(key, path, sha256=sha256))
-                except ObjectExistsError:
-                    # There already (a concurrent writer's, or one we did not look for).
-                    stored = self.store.size(key)
-                    if stored is None:
-                        raise StoreError(key, "the store refused the write as existing, yet holds no object there")
+            result, stored = write(*args)
             if result is not None:
                 if result.stored_sha256 is not None and result.stored_sha256 != sha256:
                     raise StoreError(key, f"store holds sha256 {result.stored_sha256}, expected {sha256}")
@@ -255,8 +293,23 @@ class BatchProcessor:
                     self.summary.reused_originals.append(key)
         except StoreError as exc:
             raise StoreError(exc.key, f"{exc.reason} (while storing the original of {ref.path})") from exc
-        self.events.append(self.run.event(ev.INGESTION, ev.SUCCESS, detail, sha256=sha256, path=ref.path))
-        return True
+        event["detail"] = detail
+
+    def _settle_write(self, key: str) -> None:
+        """Wait for the background write of key, and check and record it."""
+        ref, sha256, expected, event, future = self._writes.pop(key)
+        self._record_original(ref, key, sha256, expected, event, future.result)
+
+    def _settle_writes(self) -> None:
+        with self._time("store_originals"):
+            while self._writes:
+                self._settle_write(next(iter(self._writes)))
+
+    def _stop_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True, cancel_futures=True)
+            self._writer = None
+        self._writes.clear()
 
     def _sidecar_file(self, ref: FileRef, sha256: str, fmt: Format, size: int) -> None:
         """The metadata.csv is kept like any original but describes the others instead of becoming a document."""
@@ -403,6 +456,7 @@ class BatchProcessor:
         self._file_row(ref, "document", sha256=sha256, fmt=fmt, doc_id=sha256, size=size)
 
     def write_parts(self) -> None:
+        self._settle_writes()  # the parts only ever name originals that are in the store
         with self._time("validate"):
             # Events all come from RunContext.event; validating the first of each
             # type and outcome catches a wrong shape at a fraction of the cost

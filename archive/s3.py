@@ -156,6 +156,7 @@ class S3Store(Store):
     """
 
     probe_before_put = False  # a HEAD costs half a PUT (moto: 2.5 against 4.1 ms)
+    concurrent_writes = 4  # (botocore's pool keeps 10 connections a client)
 
     def __init__(
         self,

@@ -65,6 +65,11 @@ class Store(ABC):
     # spare: a stat() on a local disk does; on S3 a HEAD costs about half a
     # PUT, so a conditional PUT goes first and the HEAD only follows a refusal.
     probe_before_put: bool = True
+    # How many originals an ingest batch may have on their way into the store at
+    # once. A local disk gains nothing from more than one writer; an S3 PUT waits
+    # a round trip (and, on one machine, the server's CPU), which the batch spends
+    # on the next files instead.
+    concurrent_writes: int = 1
 
     @abstractmethod
     def put_bytes(self, key: str, data: bytes, *, sha256: str | None = None) -> PutResult:

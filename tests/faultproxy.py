@@ -73,8 +73,37 @@ class FaultProxy:
         self._threads: list[threading.Thread] = []
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
+        self._gate: tuple[re.Pattern, int, float] | None = None
+        self._gate_changed = threading.Condition(self._lock)
+        self._at_gate = 0
+        self.gate_opened = 0  # times `want` requests were at the gate together
+        self.gate_timed_out = 0  # requests let through after waiting `timeout` seconds alone
 
     # -- control -------------------------------------------------------------
+
+    def gate(self, pattern: str, want: int, timeout: float = 10.0) -> None:
+        """Hold each request whose "METHOD target" matches pattern until `want` of them are held
+        together (they then all go on), or until timeout: shows whether a client sends such
+        requests at the same time, without timing anything."""
+        with self._lock:
+            self._gate = (re.compile(pattern), want, timeout)
+
+    def _pass_gate(self, method: str, target: str) -> None:
+        with self._gate_changed:
+            gate = self._gate
+            if gate is None or not gate[0].search(f"{method} {target}"):
+                return
+            pattern, want, timeout = gate
+            self._at_gate += 1
+            if self._at_gate >= want:
+                self.gate_opened += 1
+                self._at_gate = 0
+                self._gate_changed.notify_all()
+                return
+            opened = self.gate_opened
+            if not self._gate_changed.wait_for(lambda: self.gate_opened != opened, timeout):
+                self.gate_timed_out += 1
+                self._at_gate -= 1
 
     @property
     def endpoint_url(self) -> str:
@@ -207,6 +236,7 @@ class FaultProxy:
                 if expects:
                     conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                 body = _read_body(reader, headers)
+                self._pass_gate(method, target)
                 response = self._forward(method, target, version, headers, body)
                 if action == "reset-response":
                     conn.sendall(response[:_cut_point(response)])

@@ -34,6 +34,8 @@ DEFAULT_MAX_FILE_BYTES = 256 << 20
 REPORTED_PROBLEMS = 200
 
 DC_FIELDS = ("title", "date", "creator", "language", "publisher", "source", "rights", "description", "subject", "identifier", "type")
+# Bytes of originals a batch may have on their way into a store that takes several writes at once.
+WRITE_BYTES_IN_FLIGHT = 64 << 20
 STAGES = ("read_hash", "identify", "store_originals", "extract", "normalise", "validate", "write_parts")
 
 
@@ -252,7 +254,10 @@ class BatchProcessor:
             for pending, (*_, done) in list(self._writes.items()):
                 if done.done() and done.exception() is not None:
                     self._settle_write(pending)  # a failed write ends the batch now, not at its end
-            while len(self._writes) >= 2 * self.store.concurrent_writes:  # bytes held in memory: a few
+            # The bytes on their way stay in memory: a few files, WRITE_BYTES_IN_FLIGHT at most
+            # (a larger file goes alone).
+            while self._writes and (len(self._writes) >= 2 * self.store.concurrent_writes
+                                    or self._bytes_in_flight() + expected > WRITE_BYTES_IN_FLIGHT):
                 self._settle_write(next(iter(self._writes)))  # the oldest
             future = self._writer.submit(self._write_original, key, sha256, data, None, False)
             self._writes[key] = (ref, sha256, expected, event, future)
@@ -294,6 +299,9 @@ class BatchProcessor:
         except StoreError as exc:
             raise StoreError(exc.key, f"{exc.reason} (while storing the original of {ref.path})") from exc
         event["detail"] = detail
+
+    def _bytes_in_flight(self) -> int:
+        return sum(expected for _, _, expected, _, _ in self._writes.values())
 
     def _settle_write(self, key: str) -> None:
         """Wait for the background write of key, and check and record it."""

@@ -121,7 +121,7 @@ def test_a_batch_sends_originals_to_s3_several_at_a_time_and_records_each(proxy,
     from flows.ingest import ingest
 
     dest = f"s3://{s3_server.create_bucket()}/archive"
-    proxy.gate(r"^PUT .*/archive/objects/sha256/", want=2, timeout=5)
+    proxy.gate(r"^PUT .*/archive/objects/sha256/", want=2, timeout=2)
     result = ingest(s3_source, dest=dest, workers=1, reuse=False)
 
     assert proxy.gate_opened >= 2 and proxy.gate_timed_out <= 1  # (an odd last one waits alone)

@@ -55,11 +55,12 @@ def test_the_split_verdict_is_the_whole_record_verdict(records, kind):
     whole = validate.validator(kind)
     checked = valid = 0
     for _ in range(2):  # the second time, from remembered verdicts
-        for record in records[kind][:6]:
+        for record in records[kind][:4]:
             for variant in variants(record):
-                assert validate.is_valid(kind, variant) == whole.is_valid(variant), variant
+                verdict = whole.is_valid(variant)
+                assert validate.is_valid(kind, variant) == verdict, variant
                 checked += 1
-                valid += whole.is_valid(variant)
+                valid += verdict
     assert 0 < valid < checked  # both verdicts were given
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from .errors import ConfigurationError, ObjectExistsError, ObjectNotFoundError, StoreError
-from .fixity import CHUNK, digest_stream
+from .fixity import digest_stream
 
 DEFAULT_DEST = "./archive-store"
 _KEY_PART = re.compile(r"^[A-Za-z0-9._=+-]+$")
@@ -231,25 +231,12 @@ class LocalStore(Store):
             raise StoreError(key, exc.strerror or str(exc)) from exc
 
     def open_read(self, key: str) -> BinaryIO:
+        # Unbuffered, from a plain path: its readers (hashing, copying) ask for large
+        # chunks, and a Path and a buffer cost more than hashing a 13 KB original.
         try:
-            return open(self._path(key), "rb")
+            return open(os.path.join(self.url, validate_key(key)), "rb", buffering=0)
         except FileNotFoundError:
             raise ObjectNotFoundError(key) from None
-
-    def sha256(self, key: str) -> tuple[str, int]:
-        # With the file descriptor itself, no file object nor Path: a 13 KB original in 20 us instead of 34.
-        try:
-            fd = os.open(os.path.join(self.url, validate_key(key)), os.O_RDONLY)
-        except FileNotFoundError:
-            raise ObjectNotFoundError(key) from None
-        try:
-            digest, size = hashlib.sha256(), 0
-            while chunk := os.read(fd, CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        finally:
-            os.close(fd)
-        return digest.hexdigest(), size
 
     def size(self, key: str) -> int | None:
         try:

@@ -16,7 +16,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import provenance as ev
-from .errors import ObjectExistsError, StoreError
+from .claims import DocumentClaims
+from .errors import ObjectExistsError, SourceError, StoreError
 from .extract import ExtractionError, extract
 from .fixity import TOOL as DIGEST_TOOL, digest_file, sha256_hex
 from .identify import EMPTY, Format, identify
@@ -109,6 +110,9 @@ class BatchSummary:
     # Originals found already stored but not as committed documents (a crashed run's, say): checked again at
     # commit, under the commit lock, in case `archive gc` removed them while this run ran.
     reused_originals: list[str] = field(default_factory=list)
+    # Documents this batch found, when it ended, that an earlier batch of the run publishes (doc_id -> that
+    # batch's index): made duplicates here (archive.claims); checked at commit against that batch's documents.
+    earlier_documents: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     bytes_read: int = 0
@@ -127,9 +131,11 @@ class BatchProcessor:
         known: frozenset[str] | set[str] = frozenset(),
         options: IngestOptions = IngestOptions(),
         descriptions: Descriptions = Descriptions(),
+        claims: DocumentClaims | None = None,
     ):
         self.store, self.source, self.run, self.index = store, source, run, index
         self.known, self.options, self.descriptions = known, options, descriptions
+        self.claims = claims  # the run's other batches' documents (None: the commit settles duplicates alone)
         self.summary = BatchSummary(index)
         self.attempt = new_attempt()
         self.documents: list[dict] = []
@@ -196,8 +202,29 @@ class BatchProcessor:
             self._settle_writes()
         finally:
             self._stop_writer()  # (on a failure too: no write outlives its batch)
+        self._claim_documents()
         self.write_parts()
         return self.summary
+
+    def _claim_documents(self) -> None:
+        """The documents an earlier batch of this run publishes become duplicates here, before any part is
+        written, instead of being unpublished at commit (see archive.claims)."""
+        if self.claims is None or not self.documents:
+            return
+        earlier = self.claims.claim(self.index, {d["doc_id"]: d["source_path"] for d in self.documents})
+        if not earlier:
+            return
+        self.documents = [d for d in self.documents if d["doc_id"] not in earlier]
+        self.events = [e for e in self.events if not (e["event_type"] == ev.PUBLICATION and e["object_sha256"] in earlier)]
+        for row in self.files:
+            if row["outcome"] == "document" and row["doc_id"] in earlier:
+                detail = f"same bytes as {earlier[row['doc_id']][1]} in this run"
+                row.update(outcome="duplicate", reason="duplicate-in-run", detail=detail)
+                self.events.append(self.run.event(ev.DEDUPLICATION, ev.SUCCESS, detail, sha256=row["sha256"], path=row["path"]))
+                self.summary.counts["document"] -= 1
+                self.summary.counts["duplicate"] += 1
+        self.summary.documents = [d for d in self.summary.documents if d not in earlier]
+        self.summary.earlier_documents = {doc_id: index for doc_id, (index, _) in earlier.items()}
 
     def process_file(self, ref: FileRef) -> None:
         if ref.skip_reason:
@@ -496,9 +523,14 @@ def _schema(kind: str) -> str:
 
 def process_batch(store: Store, source: Source, run: RunContext, index: int, refs: list[FileRef], *,
                   known: frozenset[str] | set[str] = frozenset(), options: IngestOptions = IngestOptions(),
-                  descriptions: Descriptions = Descriptions()) -> BatchSummary:
-    """Ingest one batch; its parts are in the store (uncommitted) when this returns."""
-    return BatchProcessor(store, source, run, index, known=known, options=options, descriptions=descriptions).process(refs)
+                  descriptions: Descriptions = Descriptions(), claims: DocumentClaims | None = None) -> BatchSummary:
+    """Ingest one batch; its parts are in the store (uncommitted) when this returns.
+
+    claims: the run's DocumentClaims, shared by its batches: a document an earlier batch publishes becomes a
+    duplicate in this batch's parts at once (without, the commit unpublishes it: the same outcome, dearer).
+    """
+    return BatchProcessor(store, source, run, index, known=known, options=options, descriptions=descriptions,
+                          claims=claims).process(refs)
 
 
 def check_reused_originals(store: Store, summaries: list[BatchSummary]) -> None:
@@ -519,7 +551,20 @@ def reconcile(store: Store, run: RunContext, summaries: list[BatchSummary], comm
     """Make each doc_id a document once: a doc_id that two batches of this run
     published, or that another run committed while this one ran, stays only in
     the first place and becomes a duplicate elsewhere. Rewrites only the parts
-    of affected batches (new keys; the old ones are never listed). Returns notes."""
+    of affected batches (new keys; the old ones are never listed). Returns notes.
+
+    Fails if a document a batch left to an earlier batch (archive.claims) is not among that batch's documents."""
+    by_index = {s.index: s for s in summaries}
+    published: dict[int, set[str]] = {}  # (made for the batches named only)
+    for summary in summaries:
+        for doc_id, index in summary.earlier_documents.items():
+            if index not in published:
+                published[index] = set(by_index[index].documents) if index in by_index else set()
+            if doc_id not in published[index]:
+                # Only if the source changed between attempts of a batch: the copy was not published anywhere.
+                raise SourceError(f"batch {summary.index} found document {doc_id} published by batch {index}, "
+                                  f"which no longer publishes it (did a file change during the run?); nothing was "
+                                  f"committed: run the ingest again")
     owner: dict[str, int] = {}
     drop: dict[int, dict[str, str]] = {}
     for summary in sorted(summaries, key=lambda s: s.index):
@@ -530,7 +575,6 @@ def reconcile(store: Store, run: RunContext, summaries: list[BatchSummary], comm
                 drop.setdefault(summary.index, {})[doc_id] = "duplicate-in-run"
             else:
                 owner[doc_id] = summary.index
-    by_index = {s.index: s for s in summaries}
     for index, doc_ids in drop.items():
         _rewrite_batch(store, run, by_index[index], doc_ids)
         # One batch at a time, its Arrow buffers handed back before the next: two at a

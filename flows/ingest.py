@@ -37,7 +37,7 @@ def process_batch_task(dest: str, source: str, run: RunContext, index: int, refs
     if pool is not None:
         return worker_pool.run_in_pool(pool, dest, source, run, index, refs, options, descriptions)
     return process_batch(open_store(dest), open_source(source), run, index, refs, known=known, options=options,
-                         descriptions=descriptions)
+                         descriptions=descriptions, claims=worker_pool.claims_for(run.run_id))
 
 
 @task(name="reuse", retries=1, retry_delay_seconds=2, retry_condition_fn=is_transient, cache_policy=NO_CACHE)

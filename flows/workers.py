@@ -5,6 +5,10 @@ thread hands the batch to a process of this pool and waits for the summary. The
 pool lives for one flow run. Where no pool is registered (workers=1, or a task
 running on a Dask worker), the batch runs in the task's own process. The
 fixity audit hands its chunks of originals to such a pool the same way.
+
+An ingest's batches share the run's DocumentClaims (archive.claims): held by a
+manager process that the worker processes call, or in this process for batches
+run here. A task on a Dask worker has none: its run's commit settles duplicates.
 """
 
 from __future__ import annotations
@@ -12,15 +16,27 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from multiprocessing.managers import BaseManager
 from typing import Iterator
 
+from archive.claims import DocumentClaims
+
 _POOLS: dict[str, ProcessPoolExecutor] = {}
+_CLAIMS: dict[str, DocumentClaims] = {}  # for batches run in this process
 _known: frozenset[str] = frozenset()  # set once in each worker process by _initialise
+_claims = None  # the run's DocumentClaims (a proxy to the manager's), set once in each worker process
 
 
-def _initialise(known: frozenset[str]) -> None:
-    global _known
-    _known = known
+class _ClaimsManager(BaseManager):
+    """A process holding a run's DocumentClaims for its worker processes."""
+
+
+_ClaimsManager.register("DocumentClaims", DocumentClaims)
+
+
+def _initialise(known: frozenset[str], claims=None) -> None:
+    global _known, _claims
+    _known, _claims = known, claims
 
 
 def _run_batch(dest, source, run, index, refs, options, descriptions):
@@ -29,7 +45,7 @@ def _run_batch(dest, source, run, index, refs, options, descriptions):
     from archive.store import open_store
 
     return process_batch(open_store(dest), open_source(source), run, index, refs, known=_known, options=options,
-                         descriptions=descriptions)
+                         descriptions=descriptions, claims=_claims)
 
 
 def _audit_chunk(dest, run, index, objects: dict):
@@ -75,9 +91,30 @@ def process_pool(run_id: str, workers: int, initializer=None, initargs: tuple = 
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def batch_workers(run_id: str, workers: int, known: frozenset[str]):
-    """The pool for run_id's ingest batches. The committed doc_ids go to each worker once, at start, not with every batch."""
-    return process_pool(run_id, workers, _initialise, (known,))
+@contextmanager
+def batch_workers(run_id: str, workers: int, known: frozenset[str]) -> Iterator[None]:
+    """The pool for run_id's ingest batches, and the claims they share. The committed doc_ids go to each
+    worker once, at start, not with every batch."""
+    if workers <= 1:
+        _CLAIMS[run_id] = DocumentClaims()
+        try:
+            yield
+        finally:
+            _CLAIMS.pop(run_id, None)
+        return
+    manager = _ClaimsManager(ctx=multiprocessing.get_context("spawn"))  # (spawn: as the pool, see process_pool)
+    manager.start()
+    try:
+        claims = manager.DocumentClaims()  # (a proxy: each worker process gets its own, calling the manager)
+        with process_pool(run_id, workers, _initialise, (known, claims)):
+            yield
+    finally:
+        manager.shutdown()
+
+
+def claims_for(run_id: str) -> DocumentClaims | None:
+    """The claims of run_id's batches that run in this process (workers=1), if any."""
+    return _CLAIMS.get(run_id)
 
 
 def pool_for(run_id: str) -> ProcessPoolExecutor | None:

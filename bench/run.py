@@ -315,6 +315,20 @@ class _LocalServer:
             self.proc.wait()
         self.log.close()
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server (and any process it started) has used so far."""
+        tree, todo, total = _children_of(), [self.proc.pid], 0.0
+        while todo:
+            pid = todo.pop()
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                pass
+            todo.extend(tree.get(pid, ()))
+        return total
+
 
 class MotoServer(_LocalServer):
     """moto's S3 server on 127.0.0.1, for the s3 step only (objects live in its memory).
@@ -357,19 +371,6 @@ class PrefectServer(_LocalServer):
                          f"{self.api_url}/health", logdir / "prefect-server.log", timeout=120,
                          env={**env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
 
-    def cpu_s(self) -> float:
-        """CPU seconds the server (and any process it started) has used so far."""
-        tree, todo, total = _children_of(), [self.proc.pid], 0.0
-        while todo:
-            pid = todo.pop()
-            try:
-                with open(f"/proc/{pid}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            except (OSError, IndexError, ValueError):
-                pass
-            todo.extend(tree.get(pid, ()))
-        return total
 
 
 def _versions() -> dict:
@@ -655,15 +656,16 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 try:
                     server.create_bucket("bench")
+                    moto_before = server.cpu_s()  # (its start and imports not counted)
                     r = run_archive("s3", _ingest_cmd(corpus, f"s3://bench/{work.name}"), {**env, **server.env})
-                    moto_rss = server.rss_mib()
+                    moto_rss, moto_cpu = server.rss_mib(), server.cpu_s() - moto_before
                 finally:
                     server.stop()
                 text = r["stderr"] + r["stdout"]
                 if r["rc"] == 0:
                     payload["s3"] = out = _last_json(r["stdout"]) or {}
                     done("ingest s3", r, flow_s=out.get("seconds"), moto_rss_mib=round(moto_rss, 1),
-                         server_cpu_s=r.get("server_cpu_s"))
+                         moto_cpu_s=round(moto_cpu, 1), server_cpu_s=r.get("server_cpu_s"))
                 elif "only local paths" in text or "ImportError" in text or "No module named" in text:
                     note("s3", f"not available: S3 stores are not supported yet ({_first_line(r['stderr'])})")
                 else:
@@ -787,6 +789,10 @@ def report(results: dict) -> None:
               f"{row['tree_rss_mib']:>9,.0f} {row['cpu_s']:>7.1f} {srv:>9} {row.get('load', ('', ''))[1]:>5}")
     for step, why in results["skipped"].items():
         print(f"{step:<26} {why}")
+    for row in results["rows"]:
+        if row.get("moto_cpu_s") is not None:
+            print(f"(the S3 server, moto, spent {row['moto_cpu_s']:.1f} CPU s during {row['step']!r}, on the same 2 cores; "
+                  f"peak RSS {row['moto_rss_mib']:,.0f} MiB)")
 
     for step, s in results["stages"].items():
         total = s["stage_sum_s"] or 1.0

@@ -211,7 +211,10 @@ class BatchProcessor:
         written, instead of being unpublished at commit (see archive.claims)."""
         if self.claims is None or not self.documents:
             return
-        earlier = self.claims.claim(self.index, {d["doc_id"]: d["source_path"] for d in self.documents})
+        try:
+            earlier = self.claims.claim(self.index, {d["doc_id"]: d["source_path"] for d in self.documents})
+        except (OSError, EOFError):  # the claims' process is gone: the commit settles the copies instead
+            return
         if not earlier:
             return
         self.documents = [d for d in self.documents if d["doc_id"] not in earlier]

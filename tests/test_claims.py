@@ -108,6 +108,21 @@ def test_the_commit_fails_if_the_batch_a_copy_was_left_to_no_longer_publishes_it
     assert s0.earlier_documents == {}
 
 
+def test_a_batch_whose_claims_are_gone_publishes_its_documents_and_leaves_the_copies_to_the_commit(tmp_path, source):
+    class Gone(DocumentClaims):
+        def claim(self, index, documents):
+            raise EOFError  # what a proxy raises when the manager process has died
+
+    store = LocalStore(tmp_path / "dest")
+    run = RunContext(new_run_id(), "claims", source.url)
+    first, second = batches(source)
+    s0 = process_batch(store, source, run, 0, first, claims=Gone())
+    s1 = process_batch(store, source, run, 1, second, claims=Gone())
+    assert s1.counts == {"document": 2} and s1.earlier_documents == {}
+    assert reconcile(store, run, [s0, s1], set()) == [
+        "batch 1: 1 document(s) turned out to be duplicates at commit and were unpublished"]
+
+
 def test_worker_processes_share_the_runs_claims(tmp_path, source):
     run = RunContext(new_run_id(), "claims", source.url)
     dest = str(tmp_path / "dest")

@@ -219,14 +219,8 @@ class BatchProcessor:
             return
         self.documents = [d for d in self.documents if d["doc_id"] not in earlier]
         self.events = [e for e in self.events if not (e["event_type"] == ev.PUBLICATION and e["object_sha256"] in earlier)]
-        for row in self.files:
-            if row["outcome"] == "document" and row["doc_id"] in earlier:
-                detail = f"same bytes as {earlier[row['doc_id']][1]} in this run"
-                row.update(outcome="duplicate", reason="duplicate-in-run", detail=detail)
-                self.events.append(self.run.event(ev.DEDUPLICATION, ev.SUCCESS, detail, sha256=row["sha256"], path=row["path"]))
-                self.summary.counts["document"] -= 1
-                self.summary.counts["duplicate"] += 1
-        self.summary.documents = [d for d in self.summary.documents if d not in earlier]
+        self.events += _make_duplicates(self.run, self.summary, self.files, {
+            doc_id: ("duplicate-in-run", f"same bytes as {path} in this run") for doc_id, (_, path) in earlier.items()})
         self.summary.earlier_documents = {doc_id: index for doc_id, (index, _) in earlier.items()}
 
     def process_file(self, ref: FileRef) -> None:
@@ -615,21 +609,13 @@ def _rewrite_batch(store: Store, run: RunContext, summary: BatchSummary, doc_ids
         unpublished = pc.fill_null(pc.and_(publication, pc.is_in(events["object_sha256"], value_set=dropped)), False)
         events = events.filter(pc.invert(unpublished))
     files = rows("files")
-    deduplicated = []
-    for row in files:
-        if row["outcome"] == "document" and row["doc_id"] in doc_ids:
-            reason = doc_ids[row["doc_id"]]
-            detail = ("same bytes as a document another run committed while this one ran" if reason == "duplicate-of-committed"
-                      else "same bytes as a document another batch of this run published")
-            row.update(outcome="duplicate", reason=reason, detail=detail)
-            deduplicated.append(run.event(ev.DEDUPLICATION, ev.SUCCESS, detail + "; unpublished at commit",
-                                          sha256=row["sha256"], path=row["path"]))
-            summary.counts["document"] -= 1
-            summary.counts["duplicate"] += 1
+    deduplicated = _make_duplicates(run, summary, files, {
+        doc_id: (reason, "same bytes as a document another run committed while this one ran" if reason == "duplicate-of-committed"
+                 else "same bytes as a document another batch of this run published")
+        for doc_id, reason in doc_ids.items()}, "; unpublished at commit")
     if deduplicated:
         added = to_table("events", deduplicated)
         events = added if events is None else pa.concat_tables([events.cast(added.schema), added])
-    summary.documents = [d for d in summary.documents if d not in doc_ids]
     parts = [p for p in summary.parts if p.dataset not in ("documents", "files", "events")]
     for dataset, new_table in (("documents", documents), ("events", events)):
         if new_table is not None and new_table.num_rows:
@@ -638,6 +624,22 @@ def _rewrite_batch(store: Store, run: RunContext, summary: BatchSummary, doc_ids
     if files:
         parts.append(write_part(store, "files", part_key("files", run.run_id, summary.index, attempt), files))
     summary.parts = parts
+
+
+def _make_duplicates(run: RunContext, summary: BatchSummary, files: list[dict], found: dict[str, tuple[str, str]],
+                     note: str = "") -> list[dict]:
+    """The files rows of these documents (doc_id -> (reason, detail)) become duplicates, and the summary's counts
+    and documents follow; returns the deduplication events (their detail + note), for the caller's events."""
+    events = []
+    for row in files:
+        if row["outcome"] == "document" and row["doc_id"] in found:
+            reason, detail = found[row["doc_id"]]
+            row.update(outcome="duplicate", reason=reason, detail=detail)
+            events.append(run.event(ev.DEDUPLICATION, ev.SUCCESS, detail + note, sha256=row["sha256"], path=row["path"]))
+            summary.counts["document"] -= 1
+            summary.counts["duplicate"] += 1
+    summary.documents = [d for d in summary.documents if d not in found]
+    return events
 
 
 def _jsonable(row: dict) -> dict:

@@ -33,6 +33,11 @@ def batches(source):
     return refs[:2], refs[2:]
 
 
+def start(tmp_path, source):
+    """A directory store, a run, its claims and its two batches."""
+    return LocalStore(tmp_path / "dest"), RunContext(new_run_id(), "claims", source.url), DocumentClaims(), batches(source)
+
+
 def part_rows(store, summary, dataset):
     (part,) = [p for p in summary.parts if p.dataset == dataset]
     return pq.read_table(io.BytesIO(store.get_bytes(part.key))).to_pylist()
@@ -48,10 +53,7 @@ def test_the_lowest_batch_owns_a_document_whichever_claims_first_and_a_retry_cha
 
 
 def test_a_copy_of_an_earlier_batchs_document_is_a_duplicate_in_the_later_batchs_parts(tmp_path, source):
-    store = LocalStore(tmp_path / "dest")
-    run = RunContext(new_run_id(), "claims", source.url)
-    claims = DocumentClaims()
-    first, second = batches(source)
+    store, run, claims, (first, second) = start(tmp_path, source)
     s0 = process_batch(store, source, run, 0, first, claims=claims)
     s1 = process_batch(store, source, run, 1, second, claims=claims)
 
@@ -75,10 +77,7 @@ def test_a_copy_of_an_earlier_batchs_document_is_a_duplicate_in_the_later_batchs
 
 
 def test_out_of_order_both_publish_and_the_commit_unpublishes_the_later_copy(tmp_path, source):
-    store = LocalStore(tmp_path / "dest")
-    run = RunContext(new_run_id(), "claims", source.url)
-    claims = DocumentClaims()
-    first, second = batches(source)
+    store, run, claims, (first, second) = start(tmp_path, source)
     s1 = process_batch(store, source, run, 1, second, claims=claims)  # the later batch ends first
     s0 = process_batch(store, source, run, 0, first, claims=claims)
     assert s0.earlier_documents == s1.earlier_documents == {}
@@ -93,10 +92,7 @@ def test_out_of_order_both_publish_and_the_commit_unpublishes_the_later_copy(tmp
 
 def test_the_commit_fails_if_the_batch_a_copy_was_left_to_no_longer_publishes_it(tmp_path, source):
     """A first attempt of batch 0 claimed a document its retry no longer has (the file changed meanwhile)."""
-    store = LocalStore(tmp_path / "dest")
-    run = RunContext(new_run_id(), "claims", source.url)
-    claims = DocumentClaims()
-    first, second = batches(source)
+    store, run, claims, (first, second) = start(tmp_path, source)
     s0 = process_batch(store, source, run, 0, first, claims=claims)
     (source.root / "a.txt").write_bytes(b"a.txt as it reads now: " + uuid.uuid4().hex.encode())
     s1 = process_batch(store, source, run, 1, second, claims=claims)  # c.txt: left to batch 0's a.txt
@@ -113,9 +109,7 @@ def test_a_batch_whose_claims_are_gone_publishes_its_documents_and_leaves_the_co
         def claim(self, index, documents):
             raise EOFError  # what a proxy raises when the manager process has died
 
-    store = LocalStore(tmp_path / "dest")
-    run = RunContext(new_run_id(), "claims", source.url)
-    first, second = batches(source)
+    store, run, _, (first, second) = start(tmp_path, source)
     s0 = process_batch(store, source, run, 0, first, claims=Gone())
     s1 = process_batch(store, source, run, 1, second, claims=Gone())
     assert s1.counts == {"document": 2} and s1.earlier_documents == {}

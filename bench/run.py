@@ -377,7 +377,6 @@ class PrefectServer(_LocalServer):
                          env={**env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
 
 
-
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -33,14 +33,17 @@ def _show(path: str) -> str:
 
 
 @contextmanager
-def _progress_shown(args):
-    """Progress on stderr while the block runs, when stderr is a terminal and not --json."""
+def _flow_run(args):
+    """Around a flow this command runs: progress on stderr when stderr is a terminal and
+    not --json, and the Prefect settings of a command's flow run (flows.context)."""
     from flows import progress
+    from flows.context import command_line_run
 
     bar = _Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
     stop = progress.listen(bar) if bar else (lambda: None)
     try:
-        yield
+        with command_line_run():
+            yield
     finally:
         stop()
         if bar:
@@ -96,7 +99,7 @@ def cmd_ingest(args) -> int:
     else:
         from flows.ingest import ingest
     try:
-        with _progress_shown(args):
+        with _flow_run(args):
             result = ingest(
                 source=source, dest=dest, collection=args.collection,
                 max_file_bytes=args.max_file_bytes, batch_files=args.batch_files,
@@ -180,7 +183,7 @@ def cmd_verify(args) -> int:
     from flows.audit import fixity_audit
 
     try:
-        with _progress_shown(args):
+        with _flow_run(args):
             report = fixity_audit(dest=dest, runs=args.run or None, workers=args.workers)
     except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn any failure into one clear line
         return _fail(f"verify could not run: {_reason(exc)}", args)

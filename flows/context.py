@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 from archive.provenance import who_started
 
 
@@ -50,3 +53,29 @@ def is_transient(task, task_run, state) -> bool:
 
     exc = state.result(raise_on_failure=False)
     return not isinstance(exc, (ConfigurationError, ManifestError, SourceError))
+
+
+@contextmanager
+def command_line_run() -> Iterator[None]:
+    """Prefect settings for a flow that an `archive` command runs in its own process.
+
+    Flow run heartbeats are off unless configured. Prefect 3.8 sends one every
+    180 s by default, from a thread that sleeps in 1 s steps, and every flow's
+    end waits for the step under way: 0.68 s a command (median of 12 pairs,
+    `archive verify` of a small store), a fifth of a short command, spent idle.
+    Heartbeats serve Prefect's detection of crashed runs, which needs an
+    automation on the server; whoever set a frequency (environment, profile,
+    prefect.toml) keeps it. Deployments' runs, started by a worker, keep theirs.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    if heartbeats_configured(get_current_settings()):
+        yield
+        return
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def heartbeats_configured(settings) -> bool:
+    """Whether a source of these Prefect settings gave a heartbeat frequency (else it is Prefect's default)."""
+    return "heartbeat_frequency" in settings.flows.model_fields_set

@@ -122,3 +122,63 @@ def test_progress_line_shows_done_total_and_rate():
     assert "\r  1,000/5,000 files  500 files/s" in out
     assert "\r  5,000/5,000 files  1,250 files/s" in out
     assert out.endswith("\n")
+
+
+def _flow_run_events(client, flow_run_id: str) -> set[str]:
+    """Which of a heartbeat and a task run's end the Prefect server holds about a flow run and its task runs."""
+    import datetime as dt
+
+    from prefect.events.filters import (EventFilter, EventNameFilter, EventOccurredFilter, EventRelatedFilter,
+                                        EventResourceFilter)
+
+    since = EventOccurredFilter(since=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+    named = EventNameFilter(name=["prefect.flow-run.heartbeat", "prefect.task-run.Completed"])
+    names = set()
+    for where in ({"resource": EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"])},
+                  {"related": EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"])}):
+        page = client.read_events(filter=EventFilter(occurred=since, event=named, **where), limit=50)
+        names |= {event.event for event in page.events}
+    return names
+
+
+def _events_once_delivered(flow_run_id: str) -> set[str]:
+    """A flow run's events, once the task runs' ends have reached the server. The command's process
+    sends its events in order on one connection: what it sent before them has arrived too."""
+    import time
+
+    from prefect import get_client
+
+    deadline = time.monotonic() + 60
+    with get_client(sync_client=True) as client:
+        while True:
+            names = _flow_run_events(client, flow_run_id)
+            if "prefect.task-run.Completed" in names or time.monotonic() > deadline:
+                return names
+            time.sleep(0.2)  # (the server stores events as they arrive; polled, with a deadline)
+
+
+def test_a_command_s_flow_runs_without_heartbeats_unless_a_frequency_is_set(cli_env, seeds_dir, tmp_path):
+    from prefect.settings import Settings
+
+    from flows.context import heartbeats_configured
+
+    runs = {}
+    for label, extra in (("default", {}), ("configured", {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"})):
+        dest = tmp_path / label
+        done = archive("ingest", str(seeds_dir), "--dest", str(dest), "--json", env={**cli_env, **extra})
+        assert done.returncode == 0, done.stderr
+        manifest = json.loads((dest / json.loads(done.stdout)["manifest"]).read_text())
+        runs[label] = _events_once_delivered(manifest["flow_run_id"])
+
+    # Both runs' task runs reported their ends; only the run given a frequency sent a heartbeat.
+    assert "prefect.task-run.Completed" in runs["default"] and "prefect.task-run.Completed" in runs["configured"]
+    assert "prefect.flow-run.heartbeat" in runs["configured"]
+    assert "prefect.flow-run.heartbeat" not in runs["default"]
+    # What counts as configured: any source of the settings, the legacy name included; not Prefect's default.
+    assert not heartbeats_configured(Settings())
+    for name in ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY"):
+        os.environ[name] = "180"
+        try:
+            assert heartbeats_configured(Settings())
+        finally:
+            del os.environ[name]

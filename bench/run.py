@@ -20,6 +20,13 @@ The `archive` steps talk to a `prefect server` the benchmark starts on 127.0.0.1
 command starts Prefect's temporary server, ~6 s more per command). A
 PREFECT_API_URL already set is used as it is.
 
+Every step reads from the disk: before each, the writes of the steps before
+are flushed (os.sync) and the corpus, the bag and the stores leave the page
+cache (posix_fadvise DONTNEED), both untimed. (Runs before the fourth stop of
+2026-12-02 read the corpus once beforehand instead, to have every step read
+from memory; this machine's page cache did not keep it, nor the bag or the
+originals, for the same time in every step.)
+
 Peak RSS is the child's own high-water mark from os.wait4 (ru_maxrss, which
 also covers any grandchild it reaped); "tree" is the highest sum of RSS over
 the child and its descendants, sampled from /proc every 0.2 s.
@@ -41,6 +48,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterable
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -114,18 +122,45 @@ class _TreeSampler(threading.Thread):
         self.join()
 
 
+def evict_from_page_cache(paths: Iterable[Path]) -> int:
+    """Drop the cached pages of every file under paths (after os.sync, all of them are clean); the number of files.
+
+    Without it, whether a step read from memory or from the disk depended on how long ago its input was
+    written: this machine keeps about 6 GB of page cache with 17 GB free (its memory is reclaimed from
+    outside), so bagit-python's validate read a bag made seconds before while `archive verify` read
+    originals written minutes before. posix_fadvise(DONTNEED) needs no privileges, unlike drop_caches.
+    """
+    evicted = 0
+    for path in paths:
+        files = [path] if path.is_file() else (Path(d) / f for d, _, names in os.walk(path) for f in names)
+        for file in files:
+            try:
+                fd = os.open(file, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                evicted += 1
+            finally:
+                os.close(fd)
+    return evicted
+
+
 class Result(dict):
     """One measured step: wall, rc, peak RSS, stdout."""
 
 
-def run_child(name: str, cmd: list[str], logdir: Path, env: dict | None = None) -> Result:
+def run_child(name: str, cmd: list[str], logdir: Path, env: dict | None = None, cold: Iterable[Path] = ()) -> Result:
     """Run cmd to completion; stdout and stderr go to files (read back after).
 
     The writes of the steps before (a 100,000-file store is 1.3 GB, and its removal) are flushed to disk
     first, not timed: otherwise the kernel writes them back during this step, on the same two cores.
+    Then the files under cold leave the page cache (not timed either), so that every step reads its
+    input from the disk (see evict_from_page_cache).
     """
     out_path, err_path = logdir / f"{name}.out", logdir / f"{name}.err"
     os.sync()
+    evict_from_page_cache(cold)
     load_before = os.getloadavg()[0]
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.perf_counter()
@@ -257,14 +292,6 @@ def _corpus_size(corpus: Path) -> tuple[int, int]:
             files += 1
             total += os.lstat(os.path.join(dirpath, name)).st_size
     return files, total
-
-
-def _warm(corpus: Path) -> None:
-    for dirpath, _, filenames in os.walk(corpus):
-        for name in filenames:
-            with open(os.path.join(dirpath, name), "rb") as stream:
-                while stream.read(1 << 20):
-                    pass
 
 
 def ensure_corpus(path: Path, files: int, seed: int, logdir: Path) -> dict:
@@ -475,8 +502,6 @@ def main(argv: list[str] | None = None) -> int:
         corpus_info = dict(ensure_corpus(corpus, args.files, args.seed, logdir), path=str(corpus), generated=True)
         files, nbytes = corpus_info["files"], corpus_info["bytes"]
 
-    # Every step reads the corpus from the page cache, the first (the floor) too: read it once, untimed.
-    _warm(corpus)
     env = dict(os.environ)
     env.setdefault("PYTHONHASHSEED", "0")
     if "PREFECT_API_URL" not in env:
@@ -538,10 +563,16 @@ def main(argv: list[str] | None = None) -> int:
     def failed(step: str, r: Result) -> None:
         note(step, f"FAILED (exit {r['rc']}): {_first_line(r['stderr'] or r['stdout'])}")
 
+    # What the steps read and write: out of the page cache before each step.
+    data = (corpus, work / "floor.parquet", work / "bag", work / "library-store", work / "local-store")
+
+    def child(name: str, cmd: list[str], step_env: dict) -> Result:
+        return run_child(name, cmd, logdir, step_env, cold=data)
+
     def run_archive(name: str, cmd: list[str], step_env: dict) -> Result:
         """An `archive` command, with the CPU the Prefect server spent meanwhile (its own process)."""
         before = prefect_server.cpu_s() if prefect_server and "PREFECT_API_URL" in step_env else None
-        r = run_child(name, cmd, logdir, step_env)
+        r = child(name, cmd, step_env)
         if before is not None:
             r["server_cpu_s"] = round(prefect_server.cpu_s() - before, 2)
         return r
@@ -552,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         if "floor" in skip:
             note("floor", "--skip")
         else:
-            r = run_child("floor", me + ["floor", str(corpus), str(work / "floor.parquet")], logdir, env)
+            r = child("floor", me + ["floor", str(corpus), str(work / "floor.parquet")], env)
             done("floor", r) if r["rc"] == 0 else failed("floor", r)
 
         # 2. bagit-python on a copy
@@ -571,12 +602,12 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 shutil.copytree(corpus, copy, symlinks=True)
                 print(f"{'(copy for bag)':<16} {time.perf_counter() - started:8.1f} s (not counted)", flush=True)
-                r = run_child("bagit_make", me + ["bagit", "make", str(copy)], logdir, env)
+                r = child("bagit_make", me + ["bagit", "make", str(copy)], env)
                 if r["rc"] != 0:
                     failed("bagit make_bag", r)
                 else:
                     done("bagit make_bag", r)
-                    r = run_child("bagit_validate", me + ["bagit", "validate", str(copy)], logdir, env)
+                    r = child("bagit_validate", me + ["bagit", "validate", str(copy)], env)
                     done("bagit validate", r) if r["rc"] == 0 else failed("bagit validate", r)
                 if not args.keep:
                     shutil.rmtree(copy, ignore_errors=True)
@@ -585,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         if "library" in skip:
             note("library", "--skip")
         else:
-            r = run_child("library", me + ["library", str(corpus), str(work / "library-store")], logdir, env)
+            r = child("library", me + ["library", str(corpus), str(work / "library-store")], env)
             if r["rc"] == 0:
                 payload["library"] = _last_json(r["stdout"]) or {}
                 done("library (no Prefect)", r, flow_s=payload["library"].get("seconds"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import ssl
 from typing import BinaryIO, Iterable
 
@@ -26,5 +27,29 @@ def digest_stream(stream: BinaryIO, algorithms: Iterable[str] = ("sha256",)) -> 
 
 
 def digest_file(path, algorithms: Iterable[str] = ("sha256",)) -> tuple[dict[str, str], int]:
-    with open(path, "rb") as stream:
+    with open_for_reading(path) as stream:
         return digest_stream(stream, algorithms)
+
+
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+def open_for_reading(path, buffering: int = -1) -> BinaryIO:
+    """path opened to read, without updating its access time where the system allows it.
+
+    Linux's O_NOATIME, granted to a file's owner: reading an original or a source file
+    leaves its metadata as it was. On a relatime mount (the default) the first read after
+    a write otherwise writes the file's inode, which made the first fixity check of newly
+    stored originals write back every one of them. Other files open as usual.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOATIME)
+    except PermissionError:
+        if not _NOATIME:
+            raise
+        fd = os.open(path, os.O_RDONLY)  # not this user's file: O_NOATIME is refused (EPERM)
+    try:
+        return open(fd, "rb", buffering=buffering)
+    except BaseException:
+        os.close(fd)
+        raise

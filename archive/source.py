@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from .errors import SourceError
+from .fixity import open_for_reading
 
 SIDECAR_NAME = "metadata.csv"
 
@@ -115,7 +116,7 @@ class LocalSource(Source):
             yield FileRef(shown, target, os.stat(target).st_size)
 
     def open(self, ref: FileRef) -> BinaryIO:
-        return open(ref.location, "rb")
+        return open_for_reading(ref.location)
 
     def root_file(self, name: str) -> FileRef | None:
         path = self.root / name

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from .errors import ConfigurationError, ObjectExistsError, ObjectNotFoundError, StoreError
-from .fixity import digest_stream
+from .fixity import digest_stream, open_for_reading
 
 DEFAULT_DEST = "./archive-store"
 _KEY_PART = re.compile(r"^[A-Za-z0-9._=+-]+$")
@@ -224,7 +224,8 @@ class LocalStore(Store):
 
     def get_bytes(self, key: str) -> bytes:
         try:
-            return self._path(key).read_bytes()
+            with open_for_reading(self._path(key), buffering=0) as stream:
+                return stream.readall()
         except FileNotFoundError:
             raise ObjectNotFoundError(key) from None
         except OSError as exc:
@@ -234,7 +235,7 @@ class LocalStore(Store):
         # Unbuffered, from a plain path: its readers (hashing, copying) ask for large
         # chunks, and a Path and a buffer cost more than hashing a 13 KB original.
         try:
-            return open(os.path.join(self.url, validate_key(key)), "rb", buffering=0)
+            return open_for_reading(os.path.join(self.url, validate_key(key)), buffering=0)
         except FileNotFoundError:
             raise ObjectNotFoundError(key) from None
 

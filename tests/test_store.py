@@ -532,3 +532,43 @@ def test_small_puts_send_their_body_at_once_large_parts_wait_for_100_continue(s3
                     ("UploadPart", 2 * MiB, b"100-continue")]
     assert store.get_bytes("objects/sha256/00/00/small") == small
     assert store.get_bytes("objects/sha256/00/00/big") == big.read_bytes()
+
+
+def _atime_ns_after_a_plain_read(path) -> tuple[int, int]:
+    """(atime before, atime after) reading path with a plain open, its atime first set an hour before its mtime."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_mtime_ns - 3600 * 10**9, st.st_mtime_ns))
+    before = os.stat(path).st_atime_ns
+    with open(path, "rb") as stream:
+        stream.read()
+    return before, os.stat(path).st_atime_ns
+
+
+def test_reading_originals_and_source_files_leaves_their_access_time(tmp_path):
+    from archive.source import open_source
+
+    control = tmp_path / "control.txt"
+    control.write_bytes(b"read me")
+    before, after = _atime_ns_after_a_plain_read(control)
+    if before == after:
+        pytest.skip("this file system does not update access times on read (noatime)")
+
+    store = LocalStore(tmp_path / "store")
+    data = b"an original, read back by a fixity check"
+    key = object_key(hashlib.sha256(data).hexdigest())
+    store.put_bytes(key, data)
+    source_dir = tmp_path / "source"
+    source_dir.mkdir()
+    (source_dir / "page.txt").write_bytes(b"a page of a source")
+    stored, source_file = tmp_path / "store" / key, source_dir / "page.txt"
+    for path in (stored, source_file):
+        st = os.stat(path)
+        os.utime(path, ns=(st.st_mtime_ns - 3600 * 10**9, st.st_mtime_ns))  # a read would update it (relatime)
+    atimes = {path: os.stat(path).st_atime_ns for path in (stored, source_file)}
+
+    assert store.sha256(key) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert store.get_bytes(key) == data
+    source = open_source(str(source_dir))
+    (ref,) = list(source.iter_files())
+    assert source.read(ref) == b"a page of a source"
+    assert {path: os.stat(path).st_atime_ns for path in atimes} == atimes

@@ -1,4 +1,5 @@
-"""Message digests in one pass over the bytes (sha256 always, sha512 and md5 on request), and files opened to read without touching their access time."""
+"""Message digests in one pass over the bytes (sha256 always, sha512 and md5 on request),
+and files opened to read without touching their access time."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from . import provenance as ev
 from .claims import DocumentClaims
 from .errors import ObjectExistsError, SourceError, StoreError
 from .extract import ExtractionError, extract
-from .fixity import TOOL as DIGEST_TOOL, digest_file, sha256_hex
+from .fixity import TOOL as DIGEST_TOOL, digest_file, open_for_reading, sha256_hex
 from .identify import EMPTY, Format, identify
 from .normalise import describe_text, language_tool_version, normalise_text
 from .provenance import RunContext
@@ -375,7 +375,7 @@ class BatchProcessor:
                 return
         try:
             sha256 = digests["sha256"]
-            with open(local, "rb") as stream:
+            with open_for_reading(local) as stream:
                 fmt = identify(stream.read(8192))
             self.events.append(self.run.event(ev.MESSAGE_DIGEST, ev.SUCCESS, f"sha256 over {size} bytes (streamed)",
                                               sha256=sha256, path=ref.path, tool=DIGEST_TOOL))

@@ -31,6 +31,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from .errors import ArchiveError, ConfigurationError, ObjectExistsError, ObjectNotFoundError, SourceError, StoreError
+from .fixity import open_for_reading
 from .source import FileRef, Source
 from .store import ObjectInfo, PutResult, Store, validate_key
 
@@ -312,7 +313,7 @@ class S3Store(Store):
             # Below the threshold one read into memory is the whole cost: the bytes
             # hashed are exactly the bytes sent, even if the file changes meanwhile.
             try:
-                with open(path, "rb") as src:
+                with open_for_reading(path) as src:
                     data = src.read()
             except OSError as exc:
                 raise StoreError(key, f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
@@ -418,7 +419,7 @@ class S3Store(Store):
         total = 0
         try:
             try:
-                src = open(path, "rb")
+                src = open_for_reading(path)
             except OSError as exc:
                 raise StoreError(key, f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
             with src:

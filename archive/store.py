@@ -210,7 +210,7 @@ class LocalStore(Store):
     def put_file(self, key: str, path, *, sha256: str | None = None) -> PutResult:
         def write(out):
             size, digest = 0, hashlib.sha256()
-            with open(path, "rb") as src:
+            with open_for_reading(path) as src:
                 while chunk := src.read(1 << 20):
                     out.write(chunk)
                     digest.update(chunk)

@@ -122,15 +122,14 @@ class _TreeSampler(threading.Thread):
         self.join()
 
 
-def evict_from_page_cache(paths: Iterable[Path]) -> int:
-    """Drop the cached pages of every file under paths (after os.sync, all of them are clean); the number of files.
+def evict_from_page_cache(paths: Iterable[Path]) -> None:
+    """Drop the cached pages of every file under paths (after os.sync, all of them are clean).
 
     Without it, whether a step read from memory or from the disk depended on how long ago its input was
     written: this machine keeps about 6 GB of page cache with 17 GB free (its memory is reclaimed from
     outside), so bagit-python's validate read a bag made seconds before while `archive verify` read
     originals written minutes before. posix_fadvise(DONTNEED) needs no privileges, unlike drop_caches.
     """
-    evicted = 0
     for path in paths:
         files = [path] if path.is_file() else (Path(d) / f for d, _, names in os.walk(path) for f in names)
         for file in files:
@@ -140,10 +139,8 @@ def evict_from_page_cache(paths: Iterable[Path]) -> int:
                 continue
             try:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                evicted += 1
             finally:
                 os.close(fd)
-    return evicted
 
 
 class Result(dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -197,12 +198,87 @@ def _language_identifier():
                               model.tk_nextmove, model.tk_output, norm_probs=True, tk_row=model.tk_row)
 
 
+# The deepest state of py3langid's byte automaton lies this many bytes from its
+# start (its longest n-gram); see _automaton_states.
+AUTOMATON_WINDOW = 6
+
+
+@cache
+def _automaton():
+    """py3langid's tokenising automaton as numpy arrays: next state, row offset and feature of each state."""
+    import numpy as np
+
+    model = _language_identifier()
+    return (np.asarray(model.tk_nextmove, dtype=np.int32), np.asarray(model.tk_row, dtype=np.int32) << 8,
+            np.asarray(model.tk_output, dtype=np.int32))
+
+
+def _window_states(data: bytes, window: int):
+    """For each byte of data, the automaton's state after a walk from its start over the last window bytes."""
+    import numpy as np
+
+    nextmove, rowbase, _ = _automaton()
+    codes = np.frombuffer(data, dtype=np.uint8)
+    n = len(codes)
+    states = np.zeros(n, dtype=np.int32)
+    for back in range(min(window, n) - 1, -1, -1):
+        # All positions at once: position i takes byte i - back (positions before back have not started yet).
+        states[back:] = nextmove[rowbase[states[back:]] + codes[:n - back]]
+    return states
+
+
+def _automaton_states(data: bytes):
+    """The automaton's state after each byte of data, as py3langid's byte-by-byte walk reaches them.
+
+    That walk is a Python loop (0.12 ms a 600-byte sample). In an automaton of
+    n-grams no longer than AUTOMATON_WINDOW bytes, the state after a byte is the
+    one a walk over the last AUTOMATON_WINDOW bytes reaches, which numpy does
+    for all positions at once (0.05 ms). Not taken on trust: the states are kept
+    only if each is the transition of the one before on its byte (then, by
+    induction from the first, they are exactly the walk's); otherwise the walk
+    itself runs.
+    """
+    import numpy as np
+
+    nextmove, rowbase, _ = _automaton()
+    states = _window_states(data, AUTOMATON_WINDOW)
+    if len(data) > 1 and not np.array_equal(nextmove[rowbase[states[:-1]] + np.frombuffer(data, np.uint8)[1:]], states[1:]):
+        state, walked = 0, []
+        for code in data:
+            state = int(nextmove[rowbase[state] + code])
+            walked.append(state)
+        states = np.asarray(walked, dtype=np.int32)
+    return states
+
+
+def _classify(sample: str) -> tuple[str, float]:
+    """py3langid's classify(sample) (normalised probabilities), with its byte walk done by _automaton_states."""
+    import numpy as np
+
+    model = _language_identifier()
+    data = model._encode(sample)
+    features = _automaton()[2][_automaton_states(data)]
+    features, counts = np.unique(features[features >= 0], return_counts=True)
+    if len(features):
+        scores = np.log1p(counts.astype(np.float32)) @ model.nb_ptc[features] + model.nb_pc
+    else:
+        scores = np.zeros(len(model.nb_classes), dtype=np.float32)  # (py3langid's scores for featureless input)
+    scores *= 1.0 / math.sqrt(len(data) or 1)
+    np.exp(scores - scores.max(), out=scores)
+    scores /= scores.sum()
+    for first, alias in model._alias_pairs:  # one label under two columns (srl -> sr): the first takes both
+        scores[first] += scores[alias]
+        scores[alias] = 0.0
+    best = int(scores.argmax())
+    return model.nb_classes[best], float(scores[best])
+
+
 def detect_language(text: str) -> str | None:
     """ISO 639-1 code of the text's language, or None when it cannot be told."""
     sample = text[:LANGUAGE_SAMPLE_CHARS]
     if sum(map(str.isalpha, sample)) < MIN_LANGUAGE_CHARS:
         return None
-    language, probability = _language_identifier().classify(sample)
+    language, probability = _classify(sample)
     return language if probability >= 0.5 else None
 
 

@@ -141,7 +141,7 @@ def test_language_needs_enough_text():
 def test_language_identification_gives_py3langids_own_answers(seeds_dir):
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    from archive.normalise import LANGUAGE_SAMPLE_CHARS, _language_identifier
+    from archive.normalise import LANGUAGE_SAMPLE_CHARS, _classify
 
     stock = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     samples = [normalise_text(p.read_bytes().decode("utf-8", "replace"))[:LANGUAGE_SAMPLE_CHARS]
@@ -149,6 +149,37 @@ def test_language_identification_gives_py3langids_own_answers(seeds_dir):
     samples += ["Le chat dort sur la table de la cuisine depuis ce matin.", "Der Hund schläft seit dem Morgen im Garten.",
                 "Это короткий текст на русском языке о погоде.", "Azərbaycan Respublikasının paytaxtı Bakı şəhəridir.",
                 "これは日本語で書かれた短い文章です。", "1234 5678", ""]
-    answers = [_language_identifier().classify(s) for s in samples]
-    assert answers == [stock.classify(s) for s in samples]
+    answers = [_classify(s) for s in samples]
+    expected = [stock.classify(s) for s in samples]
+    assert [language for language, _ in answers] == [language for language, _ in expected]
+    # (the same scores summed in another order: float32 rounding apart)
+    assert [probability for _, probability in answers] == pytest.approx([p for _, p in expected], abs=1e-5)
     assert {language for language, _ in answers} >= {"en", "fr", "de", "ru", "ja"}
+
+
+def _walk(data: bytes) -> list[int]:
+    """py3langid's byte-by-byte walk of its automaton: the state after each byte."""
+    from archive.normalise import _language_identifier
+
+    model, state, states = _language_identifier(), 0, []
+    for code in data:
+        state = model.tk_nextmove[(model.tk_row[state] << 8) + code]
+        states.append(state)
+    return states
+
+
+def test_the_automaton_walked_a_window_at_a_time_reaches_the_same_states(seeds_dir, monkeypatch):
+    from archive import normalise
+    from archive.normalise import AUTOMATON_WINDOW, _automaton_states, _language_identifier, _window_states
+
+    model = _language_identifier()
+    texts = [normalise_text(p.read_bytes().decode("utf-8", "replace")) for p in sorted(seeds_dir.iterdir()) if p.is_file()]
+    texts += ["Это короткий текст на русском языке о погоде.", "これは日本語で書かれた短い文章です。", "x", ""]
+    samples = [model._encode(text[:2000]) for text in texts]
+    walks = [_walk(data) for data in samples]
+    # The window is wide enough for this model: the quick states are the walk's, no fallback needed...
+    assert [_window_states(data, AUTOMATON_WINDOW).tolist() for data in samples] == walks
+    # ...a narrower one is not, and the check notices and walks.
+    assert any(_window_states(data, 2).tolist() != walk for data, walk in zip(samples, walks))
+    monkeypatch.setattr(normalise, "AUTOMATON_WINDOW", 2)
+    assert [_automaton_states(data).tolist() for data in samples] == walks

@@ -17,8 +17,12 @@ from functools import cache
 _DROPPED = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _MANY_BLANK_LINES = re.compile(r"\n\n\n+")  # (faster than \n{3,} in CPython's engine)
 # A word is a whitespace-separated token with a letter or digit in it: tokens
-# that are only punctuation (a dash standing alone) are not counted.
-_PUNCTUATION_TOKEN = re.compile(r"\s[^\w\s]+(?=\s)")
+# that are only punctuation (a dash standing alone) are not counted. In a
+# normalised text the whitespace is single spaces and newlines; a pattern that
+# starts with a plain character is searched for twice as fast as one that
+# starts with \s, hence one pattern for each.
+_PUNCTUATION_TOKEN_AFTER_SPACE = re.compile(r" [^\w\s]+(?=[ \n])")
+_PUNCTUATION_TOKEN_AFTER_NEWLINE = re.compile(r"\n[^\w\s]+(?=[ \n])")
 
 
 def normalise_text(text: str) -> str:
@@ -171,7 +175,14 @@ def describe_text(text: str) -> Description:
 
 
 def count_words(text: str) -> int:
-    return len(text.split()) - len(_PUNCTUATION_TOKEN.findall(f" {text} "))
+    """The words of a normalised text (see normalise_text: one space between words, lines trimmed, at most one
+    blank line in a row), counted without splitting it (0.16 -> 0.09 ms a 13 KB text)."""
+    if not text:
+        return 0
+    tokens = text.count(" ") + text.count("\n") - text.count("\n\n") + 1
+    padded = f" {text} "
+    return (tokens - len(_PUNCTUATION_TOKEN_AFTER_SPACE.findall(padded))
+            - len(_PUNCTUATION_TOKEN_AFTER_NEWLINE.findall(padded)))
 
 
 def _ends_like_prose(line: str) -> bool:

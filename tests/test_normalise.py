@@ -1,6 +1,7 @@
 """Normalisation and decoding: encodings, line-break hyphens, NFC, spacing, derived description."""
 
 import hashlib
+import re
 import unicodedata
 
 import pytest
@@ -125,6 +126,30 @@ def test_an_impossible_date_is_noted_not_published():
 
 def test_a_date_later_in_the_text_is_not_taken():
     assert describe_text("Report\n\nOn 2021-01-20 the ceremony took place.").date is None
+
+
+def _words_by_splitting(text: str) -> int:
+    """The definition: whitespace-separated tokens, less those made only of punctuation."""
+    return len(text.split()) - len(re.findall(r"\s[^\w\s]+(?=\s)", f" {text} "))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(), st.text(alphabet=st.sampled_from(list("ab-— .,\n\t\r\f\u00a0\u2028\u3000\u00ad")))))
+def test_words_of_a_normalised_text_are_counted_as_splitting_would(text):
+    from archive.normalise import count_words
+
+    normalised = normalise_text(text)
+    assert count_words(normalised) == _words_by_splitting(normalised)
+
+
+def test_words_are_counted_as_splitting_would_in_real_texts(seeds_dir):
+    from archive.normalise import count_words
+
+    texts = [normalise_text(p.read_bytes().decode("utf-8", "replace")) for p in sorted(seeds_dir.iterdir()) if p.is_file()]
+    texts += [normalise_text("word — word\n\n- a list item\n\n\n\u00a0\u00a0* another \u2028 line ...\n...")]
+    counts = [count_words(text) for text in texts]
+    assert counts == [_words_by_splitting(text) for text in texts]
+    assert counts[-1] == 7 and all(counts)
 
 
 def test_counts():

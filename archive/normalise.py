@@ -263,7 +263,11 @@ def _automaton_states(data: bytes):
 
 
 def _classify(sample: str) -> tuple[str, float]:
-    """py3langid's classify(sample) (normalised probabilities), with its byte walk done by _automaton_states."""
+    """py3langid's classify(sample) (normalised probabilities), with its byte walk done by _automaton_states.
+
+    The scoring is py3langid 0.4's (LanguageIdentifier._decide, the version
+    constraints.txt pins); tests/test_normalise.py holds the answers to its own.
+    """
     import numpy as np
 
     model = _language_identifier()

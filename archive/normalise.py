@@ -220,8 +220,9 @@ def _automaton():
     import numpy as np
 
     model = _language_identifier()
-    return (np.asarray(model.tk_nextmove, dtype=np.int32), np.asarray(model.tk_row, dtype=np.int32) << 8,
-            np.asarray(model.tk_output, dtype=np.int32))
+    # The transitions (39 MB) are viewed where the model holds them (a stdlib array of unsigned ints), not copied.
+    nextmove = np.frombuffer(model.tk_nextmove, dtype=f"u{model.tk_nextmove.itemsize}")
+    return nextmove, np.asarray(model.tk_row, dtype=np.int32) << 8, np.asarray(model.tk_output, dtype=np.int32)
 
 
 def _window_states(data: bytes, window: int):

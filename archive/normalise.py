@@ -225,12 +225,12 @@ def _automaton():
     return nextmove, np.asarray(model.tk_row, dtype=np.int32) << 8, np.asarray(model.tk_output, dtype=np.int32)
 
 
-def _window_states(data: bytes, window: int):
-    """For each byte of data, the automaton's state after a walk from its start over the last window bytes."""
+def _window_states(codes, window: int):
+    """For each byte of codes (a numpy uint8 array), the automaton's state after a walk from its start over the
+    last window bytes."""
     import numpy as np
 
     nextmove, rowbase, _ = _automaton()
-    codes = np.frombuffer(data, dtype=np.uint8)
     n = len(codes)
     states = np.zeros(n, dtype=np.int32)
     for back in range(min(window, n) - 1, -1, -1):
@@ -240,26 +240,23 @@ def _window_states(data: bytes, window: int):
 
 
 def _automaton_states(data: bytes):
-    """The automaton's state after each byte of data, as py3langid's byte-by-byte walk reaches them.
+    """The automaton's state after each byte of data, as py3langid's byte-by-byte walk reaches them, or None.
 
     That walk is a Python loop (0.12 ms a 600-byte sample). In an automaton of
     n-grams no longer than AUTOMATON_WINDOW bytes, the state after a byte is the
     one a walk over the last AUTOMATON_WINDOW bytes reaches, which numpy does
     for all positions at once (0.05 ms). Not taken on trust: the states are kept
     only if each is the transition of the one before on its byte (then, by
-    induction from the first, they are exactly the walk's); otherwise the walk
-    itself runs.
+    induction from the first, they are exactly the walk's); otherwise None, and
+    the caller leaves the walk to py3langid.
     """
     import numpy as np
 
     nextmove, rowbase, _ = _automaton()
-    states = _window_states(data, AUTOMATON_WINDOW)
-    if len(data) > 1 and not np.array_equal(nextmove[rowbase[states[:-1]] + np.frombuffer(data, np.uint8)[1:]], states[1:]):
-        state, walked = 0, []
-        for code in data:
-            state = int(nextmove[rowbase[state] + code])
-            walked.append(state)
-        states = np.asarray(walked, dtype=np.int32)
+    codes = np.frombuffer(data, dtype=np.uint8)
+    states = _window_states(codes, AUTOMATON_WINDOW)
+    if len(codes) > 1 and not np.array_equal(nextmove[rowbase[states[:-1]] + codes[1:]], states[1:]):
+        return None
     return states
 
 
@@ -273,7 +270,10 @@ def _classify(sample: str) -> tuple[str, float]:
 
     model = _language_identifier()
     data = model._encode(sample)
-    features = _automaton()[2][_automaton_states(data)]
+    states = _automaton_states(data)
+    if states is None:  # (an automaton deeper than the window: py3langid's own walk)
+        return model.classify(sample)
+    features = _automaton()[2][states]
     features, counts = np.unique(features[features >= 0], return_counts=True)
     if len(features):
         scores = np.log1p(counts.astype(np.float32)) @ model.nb_ptc[features] + model.nb_pc

@@ -194,17 +194,26 @@ def _walk(data: bytes) -> list[int]:
 
 
 def test_the_automaton_walked_a_window_at_a_time_reaches_the_same_states(seeds_dir, monkeypatch):
+    import numpy as np
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
     from archive import normalise
-    from archive.normalise import AUTOMATON_WINDOW, _automaton_states, _language_identifier, _window_states
+    from archive.normalise import AUTOMATON_WINDOW, _automaton_states, _classify, _language_identifier, _window_states
 
     model = _language_identifier()
     texts = [normalise_text(p.read_bytes().decode("utf-8", "replace")) for p in sorted(seeds_dir.iterdir()) if p.is_file()]
     texts += ["Это короткий текст на русском языке о погоде.", "これは日本語で書かれた短い文章です。", "x", ""]
     samples = [model._encode(text[:2000]) for text in texts]
+    codes = [np.frombuffer(data, dtype=np.uint8) for data in samples]
     walks = [_walk(data) for data in samples]
     # The window is wide enough for this model: the quick states are the walk's, no fallback needed...
-    assert [_window_states(data, AUTOMATON_WINDOW).tolist() for data in samples] == walks
-    # ...a narrower one is not, and the check notices and walks.
-    assert any(_window_states(data, 2).tolist() != walk for data, walk in zip(samples, walks))
-    monkeypatch.setattr(normalise, "AUTOMATON_WINDOW", 2)
+    assert [_window_states(c, AUTOMATON_WINDOW).tolist() for c in codes] == walks
     assert [_automaton_states(data).tolist() for data in samples] == walks
+    # ...a narrower one is not, and the check notices and leaves the walk to py3langid, whose answers come back.
+    assert any(_window_states(c, 2).tolist() != walk for c, walk in zip(codes, walks))
+    monkeypatch.setattr(normalise, "AUTOMATON_WINDOW", 2)
+    assert any(_automaton_states(data) is None for data in samples)
+    stock = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    answers, expected = [_classify(text[:2000]) for text in texts], [stock.classify(text[:2000]) for text in texts]
+    assert [language for language, _ in answers] == [language for language, _ in expected]
+    assert [probability for _, probability in answers] == pytest.approx([p for _, p in expected], abs=1e-5)

@@ -9,7 +9,8 @@ from hypothesis import given, settings, strategies as st
 
 from archive.extract import ExtractionError
 from archive.extract.text import decode_text
-from archive.normalise import describe_text, normalise_text
+from archive.normalise import (DEBRIS, KINDS_TABLE_LIMIT, UNSTABLE, _kinds_table, describe_text, nfc,
+                               normalise_text)
 
 
 def text_sha(data: bytes) -> str:
@@ -41,6 +42,82 @@ def test_nfc_composes_decomposed_characters():
     out = normalise_text(decomposed)
     assert out == "Lefèvre café"
     assert unicodedata.is_normalized("NFC", out)
+
+
+# Characters where NFC does something: combining marks (reordered and composed),
+# singletons (OHM SIGN, ANGSTROM SIGN, GREEK QUESTION MARK), starters that
+# compose with the one before them (Bengali and Oriya vowel signs), Hangul jamo
+# (composed by rule) and syllables, CJK compatibility ideographs, a letter
+# outside the Basic Multilingual Plane; and stable neighbours for them.
+NFC_EDGES = ("aeoAEO \n-\u00e9\u00c5\u2014\u201c\u0301\u0308\u0327\u0323\u0345\u031b\u0340\u2126\u212b"
+             "\u037e\u0387\u09c7\u09be\u09d7\u0b47\u0b3e\u0b56\u1100\u1161\u11a8\uac00\uf900\u3099\u304b"
+             "\U0001d157\U0001d165\U00011099\U000110ba")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(alphabet=NFC_EDGES, max_size=40), st.text()))
+def test_nfc_by_pieces_is_unicodedatas_nfc(text):
+    assert nfc(text) == unicodedata.normalize("NFC", text)
+
+
+def test_nfc_by_pieces_on_real_and_decomposed_texts(seeds_dir):
+    for path in sorted(seeds_dir.iterdir()):
+        text = path.read_text(encoding="utf-8")
+        for variant in (text, unicodedata.normalize("NFD", text), unicodedata.normalize("NFKD", text) + "\u0301"):
+            assert nfc(variant) == unicodedata.normalize("NFC", variant), path.name
+
+
+def test_characters_left_alone_by_nfc_are_never_joined_to_the_one_before():
+    """The stable characters are read off the decompositions below KINDS_TABLE_LIMIT; no character above it
+    decomposes into a pair that ends with one of them (checked over all of Unicode, not assumed)."""
+    table = _kinds_table()
+    stable = {code for code in range(KINDS_TABLE_LIMIT) if not table[code] & UNSTABLE}
+    assert len(stable) > 10_000 and ord("e") in stable and 0x0301 not in stable and 0x09BE not in stable
+    for code in range(KINDS_TABLE_LIMIT, 0x110000):
+        parts = unicodedata.decomposition(chr(code)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            assert int(parts[1], 16) not in stable, hex(code)
+
+
+def test_nfc_never_makes_or_removes_a_dropped_character_or_a_space():
+    """normalise_text looks for them before NFC: what NFC makes of a character has one only if it had one."""
+    from archive.normalise import _DROPPED_OR_SPACE
+
+    for code in range(0x110000):
+        char = chr(code)
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        had = bool(_DROPPED_OR_SPACE.match(char))
+        assert had == bool(_DROPPED_OR_SPACE.search(unicodedata.normalize("NFC", char))), hex(code)
+        if code < KINDS_TABLE_LIMIT:
+            assert had == bool(_kinds_table()[code] & DEBRIS), hex(code)
+
+
+def spacing_by_lines(text: str) -> str:
+    """The definition of normalise_text's spacing: each line's words joined by one space, dropped characters out."""
+    text = re.sub("[\u200b\u200c\u200d\u2060\ufeff\u00ad\x00-\x08\x0b-\x1f\x7f-\x9f]", "", text)
+    return "\n".join(" ".join(line.split()) for line in text.split("\n"))
+
+
+SPACING_EDGES = " \n\t\x0b\x1c\x1f\x85\xa0\u1680\u2000\u2009\u2028\u2029\u202f\u3000\u200b\u00ad\x07\ufeffab-"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(alphabet=SPACING_EDGES, max_size=40), st.text()))
+def test_spacing_is_the_same_as_joining_each_lines_words(text):
+    text = text.replace("\r", "").replace("\f", "")  # (made newlines before; the definition starts after)
+    assert normalise_text(text) == normalise_text(spacing_by_lines(text))
+    assert normalise_text(text) == spacing_by_lines(normalise_text(text))
+
+
+def test_the_spaces_made_one_are_every_whitespace_but_the_space_and_newline():
+    from archive.normalise import _DROPPED_OR_SPACE, _SPACE
+
+    spaces = {chr(code) for code in range(0x110000) if chr(code).isspace()}
+    dropped = {char for char in spaces if not _SPACE.match(char) and _DROPPED_OR_SPACE.match(char)}
+    assert {char for char in spaces if _SPACE.match(char)} == spaces - {" ", "\n"} - dropped
+    # (carriage returns and form feeds are made newlines before: any left are debris)
+    assert dropped == {"\x0b", "\f", "\r", "\x1c", "\x1d", "\x1e", "\x1f", "\x85"}
 
 
 def test_line_break_hyphen_joins_a_split_word():

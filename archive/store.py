@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
-import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -141,6 +141,19 @@ class LocalStore(Store):
         self.url = str(self.root)
         self._tmp = self.root / ".tmp"
         self._directories: set[Path] = set()  # known to exist (a store is never pruned of directories)
+        self._new_names()
+
+    def _new_names(self) -> None:
+        # Temporary files are put-<pid>-<token>-<count> (see _publish): a new token for each copy of the store.
+        self._token = uuid.uuid4().hex[:12]
+        self._count = itertools.count()
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("_token", "_count")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._new_names()
 
     def _path(self, key: str) -> Path:
         return self.root / validate_key(key)
@@ -155,21 +168,36 @@ class LocalStore(Store):
             raise ConfigurationError(f"DEST {self.root} is not writable: {exc.strerror or exc}") from exc
 
     def _publish(self, key: str, write, sha256: str | None) -> PutResult:
+        """write(fd) -> (size, sha256 hex) fills a new temporary file; a hard link publishes it under key.
+
+        One system call a step, on descriptors where it can: no buffered file
+        object, no random name drawn per file (a counter, unique to the store
+        object and process, opened O_EXCL), fchmod instead of chmod on a path.
+        """
         target = self._path(key)
         sync_now = key.startswith("runs/")
         if target.exists():
             raise ObjectExistsError(key)
         self._make_directory(self._tmp)
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
+        while True:
+            tmp_name = os.path.join(self._tmp, f"put-{os.getpid()}-{self._token}-{next(self._count)}")
+            try:
+                fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                break
+            except FileExistsError:  # (another copy of the store in this process drew the same token)
+                self._new_names()
+            except OSError as exc:
+                raise StoreError(key, exc.strerror or str(exc)) from exc
         try:
-            with os.fdopen(fd, "wb") as out:
-                size, digest = write(out)
-                out.flush()
+            try:
+                size, digest = write(fd)
                 if sync_now:
-                    os.fsync(out.fileno())
+                    os.fsync(fd)
+                os.fchmod(fd, 0o444)  # originals and parts are never edited in place
+            finally:
+                os.close(fd)
             if sha256 is not None and sha256.lower() != digest:
                 raise StoreError(key, f"content hashes to SHA-256 {digest}, not the expected {sha256}")
-            os.chmod(tmp_name, 0o444)  # originals and parts are never edited in place
             self._make_directory(target.parent)
             try:
                 try:
@@ -201,18 +229,18 @@ class LocalStore(Store):
             self._directories.add(directory)
 
     def put_bytes(self, key: str, data: bytes, *, sha256: str | None = None) -> PutResult:
-        def write(out):
-            out.write(data)
+        def write(fd):
+            _write_all(fd, data)
             return len(data), hashlib.sha256(data).hexdigest()
 
         return self._publish(key, write, sha256)
 
     def put_file(self, key: str, path, *, sha256: str | None = None) -> PutResult:
-        def write(out):
+        def write(fd):
             size, digest = 0, hashlib.sha256()
             with open_for_reading(path) as src:
                 while chunk := src.read(1 << 20):
-                    out.write(chunk)
+                    _write_all(fd, chunk)
                     digest.update(chunk)
                     size += len(chunk)
             return size, digest.hexdigest()
@@ -284,6 +312,12 @@ class LocalStore(Store):
 
     def arrow_path(self, key: str) -> str:
         return str(self._path(key))
+
+
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _syncfs(path: Path) -> None:

@@ -8,6 +8,7 @@ import io
 import os
 import pickle
 import shutil
+import stat
 import time
 import traceback
 import tracemalloc
@@ -509,6 +510,31 @@ def test_a_directory_removed_behind_the_store_s_back_is_made_again(tmp_path):
     shutil.rmtree(tmp_path / "store" / "objects" / "sha256" / "ab")  # by hand, while the store object lives
     store.put_bytes("objects/sha256/ab/cd/abcd" + "1" * 60, b"second")
     assert store.get_bytes("objects/sha256/ab/cd/abcd" + "1" * 60) == b"second"
+
+
+def test_local_objects_are_read_only_and_their_temporary_files_gone(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    for n in range(3):
+        store.put_bytes(f"objects/sha256/ab/cd/abcd{n:060d}", b"bytes %d" % n)
+    mode = (tmp_path / "store" / "objects/sha256/ab/cd" / f"abcd{0:060d}").stat().st_mode
+    assert stat.S_IMODE(mode) == 0o444
+    assert list((tmp_path / "store" / ".tmp").iterdir()) == []
+
+
+def test_copies_of_a_local_store_in_one_process_never_share_a_temporary_file(tmp_path):
+    """A store's temporary names come from a counter; each unpickled copy draws its own token, and a name
+    taken anyway (a copy that drew the same token) is not written over: another token is drawn."""
+    store = LocalStore(tmp_path / "store")
+    store.check_writable()
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy._token != store._token
+    taken = tmp_path / "store" / ".tmp" / f"put-{os.getpid()}-{store._token}-0"
+    taken.write_bytes(b"someone else's half-written file")
+    store.put_bytes("objects/sha256/ab/cd/abcd" + "0" * 60, b"mine")
+    copy.put_bytes("objects/sha256/ab/cd/abcd" + "1" * 60, b"the copy's")
+    assert taken.read_bytes() == b"someone else's half-written file"
+    assert store.get_bytes("objects/sha256/ab/cd/abcd" + "0" * 60) == b"mine"
+    assert copy.get_bytes("objects/sha256/ab/cd/abcd" + "1" * 60) == b"the copy's"
 
 
 def test_small_puts_send_their_body_at_once_large_parts_wait_for_100_continue(s3_bucket, tmp_path):

@@ -4,6 +4,8 @@ import copy
 import itertools
 
 import pytest
+from hypothesis import given, settings, strategies as st
+from jsonschema import Draft202012Validator
 
 from archive import validate
 from archive.ingest import BatchProcessor
@@ -79,18 +81,93 @@ def test_schemas_with_other_keywords_are_validated_whole():
     assert validate._SplitSchema.of({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}) is not None
 
 
-def test_values_that_do_not_repeat_are_not_remembered_and_still_checked(records):
-    import hashlib
-
-    split = validate._SplitSchema.of(validate._inline_common(validate.schema("document")))
-    whole = validate.validator("document")
-    base = records["document"][0]
+def test_values_that_do_not_repeat_are_not_remembered_and_still_checked():
+    """Values the simple check leaves to jsonschema are remembered while they repeat."""
+    prop = validate._Property({"type": "string", "not": {"pattern": "X"}})
+    assert prop.simple is None
     for i in range(validate._MEMO_TRIAL * 3):
-        sha = hashlib.sha256(str(i).encode()).hexdigest()
-        good = {**base, "doc_id": sha, "title": f"Title {i}", "char_count": i + 1}
-        bad = {**good, "doc_id": sha[:-1] + "X"}  # (a fresh wrong value each time)
-        assert split.is_valid(good) and whole.is_valid(good)
-        assert not split.is_valid(bad) and not whole.is_valid(bad)
-    assert split.properties["doc_id"].verdicts is None  # ids stopped being remembered...
-    assert split.properties["run_id"].verdicts  # ...values that repeat did not
-    assert all(p.verdicts is None or len(p.verdicts) <= validate._MEMO_MAX_ENTRIES for p in split.properties.values())
+        assert prop.is_valid(f"value {i}") and not prop.is_valid(f"value {i} X")
+    assert prop.verdicts is None  # fresh values stopped being remembered, and were still checked
+    repeating = validate._Property({"type": "string", "not": {"pattern": "X"}})
+    for i in range(validate._MEMO_TRIAL * 3):
+        assert repeating.is_valid(f"value {i % 3}") and not repeating.is_valid("X")
+    assert repeating.verdicts and len(repeating.verdicts) == 4 and repeating.hits > validate._MEMO_TRIAL
+
+
+def _property_schemas():
+    """Every property subschema of the split record schemas, conditions' included."""
+    found = []
+
+    def walk(split, kind):
+        for name, prop in split.properties.items():
+            found.append((f"{kind}.{name}", prop.checker.schema))
+        for parts in split.conditions:
+            for part in parts:
+                if part is not None:
+                    walk(part, kind)
+
+    for kind in validate.KINDS:
+        split = validate._split(kind)
+        if split is not None:
+            walk(split, kind)
+    return found
+
+
+PROPERTY_SCHEMAS = _property_schemas()
+VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-3, max_value=2 ** 70), st.floats(allow_nan=False),
+    st.sampled_from([1.0, 0.0, -0.0, 2.0 ** 60]), st.text(max_size=80), st.sampled_from(CANDIDATES),
+    st.from_regex(r"[0-9a-f]{60,66}", fullmatch=True), st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", fullmatch=True),
+    st.datetimes().map(lambda t: t.isoformat() + "Z"), st.lists(st.integers(), max_size=2))
+
+
+def test_plain_properties_are_checked_without_jsonschema_s_walk():
+    """Every property of the rows a batch writes for each file takes the simple check."""
+    for kind in ("document", "file"):
+        for name, prop in validate._split(kind).properties.items():
+            assert prop.simple is not None, f"{kind}.{name}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(PROPERTY_SCHEMAS), VALUES)
+def test_the_simple_check_gives_jsonschema_s_verdict(named, value):
+    name, subschema = named
+    check = validate._simple_check(subschema)
+    if check is None:
+        return
+    verdict = check(value)
+    if verdict is not None:
+        whole = Draft202012Validator(subschema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        assert verdict == whole.is_valid(value), (name, subschema, value)
+
+
+def test_the_simple_check_covers_the_keywords_it_reads():
+    check = validate._simple_check
+    assert check({"type": "string", "pattern": "^a", "minLength": 2, "maxLength": 3})("ab") is True
+    assert check({"type": "string", "pattern": "^a", "minLength": 2, "maxLength": 3})("abcd") is False
+    assert check({"type": "string", "pattern": "^a"})("ba") is False
+    assert check({"type": ["integer", "null"], "minimum": 0})(None) is True
+    assert check({"type": ["integer", "null"], "minimum": 0})(-1) is False
+    assert check({"type": "integer", "maximum": 3})(4) is False
+    assert check({"type": "integer"})(True) is None  # (a bool, jsonschema's to judge)
+    assert check({"type": "string", "format": "date"})("2021-02-30") is False
+    assert check({"enum": ["a", "b"]})("c") is False and check({"enum": ["a", "b"]})(1) is None
+    assert check({"anyOf": [{"type": "string"}, {"type": "null"}]})(None) is True
+    assert check({"const": "a"})("a") is True and check({"const": "a"})("b") is False and check({"const": "a"})(None) is None
+    assert check({"const": 1}) is None and check({"type": "number"}) is None and check({"not": {}}) is None
+
+
+def test_record_times_are_iso_8601_utc_with_microseconds_across_second_boundaries(monkeypatch):
+    import datetime as dt
+
+    from archive import records
+
+    for ns in (1_764_697_999_999_999_000, 1_764_698_000_000_000_000, 1_764_698_000_000_001_999, 951_782_400_000_000_000):
+        monkeypatch.setattr(records.time, "time_ns", lambda ns=ns: ns)
+        expected = dt.datetime.fromtimestamp(ns // 1000 / 1e6, dt.timezone.utc)
+        assert records.utc_now() == expected.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    monkeypatch.undo()
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = records.utc_now()
+    assert validate._simple_check({"type": "string", "format": "date-time"})(now)
+    assert before <= dt.datetime.fromisoformat(now.replace("Z", "+00:00")) <= dt.datetime.now(dt.timezone.utc)

@@ -235,9 +235,16 @@ def test_counts():
     assert d.word_count == 6
 
 
-def test_language_needs_enough_text():
+def test_language_needs_enough_text(monkeypatch):
     assert describe_text("ok").language is None
     assert describe_text("Der Rat der Stadt hat heute beschlossen, dass die neue Brücke im Frühling gebaut wird.").language == "de"
+    from archive import normalise
+
+    monkeypatch.setattr(normalise, "_classify", lambda sample: ("xx", 1.0))
+    enough = " ".join(["abcd"] * 10)  # 40 letters
+    assert normalise.detect_language("12 " * 100 + enough) == "xx"
+    assert normalise.detect_language(enough[:-1] + " 1 2 3") is None  # 39
+    assert normalise.detect_language(" " * normalise.LANGUAGE_SAMPLE_CHARS + enough) is None  # (after the sample)
 
 
 def test_language_identification_gives_py3langids_own_answers(seeds_dir):

@@ -178,6 +178,14 @@ def test_arbitrary_bytes_are_text_or_a_reason_never_a_crash(data):
     assert description.char_count == len(once)
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(alphabet="ab \n\t\x00\x07\x0b\x0c\x0e\x1f\x7f\x80\x85\x9f\xa0\xc2\xe9\u0100\u2014"), st.text()))
+def test_stray_controls_are_counted_as_the_pattern_finds_them(text):
+    from archive.extract.text import _STRAY_CONTROLS, stray_controls
+
+    assert stray_controls(text) == len(_STRAY_CONTROLS.findall(text))
+
+
 def test_nul_bytes_in_text_are_reported_as_corrupt():
     with pytest.raises(ExtractionError) as caught:
         decode_text(b"minutes of the meeting\x00\x00 held on")

@@ -100,7 +100,8 @@ def _kinds(text: str):
     if text.isascii():
         codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
     else:
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        # (a lone surrogate, which a PDF's text may hold, is its own code point: from the limit up)
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     return _kinds_table().take(codes, mode="clip")
 
 

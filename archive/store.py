@@ -179,13 +179,15 @@ class LocalStore(Store):
         if target.exists():
             raise ObjectExistsError(key)
         self._make_directory(self._tmp)
-        while True:
+        for attempt in range(3):
             tmp_name = os.path.join(self._tmp, f"put-{os.getpid()}-{self._token}-{next(self._count)}")
             try:
                 fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
                 break
-            except FileExistsError:  # (another copy of the store in this process drew the same token)
+            except FileExistsError as exc:  # (another copy of the store in this process drew the same token)
                 self._new_names()
+                if attempt == 2:
+                    raise StoreError(key, f"no free temporary name in {self._tmp}: {exc.strerror}") from exc
             except OSError as exc:
                 raise StoreError(key, exc.strerror or str(exc)) from exc
         try:

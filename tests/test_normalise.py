@@ -55,9 +55,15 @@ NFC_EDGES = ("aeoAEO \n-\u00e9\u00c5\u2014\u201c\u0301\u0308\u0327\u0323\u0345\u
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.one_of(st.text(alphabet=NFC_EDGES, max_size=40), st.text()))
+@given(st.one_of(st.text(alphabet=NFC_EDGES + "\ud800\udfff", max_size=40),
+                 st.text(st.characters(codec=None, exclude_categories=()), max_size=40), st.text()))
 def test_nfc_by_pieces_is_unicodedatas_nfc(text):
     assert nfc(text) == unicodedata.normalize("NFC", text)
+
+
+def test_lone_surrogates_pass_through_normalisation():
+    """A PDF's or a web page's text may hold one; NFC leaves it, and so does normalise_text."""
+    assert normalise_text("cafe\u0301 \ud800 x\udfff\u0301") == "café \ud800 x\udfff\u0301"
 
 
 def test_nfc_by_pieces_on_real_and_decomposed_texts(seeds_dir):

@@ -331,7 +331,8 @@ def _window_states(codes, window: int):
     states = np.zeros(n, dtype=np.int32)
     for back in range(min(window, n) - 1, -1, -1):
         # All positions at once: position i takes byte i - back (positions before back have not started yet).
-        states[back:] = nextmove[rowbase[states[back:]] + codes[:n - back]]
+        # (ndarray.take: the same gather as indexing with an array, at three quarters of its cost on these sizes)
+        states[back:] = nextmove.take(rowbase.take(states[back:]) + codes[:n - back])
     return states
 
 
@@ -351,7 +352,7 @@ def _automaton_states(data: bytes):
     nextmove, rowbase, _ = _automaton()
     codes = np.frombuffer(data, dtype=np.uint8)
     states = _window_states(codes, AUTOMATON_WINDOW)
-    if len(codes) > 1 and not np.array_equal(nextmove[rowbase[states[:-1]] + codes[1:]], states[1:]):
+    if len(codes) > 1 and not np.array_equal(nextmove.take(rowbase.take(states[:-1]) + codes[1:]), states[1:]):
         return None
     return states
 
@@ -369,10 +370,10 @@ def _classify(sample: str) -> tuple[str, float]:
     states = _automaton_states(data)
     if states is None:  # (an automaton deeper than the window: py3langid's own walk)
         return model.classify(sample)
-    features = _automaton()[2][states]
+    features = _automaton()[2].take(states)
     features, counts = np.unique(features[features >= 0], return_counts=True)
     if len(features):
-        scores = np.log1p(counts.astype(np.float32)) @ model.nb_ptc[features] + model.nb_pc
+        scores = np.log1p(counts.astype(np.float32)) @ model.nb_ptc.take(features, axis=0) + model.nb_pc
     else:
         scores = np.zeros(len(model.nb_classes), dtype=np.float32)  # (py3langid's scores for featureless input)
     scores *= 1.0 / math.sqrt(len(data) or 1)

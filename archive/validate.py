@@ -119,7 +119,7 @@ def _simple_check(subschema: dict):
             return True if True in verdicts else None if None in verdicts else False
 
         return any_of
-    types = subschema.get("type", ["string", "integer", "null"])
+    types = subschema.get("type", ["string", "integer", "null"])  # (no type: an enum or const, of strings)
     types = {types} if isinstance(types, str) else set(types)
     if types - {"string", "integer", "null"}:
         return None
@@ -137,7 +137,7 @@ def _simple_check(subschema: dict):
     def check(value):
         kind = type(value)
         if kind is str:
-            return ("string" in types or "type" not in subschema) and (enum is None or value in enum) and (
+            return "string" in types and (enum is None or value in enum) and (
                 len(value) >= min_length and (max_length is None or len(value) <= max_length)
                 and (pattern is None or pattern.search(value) is not None)
                 and (fmt is None or conforms(value, fmt)))

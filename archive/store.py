@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import os
@@ -141,6 +142,7 @@ class LocalStore(Store):
         self.url = str(self.root)
         self._tmp = self.root / ".tmp"
         self._directories: set[Path] = set()  # known to exist (a store is never pruned of directories)
+        self._unnamed: bool | None = None  # whether files are made without a name (O_TMPFILE); known at the first put
         self._new_names()
 
     def _new_names(self) -> None:
@@ -149,10 +151,11 @@ class LocalStore(Store):
         self._count = itertools.count()
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k not in ("_token", "_count")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_token", "_count", "_unnamed")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._unnamed = None
         self._new_names()
 
     def _path(self, key: str) -> Path:
@@ -168,58 +171,103 @@ class LocalStore(Store):
             raise ConfigurationError(f"DEST {self.root} is not writable: {exc.strerror or exc}") from exc
 
     def _publish(self, key: str, write, sha256: str | None) -> PutResult:
-        """write(fd) -> (size, sha256 hex) fills a new temporary file; a hard link publishes it under key.
+        """write(fd) -> (size, sha256 hex) fills a new file; a hard link publishes it under key.
 
-        One system call a step, on descriptors where it can: no buffered file
-        object, no random name drawn per file (a counter, unique to the store
-        object and process, opened O_EXCL), fchmod instead of chmod on a path.
+        The new file has no name until the link (O_TMPFILE, in the key's own
+        directory): nothing is left behind by a write that fails or a process
+        that dies, and the kernel's work a file is about halved against a named
+        temporary file in .tmp (create there, link, unlink; measured 10,000
+        13 KB files, 4 alternating rounds: system time 0.26-0.54 of it). Where
+        the file system or kernel has no O_TMPFILE, or /proc is not mounted,
+        a named temporary file in .tmp does the same (_named_temporary).
         """
         target = self._path(key)
-        sync_now = key.startswith("runs/")
         if target.exists():
             raise ObjectExistsError(key)
+        self._make_directory(target.parent)
+        if self._unnamed is None:
+            self._unnamed = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+        if self._unnamed:
+            fd = self._unnamed_file(key, target.parent)
+            if fd is not None:
+                return self._fill_and_link(key, target, fd, None, write, sha256)
+        fd, tmp_name = self._named_temporary(key)
+        return self._fill_and_link(key, target, fd, tmp_name, write, sha256)
+
+    def _unnamed_file(self, key: str, directory: Path) -> int | None:
+        """A file without a name in directory, or None (and from now on) where there are none."""
+        for attempt in range(2):
+            try:
+                return os.open(directory, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError as exc:  # the directory went (removed by hand?) since it was made: again
+                self._directories.discard(directory)
+                self._make_directory(directory)
+                if attempt == 1:
+                    raise StoreError(key, exc.strerror or str(exc)) from exc
+            except OSError as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                    self._unnamed = False  # (EISDIR: a kernel that reads O_TMPFILE as O_DIRECTORY)
+                    return None
+                raise StoreError(key, exc.strerror or str(exc)) from exc
+        raise AssertionError("unreachable")
+
+    def _named_temporary(self, key: str) -> tuple[int, str]:
+        """A new file in .tmp, named put-<pid>-<token>-<count>: unique to this store object and process."""
         self._make_directory(self._tmp)
         for attempt in range(3):
             tmp_name = os.path.join(self._tmp, f"put-{os.getpid()}-{self._token}-{next(self._count)}")
             try:
-                fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-                break
+                return os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp_name
             except FileExistsError as exc:  # (another copy of the store in this process drew the same token)
                 self._new_names()
                 if attempt == 2:
                     raise StoreError(key, f"no free temporary name in {self._tmp}: {exc.strerror}") from exc
             except OSError as exc:
                 raise StoreError(key, exc.strerror or str(exc)) from exc
+        raise AssertionError("unreachable")
+
+    def _fill_and_link(self, key: str, target: Path, fd: int, tmp_name: str | None, write, sha256: str | None) -> PutResult:
+        """Fill fd, then link it under target, which must not exist; the descriptor and any name in .tmp go."""
+        sync_now = key.startswith("runs/")
         try:
             try:
                 size, digest = write(fd)
                 if sync_now:
                     os.fsync(fd)
                 os.fchmod(fd, 0o444)  # originals and parts are never edited in place
+                if sha256 is not None and sha256.lower() != digest:
+                    raise StoreError(key, f"content hashes to SHA-256 {digest}, not the expected {sha256}")
+                self._link(key, fd, tmp_name, target)
             finally:
                 os.close(fd)
-            if sha256 is not None and sha256.lower() != digest:
-                raise StoreError(key, f"content hashes to SHA-256 {digest}, not the expected {sha256}")
-            self._make_directory(target.parent)
-            try:
-                try:
-                    os.link(tmp_name, target)
-                except FileNotFoundError:  # the directory went (removed by hand?) since it was made: again
-                    self._directories.discard(target.parent)
-                    self._make_directory(target.parent)
-                    os.link(tmp_name, target)
-            except FileExistsError:
-                raise ObjectExistsError(key) from None
             if sync_now:
                 _fsync_dir(target.parent)
         except OSError as exc:
             raise StoreError(key, exc.strerror or str(exc)) from exc
         finally:
-            try:
-                os.unlink(tmp_name)
-            except FileNotFoundError:
-                pass
+            if tmp_name is not None:
+                try:
+                    os.unlink(tmp_name)
+                except FileNotFoundError:
+                    pass
         return PutResult(key=key, size=size, stored_sha256=digest)
+
+    def _link(self, key: str, fd: int, tmp_name: str | None, target: Path) -> None:
+        if tmp_name is None:
+            # linkat(AT_SYMLINK_FOLLOW) through /proc, as open(2) shows for O_TMPFILE. os.link calls
+            # linkat only when given a directory descriptor; the source path is absolute, so any will do.
+            source, flags = f"/proc/self/fd/{fd}", {"src_dir_fd": _root_fd(), "follow_symlinks": True}
+        else:
+            source, flags = tmp_name, {}
+        try:
+            try:
+                os.link(source, target, **flags)
+            except FileNotFoundError:  # the directory went (removed by hand?) since it was made: again
+                self._directories.discard(target.parent)
+                self._make_directory(target.parent)
+                os.link(source, target, **flags)
+        except FileExistsError:
+            raise ObjectExistsError(key) from None
 
     def _make_directory(self, directory: Path) -> None:
         """mkdir -p, once per directory and store object: two objects in three share their parent already,
@@ -339,6 +387,16 @@ def _syncfs(path: Path) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+_root_fd_cache: list[int] = []
+
+
+def _root_fd() -> int:
+    """A descriptor of "/", opened once a process (a fork's copy refers to the same directory)."""
+    if not _root_fd_cache:
+        _root_fd_cache.append(os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    return _root_fd_cache[0]
 
 
 def _fsync_dir(path: Path) -> None:

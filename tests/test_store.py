@@ -504,29 +504,98 @@ def test_an_s3_prefix_is_an_ingest_source(s3_server):
         list(iter_s3_source("s3://no-such-bucket-here/batch-7/"))
 
 
-def test_a_directory_removed_behind_the_store_s_back_is_made_again(tmp_path):
-    store = LocalStore(tmp_path / "store")
+def _local_store(path, unnamed: bool) -> LocalStore:
+    """A LocalStore that makes its new files without a name (O_TMPFILE) or, as where there is none, in .tmp."""
+    store = LocalStore(path)
+    if unnamed and not (hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")):
+        pytest.skip("no O_TMPFILE or /proc here")
+    store._unnamed = unnamed
+    return store
+
+
+def _files_under(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed", "named"])
+def test_a_directory_removed_behind_the_store_s_back_is_made_again(tmp_path, unnamed):
+    store = _local_store(tmp_path / "store", unnamed)
     store.put_bytes("objects/sha256/ab/cd/abcd" + "0" * 60, b"first")
     shutil.rmtree(tmp_path / "store" / "objects" / "sha256" / "ab")  # by hand, while the store object lives
     store.put_bytes("objects/sha256/ab/cd/abcd" + "1" * 60, b"second")
     assert store.get_bytes("objects/sha256/ab/cd/abcd" + "1" * 60) == b"second"
 
 
-def test_local_objects_are_read_only_and_their_temporary_files_gone(tmp_path):
-    store = LocalStore(tmp_path / "store")
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed", "named"])
+def test_local_objects_are_read_only_write_once_and_their_temporary_files_gone(tmp_path, unnamed):
+    store = _local_store(tmp_path / "store", unnamed)
     for n in range(3):
         store.put_bytes(f"objects/sha256/ab/cd/abcd{n:060d}", b"bytes %d" % n)
+    with pytest.raises(ObjectExistsError):
+        store.put_bytes(f"objects/sha256/ab/cd/abcd{0:060d}", b"other bytes")
     mode = (tmp_path / "store" / "objects/sha256/ab/cd" / f"abcd{0:060d}").stat().st_mode
     assert stat.S_IMODE(mode) == 0o444
-    assert list((tmp_path / "store" / ".tmp").iterdir()) == []
+    assert store.get_bytes(f"objects/sha256/ab/cd/abcd{0:060d}") == b"bytes 0"
+    assert _files_under(tmp_path / "store") == [f"objects/sha256/ab/cd/abcd{n:060d}" for n in range(3)]
+    assert store._unnamed is unnamed  # the path asked for is the one taken
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed", "named"])
+def test_a_local_write_that_fails_halfway_leaves_no_file_behind(tmp_path, unnamed, monkeypatch):
+    store = _local_store(tmp_path / "store", unnamed)
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(3 << 20))  # put_file copies 1 MiB at a time
+    from archive import store as store_module
+
+    calls = []
+    real = store_module._write_all
+
+    def fail_on_the_second_chunk(fd, data):
+        calls.append(len(data))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(store_module, "_write_all", fail_on_the_second_chunk)
+    with pytest.raises(StoreError, match="No space left on device"):
+        store.put_file("objects/sha256/ab/cd/abcd" + "0" * 60, source)
+    assert len(calls) == 2
+    assert _files_under(tmp_path / "store") == []  # neither the object nor a temporary file
+
+
+def test_without_o_tmpfile_a_local_store_writes_through_named_temporary_files(tmp_path, monkeypatch):
+    """A file system or kernel without O_TMPFILE refuses it (EOPNOTSUPP; EISDIR on kernels before 3.11):
+    the store then goes on, and stays, with named temporary files in .tmp, which it removes."""
+    if not hasattr(os, "O_TMPFILE"):
+        pytest.skip("no O_TMPFILE here")
+    import errno
+
+    real_open, refused = os.open, []
+
+    def no_tmpfile(path, flags, *args, **kwargs):
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            refused.append(path)
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_tmpfile)
+    store = LocalStore(tmp_path / "store")
+    for n in range(2):
+        store.put_bytes(f"objects/sha256/ab/cd/abcd{n:060d}", b"bytes %d" % n)
+    assert len(refused) == 1 and store._unnamed is False
+    assert store.get_bytes(f"objects/sha256/ab/cd/abcd{1:060d}") == b"bytes 1"
+    assert _files_under(tmp_path / "store") == [f"objects/sha256/ab/cd/abcd{n:060d}" for n in range(2)]
+    assert (tmp_path / "store" / ".tmp").is_dir()  # it was used
+    assert pickle.loads(pickle.dumps(store))._unnamed is None  # a copy finds out for itself
 
 
 def test_copies_of_a_local_store_in_one_process_never_share_a_temporary_file(tmp_path):
     """A store's temporary names come from a counter; each unpickled copy draws its own token, and a name
     taken anyway (a copy that drew the same token) is not written over: another token is drawn."""
-    store = LocalStore(tmp_path / "store")
+    store = _local_store(tmp_path / "store", unnamed=False)
     store.check_writable()
     copy = pickle.loads(pickle.dumps(store))
+    copy._unnamed = False
     assert copy._token != store._token
     taken = tmp_path / "store" / ".tmp" / f"put-{os.getpid()}-{store._token}-0"
     taken.write_bytes(b"someone else's half-written file")

@@ -6,10 +6,10 @@ import io
 import os
 import shutil
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +37,10 @@ REPORTED_PROBLEMS = 200
 DC_FIELDS = ("title", "date", "creator", "language", "publisher", "source", "rights", "description", "subject", "identifier", "type")
 # Bytes of originals a batch may have on their way into a store that takes several writes at once.
 WRITE_BYTES_IN_FLIGHT = 64 << 20
+# The files a batch reads ahead of the one it works on (see BatchProcessor._read_ahead): at most so many,
+# of at most so many bytes together; a larger file is read when its turn comes.
+READ_AHEAD_FILES = 8
+READ_AHEAD_BYTES = 32 << 20
 STAGES = ("read_hash", "identify", "store_originals", "extract", "normalise", "validate", "write_parts")
 
 
@@ -196,12 +200,14 @@ class BatchProcessor:
     # -- the steps --------------------------------------------------------
 
     def process(self, refs: Iterable[FileRef]) -> BatchSummary:
+        reads = self._read_ahead(refs)
         try:
-            for ref in refs:
-                self.process_file(ref)
+            for ref, pending in reads:
+                self.process_file(ref, pending)
             self._settle_writes()
         finally:
-            self._stop_writer()  # (on a failure too: no write outlives its batch)
+            reads.close()  # (on a failure too: no read outlives its batch)
+            self._stop_writer()  # (and no write)
         self._claim_documents()
         self.write_parts()
         return self.summary
@@ -223,7 +229,32 @@ class BatchProcessor:
             doc_id: ("duplicate-in-run", f"same bytes as {path} in this run") for doc_id, (_, path) in earlier.items()})
         self.summary.earlier_documents = {doc_id: index for doc_id, (index, _) in earlier.items()}
 
-    def process_file(self, ref: FileRef) -> None:
+    def _read_ahead(self, refs: Iterable[FileRef]) -> Iterator[tuple[FileRef, Future | None]]:
+        """Each ref with the read of its bytes, begun in a thread while the files before it are worked on
+        (None: read it when its turn comes). A read waits on the disk or the network without the GIL, so
+        the wait of one file overlaps the work on another instead of adding to it."""
+        reader = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+        pending: deque[tuple[FileRef, Future | None, int]] = deque()
+        in_flight = 0
+        try:
+            for ref in refs:
+                size = ref.size or 0
+                ahead = (not ref.skip_reason and ref.size is not None and size <= self.options.max_file_bytes
+                         and size <= READ_AHEAD_BYTES)
+                while pending and (len(pending) >= READ_AHEAD_FILES or (ahead and in_flight + size > READ_AHEAD_BYTES)):
+                    first, future, n = pending.popleft()
+                    in_flight -= n
+                    yield first, future
+                pending.append((ref, reader.submit(self.source.read, ref) if ahead else None, size if ahead else 0))
+                in_flight += size if ahead else 0
+            while pending:
+                first, future, _ = pending.popleft()
+                yield first, future
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
+
+    def process_file(self, ref: FileRef, pending: Future | None = None) -> None:
+        """One file, its bytes from pending (a read begun earlier) or read now."""
         if ref.skip_reason:
             self._skip(ref, ref.skip_reason, ref.skip_detail or ref.skip_reason)
             return
@@ -232,7 +263,7 @@ class BatchProcessor:
             return
         with self._time("read_hash"):
             try:
-                data = self.source.read(ref)
+                data = pending.result() if pending is not None else self.source.read(ref)
             except (PermissionError, FileNotFoundError, IsADirectoryError, OSError) as exc:
                 self._skip(ref, "unreadable", f"cannot be read: {getattr(exc, 'strerror', None) or exc}")
                 return

@@ -25,7 +25,7 @@ from .normalise import describe_text, language_tool_version, normalise_text
 from .provenance import RunContext
 from .publish import PartInfo, new_attempt, part_key, write_part, write_table_part
 from .records import to_table, utc_now
-from .source import FileRef, Source
+from .source import FileRef, Prefetch, Source
 from .store import Store, object_key
 from .validate import describe_problems, problems
 from .timing import StageTimer
@@ -37,8 +37,8 @@ REPORTED_PROBLEMS = 200
 DC_FIELDS = ("title", "date", "creator", "language", "publisher", "source", "rights", "description", "subject", "identifier", "type")
 # Bytes of originals a batch may have on their way into a store that takes several writes at once.
 WRITE_BYTES_IN_FLIGHT = 64 << 20
-# The files a batch reads ahead of the one it works on (see BatchProcessor._read_ahead): at most so many,
-# of at most so many bytes together; a larger file is read when its turn comes.
+# The files a batch begins to read ahead of the one it works on (see BatchProcessor._read_ahead): at most
+# so many, of at most so many bytes together; a larger file is read when its turn comes.
 READ_AHEAD_FILES = 8
 READ_AHEAD_BYTES = 32 << 20
 STAGES = ("read_hash", "identify", "store_originals", "extract", "normalise", "validate", "write_parts")
@@ -206,7 +206,7 @@ class BatchProcessor:
                 self.process_file(ref, pending)
             self._settle_writes()
         finally:
-            reads.close()  # (on a failure too: no read outlives its batch)
+            reads.close()  # (on a failure too: no file stays open)
             self._stop_writer()  # (and no write)
         self._claim_documents()
         self.write_parts()
@@ -229,31 +229,41 @@ class BatchProcessor:
             doc_id: ("duplicate-in-run", f"same bytes as {path} in this run") for doc_id, (_, path) in earlier.items()})
         self.summary.earlier_documents = {doc_id: index for doc_id, (index, _) in earlier.items()}
 
-    def _read_ahead(self, refs: Iterable[FileRef]) -> Iterator[tuple[FileRef, Future | None]]:
-        """Each ref with the read of its bytes, begun in a thread while the files before it are worked on
-        (None: read it when its turn comes). A read waits on the disk or the network without the GIL, so
-        the wait of one file overlaps the work on another instead of adding to it."""
-        reader = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
-        pending: deque[tuple[FileRef, Future | None, int]] = deque()
+    def _read_ahead(self, refs: Iterable[FileRef]) -> Iterator[tuple[FileRef, Prefetch | None]]:
+        """Each ref with its file's read begun ahead of its turn (Source.prefetch; None: read it in turn),
+        READ_AHEAD_FILES ahead at most: the disk reads the next files while this thread works on one."""
+        pending: deque[tuple[FileRef, Prefetch | None, int]] = deque()
         in_flight = 0
+        current = None
         try:
             for ref in refs:
                 size = ref.size or 0
                 ahead = (not ref.skip_reason and ref.size is not None and size <= self.options.max_file_bytes
                          and size <= READ_AHEAD_BYTES)
                 while pending and (len(pending) >= READ_AHEAD_FILES or (ahead and in_flight + size > READ_AHEAD_BYTES)):
-                    first, future, n = pending.popleft()
+                    first, current, n = pending.popleft()
                     in_flight -= n
-                    yield first, future
-                pending.append((ref, reader.submit(self.source.read, ref) if ahead else None, size if ahead else 0))
-                in_flight += size if ahead else 0
+                    yield first, current
+                    if current is not None:
+                        current.close()  # (read by now, or not to be)
+                    current = None
+                handle = self.source.prefetch(ref) if ahead else None
+                pending.append((ref, handle, size if handle is not None else 0))
+                in_flight += size if handle is not None else 0
             while pending:
-                first, future, _ = pending.popleft()
-                yield first, future
-        finally:
-            reader.shutdown(wait=True, cancel_futures=True)
+                first, current, _ = pending.popleft()
+                yield first, current
+                if current is not None:
+                    current.close()
+                current = None
+        finally:  # a batch that fails or stops keeps no file open
+            if current is not None:
+                current.close()
+            for _, handle, _ in pending:
+                if handle is not None:
+                    handle.close()
 
-    def process_file(self, ref: FileRef, pending: Future | None = None) -> None:
+    def process_file(self, ref: FileRef, pending: Prefetch | None = None) -> None:
         """One file, its bytes from pending (a read begun earlier) or read now."""
         if ref.skip_reason:
             self._skip(ref, ref.skip_reason, ref.skip_detail or ref.skip_reason)

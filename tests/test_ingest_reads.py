@@ -1,59 +1,56 @@
-"""A batch reads the next files while it works on one: overlapped, bounded, in order, stopped with the batch."""
+"""A batch begins to read the next files while it works on one: ahead, bounded, in order, let go with the batch."""
 
 import hashlib
-import threading
+import os
 
 import pytest
 
-from archive import ingest
+from archive import ingest, source as source_module
 from archive.errors import StoreError
 from archive.ingest import process_batch
 from archive.provenance import RunContext, new_run_id
 from archive.source import LocalSource
 from archive.store import LocalStore, object_key
 
-WAIT = 30  # seconds: a bound on waits for an event that the code under test must cause, never reached when it does
-
 
 class WatchedSource(LocalSource):
-    """A real directory source that notes which thread read which file, in what order, and how far the reads
-    ran ahead of the batch's work (started minus worked on)."""
+    """A real directory source that notes, in order, which files were begun ahead (prefetch) and read."""
 
     def __init__(self, root):
         super().__init__(root)
-        self._watch = threading.Lock()
-        self.reads: list[tuple[str, str]] = []  # (path, thread name)
-        self.started: dict[str, threading.Event] = {}
-        self.worked_on = 0
-        self.most_ahead = 0
+        self.log: list[tuple[str, str]] = []  # ("prefetch" | "read", path)
+        self.handles = []
 
-    def event(self, path: str) -> threading.Event:
-        with self._watch:
-            return self.started.setdefault(path, threading.Event())
+    def prefetch(self, ref):
+        self.log.append(("prefetch", ref.path))
+        handle = super().prefetch(ref)
+        self.handles.append(handle)
+        watched = self
+
+        class Watched:
+            def result(self):
+                watched.log.append(("read", ref.path))
+                return handle.result()
+
+            def close(self):
+                handle.close()
+
+        return Watched()
 
     def read(self, ref):
-        with self._watch:
-            self.reads.append((ref.path, threading.current_thread().name))
-            self.most_ahead = max(self.most_ahead, len(self.reads) - self.worked_on)
-        self.event(ref.path).set()
+        self.log.append(("read", ref.path))
         return super().read(ref)
 
+    def ahead_of(self, path: str) -> list[str]:
+        """The other files begun, and not yet read, when path was read."""
+        before = self.log[:self.log.index(("read", path))]
+        return [p for kind, p in before if kind == "prefetch" and p != path and ("read", p) not in before]
 
-class WatchedStore(LocalStore):
-    """Counts the originals the batch has worked on; may wait, while storing one, for a read to have begun."""
 
-    def __init__(self, root, source: WatchedSource, wait_for: dict[str, str] | None = None):
+class NamedStore(LocalStore):
+    def __init__(self, root, source_dir):
         super().__init__(root)
-        self.source, self.wait_for, self.waited = source, wait_for or {}, {}
-        self.names = {}
-
-    def put_bytes(self, key, data, *, sha256=None):
-        path = self.names.get(key)
-        if path in self.wait_for:
-            self.waited[path] = self.source.event(self.wait_for[path]).wait(WAIT)
-        with self.source._watch:
-            self.source.worked_on += 1
-        return super().put_bytes(key, data, sha256=sha256)
+        self.names = {object_key(hashlib.sha256(p.read_bytes()).hexdigest()): p.name for p in source_dir.iterdir()}
 
 
 @pytest.fixture
@@ -67,64 +64,75 @@ def source_dir(tmp_path, seeds_dir):
     return folder
 
 
-def _batch(tmp_path, source, store):
+def _batch(source, store):
     refs = sorted(source.iter_files(), key=lambda ref: ref.path)
-    for ref in refs:
-        data = (source.root / ref.path).read_bytes()
-        store.names[object_key(hashlib.sha256(data).hexdigest())] = ref.path
     return refs, process_batch(store, source, RunContext(new_run_id(), "reads", source.url), 0, refs)
 
 
-def test_the_next_file_is_read_while_the_batch_works_on_this_one(tmp_path, source_dir):
-    """Storing the first note waits for the second note's read to have begun: without a read ahead it begins
-    only after the first is done, and the wait would run out."""
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_the_next_files_are_begun_while_the_batch_works_on_this_one(tmp_path, source_dir, monkeypatch):
+    hints = []
+    real_fadvise = os.posix_fadvise
+    monkeypatch.setattr(source_module.os, "posix_fadvise",
+                        lambda fd, offset, length, advice: (hints.append(advice), real_fadvise(fd, offset, length, advice)))
     source = WatchedSource(source_dir)
-    store = WatchedStore(tmp_path / "dest", source, wait_for={"note-00.txt": "note-01.txt"})
-    refs, summary = _batch(tmp_path, source, store)
-    assert store.waited == {"note-00.txt": True}
-    assert [path for path, _ in source.reads] == [ref.path for ref in refs]  # each file once, in the batch's order
-    assert {thread for _, thread in source.reads} == {"read-ahead_0"}
+    refs, summary = _batch(source, NamedStore(tmp_path / "dest", source_dir))
+    paths = [ref.path for ref in refs]
+    assert [p for kind, p in source.log if kind == "read"] == paths  # each file read once, in the batch's order
+    assert sorted(p for kind, p in source.log if kind == "prefetch") == sorted(paths)  # every one begun ahead
+    assert ingest.READ_AHEAD_FILES - 1 >= 1
+    assert source.ahead_of("note-00.txt") == paths[paths.index("note-00.txt") + 1:][:ingest.READ_AHEAD_FILES - 1]
+    assert hints and set(hints) == {os.POSIX_FADV_WILLNEED}  # the kernel was asked for the pages
     assert summary.counts == {"document": len(refs)}
     for ref in refs:  # and each document's original is the bytes of its own file
         data = (source_dir / ref.path).read_bytes()
         assert (tmp_path / "dest" / object_key(hashlib.sha256(data).hexdigest())).read_bytes() == data
+    assert all(handle._stream.closed for handle in source.handles)
 
 
-def test_reads_run_at_most_so_many_files_ahead(tmp_path, source_dir, monkeypatch):
+def test_reads_are_begun_at_most_so_many_files_ahead(tmp_path, source_dir, monkeypatch):
     monkeypatch.setattr(ingest, "READ_AHEAD_FILES", 3)
     source = WatchedSource(source_dir)
-    store = WatchedStore(tmp_path / "dest", source)
-    refs, summary = _batch(tmp_path, source, store)
+    refs, summary = _batch(source, NamedStore(tmp_path / "dest", source_dir))
     assert summary.counts == {"document": len(refs)}
-    # The file being worked on and the three after it; more would be a read ahead without bound.
-    assert source.most_ahead <= 4
+    assert max(len(source.ahead_of(ref.path)) for ref in refs) == 2  # the file being worked on and 2 after it
 
 
 def test_a_file_larger_than_the_read_ahead_bound_is_read_when_its_turn_comes(tmp_path, source_dir, monkeypatch):
     monkeypatch.setattr(ingest, "READ_AHEAD_BYTES", 4096)
     (source_dir / "note-07.txt").write_text("A long note of the harbour committee. " * 200)  # 7,600 bytes
     source = WatchedSource(source_dir)
-    store = WatchedStore(tmp_path / "dest", source)
-    refs, summary = _batch(tmp_path, source, store)
-    threads = dict(source.reads)
-    assert threads["note-07.txt"] == "MainThread"
-    assert threads["note-06.txt"] == threads["note-08.txt"] == "read-ahead_0"
+    refs, summary = _batch(source, NamedStore(tmp_path / "dest", source_dir))
+    begun = {p for kind, p in source.log if kind == "prefetch"}
+    assert "note-07.txt" not in begun and {"note-06.txt", "note-08.txt"} <= begun
+    assert [p for kind, p in source.log if kind == "read"] == [ref.path for ref in refs]
     assert summary.counts == {"document": len(refs)}
 
 
-def test_a_failing_batch_stops_its_reads(tmp_path, source_dir, monkeypatch):
-    monkeypatch.setattr(ingest, "READ_AHEAD_FILES", 2)
+def test_a_file_that_cannot_be_opened_ahead_is_skipped_in_its_turn_with_the_reason(tmp_path, source_dir):
     source = WatchedSource(source_dir)
+    refs = sorted(source.iter_files(), key=lambda ref: ref.path)
+    (source_dir / "note-05.txt").unlink()  # gone between the walk and the read
+    summary = process_batch(NamedStore(tmp_path / "dest", source_dir), source, RunContext(new_run_id(), "reads", source.url), 0, refs)
+    assert summary.counts == {"document": len(refs) - 1, "skipped": 1}
+    assert [(p.path, p.reason) for p in summary.problems] == [("note-05.txt", "unreadable")]
+    assert "No such file" in summary.problems[0].detail
 
-    class FailingStore(WatchedStore):
+
+def test_a_failing_batch_lets_go_of_the_files_begun_ahead(tmp_path, source_dir):
+    class FailingStore(NamedStore):
         def put_bytes(self, key, data, *, sha256=None):
             if self.names.get(key) == "note-03.txt":
                 raise StoreError(key, "the disk said no")
             return super().put_bytes(key, data, sha256=sha256)
 
-    store = FailingStore(tmp_path / "dest", source)
+    source = WatchedSource(source_dir)
+    before = _open_descriptors()
     with pytest.raises(StoreError, match="the disk said no"):
-        _batch(tmp_path, source, store)
-    read = [path for path, _ in source.reads]
-    assert "note-03.txt" in read and len(read) < len(list(source.iter_files()))  # not the rest of the batch
-    assert not [t for t in threading.enumerate() if t.name.startswith("read-ahead")]  # and no reader left behind
+        _batch(source, FailingStore(tmp_path / "dest", source_dir))
+    assert ("prefetch", "note-05.txt") in source.log and ("read", "note-05.txt") not in source.log
+    assert all(handle._stream.closed for handle in source.handles)
+    assert _open_descriptors() <= before

@@ -186,7 +186,7 @@ class LocalStore(Store):
             raise ObjectExistsError(key)
         self._make_directory(target.parent)
         if self._unnamed is None:
-            self._unnamed = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+            self._unnamed = unnamed_files_possible()
         if self._unnamed:
             fd = self._unnamed_file(key, target.parent)
             if fd is not None:
@@ -196,20 +196,13 @@ class LocalStore(Store):
 
     def _unnamed_file(self, key: str, directory: Path) -> int | None:
         """A file without a name in directory, or None (and from now on) where there are none."""
-        for attempt in range(2):
-            try:
-                return os.open(directory, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600)
-            except FileNotFoundError as exc:  # the directory went (removed by hand?) since it was made: again
-                self._directories.discard(directory)
-                self._make_directory(directory)
-                if attempt == 1:
-                    raise StoreError(key, exc.strerror or str(exc)) from exc
-            except OSError as exc:
-                if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-                    self._unnamed = False  # (EISDIR: a kernel that reads O_TMPFILE as O_DIRECTORY)
-                    return None
-                raise StoreError(key, exc.strerror or str(exc)) from exc
-        raise AssertionError("unreachable")
+        try:
+            return self._in_directory(directory, lambda: os.open(directory, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600))
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                self._unnamed = False  # (EISDIR: a kernel that reads O_TMPFILE as O_DIRECTORY)
+                return None
+            raise StoreError(key, exc.strerror or str(exc)) from exc
 
     def _named_temporary(self, key: str) -> tuple[int, str]:
         """A new file in .tmp, named put-<pid>-<token>-<count>: unique to this store object and process."""
@@ -260,14 +253,18 @@ class LocalStore(Store):
         else:
             source, flags = tmp_name, {}
         try:
-            try:
-                os.link(source, target, **flags)
-            except FileNotFoundError:  # the directory went (removed by hand?) since it was made: again
-                self._directories.discard(target.parent)
-                self._make_directory(target.parent)
-                os.link(source, target, **flags)
+            self._in_directory(target.parent, lambda: os.link(source, target, **flags))
         except FileExistsError:
             raise ObjectExistsError(key) from None
+
+    def _in_directory(self, directory: Path, call):
+        """call(), and once more if directory went (removed by hand?) since it was made: made again first."""
+        try:
+            return call()
+        except FileNotFoundError:
+            self._directories.discard(directory)
+            self._make_directory(directory)
+            return call()
 
     def _make_directory(self, directory: Path) -> None:
         """mkdir -p, once per directory and store object: two objects in three share their parent already,
@@ -387,6 +384,11 @@ def _syncfs(path: Path) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+def unnamed_files_possible() -> bool:
+    """Whether this system has O_TMPFILE and a /proc to link such files in by (the file system may still refuse)."""
+    return hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 
 
 _root_fd_cache: list[int] = []

@@ -20,7 +20,7 @@ import pytest
 
 from archive.errors import ConfigurationError, ObjectExistsError, ObjectNotFoundError, SourceError, StoreError
 from archive.s3 import MiB, S3Store, iter_s3_source
-from archive.store import LocalStore, object_key, validate_key
+from archive.store import LocalStore, object_key, unnamed_files_possible, validate_key
 
 DATA = b"The original bitstream, byte for byte.\r\n\x00\xff"
 
@@ -507,7 +507,7 @@ def test_an_s3_prefix_is_an_ingest_source(s3_server):
 def _local_store(path, unnamed: bool) -> LocalStore:
     """A LocalStore that makes its new files without a name (O_TMPFILE) or, as where there is none, in .tmp."""
     store = LocalStore(path)
-    if unnamed and not (hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")):
+    if unnamed and not unnamed_files_possible():
         pytest.skip("no O_TMPFILE or /proc here")
     store._unnamed = unnamed
     return store

@@ -232,33 +232,20 @@ class BatchProcessor:
     def _read_ahead(self, refs: Iterable[FileRef]) -> Iterator[tuple[FileRef, Prefetch | None]]:
         """Each ref with its file's read begun ahead of its turn (Source.prefetch; None: read it in turn),
         READ_AHEAD_FILES ahead at most: the disk reads the next files while this thread works on one."""
-        pending: deque[tuple[FileRef, Prefetch | None, int]] = deque()
-        in_flight = 0
-        current = None
+        pending: deque[tuple[FileRef, Prefetch | None, int]] = deque()  # (ref, its read, the bytes it asked for)
         try:
             for ref in refs:
                 size = ref.size or 0
                 ahead = (not ref.skip_reason and ref.size is not None and size <= self.options.max_file_bytes
                          and size <= READ_AHEAD_BYTES)
-                while pending and (len(pending) >= READ_AHEAD_FILES or (ahead and in_flight + size > READ_AHEAD_BYTES)):
-                    first, current, n = pending.popleft()
-                    in_flight -= n
-                    yield first, current
-                    if current is not None:
-                        current.close()  # (read by now, or not to be)
-                    current = None
+                while pending and (len(pending) >= READ_AHEAD_FILES
+                                   or (ahead and sum(n for *_, n in pending) + size > READ_AHEAD_BYTES)):
+                    yield from _hand_over(pending)
                 handle = self.source.prefetch(ref) if ahead else None
                 pending.append((ref, handle, size if handle is not None else 0))
-                in_flight += size if handle is not None else 0
             while pending:
-                first, current, _ = pending.popleft()
-                yield first, current
-                if current is not None:
-                    current.close()
-                current = None
+                yield from _hand_over(pending)
         finally:  # a batch that fails or stops keeps no file open
-            if current is not None:
-                current.close()
             for _, handle, _ in pending:
                 if handle is not None:
                     handle.close()
@@ -551,6 +538,16 @@ class BatchProcessor:
                     key = self.documents_key if dataset == "documents" else part_key(dataset, run_id, self.index, self.attempt)
                     self.summary.parts.append(write_part(self.store, dataset, key, rows))
             self.store.flush()  # originals and parts durable before the batch reports them
+
+
+def _hand_over(pending: deque) -> Iterator[tuple[FileRef, Prefetch | None]]:
+    """The oldest of pending, its file closed once it has been worked on (or the work stopped)."""
+    ref, handle, _ = pending.popleft()
+    try:
+        yield ref, handle
+    finally:
+        if handle is not None:
+            handle.close()
 
 
 def _schema(kind: str) -> str:

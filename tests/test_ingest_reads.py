@@ -54,14 +54,10 @@ class NamedStore(LocalStore):
 
 
 @pytest.fixture
-def source_dir(tmp_path, seeds_dir):
-    folder = tmp_path / "source"
-    folder.mkdir()
-    for path in sorted(seeds_dir.iterdir()):
-        (folder / path.name).write_bytes(path.read_bytes())
+def source_dir(seed_copy):
     for i in range(20):
-        (folder / f"note-{i:02d}.txt").write_text(f"Note {i} of the harbour committee: the minutes were read again.\n" * 20)
-    return folder
+        (seed_copy / f"note-{i:02d}.txt").write_text(f"Note {i} of the harbour committee: the minutes were read again.\n" * 20)
+    return seed_copy
 
 
 def _batch(source, store):

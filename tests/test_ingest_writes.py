@@ -34,15 +34,11 @@ class WatchedStore(LocalStore):
 
 
 @pytest.fixture
-def source_dir(tmp_path, seeds_dir):
-    folder = tmp_path / "source"
-    folder.mkdir()
-    for path in sorted(seeds_dir.iterdir()):
-        (folder / path.name).write_bytes(path.read_bytes())
+def source_dir(seed_copy):
     for i in range(6):  # 3 MiB text files, each different
-        (folder / f"big-{i}.txt").write_bytes((f"volume {i}: " + "the harbour committee met again. " * 100_000).encode()[:3 << 20])
-    (folder / "copy-of-big-0.txt").write_bytes((folder / "big-0.txt").read_bytes())
-    return folder
+        (seed_copy / f"big-{i}.txt").write_bytes((f"volume {i}: " + "the harbour committee met again. " * 100_000).encode()[:3 << 20])
+    (seed_copy / "copy-of-big-0.txt").write_bytes((seed_copy / "big-0.txt").read_bytes())
+    return seed_copy
 
 
 def test_bytes_on_their_way_stay_under_the_bound_and_every_original_is_stored_and_recorded(tmp_path, source_dir,

@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 from . import provenance as ev
 from .claims import DocumentClaims
 from .errors import ObjectExistsError, SourceError, StoreError
-from .extract import ExtractionError, extract
+from .extract import ExtractionError, Extracted, extract
 from .fixity import TOOL as DIGEST_TOOL, digest_file, open_for_reading, sha256_hex
 from .identify import EMPTY, Format, identify
-from .normalise import describe_text, language_tool_version, normalise_text
+from .normalise import Description, describe_texts, language_tool_version, normalise_text
 from .provenance import RunContext
 from .publish import PartInfo, new_attempt, part_key, write_part, write_table_part
 from .records import to_table, utc_now
@@ -41,6 +41,8 @@ WRITE_BYTES_IN_FLIGHT = 64 << 20
 # so many, of at most so many bytes together; a larger file is read when its turn comes.
 READ_AHEAD_FILES = 8
 READ_AHEAD_BYTES = 32 << 20
+# Normalised documents a batch describes together (normalise.describe_texts): their texts wait in memory.
+DESCRIBE_TOGETHER = 64
 STAGES = ("read_hash", "identify", "store_originals", "extract", "normalise", "validate", "write_parts")
 
 
@@ -150,6 +152,8 @@ class BatchProcessor:
         # Originals on their way into the store (see _store_original), oldest first.
         self._writes: dict[str, tuple[FileRef, str, int, dict, Future]] = {}
         self._writer: ThreadPoolExecutor | None = None
+        # Documents normalised and waiting to be described together (see _describe_waiting), oldest first.
+        self._undescribed: list[tuple[FileRef, str, Format, int, Extracted, str]] = []
         self.documents_key = part_key("documents", run.run_id, index, self.attempt)
 
     def _time(self, stage: str) -> StageTimer:
@@ -204,6 +208,7 @@ class BatchProcessor:
         try:
             for ref, pending in reads:
                 self.process_file(ref, pending)
+            self._describe_waiting()
             self._settle_writes()
         finally:
             reads.close()  # (on a failure too: no file stays open)
@@ -451,15 +456,31 @@ class BatchProcessor:
                 self._quarantine(ref, sha256, size, fmt, "no-text",
                                  f"decoded as {extracted.encoding or extracted.extractor} but only whitespace or invisible characters remain")
                 return
-            description = describe_text(text)
         tool = f"{extracted.extractor} {extracted.extractor_version}"
         notes = "; ".join(extracted.notes)
         self.events.append(self.run.event(
             ev.NORMALIZATION, ev.SUCCESS,
             f"text extracted{' as ' + extracted.encoding if extracted.encoding else ''}"
             f"{' (' + notes + ')' if notes else ''}; normalised (line endings, NFC, spacing, line-break hyphens): "
-            f"{description.char_count} characters",
+            f"{len(text)} characters",
             sha256=sha256, path=ref.path, tool=tool))
+        self._undescribed.append((ref, sha256, fmt, size, extracted, text))
+        if len(self._undescribed) >= DESCRIBE_TOGETHER:
+            self._describe_waiting()
+
+    def _describe_waiting(self) -> None:
+        """Describe the documents normalised since the last call together (normalise.describe_texts: their
+        languages are told three times as fast in one go), then make their records."""
+        waiting, self._undescribed = self._undescribed, []
+        if not waiting:
+            return
+        with self._time("normalise"):
+            descriptions = describe_texts([text for *_, text in waiting])
+        for (ref, sha256, fmt, size, extracted, text), description in zip(waiting, descriptions):
+            self._publish_document(ref, sha256, fmt, size, extracted, text, description)
+
+    def _publish_document(self, ref: FileRef, sha256: str, fmt: Format, size: int, extracted: Extracted, text: str,
+                          description: Description) -> None:
         values = {name: None for name in DC_FIELDS}
         values.update(title=description.title, date=description.date, language=description.language)
         origin = {name: "text" for name, v in values.items() if v is not None}

@@ -147,7 +147,9 @@ class Prefetch:
         try:
             self._stream = open_for_reading(path, buffering=0)
         except OSError as exc:
-            self._error = exc  # said when the file's turn comes, as a read then would
+            # Said when the file's turn comes, as a read then would; without the traceback, which holds the
+            # frames of the batch that began the read (see result()).
+            self._error = exc.with_traceback(None)
             return
         try:
             os.posix_fadvise(self._stream.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
@@ -156,7 +158,11 @@ class Prefetch:
 
     def result(self) -> bytes:
         if self._error is not None:
-            raise self._error
+            error, self._error = self._error, None
+            try:
+                raise error
+            finally:
+                error = None  # (an exception in a local of the frame it is raised from: a reference cycle)
         with self._stream as stream:
             return stream.readall()
 

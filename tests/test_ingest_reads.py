@@ -132,3 +132,29 @@ def test_a_failing_batch_lets_go_of_the_files_begun_ahead(tmp_path, source_dir):
     assert ("prefetch", "note-05.txt") in source.log and ("read", "note-05.txt") not in source.log
     assert all(handle._stream.closed for handle in source.handles)
     assert _open_descriptors() <= before
+
+
+def test_a_batch_is_freed_when_it_returns_not_left_to_the_cycle_collector(tmp_path, source_dir, monkeypatch):
+    # An exception kept in a local of the frame that caught it (a file that is not UTF-8, a file gone before
+    # its read) once held that frame and its callers' frames, the batch's documents with them, in a reference
+    # cycle: tens of megabytes a batch that lived until Python's cycle collector came by.
+    import gc
+    import weakref
+
+    (source_dir / "cp1252.txt").write_bytes("The committee\u2019s caf\u00e9 minutes, read again.\n".encode("cp1252") * 20)
+    (source_dir / "binary.txt").write_bytes(bytes(range(128, 256)) * 40)  # decodes as nothing: quarantined
+    source = LocalSource(source_dir)
+    refs = sorted(source.iter_files(), key=lambda ref: ref.path)
+    (source_dir / "note-05.txt").unlink()  # gone between the walk and the read: the read ahead keeps the error
+    made = []
+    real_init = ingest.BatchProcessor.__init__
+    monkeypatch.setattr(ingest.BatchProcessor, "__init__",
+                        lambda self, *a, **k: (made.append(weakref.ref(self)), real_init(self, *a, **k))[1])
+    gc.collect()
+    gc.disable()
+    try:
+        summary = process_batch(LocalStore(tmp_path / "dest"), source, RunContext(new_run_id(), "reads", source.url), 0, refs)
+        assert summary.counts["skipped"] == 1 and summary.counts["document"] >= len(refs) - 3
+        assert made and made[0]() is None  # freed by reference counting alone
+    finally:
+        gc.enable()

@@ -52,12 +52,14 @@ def decode_text(data: bytes) -> tuple[str, str, list[str]]:
     try:
         return data.decode("utf-8"), "utf-8", notes
     except UnicodeDecodeError as exc:
-        utf8_error = exc
+        # (the position, not the exception: kept in this frame, the exception would hold the frame and, through its
+        # callers' frames, the whole batch in a reference cycle until Python's cycle collector came by)
+        utf8_error_at = exc.start
     best = charset_normalizer.from_bytes(data).best()
     if best is None:
         raise ExtractionError(
             "no-text",
-            f"not decodable as text: invalid UTF-8 at byte {utf8_error.start} and no other encoding fits",
+            f"not decodable as text: invalid UTF-8 at byte {utf8_error_at} and no other encoding fits",
         )
     encoding = best.encoding
     if encoding != "cp1252":

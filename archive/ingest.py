@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import shutil
@@ -41,8 +42,10 @@ WRITE_BYTES_IN_FLIGHT = 64 << 20
 # so many, of at most so many bytes together; a larger file is read when its turn comes.
 READ_AHEAD_FILES = 8
 READ_AHEAD_BYTES = 32 << 20
-# Normalised documents a batch describes together (normalise.describe_texts): their texts wait in memory.
-DESCRIBE_TOGETHER = 64
+# A batch turns its files into documents (extract, normalise, describe) so many at a time, of so many bytes
+# at most (a larger file goes alone): their bytes wait in memory (see BatchProcessor._make_documents).
+DOCUMENTS_TOGETHER = 64
+DOCUMENTS_TOGETHER_BYTES = 16 << 20
 STAGES = ("read_hash", "identify", "store_originals", "extract", "normalise", "validate", "write_parts")
 
 
@@ -152,8 +155,8 @@ class BatchProcessor:
         # Originals on their way into the store (see _store_original), oldest first.
         self._writes: dict[str, tuple[FileRef, str, int, dict, Future]] = {}
         self._writer: ThreadPoolExecutor | None = None
-        # Documents normalised and waiting to be described together (see _describe_waiting), oldest first.
-        self._undescribed: list[tuple[FileRef, str, Format, int, Extracted, str]] = []
+        # Files kept and waiting to be made documents together (see _make_documents), oldest first.
+        self._waiting: list[tuple[FileRef, str, Format, bytes]] = []
         self.documents_key = part_key("documents", run.run_id, index, self.attempt)
 
     def _time(self, stage: str) -> StageTimer:
@@ -208,7 +211,7 @@ class BatchProcessor:
         try:
             for ref, pending in reads:
                 self.process_file(ref, pending)
-            self._describe_waiting()
+            self._make_documents()
             self._settle_writes()
         finally:
             reads.close()  # (on a failure too: no file stays open)
@@ -286,7 +289,14 @@ class BatchProcessor:
             return
         if self._is_duplicate(ref, sha256, fmt, len(data)):
             return
-        self._make_document(ref, sha256, fmt, data)
+        if fmt is EMPTY:
+            self._quarantine(ref, sha256, len(data), fmt, "empty", "the file has no bytes")
+            return
+        if self._waiting and sum(len(d) for *_, d in self._waiting) + len(data) > DOCUMENTS_TOGETHER_BYTES:
+            self._make_documents()
+        self._waiting.append((ref, sha256, fmt, data))
+        if len(self._waiting) >= DOCUMENTS_TOGETHER:
+            self._make_documents()
 
     def _store_original(self, ref: FileRef, sha256: str, *, data: bytes | None = None, path: str | None = None) -> bool:
         """Keep the original under its checksum, once. False if the store refused it.
@@ -433,29 +443,53 @@ class BatchProcessor:
         self._file_row(ref, "duplicate", sha256=sha256, fmt=fmt, reason=reason, detail=detail, doc_id=sha256, size=size)
         return True
 
-    def _make_document(self, ref: FileRef, sha256: str, fmt: Format, data: bytes) -> None:
-        size = len(data)
-        if fmt is EMPTY:
-            self._quarantine(ref, sha256, size, fmt, "empty", "the file has no bytes")
+    def _make_documents(self) -> None:
+        """The documents of the files waiting: extracted and normalised one by one, then described together.
+
+        Text code on one file after another, instead of between the reads,
+        hashes, writes and Parquet of each file, runs with its tables and
+        numpy's code in the processor's caches. In the library loop over
+        10,000 files (4 alternating pairs each): language identification
+        0.28 -> 0.19 ms a text when the descriptions were made together (user
+        time A/B 0.92), and extraction and normalisation together as well took
+        user time A/B 0.90 again.
+        """
+        waiting, self._waiting = self._waiting, []
+        made = []
+        while waiting:
+            ref, sha256, fmt, data = waiting.pop(0)
+            text = self._text(ref, sha256, fmt, data)
+            if text:
+                made.append((ref, sha256, fmt, len(data), *text))
+            del data  # (nor the raw text: each file's bytes go once its text is made)
+        if not made:
             return
+        with self._time("normalise"):
+            descriptions = describe_texts([text for *_, text in made])
+        for (ref, sha256, fmt, size, extracted, text), description in zip(made, descriptions):
+            self._publish_document(ref, sha256, fmt, size, extracted, text, description)
+
+    def _text(self, ref: FileRef, sha256: str, fmt: Format, data: bytes) -> tuple[Extracted, str] | None:
+        """The file's text, extracted and normalised, or None (quarantined: no text to be had)."""
+        size = len(data)
         with self._time("extract"):
             try:
                 extracted = extract(data, fmt)
             except ExtractionError as exc:
                 self._quarantine(ref, sha256, size, fmt, exc.reason, exc.detail)
-                return
+                return None
             except (StoreError, KeyboardInterrupt):
                 raise
             except Exception as exc:  # noqa: BLE001 - third-party parsers fail in any way on hostile bytes
                 self._quarantine(ref, sha256, size, fmt, "corrupt",
                                  f"the {fmt.media_type} extractor failed: {type(exc).__name__}: {exc}")
-                return
+                return None
         with self._time("normalise"):
             text = normalise_text(extracted.text)
             if not text:
                 self._quarantine(ref, sha256, size, fmt, "no-text",
                                  f"decoded as {extracted.encoding or extracted.extractor} but only whitespace or invisible characters remain")
-                return
+                return None
         tool = f"{extracted.extractor} {extracted.extractor_version}"
         notes = "; ".join(extracted.notes)
         self.events.append(self.run.event(
@@ -464,20 +498,7 @@ class BatchProcessor:
             f"{' (' + notes + ')' if notes else ''}; normalised (line endings, NFC, spacing, line-break hyphens): "
             f"{len(text)} characters",
             sha256=sha256, path=ref.path, tool=tool))
-        self._undescribed.append((ref, sha256, fmt, size, extracted, text))
-        if len(self._undescribed) >= DESCRIBE_TOGETHER:
-            self._describe_waiting()
-
-    def _describe_waiting(self) -> None:
-        """Describe the documents normalised since the last call together (normalise.describe_texts: their
-        languages are told three times as fast in one go), then make their records."""
-        waiting, self._undescribed = self._undescribed, []
-        if not waiting:
-            return
-        with self._time("normalise"):
-            descriptions = describe_texts([text for *_, text in waiting])
-        for (ref, sha256, fmt, size, extracted, text), description in zip(waiting, descriptions):
-            self._publish_document(ref, sha256, fmt, size, extracted, text, description)
+        return dataclasses.replace(extracted, text=""), text
 
     def _publish_document(self, ref: FileRef, sha256: str, fmt: Format, size: int, extracted: Extracted, text: str,
                           description: Description) -> None:

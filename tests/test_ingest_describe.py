@@ -44,11 +44,11 @@ def _run(tmp_path, source_dir, name):
 
 
 def test_a_batch_described_in_groups_makes_the_records_it_makes_in_one(tmp_path, source_dir, monkeypatch):
-    monkeypatch.setattr(ingest, "DESCRIBE_TOGETHER", 10_000)
+    monkeypatch.setattr(ingest, "DOCUMENTS_TOGETHER", 10_000)
     whole, whole_tables = _run(tmp_path, source_dir, "whole")
     described = []
     real = ingest.describe_texts
-    monkeypatch.setattr(ingest, "DESCRIBE_TOGETHER", 3)
+    monkeypatch.setattr(ingest, "DOCUMENTS_TOGETHER", 3)
     monkeypatch.setattr(ingest, "describe_texts", lambda texts: (described.append(len(texts)), real(texts))[1])
     grouped, tables = _run(tmp_path, source_dir, "grouped")
 

@@ -70,3 +70,21 @@ def test_a_batch_described_in_groups_makes_the_records_it_makes_in_one(tmp_path,
         events = [e["event_type"] for e in tables["events"] if e["object_sha256"] == document["doc_id"]]
         for event_type in (ev.NORMALIZATION, ev.METADATA_EXTRACTION, ev.VALIDATION, ev.PUBLICATION):
             assert events.count(event_type) == 1, (document["source_path"], event_type)
+
+
+def test_files_wait_to_be_made_documents_up_to_a_bound_in_bytes(tmp_path, source_dir, monkeypatch):
+    monkeypatch.setattr(ingest, "DOCUMENTS_TOGETHER_BYTES", 1000)
+    groups = []
+    real = ingest.BatchProcessor._make_documents
+
+    def spy(self):
+        groups.append([len(data) for *_, data in self._waiting])
+        real(self)
+
+    monkeypatch.setattr(ingest.BatchProcessor, "_make_documents", spy)
+    summary, tables = _run(tmp_path, source_dir, "bounded")
+    waited = [g for g in groups if g]
+    assert all(sum(g) <= 1000 or len(g) == 1 for g in waited)  # a file over the bound goes alone
+    assert any(len(g) > 1 for g in waited) and any(sum(g) > 1000 for g in waited)  # (both kinds were there)
+    assert sum(map(len, waited)) == summary.counts["document"] + summary.counts["quarantine"]
+    assert len(tables["documents"]) == summary.counts["document"]

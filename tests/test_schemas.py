@@ -1,5 +1,6 @@
 """The JSON Schemas are the contract of the published data; the Arrow schemas must say the same."""
 
+import os
 import pyarrow as pa
 import pytest
 
@@ -117,3 +118,32 @@ def test_event_ids_are_random_version_4_uuids():
     fixed = ~(0xF << 76 | 0x3 << 62) & ((1 << 128) - 1)
     assert all(any(value >> i & 1 for value in bits) and not all(value >> i & 1 for value in bits)
                for i in range(128) if fixed >> i & 1)
+
+
+def test_event_ids_drawn_ahead_are_never_handed_out_twice_across_threads_or_a_fork():
+    import threading
+
+    from archive.provenance import random_uuid
+
+    random_uuid()  # (this process has random bytes drawn ahead now)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ids must not be the ones its parent still holds
+        try:
+            os.write(write_end, "\n".join(random_uuid() for _ in range(50)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as stream:
+        child = stream.read().split("\n")
+    os.waitpid(pid, 0)
+    parent = [random_uuid() for _ in range(50)]
+    by_thread: list[list[str]] = [[] for _ in range(4)]
+    threads = [threading.Thread(target=lambda ids: ids.extend(random_uuid() for _ in range(500)), args=(ids,))
+               for ids in by_thread]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = child + parent + [i for ids in by_thread for i in ids]
+    assert len(child) == 50 and len(set(every)) == len(every) == 2100

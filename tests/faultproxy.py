@@ -45,10 +45,12 @@ class Rule:
     action: str
     count: int | None = None            # how many matching requests to fault; None: all of them, for good
     fraction: float | None = None       # fault only this share of matching requests, drawn from the proxy's seed
+    alternate: bool = False             # fault a request only if its method is not the last faulted one's
     methods: frozenset[str] | None = None
     path: re.Pattern | None = None      # searched in the request target (/bucket/key?query)
     after: re.Pattern | None = None     # dormant until a request matching this has passed through
     armed: bool = True
+    last_method: str | None = None
 
     def matches(self, method: str, target: str) -> bool:
         return ((self.methods is None or method in self.methods)
@@ -110,15 +112,18 @@ class FaultProxy:
         host, port = self._listener.getsockname()
         return f"http://{host}:{port}"
 
-    def inject(self, action: str, *, count: int | None = None, fraction: float | None = None,
+    def inject(self, action: str, *, count: int | None = None, fraction: float | None = None, alternate: bool = False,
                methods=None, path: str | None = None, after: str | None = None) -> None:
         """Fault the next `count` requests (all, when None) that match methods and path, from now on
-        (or from the first request matching `after`). Replaces the current rule."""
+        (or from the first request matching `after`). Replaces the current rule.
+
+        alternate: the faults take turns between methods (a GET, then a PUT, ...), whatever order
+        concurrent requests arrive in: each method gets its share of a burst in every run."""
         if action not in ACTIONS:
             raise ValueError(f"unknown fault {action!r}: one of {', '.join(ACTIONS)}")
         if fraction is not None and not 0 < fraction <= 1:
             raise ValueError("fraction must be within (0, 1]")
-        rule = Rule(action, count, fraction, frozenset(m.upper() for m in methods) if methods else None,
+        rule = Rule(action, count, fraction, alternate, frozenset(m.upper() for m in methods) if methods else None,
                     re.compile(path) if path else None, re.compile(after) if after else None, armed=after is None)
         with self._lock:
             self._rule = rule
@@ -141,7 +146,9 @@ class FaultProxy:
                 if not rule.armed:
                     if rule.after.search(f"{method} {target}"):
                         rule.armed = True  # this request passes; the faults start with the next one
-                elif rule.matches(method, target) and (rule.fraction is None or self._random.random() < rule.fraction):
+                elif (rule.matches(method, target) and not (rule.alternate and method == rule.last_method)
+                      and (rule.fraction is None or self._random.random() < rule.fraction)):
+                    rule.last_method = method
                     action = self._take(rule)
             self.log.append((method, target, action))
             return action

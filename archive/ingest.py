@@ -456,12 +456,11 @@ class BatchProcessor:
         """
         waiting, self._waiting = self._waiting, []
         made = []
-        while waiting:
-            ref, sha256, fmt, data = waiting.pop(0)
+        for ref, sha256, fmt, data in waiting:
             text = self._text(ref, sha256, fmt, data)
             if text:
                 made.append((ref, sha256, fmt, len(data), *text))
-            del data  # (nor the raw text: each file's bytes go once its text is made)
+        del waiting  # (the files' bytes: only their texts are needed from here on)
         if not made:
             return
         with self._time("normalise"):
@@ -498,7 +497,7 @@ class BatchProcessor:
             f"{' (' + notes + ')' if notes else ''}; normalised (line endings, NFC, spacing, line-break hyphens): "
             f"{len(text)} characters",
             sha256=sha256, path=ref.path, tool=tool))
-        return dataclasses.replace(extracted, text=""), text
+        return dataclasses.replace(extracted, text=""), text  # (the raw text is not kept beside the normalised one)
 
     def _publish_document(self, ref: FileRef, sha256: str, fmt: Format, size: int, extracted: Extracted, text: str,
                           description: Description) -> None:

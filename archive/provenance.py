@@ -46,29 +46,24 @@ def who_started() -> dict:
 
 class _RandomBytes(threading.local):
     """Bytes from os.urandom drawn RANDOM_DRAW at a time, each handed out once: one system call for 256 event
-    ids instead of one for each (seven a file). One store a thread; a forked child draws its own (_forked)."""
+    ids instead of one for each (seven a file). One store a thread."""
 
     def __init__(self):
-        self.data, self.at, self.generation = b"", 0, -1
+        self.data, self.at = b"", 0
 
     def take(self, n: int) -> bytes:
-        if self.at + n > len(self.data) or self.generation != _forks[0]:
-            self.data, self.at, self.generation = os.urandom(max(RANDOM_DRAW, n)), 0, _forks[0]
+        if self.at + n > len(self.data):
+            self.data, self.at = os.urandom(max(RANDOM_DRAW, n)), 0
         self.at += n
         return self.data[self.at - n:self.at]
 
 
 RANDOM_DRAW = 4096
-_forks = [0]  # forks of this process so far, as this process counts them: bytes drawn before a fork are not used after it
 _random_bytes = _RandomBytes()
-
-
-def _forked() -> None:
-    _forks[0] += 1
-
-
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked)
+    # A forked child draws its own bytes, never its parent's: only the forking thread lives on in the child,
+    # so emptying that thread's store is enough.
+    os.register_at_fork(after_in_child=_random_bytes.__init__)
 
 
 def random_uuid() -> str:

@@ -1,6 +1,7 @@
 """The JSON Schemas are the contract of the published data; the Arrow schemas must say the same."""
 
 import os
+
 import pyarrow as pa
 import pytest
 

@@ -29,13 +29,13 @@ originals, for the same time in every step.)
 
 What the steps write (the bag, the library's store, the local store: 1.3-1.5 GB
 and 100,000 files each at 100k) is removed at the end, after the last step, not
-when the step that reads it last is done. Removing 100,000 files made the file
-creation of the step after it twice as costly in the kernel, past the os.sync
-before it (this machine's ext4, mounted with discard): with the bag removed just
-before, the ingest's store_originals stage took 39.6 s; with the bag kept, 20.9 s
-(100k, 2026-12-04). A real ingest does not follow a mass removal; the benchmark
-no longer makes one step pay for the removal of another's output. At 100k the
-working directory needs about 6 GB free besides the corpus.
+when the step that reads it last is done: a real ingest does not follow the
+removal of 100,000 files, and no step here should either (a removal's work in
+the file system can outlast the os.sync before the next step). Whether it
+mattered varied: the ingest's store_originals stage took 39.6 s right after
+the bag's removal and 20.9 s with the bag kept in two runs an hour apart, but
+27.3 and 29.5 s in a pair run back to back (BENCHMARKS.md, 2026-12-04). At 100k
+the working directory needs about 6 GB free besides the corpus.
 
 Peak RSS is the child's own high-water mark from os.wait4 (ru_maxrss, which
 also covers any grandchild it reaped); "tree" is the highest sum of RSS over

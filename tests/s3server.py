@@ -287,9 +287,20 @@ def store(request, tmp_path) -> Store:
     return S3Store.from_url(request.getfixturevalue("s3_bucket"))
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "seaweedfs"])
 def dest(request, tmp_path) -> str:
-    """A fresh, empty DEST as a user gives it: a directory, or s3://bucket/prefix on the test server."""
+    """A fresh, empty DEST as a user gives it: a directory, or s3://bucket/prefix on moto or on SeaweedFS
+    (the AWS environment pointed at SeaweedFS for the test)."""
     if request.param == "local":
         return str(tmp_path / "store")
+    if request.param == "seaweedfs":
+        return f"s3://{request.getfixturevalue('seaweedfs_env').create_bucket()}/archive"
     return request.getfixturevalue("s3_bucket")
+
+
+def server_of(request) -> S3Server:
+    """The S3 server behind the test's `store` or `dest` parameter: SeaweedFS or moto's."""
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    on_seaweedfs = "seaweedfs" in (params.get("store"), params.get("dest"))
+    return request.getfixturevalue("seaweedfs" if on_seaweedfs else "s3_server")

@@ -12,6 +12,7 @@ import pytest
 
 from archive.publish import committed_manifests
 from archive.store import LocalStore, object_key, open_store
+from tests.s3server import server_of
 
 pytestmark = pytest.mark.flow
 
@@ -45,7 +46,7 @@ class Tamperer:
 
     def __init__(self, store, request):
         self.store = store
-        self.s3 = request.getfixturevalue("s3_server") if not isinstance(store, LocalStore) else None
+        self.s3 = server_of(request) if not isinstance(store, LocalStore) else None
 
     def replace(self, key: str, data: bytes) -> None:
         if self.s3 is None:

@@ -21,6 +21,7 @@ import pytest
 from archive.errors import ConfigurationError, ObjectExistsError, ObjectNotFoundError, SourceError, StoreError
 from archive.s3 import MiB, S3Store, iter_s3_source
 from archive.store import LocalStore, object_key, unnamed_files_possible, validate_key
+from tests.s3server import server_of
 
 DATA = b"The original bitstream, byte for byte.\r\n\x00\xff"
 
@@ -58,9 +59,7 @@ def exception_texts(exc: BaseException) -> str:
 def s3_server_if_s3(request):
     """The S3 server holding the test's store when it is an S3Store, else None (and no server started)."""
     store = request.getfixturevalue("store") if "store" in request.fixturenames else None
-    if not is_s3(store):
-        return None
-    return request.getfixturevalue("seaweedfs" if request.node.callspec.params["store"] == "seaweedfs" else "s3_server")
+    return server_of(request) if is_s3(store) else None
 
 
 # -- the contract, on both stores ---------------------------------------------

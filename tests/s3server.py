@@ -47,6 +47,9 @@ class S3Server:
     moto keeps everything in memory); pause()/resume() to hang it with state kept;
     authenticating() to have every request's credentials rejected."""
 
+    name = "moto server"
+    stop_timeout = 10  # seconds from SIGTERM to SIGKILL
+
     def __init__(self, workdir: Path, port: int | None = None):
         self.host = "127.0.0.1"
         self.port = port or _free_port()
@@ -104,9 +107,6 @@ class S3Server:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"{self.name} not ready on {self.endpoint_url} after {timeout}s:\n{self._log_tail()}")
-
-    name = "moto server"
-    stop_timeout = 10  # seconds from SIGTERM to SIGKILL
 
     def _command(self) -> list[str]:
         return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]

@@ -29,14 +29,15 @@ from memory; this machine's page cache did not keep it, nor the bag or the
 originals, for the same time in every step.)
 
 What the steps write (the bag, the library's store, the local store: 1.3-1.5 GB
-and 100,000 files each at 100k; SeaweedFS's volumes, about as much) is removed at the end, after the last step, not
-when the step that reads it last is done: a real ingest does not follow the
-removal of 100,000 files, and no step here should either (a removal's work in
-the file system can outlast the os.sync before the next step). Whether it
-mattered varied: the ingest's store_originals stage took 39.6 s right after
-the bag's removal and 20.9 s with the bag kept in two runs an hour apart, but
-27.3 and 29.5 s in a pair run back to back (BENCHMARKS.md, 2026-12-04). At 100k
-the working directory needs about 8 GB free besides the corpus.
+and 100,000 files each at 100k; SeaweedFS's volumes, about as much) is removed
+at the end, after the last step, not when the step that reads it last is done:
+a real ingest does not follow the removal of 100,000 files, and no step here
+should either (a removal's work in the file system can outlast the os.sync
+before the next step). Whether it mattered varied: the ingest's store_originals
+stage took 39.6 s right after the bag's removal and 20.9 s with the bag kept in
+two runs an hour apart, but 27.3 and 29.5 s in a pair run back to back
+(BENCHMARKS.md, 2026-12-04). At 100k the working directory needs about 8 GB
+free besides the corpus.
 
 Peak RSS is the child's own high-water mark from os.wait4 (ru_maxrss, which
 also covers any grandchild it reaped); "tree" is the highest sum of RSS over
@@ -396,8 +397,6 @@ class SeaweedServer(S3Server):
     Go process), objects on the disk under datadir: a production S3 server, which checks every request's
     signature and the SHA-256 a PUT claims, as AWS does."""
 
-    name = "SeaweedFS"
-
     def __init__(self, logdir: Path, datadir: Path):
         weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
         if weed is None:
@@ -439,8 +438,6 @@ class MotoServer(S3Server):
     a fixed pool of threads, no per-request service dispatch); "stock": `python -m moto.server` as it comes
     (werkzeug's development server, a connection and a thread per request).
     """
-
-    name = "moto"
 
     def __init__(self, logdir: Path, kind: str = "keepalive"):
         self.port = _free_port()

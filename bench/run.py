@@ -407,7 +407,7 @@ class SeaweedServer(S3Server):
         ports = {f"-{role}.{kind}": _free_port() for role in ("master", "volume", "filer") for kind in ("port", "port.grpc")}
         cmd = [weed, "server", f"-dir={datadir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                *(f"{flag}={port}" for flag, port in ports.items()),
-               "-master.volumeSizeLimitMB=1024", "-volume.max=0",  # 1 GiB volumes, as many as it takes
+               "-master.volumeSizeLimitMB=1024", "-volume.max=100",  # 1 GiB volumes (not preallocated)
                "-s3", f"-s3.port={self.port}", f"-s3.port.grpc={_free_port()}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
         # Its identity comes from the AWS variables it starts with: bench / bench, nothing else of ours.
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

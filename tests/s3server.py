@@ -209,8 +209,9 @@ class SeaweedFS(S3Server):
         ports = {f"-{role}.{kind}": _free_port() for role in ("master", "volume", "filer") for kind in ("port", "port.grpc")}
         return [weed, "server", f"-dir={self.workdir / 'data'}", f"-ip={self.host}", f"-ip.bind={self.host}",
                 *(f"{flag}={port}" for flag, port in ports.items()), f"-s3.port.grpc={_free_port()}",
-                # every bucket is a collection with volumes of its own: small ones, as many as it takes
-                "-master.volumeSizeLimitMB=64", "-volume.max=0",
+                # every bucket is a collection with volumes of its own (~3): small ones, and a fixed maximum,
+                # not one worked out from the disk's free space (0: a nearly full disk would allow only a few)
+                "-master.volumeSizeLimitMB=64", "-volume.max=1000",
                 # S3 only: no Iceberg catalog or Lance namespace server (on fixed ports otherwise)
                 "-s3", f"-s3.port={self.port}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
 

@@ -302,8 +302,9 @@ class BatchProcessor:
         """Keep the original under its checksum, once. False if the store refused it.
 
         Where the store takes several writes at once (S3), the bytes go in the
-        background and the batch goes on; every write has ended, and been
-        checked, before the batch writes its parts (_settle_writes).
+        background and the batch goes on, and so does the look (HEAD) at an
+        original expected there already (a re-run's); every write and look has
+        ended, and been checked, before the batch writes its parts (_settle_writes).
         """
         key = object_key(sha256)
         if key in self._writes:  # the same bytes earlier in this batch, still on their way
@@ -315,7 +316,7 @@ class BatchProcessor:
         event = self.run.event(ev.INGESTION, ev.SUCCESS, "", sha256=sha256, path=ref.path)
         self.events.append(event)
         expected = len(data) if data is not None else os.path.getsize(path)
-        if data is not None and not probe and self.store.concurrent_writes > 1:
+        if data is not None and self.store.concurrent_writes > 1:
             if self._writer is None:
                 self._writer = ThreadPoolExecutor(self.store.concurrent_writes, thread_name_prefix="store-original")
             for pending, (*_, done) in list(self._writes.items()):
@@ -326,7 +327,7 @@ class BatchProcessor:
             while self._writes and (len(self._writes) >= 2 * self.store.concurrent_writes
                                     or self._bytes_in_flight() + expected > WRITE_BYTES_IN_FLIGHT):
                 self._settle_write(next(iter(self._writes)))  # the oldest
-            future = self._writer.submit(self._write_original, key, sha256, data, None, False)
+            future = self._writer.submit(self._write_original, key, sha256, data, None, probe)
             self._writes[key] = (ref, sha256, expected, event, future)
             return True
         self._record_original(ref, key, sha256, expected, event, self._write_original, key, sha256, data, path, probe)
@@ -617,8 +618,9 @@ def check_reused_originals(store: Store, summaries: list[BatchSummary]) -> None:
     it while this run goes on; call this under the commit lock, which gc also
     holds while deleting, so what it finds stays true until the manifest lands.
     """
-    for key in sorted({key for s in summaries for key in s.reused_originals}):
-        if not store.exists(key):
+    sizes = store.sizes(sorted({key for s in summaries for key in s.reused_originals}))
+    for key, size in sizes.items():
+        if size is None:
             raise StoreError(key, "this run found the original already stored and did not upload it, but it was "
                                   "removed before the commit (archive gc?); nothing was committed: run the ingest again")
 

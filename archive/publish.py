@@ -129,8 +129,9 @@ def commit_manifest(store: Store, manifest: dict) -> str:
     found = problems("manifest", manifest)
     if found:
         raise ManifestError(f"manifest of run {manifest.get('run_id')} is invalid: {describe_problems(found)}")
+    sizes = store.sizes([part["key"] for part in manifest["parts"]])
     for part in manifest["parts"]:
-        size = store.size(part["key"])
+        size = sizes[part["key"]]
         if size != part["bytes"]:
             raise ManifestError(f"part {part['key']} is {'missing' if size is None else f'{size} bytes'}, manifest says {part['bytes']}")
     key = manifest_key(manifest["run_id"])

@@ -11,7 +11,8 @@ import re
 import threading
 import time
 import uuid
-from typing import BinaryIO, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO, Iterable, Iterator
 from urllib.parse import urlsplit
 
 import botocore.session
@@ -170,6 +171,7 @@ class S3Store(Store):
 
     probe_before_put = False  # a HEAD costs half a PUT (moto: 2.5 against 4.1 ms)
     concurrent_writes = 4  # (botocore's pool keeps 10 connections a client)
+    concurrent_heads = 8  # sizes(): HEADs at once
 
     def __init__(
         self,
@@ -550,6 +552,13 @@ class S3Store(Store):
             raise self._error(exc, key, "HeadObject") from exc
         except BotoCoreError as exc:
             raise self._error(exc, key, "HeadObject") from exc
+
+    def sizes(self, keys: Iterable[str]) -> dict[str, int | None]:
+        keys = list(keys)
+        if len(keys) < 2:
+            return super().sizes(keys)
+        with ThreadPoolExecutor(min(self.concurrent_heads, len(keys)), thread_name_prefix="store-head") as pool:
+            return dict(zip(keys, pool.map(self.size, keys)))
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         for info in self._iter_objects(prefix):

@@ -11,7 +11,7 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from .errors import ConfigurationError, ObjectExistsError, ObjectNotFoundError, StoreError
 from .fixity import digest_stream, open_for_reading
@@ -102,6 +102,11 @@ class Store(ABC):
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
+
+    def sizes(self, keys: Iterable[str]) -> dict[str, int | None]:
+        """size() of each key, in the order given. A store whose size() waits a round trip (S3) asks
+        several at once: a commit checks every part and every reused original this way, under its lock."""
+        return {key: self.size(key) for key in keys}
 
     @abstractmethod
     def list(self, prefix: str) -> Iterator[ObjectInfo]:

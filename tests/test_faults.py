@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -134,6 +135,29 @@ def test_a_batch_sends_originals_to_s3_several_at_a_time_and_records_each(proxy,
               if e["event_type"] == "ingestion" and e["object_sha256"]]
     assert sorted(e["object_sha256"] for e in events) == sorted(d["doc_id"] for d in clean_run["documents"])
     assert all(e["detail"].startswith(f"original stored at objects/sha256/{e['object_sha256'][:2]}/") for e in events)
+
+
+def test_a_rerun_looks_for_known_originals_and_its_commit_checks_its_parts_several_at_a_time(proxy, s3_source,
+                                                                                             s3_server):
+    """On S3 each look is a round trip: a re-run's HEADs of the originals it expects, and the commit's HEADs
+    of its parts (under the commit lock), overlap. The proxy holds each such HEAD until a second one arrives."""
+    from flows.ingest import ingest
+
+    dest = f"s3://{s3_server.create_bucket()}/archive"
+    ingest(s3_source, dest=dest, workers=1, reuse=False)
+    proxy.log.clear()
+    looks = r"^HEAD .*/archive/(objects/sha256|datasets/(events|files))/"  # (a re-run publishes no documents)
+    proxy.gate(looks, want=2, timeout=2)
+    again = ingest(s3_source, dest=dest, workers=1, reuse=False)
+
+    assert again["counts"]["duplicates"] == 5
+    held = [target for method, target, _ in proxy.log if re.search(looks, f"{method} {target}")]
+    originals = sum(1 for target in held if "/objects/sha256/" in target)
+    parts = len(held) - originals
+    assert originals == 5 and parts >= 2
+    # One at a time, every one would wait out the gate alone; the odd one out of each phase does.
+    assert proxy.gate_opened == originals // 2 + parts // 2
+    assert proxy.gate_timed_out == originals % 2 + parts % 2
 
 
 RESETS = {

@@ -192,6 +192,19 @@ def test_list_pages_through_many_keys(store):
     assert all(o.size == 85 for o in listed)
 
 
+def test_sizes_answers_for_every_key_in_the_order_asked(store):
+    held = {f"datasets/files/run=r/part-{i:05d}.parquet": b"x" * (i * 100 + 1) for i in range(12)}
+    for key, data in held.items():
+        store.put_bytes(key, data)
+    asked = [*reversed(held), "datasets/files/run=r/missing.parquet", *list(held)[:3]]
+
+    sizes = store.sizes(asked)
+
+    assert list(sizes) == list(dict.fromkeys(asked))
+    assert sizes == {**{key: len(data) for key, data in held.items()}, "datasets/files/run=r/missing.parquet": None}
+    assert store.sizes([]) == {}
+
+
 def test_size_exists_and_delete(store):
     key = "datasets/quarantine/run=r/part-00000.parquet"
     assert store.size(key) is None

@@ -46,8 +46,10 @@ class Source(ABC):
             return stream.read()
 
     def prefetch(self, ref: FileRef) -> "Prefetch | None":
-        """Begin reading ref ahead of its turn, where the source can without a thread of its own (a thread
-        that reads would contend for the GIL with the one that works); None: read() it when its turn comes."""
+        """Begin reading ref ahead of its turn: a handle whose result() gives the bytes and close() lets
+        go. A local file's pages are asked of the kernel, without a thread (one that read would contend for
+        the GIL with the one that works); an S3 object's GET goes to a thread, which waits on the network,
+        not the GIL. None: read() it when its turn comes."""
         return None
 
     def local_path(self, ref: FileRef) -> str | None:

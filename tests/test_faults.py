@@ -137,6 +137,24 @@ def test_a_batch_sends_originals_to_s3_several_at_a_time_and_records_each(proxy,
     assert all(e["detail"].startswith(f"original stored at objects/sha256/{e['object_sha256'][:2]}/") for e in events)
 
 
+def test_an_s3_source_is_read_several_objects_at_a_time_and_every_object_becomes_what_a_clean_run_made(
+        proxy, clean_run, s3_source, s3_server, monkeypatch):
+    """Each GET of a source object waits a round trip: a batch asks for the next ones ahead of their turn.
+    The proxy holds each GET of a source object until a second one arrives."""
+    from flows.ingest import ingest
+
+    dest = f"s3://{s3_server.create_bucket()}/archive"
+    reads = r"^GET .*/incoming/[^?]+$"
+    proxy.gate(reads, want=2, timeout=2)
+    result = ingest(s3_source, dest=dest, workers=1, reuse=False)
+
+    held = [target for method, target, _ in proxy.log if re.search(reads, f"{method} {target}")]
+    assert len(held) == 5
+    assert proxy.gate_opened == 2 and proxy.gate_timed_out == 1  # (the odd one out waits alone)
+    _direct(monkeypatch, s3_server)
+    _committed_run(dest, clean_run, result)
+
+
 def test_a_rerun_looks_for_known_originals_and_its_commit_checks_its_parts_several_at_a_time(proxy, s3_source,
                                                                                              s3_server):
     """On S3 each look is a round trip: a re-run's HEADs of the originals it expects, and the commit's HEADs
@@ -160,14 +178,18 @@ def test_a_rerun_looks_for_known_originals_and_its_commit_checks_its_parts_sever
     assert proxy.gate_timed_out == originals % 2 + parts % 2
 
 
+# The faults of the next tests start once the batch has read its first source object (the next reads
+# are already on their way: S3Source.prefetch), or once it has stored its first original.
+FIRST_READ = r"^GET .*/incoming/"
 RESETS = {
     # The requests never reach the server: botocore retries, then the Prefect task reruns the batch. The
-    # burst meets the source's reads and, as originals go up while the batch reads on, the store's writes.
-    "requests-reset": (dict(action="reset"), {"GET", "PUT", "HEAD"}),
+    # burst meets the source's reads (the ones read ahead) and the store's writes that follow them.
+    "requests-reset": (dict(action="reset", after=FIRST_READ), {"GET", "PUT", "HEAD"}),
     # The server sends the source's objects, cut half-way: botocore retries no body, the store reads it again.
-    "downloads-cut-mid-body": (dict(action="reset-response", methods=("GET",)), {"GET"}),
+    "downloads-cut-mid-body": (dict(action="reset-response", methods=("GET",), path="/incoming/", after=FIRST_READ),
+                               {"GET"}),
     # The writes land, their answers are lost; every retry meets the object as taken (412), answer lost too.
-    "write-answers-lost": (dict(action="reset-response", methods=("PUT",)), {"PUT"}),
+    "write-answers-lost": (dict(action="reset-response", methods=("PUT",), after=FIRST_ORIGINAL), {"PUT"}),
 }
 
 
@@ -178,7 +200,7 @@ def test_connections_reset_for_a_while_are_retried_and_the_run_equals_a_clean_on
 
     rule, methods = RESETS[fault]
     dest = f"s3://{s3_server.create_bucket()}/archive"
-    proxy.inject(**rule, count=BURST, after=FIRST_ORIGINAL)
+    proxy.inject(**rule, count=BURST)
     result = ingest(s3_source, dest=dest, workers=1)
 
     assert proxy.injected == {rule["action"]: BURST} and proxy.remaining == 0

@@ -172,6 +172,7 @@ class S3Store(Store):
     probe_before_put = False  # a HEAD costs half a PUT (moto: 2.5 against 4.1 ms)
     concurrent_writes = 4  # (botocore's pool keeps 10 connections a client)
     concurrent_heads = 8  # sizes(): HEADs at once
+    concurrent_reads = 4  # an audit's GETs at once
 
     def __init__(
         self,

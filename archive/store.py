@@ -71,6 +71,8 @@ class Store(ABC):
     # a round trip (and, on one machine, the server's CPU), which the batch spends
     # on the next files instead.
     concurrent_writes: int = 1
+    # How many objects an audit reads and hashes at once: where a read waits a round trip (S3), more than one.
+    concurrent_reads: int = 1
 
     @abstractmethod
     def put_bytes(self, key: str, data: bytes, *, sha256: str | None = None) -> PutResult:

@@ -155,6 +155,26 @@ def test_an_s3_source_is_read_several_objects_at_a_time_and_every_object_becomes
     _committed_run(dest, clean_run, result)
 
 
+def test_an_audit_reads_several_originals_at_a_time_and_names_the_one_that_changed(proxy, s3_source, s3_server):
+    """Each GET of an original waits a round trip: an audit on S3 reads and hashes a few at once, in key
+    order all the same. The proxy holds each GET of an original until a second one arrives."""
+    from flows.audit import fixity_audit
+    from flows.ingest import ingest
+
+    dest = f"s3://{s3_server.create_bucket()}/archive"
+    ingest(s3_source, dest=dest, workers=1, reuse=False)
+    bucket = dest[5:].split("/", 1)[0]
+    changed = sorted(o["Key"] for o in s3_server.client().list_objects_v2(
+        Bucket=bucket, Prefix="archive/objects/")["Contents"])[2]
+    s3_server.client().put_object(Bucket=bucket, Key=changed, Body=b"bit rot")  # (straight to the server)
+    proxy.gate(r"^GET .*/archive/objects/sha256/", want=2, timeout=2)
+    report = fixity_audit(dest=dest, workers=1)
+
+    assert report["checked"]["objects"] == 5
+    assert [(p["kind"], p["key"]) for p in report["problems"]] == [("changed", changed.removeprefix("archive/"))]
+    assert proxy.gate_opened == 2 and proxy.gate_timed_out == 1  # (the odd one out waits alone)
+
+
 def test_a_rerun_looks_for_known_originals_and_its_commit_checks_its_parts_several_at_a_time(proxy, s3_source,
                                                                                              s3_server):
     """On S3 each look is a round trip: a re-run's HEADs of the originals it expects, and the commit's HEADs

@@ -33,6 +33,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from .errors import ArchiveError, ConfigurationError, ObjectExistsError, ObjectNotFoundError, SourceError, StoreError
 from .fixity import open_for_reading
+from .s3crt import CrtPut
 from .source import FileRef, Source
 from .store import ObjectInfo, PutResult, Store, validate_key
 
@@ -201,6 +202,7 @@ class S3Store(Store):
         self._lock = threading.Lock()
         self._session = None
         self._client_obj = None
+        self._crt_put = None
 
     @classmethod
     def from_url(cls, url: str, **settings) -> "S3Store":
@@ -220,7 +222,7 @@ class S3Store(Store):
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for name in ("_lock", "_session", "_client_obj"):
+        for name in ("_lock", "_session", "_client_obj", "_crt_put"):
             state.pop(name, None)
         return state
 
@@ -229,6 +231,7 @@ class S3Store(Store):
         self._lock = threading.Lock()
         self._session = None
         self._client_obj = None
+        self._crt_put = None
 
     # -- plumbing -----------------------------------------------------------
 
@@ -248,6 +251,12 @@ class S3Store(Store):
                 )
                 self._client_obj.meta.events.register_last("before-sign.s3.PutObject", _no_continue_for_small_bodies)
                 self._client_obj.meta.events.register_last("before-sign.s3.UploadPart", _no_continue_for_small_bodies)
+                try:
+                    self._crt_put = CrtPut.for_client(
+                        self._client_obj, self._session, self.bucket, connect_timeout=self.connect_timeout,
+                        read_timeout=self.read_timeout, retries=self._retries())
+                except BotoCoreError:
+                    self._crt_put = None  # botocore's own call will say what is wrong
             return self._client_obj
 
     def _retries(self) -> dict:
@@ -335,17 +344,19 @@ class S3Store(Store):
             return self.put_bytes(key, data, sha256=sha256)
         return self._put_multipart(key, path, size, sha256)
 
+    def _send_put(self, full: str, body: bytes, digest: bytes) -> dict:
+        """One conditional PutObject (with its retries): small bodies through the CRT's client when there is one."""
+        client = self._client
+        if self._crt_put is not None and len(body) <= SMALL_BODY:
+            return self._crt_put.put_object(full, body, _b64(digest))
+        return client.put_object(
+            Bucket=self.bucket, Key=full, Body=body, IfNoneMatch="*", ChecksumAlgorithm="SHA256", ChecksumSHA256=_b64(digest)
+        )
+
     def _put_object(self, key: str, full: str, body: bytes, digest: bytes) -> dict:
         for attempt in range(SEND_ATTEMPTS):
             try:
-                return self._client.put_object(
-                    Bucket=self.bucket,
-                    Key=full,
-                    Body=body,
-                    IfNoneMatch="*",
-                    ChecksumAlgorithm="SHA256",
-                    ChecksumSHA256=_b64(digest),
-                )
+                return self._send_put(full, body, digest)
             except ClientError as exc:
                 code, status = _code(exc)
                 if code == "PreconditionFailed" or status == 412:

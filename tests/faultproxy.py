@@ -31,6 +31,8 @@ ACTIONS = {
                       "response (mid-body when there is a body, mid-head otherwise): the answer is lost",
     "corrupt": "forward the request with one byte of its body changed (the middle one): bytes damaged on the "
                "way, which a server that checks the SHA-256 sent with them refuses",
+    "unconditional": "forward the request without its If-None-Match header: what a server without conditional "
+                     "writes would see (only a server that checks no signature, such as moto, then carries it out)",
     "refuse": "reset every new connection as soon as it is accepted, before a byte is read, and every request "
               "on one already open: a server gone (the listener stays up, so switching back is immediate)",
 }
@@ -65,6 +67,7 @@ class FaultProxy:
 
     injected: Counter of faults served, by action. log: (method, target, action) of
     every request seen, in the order decided ('pass' for those forwarded untouched).
+    agents: Counter of (method, the first word of the request's User-Agent): which client sent what.
     """
 
     def __init__(self, upstream_host: str, upstream_port: int, *, seed: int = 0):
@@ -74,6 +77,7 @@ class FaultProxy:
         self._rule: Rule | None = None
         self.injected: Counter = Counter()
         self.log: list[tuple[str, str, str]] = []
+        self.agents: Counter = Counter()
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
         self._connections: set[socket.socket] = set()
@@ -227,7 +231,11 @@ class FaultProxy:
                     return  # the client closed its (idle) connection
                 request_line, headers = head
                 method, target, version = request_line.split(" ", 2)
+                with self._lock:
+                    self.agents[method, (_header(headers, "user-agent").split() or ["-"])[0].split("/")[0]] += 1
                 action = self._decide(method, target)
+                if action == "unconditional":
+                    headers = [(name, value) for name, value in headers if name.lower() != "if-none-match"]
                 if action in ("reset", "refuse"):
                     reset = True
                     return

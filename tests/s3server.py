@@ -275,13 +275,17 @@ def s3_bucket(s3_server) -> str:
     return f"s3://{s3_server.create_bucket()}/archive"
 
 
-@pytest.fixture(params=["local", "s3", "seaweedfs"])
+@pytest.fixture(params=["local", "s3", "s3-botocore", "seaweedfs"])
 def store(request, tmp_path) -> Store:
     """A fresh, empty store: a LocalStore in tmp_path, or an S3Store on a fresh bucket of moto or of SeaweedFS
-    (the AWS environment pointed at SeaweedFS for the test)."""
+    (the AWS environment pointed at SeaweedFS for the test). s3-botocore: on moto, with every request sent by
+    botocore (BOTO_DISABLE_CRT=true), as where the CRT's client cannot be used (a proxy, adaptive retries)."""
     if request.param == "local":
         return LocalStore(tmp_path / "store")
     from archive.s3 import S3Store
+
+    if request.param == "s3-botocore":
+        request.getfixturevalue("monkeypatch").setenv("BOTO_DISABLE_CRT", "true")
 
     if request.param == "seaweedfs":
         return S3Store.from_url(f"s3://{request.getfixturevalue('seaweedfs_env').create_bucket()}/archive")

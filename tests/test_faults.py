@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from archive.errors import StoreError
+from archive.errors import ConfigurationError, StoreError
 from archive.publish import committed_manifests
 from archive.read import open_dataset
 from archive.s3 import S3Store
@@ -20,6 +20,8 @@ from archive.store import object_key, open_store
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.flow
+
+MiB = 1 << 20
 
 # Attempts per request (AWS_MAX_ATTEMPTS) in these tests: botocore's backoff stays
 # short, and a burst of 8 faults outlasts one request's attempts, so the Prefect
@@ -277,6 +279,57 @@ def test_each_request_makes_as_many_attempts_as_aws_max_attempts_says(proxy, s3_
     with pytest.raises(StoreError, match=r"after retries"):
         store.size("objects/sha256/no/such")
     assert proxy.injected == {"reset": ATTEMPTS}
+
+
+def test_small_puts_go_through_the_crt_client_and_everything_else_through_botocore(proxy, s3_bucket, tmp_path,
+                                                                                    monkeypatch):
+    store = S3Store.from_url(s3_bucket, multipart_threshold=6 * MiB, part_size=5 * MiB)
+    small = b"a small original"
+    store.put_bytes("objects/sha256/00/00/small", small)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(7 * MiB))
+    store.put_file("objects/sha256/00/00/big", big)
+    assert store.get_bytes("objects/sha256/00/00/small") == small and store.size("objects/sha256/00/00/big") == 7 * MiB
+    # The small PutObject went through the CRT's client; the multipart upload (its two parts), the GET and
+    # the HEADs through botocore.
+    assert {key: n for key, n in proxy.agents.items() if key[1] != "Botocore"} == {("PUT", "CRTS3NativeClient"): 1}
+    assert proxy.agents[("PUT", "Botocore")] == 2 and proxy.agents[("POST", "Botocore")] == 2
+    assert proxy.agents[("GET", "Botocore")] == 1 and proxy.agents[("HEAD", "Botocore")] >= 1
+
+    # Where the CRT's client is not to be used, botocore sends everything.
+    monkeypatch.setenv("BOTO_DISABLE_CRT", "true")
+    proxy.agents.clear()
+    S3Store.from_url(s3_bucket).put_bytes("objects/sha256/00/00/other", small)
+    assert proxy.agents == {("PUT", "Botocore"): 1}
+
+
+def test_each_small_put_makes_as_many_attempts_as_aws_max_attempts_says_then_one_line(proxy, s3_bucket):
+    store = S3Store.from_url(s3_bucket)
+    proxy.inject("reset", methods=("PUT",))
+    with pytest.raises(StoreError, match=r"objects/sha256/00/00/x: .*no answer from the S3 endpoint .*after retries"):
+        store.put_bytes("objects/sha256/00/00/x", b"bytes")
+    # Then one HEAD (not faulted): had an attempt landed, the key would hold these bytes.
+    assert proxy.injected == {"reset": ATTEMPTS}
+    assert [method for method, _, _ in proxy.log] == ["PUT"] * ATTEMPTS + ["HEAD"]
+
+
+def test_a_burst_of_503_slowdown_on_a_small_put_is_retried_with_backoff(proxy, s3_bucket):
+    store = S3Store.from_url(s3_bucket)
+    proxy.inject("slowdown", count=ATTEMPTS - 1, methods=("PUT",))
+    result = store.put_bytes("objects/sha256/00/00/y", b"bytes")
+    assert result.stored_sha256 == hashlib.sha256(b"bytes").hexdigest()
+    assert proxy.injected == {"slowdown": ATTEMPTS - 1}
+    assert store.get_bytes("objects/sha256/00/00/y") == b"bytes"
+
+
+def test_check_writable_refuses_a_server_that_ignores_if_none_match_through_the_crt_client(proxy, s3_bucket):
+    # moto checks no signature, so it carries out the PUTs stripped of their condition.
+    store = S3Store.from_url(s3_bucket)
+    proxy.inject("unconditional", methods=("PUT",))
+    with pytest.raises(ConfigurationError, match="ignores If-None-Match"):
+        store.check_writable()
+    assert proxy.injected == {"unconditional": 2}
+    assert proxy.agents[("PUT", "CRTS3NativeClient")] == 2
 
 
 def test_a_lost_answer_to_the_write_once_probe_is_not_taken_for_a_server_ignoring_if_none_match(proxy, s3_bucket):

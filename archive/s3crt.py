@@ -66,6 +66,13 @@ _MAX_BACKOFF = 20.0
 _NO_CONNECTION = re.compile(r"CONNECTION_REFUSED|NO_ROUTE|NETWORK_DOWN|DNS|SOCKET_TIMEOUT|CONNECT_TIMEOUT|HOST")
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
+# S3 answers the CRT turns into errors of its own, without their status or body.
+_ANSWERS = {
+    "AWS_ERROR_S3_SLOW_DOWN": (503, "SlowDown"),
+    "AWS_ERROR_S3_INTERNAL_ERROR": (500, "InternalError"),
+    "AWS_ERROR_S3_REQUEST_TIME_TOO_SKEWED": (403, "RequestTimeTooSkewed"),
+}
+
 _XML_CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
 _XML_MESSAGE = re.compile(rb"<Message>([^<]{0,1000})</Message>")
 
@@ -177,11 +184,11 @@ class CrtPut:
                     "ETag": headers.get("etag"),
                     "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers, "RetryAttempts": attempt},
                 }
-            if isinstance(failure, S3ResponseError):
-                error = _client_error(failure, attempt)
-                code = error.response["Error"]["Code"]
-                throttled = code in _THROTTLING_CODES or failure.status_code == 429
-                if last or not (throttled or code in _TRANSIENT_CODES or failure.status_code in _TRANSIENT_STATUS):
+            error = _client_error(failure, attempt)
+            if error is not None:
+                code, status = error.response["Error"]["Code"], error.response["ResponseMetadata"]["HTTPStatusCode"]
+                throttled = code in _THROTTLING_CODES or status == 429
+                if last or not (throttled or code in _TRANSIENT_CODES or status in _TRANSIENT_STATUS):
                     raise error
             elif last and failure is _TIMED_OUT:
                 raise ReadTimeoutError(endpoint_url=self.endpoint)
@@ -240,18 +247,30 @@ def _backoff(attempt: int, throttled: bool) -> None:
     time.sleep(random.random() * min((1.0 if throttled else 0.05) * 2 ** attempt, _MAX_BACKOFF))
 
 
-def _client_error(exc: "S3ResponseError", attempt: int) -> ClientError:
-    body = exc.body or b""
+def _client_error(failure, attempt: int) -> ClientError | None:
+    """The S3 error answer behind failure as botocore's ClientError, or None when there was no answer."""
+    if failure is _TIMED_OUT:
+        return None
+    answered = _ANSWERS.get(getattr(failure, "name", None))
+    if answered is not None:  # errors the CRT names itself, with no body handed on
+        status, code = answered
+        return ClientError({"Error": {"Code": code, "Message": failure.name},
+                            "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}, "RetryAttempts": attempt}},
+                           "PutObject")
+    if not isinstance(failure, S3ResponseError):
+        return None
+    body = failure.body or b""
     code = _XML_CODE.search(body)
     message = _XML_MESSAGE.search(body)
-    headers = {name.lower(): value for name, value in (exc.headers or [])}
+    headers = {name.lower(): value for name, value in (failure.headers or [])}
     return ClientError(
         {
             "Error": {
-                "Code": code.group(1).decode("utf-8", "replace") if code else str(exc.status_code),
+                "Code": code.group(1).decode("utf-8", "replace") if code else str(failure.status_code),
                 "Message": message.group(1).decode("utf-8", "replace") if message else "",
             },
-            "ResponseMetadata": {"HTTPStatusCode": exc.status_code, "HTTPHeaders": headers, "RetryAttempts": attempt},
+            "ResponseMetadata": {"HTTPStatusCode": failure.status_code, "HTTPHeaders": headers,
+                                 "RetryAttempts": attempt},
         },
         "PutObject",
     )

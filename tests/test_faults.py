@@ -321,6 +321,13 @@ def test_a_burst_of_503_slowdown_on_a_small_put_is_retried_with_backoff(proxy, s
     assert proxy.injected == {"slowdown": ATTEMPTS - 1}
     assert store.get_bytes("objects/sha256/00/00/y") == b"bytes"
 
+    # Throttled on every attempt: the server's answer is named, and taken as an answer (no HEAD after it).
+    proxy.inject("slowdown", methods=("PUT",))
+    del proxy.log[:]
+    with pytest.raises(StoreError, match=r"objects/sha256/00/00/z: .*S3 error SlowDown \(HTTP 503\)"):
+        store.put_bytes("objects/sha256/00/00/z", b"more bytes")
+    assert [method for method, _, _ in proxy.log] == ["PUT"] * ATTEMPTS
+
 
 def test_check_writable_refuses_a_server_that_ignores_if_none_match_through_the_crt_client(proxy, s3_bucket):
     # moto checks no signature, so it carries out the PUTs stripped of their condition.

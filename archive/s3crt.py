@@ -1,24 +1,24 @@
 """Small conditional PUTs through the AWS Common Runtime (awscrt, boto3's `crt` extra).
 
-botocore spends 1.2-1.5 ms of CPU on every request (its event hooks, request
-and response objects, signing in Python, http.client): for an archive of
-100,000 originals of ~13 KB that is more than the rest of the ingest's work on
-them. The CRT's S3 client signs and sends a request in C on its own threads:
-0.3-0.4 ms of CPU a PUT, and the server's share is smaller too, since the body
-goes with an unsigned payload hash (its SHA-256 goes in the signed
-x-amz-checksum-sha256 header instead, which the server checks against the
-bytes: a damaged body is refused as BadDigest all the same).
+botocore spends 1.2-1.8 ms of CPU on every request (its event hooks, request
+and response objects, http.client): for an archive of 100,000 originals of
+~13 KB that is more than the rest of the ingest's work on them. The CRT's S3
+client signs and sends a request in C, on one event-loop thread a process:
+0.3-0.5 ms of CPU a PUT. The server's share is smaller too: the body goes with
+an unsigned payload hash, its SHA-256 in the signed x-amz-checksum-sha256
+header instead, which the server checks against the bytes (a damaged body is
+refused as BadDigest all the same).
 
-Only PutObject of bodies up to SMALL_BODY goes this way; everything else stays
-with botocore, which also answers everything this module cannot: the endpoint
-(botocore resolves it), the credentials (botocore's chain, asked on every
-signature so refreshed credentials are used; its CA bundle), and the cases where the two
-would behave differently (a proxy, adaptive retries,
-BOTO_DISABLE_CRT=true): then `CrtPut.for_client` returns None and the caller
-uses botocore. Errors come back as the botocore exceptions the caller already
-handles (ClientError with the S3 error code, EndpointConnectionError,
-ConnectionClosedError, ReadTimeoutError), after as many attempts as botocore's
-standard retry mode would make, with its backoff.
+Only PutObject of bodies up to SMALL_BODY goes this way; botocore sends the
+rest, and answers what this module does not decide: the endpoint (botocore's
+endpoint rules), the credentials (botocore's chain, asked at every signature,
+so refreshed credentials are used) and the CA bundle. Where the two would
+behave differently (a proxy in the environment, adaptive retries) or with
+BOTO_DISABLE_CRT=true, `CrtPut.for_client` returns None and the caller uses
+botocore for everything. Errors come back as the botocore exceptions the
+caller already handles (ClientError with the S3 error code,
+EndpointConnectionError, ConnectionClosedError, ReadTimeoutError), after as
+many attempts as botocore's standard retry mode makes, with its backoff.
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ def available() -> bool:
 _TIMED_OUT = TimeoutError("no answer within the connect and read timeouts")
 
 
-# One CRT client per process, endpoint and identity, on one event-loop thread: every store a worker unpickles (one
-# a batch) would otherwise start its own client, with its own threads and connections, and memory
-# that outlives it in the process's heap (+170 MiB a worker process over a 10,000-file ingest).
+# One CRT client per process, endpoint and identity, on one event-loop thread: every store a worker
+# unpickles (one a batch) would otherwise start a client of its own, with its own event-loop threads
+# and new connections for each batch.
 _shared_lock = threading.Lock()
 _shared: dict = {"pid": None, "bootstrap": None, "clients": {}}
 _MAX_CLIENTS = 4  # endpoints and identities (rotated credentials) kept at once; the oldest goes first

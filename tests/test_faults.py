@@ -407,8 +407,11 @@ def test_a_server_gone_for_good_mid_run_fails_in_bounded_time_in_one_line_with_n
     assert "Traceback" not in done.stderr and s3_server.secret_key not in done.stderr + done.stdout
     # The batch ran 3 times (Prefect task retries), each time 2 attempts of the PUT of each original it
     # had sent off (one to five: they go up several at a time) then, since a lost answer may hide a
-    # write that landed, 2 attempts of the HEAD that would tell.
+    # write that landed, 2 attempts of the HEAD that would tell. The proxy counts refused connections
+    # and requests, not attempts: with the CRT's client sending the PUTs, one full-suite run counted 57
+    # (56 in 8 runs alone), so the exact attempts of one request are asserted where one request runs
+    # (test_each_small_put_makes..., test_each_request_makes...) and only their bounds here.
     refused = proxy.injected["refuse"]
-    assert refused % (2 + 2) == 0 and 3 * (2 + 2) <= refused <= 3 * 5 * (2 + 2), refused
+    assert 3 * (2 + 2) <= refused <= 3 * 5 * (2 + 2), refused
     _nothing_committed(s3_server, bucket)
     assert seconds < 60

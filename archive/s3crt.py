@@ -185,21 +185,25 @@ class CrtPut:
                     "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers, "RetryAttempts": attempt},
                 }
             error = _client_error(failure, attempt)
-            if error is not None:
+            if error is None:  # no answer: no connection, a lost one, or none in time
+                if last:
+                    raise self._no_answer(failure)
+                throttled = False
+            else:
                 code, status = error.response["Error"]["Code"], error.response["ResponseMetadata"]["HTTPStatusCode"]
                 throttled = code in _THROTTLING_CODES or status == 429
                 if last or not (throttled or code in _TRANSIENT_CODES or status in _TRANSIENT_STATUS):
                     raise error
-            elif last and failure is _TIMED_OUT:
-                raise ReadTimeoutError(endpoint_url=self.endpoint)
-            elif last:
-                if _NO_CONNECTION.search(getattr(failure, "name", "") or ""):
-                    raise EndpointConnectionError(endpoint_url=self.endpoint, error=failure.name)
-                raise ConnectionClosedError(endpoint_url=self.endpoint)
-            else:
-                throttled = False
             _backoff(attempt, throttled)
         raise AssertionError("unreachable")
+
+    def _no_answer(self, failure) -> Exception:
+        """The botocore exception for a request that got no answer."""
+        if failure is _TIMED_OUT:
+            return ReadTimeoutError(endpoint_url=self.endpoint)
+        if _NO_CONNECTION.search(getattr(failure, "name", "") or ""):
+            return EndpointConnectionError(endpoint_url=self.endpoint, error=failure.name)
+        return ConnectionClosedError(endpoint_url=self.endpoint)
 
     def _send(self, path: str, body: bytes, checksum_sha256: str) -> tuple[int, dict, Exception | None]:
         """One attempt: (status, headers, None), or (0, {}, what failed): an S3ResponseError for an error

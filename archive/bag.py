@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from . import SOFTWARE_NAME, __version__
-from .errors import ArchiveError
+from .errors import ArchiveError, NotFoundError
 from .fixity import sha256_hex
 from .publish import load_manifest, manifest_key
 from .read import open_dataset
@@ -26,7 +26,7 @@ def export_bag(store: Store, run_id: str, out_dir: str | os.PathLike, *, process
 
     key = manifest_key(run_id)
     if not store.exists(key):
-        raise ArchiveError(f"no committed run {run_id} in {store.url}")
+        raise NotFoundError(f"no committed run {run_id} in {store.url}")
     manifest = load_manifest(store, key)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):

@@ -10,14 +10,14 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from .errors import ArchiveError, ObjectExistsError, ObjectNotFoundError
+from .errors import ObjectExistsError, TransientError, ObjectNotFoundError
 from .records import utc_now
 from .store import Store
 
 LOCK_KEY = "locks/commit"
 
 
-class CommitLockTimeout(ArchiveError):
+class CommitLockTimeout(TransientError):
     """Another run held the commit lock for longer than this run would wait."""
 
 

@@ -1,8 +1,16 @@
-"""The few exception types the library raises, each naming what failed and why."""
+"""The exception types the library raises, each naming what failed and why, and whether trying again may help.
+
+Every error raised on purpose is an ArchiveError, and either a TransientError (the same call may succeed later:
+a store or network that failed, a lock held by another run) or a TerminalError (it will fail the same way until a
+person changes something: a setting, the source, a manifest). Retry policy reads the type (`is_transient`), as dlt's
+TransientException and TerminalException do.
+"""
+
+from __future__ import annotations
 
 
 class ArchiveError(Exception):
-    """Base of every error this package raises on purpose."""
+    """Base of every error this package raises on purpose. Raised as itself, it is terminal."""
 
     def __reduce__(self):
         # Errors cross process boundaries (worker processes, Dask): rebuild them
@@ -10,7 +18,27 @@ class ArchiveError(Exception):
         return (type(self), getattr(self, "_init_args", self.args))
 
 
-class StoreError(ArchiveError):
+class TransientError(ArchiveError):
+    """The same call may succeed if it is made again."""
+
+
+class TerminalError(ArchiveError):
+    """The call fails the same way until a person changes something; trying again does not help."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure may pass if the work is tried again.
+
+    An ArchiveError says so by its type (only TransientError may pass). Anything else
+    (an OSError, a network library's error, a third-party parser's) is not known to be
+    lasting, so it may be tried again.
+    """
+    if isinstance(exc, ArchiveError):
+        return isinstance(exc, TransientError)
+    return isinstance(exc, Exception)
+
+
+class StoreError(TransientError):
     """An object store operation failed; names the key and the reason."""
 
     def __init__(self, key: str, reason: str):
@@ -21,7 +49,10 @@ class StoreError(ArchiveError):
 
 
 class ObjectExistsError(StoreError):
-    """A write-once key already holds an object (another writer got there first)."""
+    """A write-once key already holds an object (another writer got there first).
+
+    Transient as a StoreError: a retried batch or commit writes under keys of its own attempt.
+    """
 
     def __init__(self, key: str):
         super().__init__(key, "already exists (write-once key)")
@@ -36,13 +67,17 @@ class ObjectNotFoundError(StoreError):
         self._init_args = (key,)
 
 
-class SourceError(ArchiveError):
-    """The ingest source cannot be walked at all (missing, not a directory...)."""
+class SourceError(TerminalError):
+    """The ingest source cannot be walked at all (missing, not a directory...), or changed under the run."""
 
 
-class ManifestError(ArchiveError):
+class ManifestError(TerminalError):
     """A run manifest is missing, unreadable or does not validate."""
 
 
-class ConfigurationError(ArchiveError):
+class ConfigurationError(TerminalError):
     """A setting (DEST, limits, credentials) is unusable; raised before any work starts."""
+
+
+class NotFoundError(TerminalError):
+    """What a command names (a run, a path, a doc_id) is not in the store."""

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from .audit import referenced_objects
 from .commitlock import commit_lock
-from .errors import ArchiveError, ObjectNotFoundError, StoreError
+from .errors import ObjectNotFoundError, StoreError, TerminalError
 from .publish import committed_manifests
 from .store import ObjectInfo, Store, validate_key
 
@@ -28,7 +28,7 @@ _OBJECT = re.compile(r"objects/sha256/([0-9a-f]{2})/([0-9a-f]{2})/\1\2[0-9a-f]{6
 _OBJECT_IN_TEXT = re.compile(r"objects/sha256/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}")
 
 
-class ReferencesUnknown(ArchiveError):
+class ReferencesUnknown(TerminalError):
     """What a committed run references cannot be read, so nothing can safely be called unreferenced."""
 
 

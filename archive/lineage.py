@@ -6,7 +6,7 @@ import re
 
 import pyarrow.dataset as ds
 
-from .errors import ArchiveError
+from .errors import NotFoundError
 from .publish import committed_manifests
 from .read import committed_parts, open_dataset
 from .records import arrow_schema
@@ -24,7 +24,7 @@ def resolve_id(store: Store, ident: str, run: str | None = None) -> str:
     rows = [r for r in table.to_pylist() if r["sha256"]]
     if not rows:
         where = f"run {run}" if run else "any committed run"
-        raise ArchiveError(f"no file {ident!r} with readable bytes in {where}; give a doc_id or a path as recorded in the files dataset")
+        raise NotFoundError(f"no file {ident!r} with readable bytes in {where}; give a doc_id or a path as recorded in the files dataset")
     return max(rows, key=lambda r: r["run_id"])["sha256"]
 
 
@@ -34,7 +34,7 @@ def lineage(store: Store, ident: str, run: str | None = None) -> dict:
     manifests = {m["run_id"]: m for m in committed_manifests(store)}
     files = open_dataset(store, "files").to_table(filter=ds.field("sha256") == sha256).to_pylist()
     if not files:
-        raise ArchiveError(f"{sha256} is in no committed run of {store.url}")
+        raise NotFoundError(f"{sha256} is in no committed run of {store.url}")
     events = open_dataset(store, "events").to_table(filter=ds.field("object_sha256") == sha256).to_pylist()
     events.sort(key=lambda e: (e["event_time"], e["run_id"]))
     documents = []

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .errors import ArchiveError
+from .errors import ArchiveError, TerminalError
 
 SIDECAR_NAME = "metadata.csv"
 SCHEMA_ID = "urn:archive:schema:metadata-row:1.0.0"
@@ -57,7 +57,7 @@ _EXPECTED = {
 }
 
 
-class SidecarError(ArchiveError):
+class SidecarError(TerminalError):
     """The sidecar as a whole cannot be used; names the file and why."""
 
     def __init__(self, source_name: str, reason: str):

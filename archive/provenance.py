@@ -207,12 +207,12 @@ def export_run_prov(store, run_id: str):
     """The PROV document of one committed run, read from its manifest and datasets."""
     import pyarrow.dataset as ds
 
-    from .errors import ArchiveError
+    from .errors import NotFoundError
     from .publish import load_manifest, manifest_key
     from .read import open_dataset
 
     if not store.exists(manifest_key(run_id)):
-        raise ArchiveError(f"no committed run {run_id} in {store.url}")
+        raise NotFoundError(f"no committed run {run_id} in {store.url}")
     manifest = load_manifest(store, manifest_key(run_id))
     runs = [run_id]
     files = open_dataset(store, "files", runs=runs).to_table().to_pylist()

@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from .errors import ArchiveError
+from .errors import TerminalError
 from .timing import StageTimer
 
 # One row per shared passage (schemas/reuse.schema.json says the same).
@@ -42,7 +42,7 @@ _TOKEN = re.compile(r"\S+")
 MAX_SEED_OCCURRENCES = 64
 
 
-class ReuseError(ArchiveError):
+class ReuseError(TerminalError):
     """A document's text cannot be used for reuse detection; names the doc_id and the reason."""
 
     def __init__(self, doc_id: str, reason: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+from archive import errors
 from archive.provenance import who_started
 
 
@@ -47,12 +48,8 @@ def _schedule(flow_run_id) -> str | None:
 
 
 def is_transient(task, task_run, state) -> bool:
-    """Retry a task only for failures that may pass: not for a missing bucket,
-    denied access or a manifest that already exists."""
-    from archive.errors import ConfigurationError, ManifestError, SourceError
-
-    exc = state.result(raise_on_failure=False)
-    return not isinstance(exc, (ConfigurationError, ManifestError, SourceError))
+    """Retry a task only for a failure that may pass (archive.errors.is_transient reads its type)."""
+    return errors.is_transient(state.result(raise_on_failure=False))
 
 
 @contextmanager

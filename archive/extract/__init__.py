@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import ArchiveError
+from ..errors import TerminalError
 from ..identify import Format
 
 
@@ -27,7 +27,7 @@ class Extracted:
     notes: list[str] = field(default_factory=list)
 
 
-class ExtractionError(ArchiveError):
+class ExtractionError(TerminalError):
     """Text cannot be had from these bytes; reason is a quarantine reason code."""
 
     def __init__(self, reason: str, detail: str):

@@ -10,7 +10,7 @@ commit lock (at 100,000 files with 1% copies: nearly every batch, ~24 s).
 A batch claims its documents once, when it ends and before it writes its
 parts; a document an earlier batch has claimed becomes a duplicate there and
 then. When a later batch claimed it first, it is still published twice, and
-the commit (ingest.reconcile) unpublishes the later one, as for any
+the commit (archive.ingest.reconcile) unpublishes the later one, as for any
 duplicate the claims do not settle: the outcome is the same either way.
 
 Light on purpose (no pyarrow): a run's worker processes share one instance

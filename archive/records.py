@@ -122,6 +122,18 @@ def to_table(dataset: str, rows: list[dict]) -> pa.Table:
     return pa.table(columns, schema=schema)
 
 
+def json_form(row: dict) -> dict:
+    """A row read back from Parquet in the JSON form to_table takes (ISO strings for dates and times)."""
+    out = {}
+    for name, value in row.items():
+        if isinstance(value, dt.datetime):
+            value = value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        elif isinstance(value, dt.date):
+            value = value.isoformat()
+        out[name] = value
+    return out
+
+
 def _parse_timestamp(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 

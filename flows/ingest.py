@@ -11,12 +11,9 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from archive.ingest import (DEFAULT_MAX_FILE_BYTES, BatchSummary, Descriptions, IngestOptions, check_reused_originals,
-                            load_descriptions, process_batch, publish_run_events, reconcile, store_sidecar,
-                            total_counts, unmatched_rows)
-from archive.commitlock import commit_lock
+from archive.ingest import (DEFAULT_MAX_FILE_BYTES, BatchSummary, CommitResult, Descriptions, IngestOptions,
+                            commit_run, load_descriptions, process_batch, store_sidecar, unmatched_rows)
 from archive.provenance import RunContext, new_run_id
-from archive.publish import build_manifest, commit_manifest, committed_manifest, manifest_key
 from archive.read import committed_doc_ids
 from archive.reuse import ReuseParams
 from archive.reuse_run import RunReuse, find_run_reuse, reuse_parameters, settle_run_reuse
@@ -50,36 +47,9 @@ def reuse_task(dest: str, run: RunContext, summaries: list[BatchSummary], params
 
 @task(name="commit", retries=1, retry_delay_seconds=2, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
 def commit_task(dest: str, run: RunContext, summaries: list[BatchSummary], parameters: dict, warnings: list[str],
-                reuse: RunReuse | None = None) -> dict:
+                reuse: RunReuse | None = None) -> CommitResult:
     """Settle duplicates across batches and concurrent runs, then write the manifest: the run exists."""
-    store = open_store(dest)
-    # Under the lock, the committed doc_ids read here cannot change before the
-    # manifest lands: two concurrent runs never both publish a document.
-    with commit_lock(store, run.run_id):
-        done = committed_manifest(store, run.run_id)
-        if done is not None:
-            # A retry of a commit whose manifest landed but whose answer was lost: the run stands as committed.
-            return {"manifest": manifest_key(run.run_id), "counts": done["counts"], "notes": done.get("notes", []),
-                    "reuse": done.get("reuse")}
-        check_reused_originals(store, summaries)
-        notes = reconcile(store, run, summaries, committed_doc_ids(store))
-        # The reuse step's parts, filtered of what reconcile unpublished (and caught up
-        # with any run committed since the step looked): no heavy work under the lock.
-        settled = settle_run_reuse(store, run, reuse, {d for s in summaries for d in s.documents}) if reuse else None
-        counts = total_counts(summaries)
-        run_part = publish_run_events(store, run, len(summaries), counts, warnings)
-        store.flush()
-        notes = warnings + notes + (settled.notes if settled else [])
-        manifest = build_manifest(
-            run_id=run.run_id, kind="ingest", collection=run.collection, source=run.source,
-            started_at=run.started_at, flow_run_id=run.flow_run_id, started_by=run.started_by,
-            parameters=parameters, counts=counts, notes=notes,
-            parts=[p for s in summaries for p in s.parts] + [run_part] + (settled.parts if settled else []),
-        )
-        if settled:
-            manifest["reuse"] = settled.figures
-        key = commit_manifest(store, manifest)
-    return {"manifest": key, "counts": manifest["counts"], "notes": notes, "reuse": manifest.get("reuse")}
+    return commit_run(open_store(dest), run, summaries, parameters=parameters, warnings=warnings, reuse=reuse)
 
 
 @flow(name="ingest", task_runner=ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 1)), log_prints=False)
@@ -158,11 +128,11 @@ def ingest(
         "run_id": run.run_id,
         "status": "committed",
         "dest": store.url,
-        "manifest": committed["manifest"],
-        "counts": committed["counts"],
+        "manifest": committed.manifest,
+        "counts": committed.counts,
         "problems": [vars(p) for s in sorted(summaries, key=lambda s: s.index) for p in s.problems],
-        "notes": committed["notes"],
-        "reuse": committed["reuse"],
+        "notes": committed.notes,
+        "reuse": committed.reuse,
         "batches": len(summaries),
         "bytes": sum(s.bytes_read for s in summaries),
         "seconds": round(time.monotonic() - started, 3),

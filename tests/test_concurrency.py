@@ -123,19 +123,18 @@ def test_a_retried_commit_takes_over_its_own_run_s_lock(tmp_path):
 
 def test_a_retried_commit_whose_manifest_landed_returns_it_instead_of_failing(seeds_dir, tmp_path):
     """The commit task's retry after a lost answer: the manifest is there, so the run is committed, once."""
-    from archive.ingest import process_batch
+    from archive.ingest import commit_run, process_batch
     from archive.provenance import RunContext, new_run_id
     from archive.source import open_source
-    from flows.ingest import commit_task
 
     dest = str(tmp_path / "store")
     store = open_store(dest)
     source = open_source(str(seeds_dir))
     run = RunContext(new_run_id(), "seeds", source.url)
     summary = process_batch(store, source, run, 0, list(source.iter_files()))
-    first = commit_task.fn(dest, run, [summary], {}, [])
-    again = commit_task.fn(dest, run, [summary], {}, [])  # as Prefect's retry would call it
-    assert again["manifest"] == first["manifest"] and again["counts"] == first["counts"]
+    first = commit_run(store, run, [summary], parameters={}, warnings=[])
+    again = commit_run(open_store(dest), run, [summary], parameters={}, warnings=[])  # as a retried commit task would
+    assert again.manifest == first.manifest and again.counts == first.counts
     (manifest,) = committed_manifests(store)
     assert manifest["run_id"] == run.run_id
     assert open_dataset(dest, "documents").count_rows() == 5

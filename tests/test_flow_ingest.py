@@ -12,6 +12,7 @@ import pytest
 
 from archive.publish import committed_manifests
 from archive.read import open_dataset
+from archive.records import json_form
 from archive.store import LocalStore, object_key, open_store
 from archive.validate import problems
 
@@ -57,16 +58,12 @@ def test_seeds_become_five_valid_documents_with_originals_and_events(run_ingest,
 
     # Every document row, read back from Parquet, validates against the schema.
     for doc in rows(dest, "documents"):
-        from archive.ingest import _jsonable
-
-        assert problems("document", _jsonable(doc)) == []
+        assert problems("document", json_form(doc)) == []
 
     # Each document has the full chain of events, all tied to this flow run, each a valid event record.
     events = rows(dest, "events")
-    from archive.ingest import _jsonable
-
     for event in events:
-        assert problems("event", _jsonable(event)) == [], event
+        assert problems("event", json_form(event)) == [], event
     for doc in documents:
         kinds = {e["event_type"] for e in events if e["object_sha256"] == doc["doc_id"]}
         assert kinds == EVENT_TYPES_PER_DOCUMENT
@@ -233,14 +230,14 @@ def test_hostile_input_every_file_accounted_for_with_reason(run_ingest, hostile_
 
 
 def test_a_crash_before_the_manifest_leaves_nothing_visible(run_ingest, seeds_dir, tmp_path, monkeypatch):
-    import flows.ingest as flow_module
+    from archive.ingest import commit as commit_module
 
     dest = str(tmp_path / "store")
 
     def crash(store, manifest):
         raise RuntimeError("simulated crash between the part files and the manifest")
 
-    monkeypatch.setattr(flow_module, "commit_manifest", crash)
+    monkeypatch.setattr(commit_module, "commit_manifest", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_ingest(str(seeds_dir), dest=dest)
     store = LocalStore(dest)

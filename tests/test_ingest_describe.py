@@ -3,8 +3,9 @@
 import pyarrow.parquet as pq
 import pytest
 
-from archive import ingest, provenance as ev
-from archive.ingest import process_batch
+from archive import provenance as ev
+from archive.ingest import batch
+from archive.ingest import load_descriptions, process_batch
 from archive.normalise import describe_text, describe_texts, normalise_text
 from archive.provenance import RunContext, new_run_id
 from archive.source import LocalSource
@@ -36,7 +37,7 @@ def source_dir(seed_copy):
 def _run(tmp_path, source_dir, name):
     source = LocalSource(source_dir)
     refs = sorted(source.iter_files(), key=lambda ref: ref.path)
-    descriptions = ingest.load_descriptions(source, [r for r in refs if r.path == "metadata.csv"])
+    descriptions = load_descriptions(source, [r for r in refs if r.path == "metadata.csv"])
     summary = process_batch(LocalStore(tmp_path / name), source, RunContext(new_run_id(), "notes", source.url), 0, refs,
                             descriptions=descriptions)
     tables = {p.dataset: pq.read_table(tmp_path / name / p.key).to_pylist() for p in summary.parts}
@@ -44,12 +45,12 @@ def _run(tmp_path, source_dir, name):
 
 
 def test_a_batch_described_in_groups_makes_the_records_it_makes_in_one(tmp_path, source_dir, monkeypatch):
-    monkeypatch.setattr(ingest, "DOCUMENTS_TOGETHER", 10_000)
+    monkeypatch.setattr(batch, "DOCUMENTS_TOGETHER", 10_000)
     whole, whole_tables = _run(tmp_path, source_dir, "whole")
     described = []
-    real = ingest.describe_texts
-    monkeypatch.setattr(ingest, "DOCUMENTS_TOGETHER", 3)
-    monkeypatch.setattr(ingest, "describe_texts", lambda texts: (described.append(len(texts)), real(texts))[1])
+    real = batch.describe_texts
+    monkeypatch.setattr(batch, "DOCUMENTS_TOGETHER", 3)
+    monkeypatch.setattr(batch, "describe_texts", lambda texts: (described.append(len(texts)), real(texts))[1])
     grouped, tables = _run(tmp_path, source_dir, "grouped")
 
     assert described and max(described) == 3 and len(described) > 1  # groups of three, the rest at the batch's end
@@ -73,15 +74,15 @@ def test_a_batch_described_in_groups_makes_the_records_it_makes_in_one(tmp_path,
 
 
 def test_files_wait_to_be_made_documents_up_to_a_bound_in_bytes(tmp_path, source_dir, monkeypatch):
-    monkeypatch.setattr(ingest, "DOCUMENTS_TOGETHER_BYTES", 1000)
+    monkeypatch.setattr(batch, "DOCUMENTS_TOGETHER_BYTES", 1000)
     groups = []
-    real = ingest.BatchProcessor._make_documents
+    real = batch.BatchProcessor._make_documents
 
     def spy(self):
         groups.append([len(data) for *_, data in self._waiting])
         real(self)
 
-    monkeypatch.setattr(ingest.BatchProcessor, "_make_documents", spy)
+    monkeypatch.setattr(batch.BatchProcessor, "_make_documents", spy)
     summary, tables = _run(tmp_path, source_dir, "bounded")
     waited = [g for g in groups if g]
     assert all(sum(g) <= 1000 or len(g) == 1 for g in waited)  # a file over the bound goes alone

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from archive import ingest, source as source_module
+from archive import source as source_module
+from archive.ingest import batch, readahead
 from archive.errors import StoreError
 from archive.ingest import process_batch
 from archive.provenance import RunContext, new_run_id
@@ -79,8 +80,8 @@ def test_the_next_files_are_begun_while_the_batch_works_on_this_one(tmp_path, so
     paths = [ref.path for ref in refs]
     assert [p for kind, p in source.log if kind == "read"] == paths  # each file read once, in the batch's order
     assert sorted(p for kind, p in source.log if kind == "prefetch") == sorted(paths)  # every one begun ahead
-    assert ingest.READ_AHEAD_FILES - 1 >= 1
-    assert source.ahead_of("note-00.txt") == paths[paths.index("note-00.txt") + 1:][:ingest.READ_AHEAD_FILES - 1]
+    assert readahead.READ_AHEAD_FILES - 1 >= 1
+    assert source.ahead_of("note-00.txt") == paths[paths.index("note-00.txt") + 1:][:readahead.READ_AHEAD_FILES - 1]
     assert hints and set(hints) == {os.POSIX_FADV_WILLNEED}  # the kernel was asked for the pages
     assert summary.counts == {"document": len(refs)}
     for ref in refs:  # and each document's original is the bytes of its own file
@@ -90,7 +91,7 @@ def test_the_next_files_are_begun_while_the_batch_works_on_this_one(tmp_path, so
 
 
 def test_reads_are_begun_at_most_so_many_files_ahead(tmp_path, source_dir, monkeypatch):
-    monkeypatch.setattr(ingest, "READ_AHEAD_FILES", 3)
+    monkeypatch.setattr(readahead, "READ_AHEAD_FILES", 3)
     source = WatchedSource(source_dir)
     refs, summary = _batch(source, NamedStore(tmp_path / "dest", source_dir))
     assert summary.counts == {"document": len(refs)}
@@ -98,7 +99,7 @@ def test_reads_are_begun_at_most_so_many_files_ahead(tmp_path, source_dir, monke
 
 
 def test_a_file_larger_than_the_read_ahead_bound_is_read_when_its_turn_comes(tmp_path, source_dir, monkeypatch):
-    monkeypatch.setattr(ingest, "READ_AHEAD_BYTES", 4096)
+    monkeypatch.setattr(readahead, "READ_AHEAD_BYTES", 4096)
     (source_dir / "note-07.txt").write_text("A long note of the harbour committee. " * 200)  # 7,600 bytes
     source = WatchedSource(source_dir)
     refs, summary = _batch(source, NamedStore(tmp_path / "dest", source_dir))
@@ -147,8 +148,8 @@ def test_a_batch_is_freed_when_it_returns_not_left_to_the_cycle_collector(tmp_pa
     refs = sorted(source.iter_files(), key=lambda ref: ref.path)
     (source_dir / "note-05.txt").unlink()  # gone between the walk and the read: the read ahead keeps the error
     made = []
-    real_init = ingest.BatchProcessor.__init__
-    monkeypatch.setattr(ingest.BatchProcessor, "__init__",
+    real_init = batch.BatchProcessor.__init__
+    monkeypatch.setattr(batch.BatchProcessor, "__init__",
                         lambda self, *a, **k: (made.append(weakref.ref(self)), real_init(self, *a, **k))[1])
     gc.collect()
     gc.disable()

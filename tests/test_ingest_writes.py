@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from archive import ingest
+from archive.ingest import originals
 from archive.ingest import process_batch
 from archive.provenance import RunContext, new_run_id
 from archive.source import open_source
@@ -43,7 +43,7 @@ def source_dir(seed_copy):
 
 def test_bytes_on_their_way_stay_under_the_bound_and_every_original_is_stored_and_recorded(tmp_path, source_dir,
                                                                                           monkeypatch):
-    monkeypatch.setattr(ingest, "WRITE_BYTES_IN_FLIGHT", 8 << 20)
+    monkeypatch.setattr(originals, "WRITE_BYTES_IN_FLIGHT", 8 << 20)
     store = WatchedStore(tmp_path / "dest")
     source = open_source(source_dir)
     run = RunContext(new_run_id(), "writes", str(source_dir))
@@ -57,7 +57,7 @@ def test_bytes_on_their_way_stay_under_the_bound_and_every_original_is_stored_an
 
 
 def test_a_file_larger_than_the_bound_goes_alone(tmp_path, source_dir, monkeypatch):
-    monkeypatch.setattr(ingest, "WRITE_BYTES_IN_FLIGHT", 1 << 20)
+    monkeypatch.setattr(originals, "WRITE_BYTES_IN_FLIGHT", 1 << 20)
     store = WatchedStore(tmp_path / "dest")
     source = open_source(source_dir)
     run = RunContext(new_run_id(), "writes", str(source_dir))

@@ -34,9 +34,10 @@ def records(tmp_path_factory, seeds_dir):
     run = RunContext(new_run_id(), "validate-test", str(source_dir))
     batch = BatchProcessor(open_store(tmp_path_factory.mktemp("store")), source, run, 0)
     batch.process(sorted(source.iter_files(), key=lambda ref: ref.path))
-    found = {"document": batch.documents, "file": batch.files, "quarantine": batch.quarantine, "event": batch.events}
+    found = {"document": batch.rows.documents, "file": batch.rows.files, "quarantine": batch.rows.quarantine,
+             "event": batch.rows.events}
     assert all(found.values()), {kind: len(rows) for kind, rows in found.items()}
-    assert {row["outcome"] for row in batch.files} >= {"document", "duplicate", "quarantine"}
+    assert {row["outcome"] for row in batch.rows.files} >= {"document", "duplicate", "quarantine"}
     return found
 
 

@@ -1,0 +1,262 @@
+"""One batch of an ingest run: every file read once, hashed, identified, stored, made a document or set aside."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Iterable
+
+from .. import provenance as ev
+from ..extract import Extracted
+from ..fixity import TOOL as DIGEST_TOOL, digest_file, open_for_reading, sha256_hex
+from ..identify import EMPTY, Format, identify
+from ..normalise import Description, describe_texts, language_tool_version
+from ..provenance import RunContext
+from ..publish import new_attempt, part_key
+from ..source import FileRef, Prefetch, Source
+from ..store import Store
+from ..timing import StageTimer
+from . import stages
+from ..claims import DocumentClaims
+from .descriptions import Descriptions
+from .originals import OriginalsWriter
+from .readahead import read_ahead
+from .rows import BatchRows
+from .stages import Quarantine
+from .summary import BatchSummary, IngestOptions
+
+# A batch makes its files documents (extract, normalise, describe) so many at a time, of so many bytes at most
+# (a larger file goes alone): their bytes wait in memory meanwhile. Text code run on one file after another keeps
+# its tables and numpy's code in the processor's caches, instead of between each file's reads, hashes and writes.
+DOCUMENTS_TOGETHER = 64
+DOCUMENTS_TOGETHER_BYTES = 16 << 20
+
+
+class BatchProcessor:
+    """Turns a batch of FileRefs into rows of the four datasets and writes them as parts."""
+
+    def __init__(self, store: Store, source: Source, run: RunContext, index: int, *,
+                 known: frozenset[str] | set[str] = frozenset(), options: IngestOptions = IngestOptions(),
+                 descriptions: Descriptions = Descriptions(), claims: DocumentClaims | None = None):
+        self.store, self.source, self.run, self.index = store, source, run, index
+        self.known, self.options, self.descriptions = known, options, descriptions
+        self.claims = claims  # the run's other batches' documents (None: the commit settles duplicates alone)
+        self.summary = BatchSummary(index)
+        self.rows = BatchRows(run, self.summary)
+        self.originals = OriginalsWriter(store, known, self.summary.reused_originals)
+        self.attempt = new_attempt()
+        self.first_path: dict[str, str] = {}  # sha256 -> first path in this batch
+        # Files kept and waiting to be made documents together (see _make_documents), oldest first.
+        self._waiting: list[tuple[FileRef, str, Format, bytes]] = []
+        self.documents_key = part_key("documents", run.run_id, index, self.attempt)
+
+    def _time(self, stage: str) -> StageTimer:
+        return StageTimer(self.summary.timings, stage)
+
+    def process(self, refs: Iterable[FileRef]) -> BatchSummary:
+        reads = read_ahead(self.source, refs, self.options.max_file_bytes)
+        try:
+            for ref, pending in reads:
+                self.process_file(ref, pending)
+            self._make_documents()
+            with self._time("store_originals"):
+                self.originals.settle_all()  # the parts only ever name originals that are in the store
+        finally:
+            reads.close()  # (on a failure too: no file stays open)
+            self.originals.close()  # (and no write)
+        self._claim_documents()
+        self.rows.write_parts(self.store, self.index, self.attempt, self.documents_key)
+        self.store.flush()  # originals and parts durable before the batch reports them
+        return self.summary
+
+    def _claim_documents(self) -> None:
+        """The documents an earlier batch of this run publishes become duplicates here, before any part is
+        written, instead of being unpublished at commit (see archive/claims.py)."""
+        if self.claims is None or not self.rows.documents:
+            return
+        try:
+            earlier = self.claims.claim(self.index, {d["doc_id"]: d["source_path"] for d in self.rows.documents})
+        except (OSError, EOFError):  # the claims' process is gone: the commit settles the copies instead
+            return
+        if not earlier:
+            return
+        self.rows.unpublish({doc_id: ("duplicate-in-run", f"same bytes as {path} in this run")
+                             for doc_id, (_, path) in earlier.items()})
+        self.summary.earlier_documents = {doc_id: index for doc_id, (index, _) in earlier.items()}
+
+    def process_file(self, ref: FileRef, pending: Prefetch | None = None) -> None:
+        """One file, its bytes from pending (a read begun earlier) or read now."""
+        if ref.skip_reason:
+            self.rows.skip(ref, ref.skip_reason, ref.skip_detail or ref.skip_reason)
+            return
+        if ref.size is not None and ref.size > self.options.max_file_bytes:
+            self._too_large(ref)
+            return
+        with self._time("read_hash"):
+            try:
+                data = pending.result() if pending is not None else self.source.read(ref)
+            except OSError as exc:
+                self.rows.skip(ref, "unreadable", f"cannot be read: {getattr(exc, 'strerror', None) or exc}")
+                return
+            sha256 = sha256_hex(data)
+        self.summary.bytes_read += len(data)
+        self.rows.event(ev.MESSAGE_DIGEST, ev.SUCCESS, f"sha256 over {len(data)} bytes", sha256=sha256,
+                        path=ref.path, tool=DIGEST_TOOL)
+        with self._time("identify"):
+            fmt = identify(data)
+        self.rows.event(ev.FORMAT_IDENTIFICATION, ev.SUCCESS,
+                        f"{fmt.media_type}{' ' + fmt.puid if fmt.puid else ''} ({fmt.name}), from content",
+                        sha256=sha256, path=ref.path, tool="archive.identify")
+        with self._time("store_originals"):
+            self._store_original(ref, sha256, data=data)
+        if ref.path == self.descriptions.path:
+            self._sidecar_file(ref, sha256, fmt, len(data))
+        elif not self._is_duplicate(ref, sha256, fmt, len(data)):
+            if fmt is EMPTY:
+                self.rows.set_aside(ref, sha256, len(data), fmt, "empty", "the file has no bytes")
+                return
+            if self._waiting and sum(len(d) for *_, d in self._waiting) + len(data) > DOCUMENTS_TOGETHER_BYTES:
+                self._make_documents()
+            self._waiting.append((ref, sha256, fmt, data))
+            if len(self._waiting) >= DOCUMENTS_TOGETHER:
+                self._make_documents()
+
+    def _store_original(self, ref: FileRef, sha256: str, *, data: bytes | None = None, path: str | None = None):
+        # The event is made now (its time is when the store was asked), its detail once the write has ended.
+        event = self.rows.event(ev.INGESTION, ev.SUCCESS, "", sha256=sha256, path=ref.path)
+        # A committed document's original is expected in the store: look before sending the bytes.
+        probe = sha256 in self.known or sha256 in self.first_path
+        self.originals.store_original(ref, sha256, event, probe=probe, data=data, path=path)
+
+    def _sidecar_file(self, ref: FileRef, sha256: str, fmt: Format, size: int) -> None:
+        """The metadata.csv is kept like any original but describes the others instead of becoming a document."""
+        if self.descriptions.error:
+            self.rows.set_aside(ref, sha256, size, fmt, "invalid-metadata",
+                                f"{self.descriptions.error}; no descriptive metadata was applied")
+            return
+        sidecar = self.descriptions.sidecar
+        rejected = len({p.line for p in sidecar.errors})
+        shown = "; ".join(str(p) for p in sidecar.problems[:5]) + ("; ..." if len(sidecar.problems) > 5 else "")
+        detail = (f"descriptive metadata for this batch: {len(sidecar.rows)} row(s) used, {rejected} rejected"
+                  + (f" ({shown})" if sidecar.problems else ""))
+        self.rows.event(ev.VALIDATION, ev.WARNING if sidecar.problems else ev.SUCCESS, f"{ref.path}: {detail}",
+                        sha256=sha256, path=ref.path, tool="jsonschema")
+        self.rows.file_row(ref, "skipped", sha256=sha256, fmt=fmt, reason="sidecar-metadata", detail=detail,
+                           size=size)
+
+    def _too_large(self, ref: FileRef) -> None:
+        """Keep the bytes (streamed, never whole in memory) but make no document."""
+        spool = None
+        with self._time("read_hash"):
+            try:
+                local = self.source.local_path(ref)
+                if local is None:
+                    spool = tempfile.NamedTemporaryFile(prefix="archive-spool-", delete=False)
+                    with self.source.open(ref) as stream, spool:
+                        shutil.copyfileobj(stream, spool, 1 << 20)
+                    local = spool.name
+                digests, size = digest_file(local)
+            except OSError as exc:
+                if spool is not None:
+                    os.unlink(spool.name)
+                self.rows.skip(ref, "unreadable", f"cannot be read: {exc.strerror or exc}")
+                return
+        try:
+            sha256 = digests["sha256"]
+            with open_for_reading(local) as stream:
+                fmt = identify(stream.read(8192))
+            self.rows.event(ev.MESSAGE_DIGEST, ev.SUCCESS, f"sha256 over {size} bytes (streamed)", sha256=sha256,
+                            path=ref.path, tool=DIGEST_TOOL)
+            with self._time("store_originals"):
+                self._store_original(ref, sha256, path=local)
+            self.rows.set_aside(ref, sha256, size, fmt, "too-large",
+                                f"{size} bytes exceeds the limit of {self.options.max_file_bytes} bytes "
+                                "(max_file_bytes); original kept, no text extracted")
+        finally:
+            if spool is not None:
+                os.unlink(spool.name)
+
+    def _is_duplicate(self, ref: FileRef, sha256: str, fmt: Format, size: int) -> bool:
+        if sha256 in self.known:
+            reason, detail = "duplicate-of-committed", f"same bytes as document {sha256}, published by an earlier run"
+        elif sha256 in self.first_path:
+            reason, detail = "duplicate-in-run", f"same bytes as {self.first_path[sha256]} in this run"
+        else:
+            self.first_path[sha256] = ref.path
+            return False
+        self.rows.duplicate(ref, sha256, fmt, size, reason, detail)
+        return True
+
+    def _make_documents(self) -> None:
+        """The documents of the files waiting: extracted and normalised one by one, then described together."""
+        waiting, self._waiting = self._waiting, []
+        made = []
+        for ref, sha256, fmt, data in waiting:
+            text = self._text(ref, sha256, fmt, data)
+            if text:
+                made.append((ref, sha256, fmt, len(data), *text))
+        del waiting  # (the files' bytes: only their texts are needed from here on)
+        if not made:
+            return
+        with self._time("normalise"):
+            descriptions = describe_texts([text for *_, text in made])
+        for (ref, sha256, fmt, size, extracted, text), description in zip(made, descriptions):
+            self._publish_document(ref, sha256, fmt, size, extracted, text, description)
+
+    def _text(self, ref: FileRef, sha256: str, fmt: Format, data: bytes) -> tuple[Extracted, str] | None:
+        """The file's text, extracted and normalised, or None (quarantined: no text to be had)."""
+        with self._time("extract"):
+            extracted = stages.extract_text(data, fmt)
+        if not isinstance(extracted, Quarantine):
+            with self._time("normalise"):
+                extracted = stages.normalised(extracted)
+        if isinstance(extracted, Quarantine):
+            self.rows.set_aside(ref, sha256, len(data), fmt, extracted.reason, extracted.detail)
+            return None
+        extracted, text = extracted
+        self.rows.event(ev.NORMALIZATION, ev.SUCCESS, stages.normalisation_detail(extracted, text), sha256=sha256,
+                        path=ref.path, tool=f"{extracted.extractor} {extracted.extractor_version}")
+        return extracted, text
+
+    def _publish_document(self, ref: FileRef, sha256: str, fmt: Format, size: int, extracted: Extracted, text: str,
+                          description: Description) -> None:
+        sidecar, problem = self.descriptions.lookup(ref.path)
+        if problem:
+            self.rows.set_aside(ref, sha256, size, fmt, "invalid-metadata", problem)
+            return
+        values, origin = stages.dublin_core(description, extracted, sidecar)
+        self.rows.event(ev.METADATA_EXTRACTION, ev.WARNING if description.notes else ev.SUCCESS,
+                        "; ".join([f"{k} from {v}" for k, v in sorted(origin.items())] + list(description.notes))
+                        or "no descriptive metadata found",
+                        sha256=sha256, path=ref.path, tool=f"py3langid {language_tool_version()}")
+        document = stages.document_record(sha256=sha256, run_id=self.run.run_id, collection=self.run.collection,
+                                          path=ref.path, fmt=fmt, extracted=extracted, text=text,
+                                          description=description, values=values)
+        with self._time("validate"):
+            invalid = stages.invalid_document(document)
+        schema = stages.document_schema()
+        if invalid:
+            self.rows.event(ev.VALIDATION, ev.FAILURE, f"document record fails {schema}: {invalid.detail}",
+                            sha256=sha256, path=ref.path, tool="jsonschema")
+            self.rows.set_aside(ref, sha256, size, fmt, invalid.reason, invalid.detail)
+            return
+        self.rows.event(ev.VALIDATION, ev.SUCCESS, f"document record valid against {schema}", sha256=sha256,
+                        path=ref.path, tool="jsonschema")
+        self.rows.event(ev.PUBLICATION, ev.SUCCESS, f"document published in {self.documents_key}", sha256=sha256,
+                        path=ref.path)
+        self.rows.documents.append(document)
+        self.summary.documents.append(sha256)
+        self.rows.file_row(ref, "document", sha256=sha256, fmt=fmt, doc_id=sha256, size=size)
+
+
+def process_batch(store: Store, source: Source, run: RunContext, index: int, refs: list[FileRef], *,
+                  known: frozenset[str] | set[str] = frozenset(), options: IngestOptions = IngestOptions(),
+                  descriptions: Descriptions = Descriptions(), claims: DocumentClaims | None = None) -> BatchSummary:
+    """Ingest one batch; its parts are in the store (uncommitted) when this returns.
+
+    claims: the run's DocumentClaims, shared by its batches: a document an earlier batch publishes becomes a
+    duplicate in this batch's parts at once (without, the commit unpublishes it: the same outcome, dearer).
+    """
+    return BatchProcessor(store, source, run, index, known=known, options=options, descriptions=descriptions,
+                          claims=claims).process(refs)

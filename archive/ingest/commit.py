@@ -1,0 +1,180 @@
+"""A run's commit: settle duplicates across batches and concurrent runs, then write the manifest, under the lock."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .. import provenance as ev
+from ..commitlock import commit_lock
+from ..errors import SourceError, StoreError
+from ..provenance import RunContext
+from ..publish import (PartInfo, build_manifest, commit_manifest, committed_manifest, manifest_key, new_attempt,
+                       part_key, write_part, write_table_part)
+from ..read import committed_doc_ids
+from ..records import json_form, to_table
+from ..reuse_run import RunReuse, settle_run_reuse
+from ..store import Store
+from .rows import make_duplicates
+from .summary import BatchSummary, total_counts
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What a committed run's manifest says: its key, counts, notes and text-reuse figures."""
+
+    manifest: str
+    counts: dict[str, int]
+    notes: list[str]
+    reuse: dict | None = None
+
+
+def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, parameters: dict,
+               warnings: list[str], reuse: RunReuse | None = None) -> CommitResult:
+    """Settle duplicates across batches and concurrent runs, then write the manifest: the run exists.
+
+    Safe to call again after a lost answer: a run already committed is reported as it stands.
+    """
+    # Under the lock, the committed doc_ids read here cannot change before the
+    # manifest lands: two concurrent runs never both publish a document.
+    with commit_lock(store, run.run_id):
+        done = committed_manifest(store, run.run_id)
+        if done is not None:
+            return CommitResult(manifest_key(run.run_id), done["counts"], done.get("notes", []), done.get("reuse"))
+        check_reused_originals(store, summaries)
+        notes = reconcile(store, run, summaries, committed_doc_ids(store))
+        # The reuse step's parts, filtered of what reconcile unpublished (and caught up
+        # with any run committed since the step looked): no heavy work under the lock.
+        settled = settle_run_reuse(store, run, reuse, {d for s in summaries for d in s.documents}) if reuse else None
+        counts = total_counts(summaries)
+        run_part = publish_run_events(store, run, len(summaries), counts, warnings)
+        store.flush()
+        notes = warnings + notes + (settled.notes if settled else [])
+        manifest = build_manifest(
+            run_id=run.run_id, kind="ingest", collection=run.collection, source=run.source,
+            started_at=run.started_at, flow_run_id=run.flow_run_id, started_by=run.started_by,
+            parameters=parameters, counts=counts, notes=notes,
+            parts=[p for s in summaries for p in s.parts] + [run_part] + (settled.parts if settled else []),
+        )
+        if settled:
+            manifest["reuse"] = settled.figures
+        key = commit_manifest(store, manifest)
+    return CommitResult(key, manifest["counts"], notes, manifest.get("reuse"))
+
+
+def check_reused_originals(store: Store, summaries: list[BatchSummary]) -> None:
+    """Fail the commit if an original this run relied on without uploading it is gone.
+
+    A run does not upload an original the store already holds. When that copy
+    belongs to no committed run (left by a crashed run), `archive gc` may remove
+    it while this run goes on; call this under the commit lock, which gc also
+    holds while deleting, so what it finds stays true until the manifest lands.
+    """
+    sizes = store.sizes(sorted({key for s in summaries for key in s.reused_originals}))
+    for key, size in sizes.items():
+        if size is None:
+            raise StoreError(key, "this run found the original already stored and did not upload it, but it was "
+                                  "removed before the commit (archive gc?); nothing was committed: run the ingest again")
+
+
+def reconcile(store: Store, run: RunContext, summaries: list[BatchSummary], committed: set[str]) -> list[str]:
+    """Make each doc_id a document once: a doc_id that two batches of this run
+    published, or that another run committed while this one ran, stays only in
+    the first place and becomes a duplicate elsewhere. Rewrites only the parts
+    of affected batches (new keys; the old ones are never listed). Returns notes.
+
+    Fails if a document a batch left to an earlier batch (archive/claims.py) is not among that batch's documents."""
+    by_index = {s.index: s for s in summaries}
+    published: dict[int, set[str]] = {}  # (made for the batches named only)
+    for summary in summaries:
+        for doc_id, index in summary.earlier_documents.items():
+            if index not in published:
+                published[index] = set(by_index[index].documents) if index in by_index else set()
+            if doc_id not in published[index]:
+                # Only if the source changed between attempts of a batch: the copy was not published anywhere.
+                raise SourceError(f"batch {summary.index} found document {doc_id} published by batch {index}, "
+                                  f"which no longer publishes it (did a file change during the run?); nothing was "
+                                  f"committed: run the ingest again")
+    owner: dict[str, int] = {}
+    drop: dict[int, dict[str, str]] = {}
+    for summary in sorted(summaries, key=lambda s: s.index):
+        for doc_id in summary.documents:
+            if doc_id in committed:
+                drop.setdefault(summary.index, {})[doc_id] = "duplicate-of-committed"
+            elif doc_id in owner:
+                drop.setdefault(summary.index, {})[doc_id] = "duplicate-in-run"
+            else:
+                owner[doc_id] = summary.index
+    for index, doc_ids in drop.items():
+        _rewrite_batch(store, run, by_index[index], doc_ids)
+        # One batch at a time, its Arrow buffers handed back before the next: rewriting
+        # two at a time was faster but raised the run's peak memory.
+        pa.default_memory_pool().release_unused()
+    return [f"batch {index}: {len(doc_ids)} document(s) turned out to be duplicates at commit and were unpublished"
+            for index, doc_ids in drop.items()]
+
+
+def _rewrite_batch(store: Store, run: RunContext, summary: BatchSummary, doc_ids: dict[str, str]) -> None:
+    attempt = new_attempt()
+    old = {p.dataset: p for p in summary.parts}
+    documents_key = part_key("documents", run.run_id, summary.index, attempt)
+
+    def table(dataset: str) -> pa.Table | None:
+        return pq.read_table(io.BytesIO(store.get_bytes(old[dataset].key))) if dataset in old else None
+
+    # Documents (their texts are most of a batch's bytes) and events (six or so a file) are
+    # filtered as Arrow tables, never made Python rows; the files rows change, so they are rows.
+    dropped = pa.array(sorted(doc_ids), pa.string())
+    documents = table("documents")
+    if documents is not None:
+        documents = documents.filter(pc.invert(pc.is_in(documents["doc_id"], value_set=dropped)))
+    events = table("events")
+    if events is not None:
+        publication = pc.equal(events["event_type"], ev.PUBLICATION)
+        if "documents" in old:
+            moved = pc.replace_substring(events["detail"], old["documents"].key, documents_key)
+            events = events.set_column(events.schema.get_field_index("detail"), "detail",
+                                       pc.if_else(publication, moved, events["detail"]))
+        unpublished = pc.fill_null(pc.and_(publication, pc.is_in(events["object_sha256"], value_set=dropped)),
+                                   False)
+        events = events.filter(pc.invert(unpublished))
+    files_table = table("files")
+    files = [] if files_table is None else [json_form(r) for r in files_table.to_pylist()]
+    deduplicated = make_duplicates(run, summary, files, {
+        doc_id: (reason, "same bytes as a document another run committed while this one ran"
+                 if reason == "duplicate-of-committed"
+                 else "same bytes as a document another batch of this run published")
+        for doc_id, reason in doc_ids.items()}, "; unpublished at commit")
+    if deduplicated:
+        added = to_table("events", deduplicated)
+        events = added if events is None else pa.concat_tables([events.cast(added.schema), added])
+    parts = [p for p in summary.parts if p.dataset not in ("documents", "files", "events")]
+    for dataset, new_table in (("documents", documents), ("events", events)):
+        if new_table is not None and new_table.num_rows:
+            key = documents_key if dataset == "documents" else part_key(dataset, run.run_id, summary.index, attempt)
+            parts.append(write_table_part(store, dataset, key, new_table))
+    if files:
+        parts.append(write_part(store, "files", part_key("files", run.run_id, summary.index, attempt), files))
+    summary.parts = parts
+
+
+def publish_run_events(store: Store, run: RunContext, index: int, counts: dict[str, int],
+                       warnings: Iterable[str] = ()) -> PartInfo:
+    """The run's own events, written as the last events part: who or what started
+    it, and what it published. They concern the run, not one object."""
+    who = run.started_by
+    starter = (f"deployment {who['deployment']}" if who.get("deployment")
+               else f"user {who.get('user')} on host {who.get('host')}")
+    events = [
+        run.event(ev.INGESTION, ev.SUCCESS, f"run {run.run_id} of {run.source} started by {starter} at "
+                                            f"{run.started_at}" + (f" for collection {run.collection}"
+                                                                   if run.collection else "")),
+        *(run.event(ev.VALIDATION, ev.WARNING, warning) for warning in warnings),
+        run.event(ev.PUBLICATION, ev.SUCCESS, "run committed: " + ", ".join(f"{v} {k}" for k, v in counts.items())),
+    ]
+    return write_part(store, "events", part_key("events", run.run_id, index, new_attempt()), events)

@@ -1,0 +1,74 @@
+"""The run's sidecar metadata.csv: found in the source or given, read once, looked up per file, kept like an original."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from ..errors import ObjectExistsError
+from ..fixity import sha256_hex
+from ..metadata import SIDECAR_NAME, Sidecar, SidecarError, load_sidecar
+from ..source import FileRef, Source
+from ..store import Store, object_key
+
+
+@dataclass(frozen=True)
+class Descriptions:
+    """The batch's sidecar metadata.csv: where it is in the source, what it says, or why it cannot be used."""
+
+    path: str | None = None  # the sidecar's path inside the source (None: given with --metadata, or none)
+    sidecar: Sidecar | None = None
+    error: str | None = None  # the sidecar as a whole is unusable
+
+    def lookup(self, path: str) -> tuple[dict[str, str] | None, str | None]:
+        """(Dublin Core values for the file at path, or a problem naming the line, column and value)."""
+        if self.sidecar is None:
+            return None, None
+        row = self.sidecar.lookup(path)
+        if row is not None:
+            return row.dublin_core, None
+        problems = [p for p in self.sidecar.problems_for(path) if p.severity == "error"]
+        if problems:
+            return None, f"{self.sidecar.source_name} " + "; ".join(str(p) for p in problems)
+        return None, None
+
+
+def load_descriptions(source: Source, refs_at_root: Iterable[FileRef] = (), explicit: bytes | None = None,
+                      explicit_name: str | None = None) -> Descriptions:
+    """Read the sidecar: explicit bytes (--metadata FILE), else metadata.csv at the source root."""
+    path, data, name = None, explicit, explicit_name or SIDECAR_NAME
+    if data is None:
+        for ref in refs_at_root:
+            if ref.path == SIDECAR_NAME and not ref.skip_reason:
+                path = ref.path
+                try:
+                    data = source.read(ref)
+                except OSError as exc:
+                    return Descriptions(path, None, f"{SIDECAR_NAME} cannot be read: {exc.strerror or exc}")
+                break
+    if data is None:
+        return Descriptions()
+    try:
+        return Descriptions(path, load_sidecar(data, source_name=name))
+    except SidecarError as exc:
+        return Descriptions(path, None, str(exc))
+
+
+def unmatched_rows(descriptions: Descriptions, seen: Iterable[str]) -> list[str]:
+    """Sidecar rows naming files the source does not have: a typo or a missing file, said in words."""
+    if descriptions.sidecar is None:
+        return []
+    return [f"{descriptions.sidecar.source_name} line {row.line} describes {row.filename!r}, which is not in the source"
+            for row in descriptions.sidecar.unmatched(seen)]
+
+
+def store_sidecar(store: Store, data: bytes) -> str:
+    """Keep a sidecar given from outside the source (--metadata) like any original."""
+    sha256 = sha256_hex(data)
+    key = object_key(sha256)
+    if not store.exists(key):
+        try:
+            store.put_bytes(key, data, sha256=sha256)
+        except ObjectExistsError:
+            pass
+    return key

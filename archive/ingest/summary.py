@@ -1,0 +1,64 @@
+"""What a batch reports back and how a run adds it up: options, counts, parts and files set aside, never the data."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from ..publish import PartInfo
+
+DEFAULT_MAX_FILE_BYTES = 256 << 20
+# Quarantined and skipped files a batch reports back by name (the rest are counted).
+REPORTED_PROBLEMS = 200
+STAGES = ("read_hash", "identify", "store_originals", "extract", "normalise", "validate", "write_parts")
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES  # larger files are kept but quarantined as too-large
+    batch_files: int = 1000
+    batch_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file a batch quarantined or skipped, by name, for the run's summary."""
+
+    path: str
+    outcome: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class BatchSummary:
+    """What a batch task returns: counts and part infos, never the data itself."""
+
+    index: int
+    counts: Counter = field(default_factory=Counter)
+    parts: list[PartInfo] = field(default_factory=list)
+    documents: list[str] = field(default_factory=list)  # doc_ids this batch published
+    # Originals found already stored but not as committed documents (a crashed run's, say): checked again at
+    # commit, under the commit lock, in case `archive gc` removed them while this run ran.
+    reused_originals: list[str] = field(default_factory=list)
+    # Documents this batch found, when it ended, that an earlier batch of the run publishes (doc_id -> that
+    # batch's index): made duplicates here (see archive/claims.py); checked at commit against that batch's documents.
+    earlier_documents: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    bytes_read: int = 0
+
+
+def total_counts(summaries: Iterable[BatchSummary]) -> dict[str, int]:
+    """The run's counts, in the names the CLI and manifest use."""
+    total: Counter = Counter()
+    for s in summaries:
+        total.update(s.counts)
+    return {
+        "files": sum(total.values()),
+        "documents": total["document"],
+        "duplicates": total["duplicate"],
+        "quarantined": total["quarantine"],
+        "skipped": total["skipped"],
+    }

@@ -291,7 +291,7 @@ def worker_library(corpus: str, dest: str, profile: str | None = None) -> None:
 
 def _archive_cmd() -> list[str]:
     exe = Path(sys.executable).with_name("archive")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "archive.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "archive_flows.cli"]
 
 
 def _corpus_size(corpus: Path) -> tuple[int, int]:

@@ -13,17 +13,17 @@ from archive.ingest import DEFAULT_MAX_FILE_BYTES
 from archive.store import resolve_dest
 
 # Absolute, not relative: Prefect loads a deployment's entrypoint file as a
-# script, and the batch worker processes must find flows.ingest by its name.
-from flows.ingest import ingest
+# script, and the batch worker processes must find archive_flows.ingest by its name.
+from archive_flows.ingest import ingest
 
 
 def _by_name(cls: type) -> type:
-    """cls as the module flows.service defines it. A deployment loads this file
+    """cls as the module archive_flows.service defines it. A deployment loads this file
     from its path, as a module of another name, while Dask's scheduler and
-    workers unpickle classes by their module's name: flows.service they import."""
-    import flows.service
+    workers unpickle classes by their module's name: archive_flows.service they import."""
+    import archive_flows.service
 
-    return getattr(flows.service, cls.__name__)
+    return getattr(archive_flows.service, cls.__name__)
 
 
 class _PicklableQuote(quote):
@@ -56,7 +56,7 @@ def ingest_on(address: str | None) -> Flow:
     """The ingest flow with its batch tasks on the Dask cluster at address
     (tcp://HOST:8786), or as it is (local worker processes) when address is None.
 
-    On a Dask worker no process pool is registered (flows.workers.pool_for), so
+    On a Dask worker no process pool is registered (archive_flows.workers.pool_for), so
     each batch runs in the worker's own process and writes its parts to the
     store itself; only its small summary comes back to the flow. SOURCE and
     DEST must be reachable from the workers under the same names: S3, or

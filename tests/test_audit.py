@@ -20,7 +20,7 @@ pytestmark = pytest.mark.flow
 @pytest.fixture(scope="module", params=["local", "s3"])
 def ingested(request, prefect_harness, seeds_dir, tmp_path_factory):
     """One ingest of the seeds per store kind, shared by the read-only tests of this module."""
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     if request.param == "local":
         dest = str(tmp_path_factory.mktemp("audit") / "store")
@@ -38,7 +38,7 @@ def cli_env(prefect_harness):
 
 
 def archive(*args, env):
-    return subprocess.run([sys.executable, "-m", "archive.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "archive_flows.cli", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 class Tamperer:
@@ -68,8 +68,8 @@ class Tamperer:
 
 
 def test_verify_names_exactly_the_changed_and_missing_keys(prefect_harness, seeds_dir, dest, cli_env, request):
-    from flows.audit import fixity_audit
-    from flows.ingest import ingest
+    from archive_flows.audit import fixity_audit
+    from archive_flows.ingest import ingest
 
     ingest(str(seeds_dir), dest=dest)
     store = open_store(dest)
@@ -115,10 +115,10 @@ def test_verify_names_exactly_the_changed_and_missing_keys(prefect_harness, seed
 def test_verify_in_worker_processes_finds_what_verify_in_threads_finds(prefect_harness, seeds_dir, dest, request,
                                                                        monkeypatch):
     """Large audits hash their chunks of originals in worker processes: same findings, same fixity trail."""
-    import flows.audit
-    from flows import workers as worker_pool
-    from flows.audit import fixity_audit
-    from flows.ingest import ingest
+    import archive_flows.audit
+    from archive_flows import workers as worker_pool
+    from archive_flows.audit import fixity_audit
+    from archive_flows.ingest import ingest
     from archive.read import open_dataset
 
     ingest(str(seeds_dir), dest=dest, reuse=False)
@@ -126,8 +126,8 @@ def test_verify_in_worker_processes_finds_what_verify_in_threads_finds(prefect_h
     changed = object_key(hashlib.sha256(sorted(seeds_dir.iterdir())[2].read_bytes()).hexdigest())
     Tamperer(store, request).flip_byte(changed, 5)
     # 5 originals in chunks of 2: 3 chunks, enough for processes with the threshold at 2.
-    monkeypatch.setattr(flows.audit, "OBJECTS_PER_TASK", 2)
-    monkeypatch.setattr(flows.audit, "MIN_CHUNKS_FOR_PROCESSES", 2)
+    monkeypatch.setattr(archive_flows.audit, "OBJECTS_PER_TASK", 2)
+    monkeypatch.setattr(archive_flows.audit, "MIN_CHUNKS_FOR_PROCESSES", 2)
     handed = []
     real = worker_pool.audit_in_pool
     monkeypatch.setattr(worker_pool, "audit_in_pool", lambda pool, *args: handed.append(args[2]) or real(pool, *args))

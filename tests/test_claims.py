@@ -14,7 +14,7 @@ from archive.ingest import Descriptions, IngestOptions, process_batch, reconcile
 from archive.provenance import RunContext, new_run_id
 from archive.source import open_source
 from archive.store import LocalStore
-from flows import workers as worker_pool
+from archive_flows import workers as worker_pool
 
 
 @pytest.fixture

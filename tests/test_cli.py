@@ -27,7 +27,7 @@ def cli_env(prefect_harness):
 
 
 def archive(*args, env, cwd=None):
-    return subprocess.run([sys.executable, "-m", "archive.cli", *args], env=env, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "archive_flows.cli", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -111,10 +111,10 @@ def test_a_failed_run_exits_1_and_commits_nothing(cli_env, seeds_dir, tmp_path):
 def test_progress_line_shows_done_total_and_rate():
     import io
 
-    from archive.cli import _Progress
+    from archive_flows.output import Progress
 
     stream = io.StringIO()
-    bar = _Progress(stream)
+    bar = Progress(stream)
     bar(1000, 5000, 2.0)
     bar(5000, 5000, 4.0)
     bar.close()
@@ -160,7 +160,7 @@ def _events_once_delivered(flow_run_id: str) -> set[str]:
 def test_a_command_s_flow_runs_without_heartbeats_unless_a_frequency_is_set(cli_env, seeds_dir, tmp_path):
     from prefect.settings import Settings
 
-    from flows.context import heartbeats_configured
+    from archive_flows.context import heartbeats_configured
 
     runs = {}
     for label, extra in (("default", {}), ("configured", {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"})):

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.flow
 
 
 def test_overlapping_runs_at_the_same_time_publish_each_document_once(prefect_harness, seeds_dir, dest, tmp_path, monkeypatch):
-    import flows.ingest as flow_module
+    import archive_flows.ingest as flow_module
 
     seeds = sorted(seeds_dir.iterdir())
     first, second = tmp_path / "first", tmp_path / "second"

@@ -95,7 +95,7 @@ def crash_source(tmp_path_factory, seeds_dir) -> Path:
 
 
 def ingest_command(source: Path, dest: Path) -> list[str]:
-    return [sys.executable, "-m", "archive.cli", "ingest", str(source), "--dest", str(dest), "--collection", "crash",
+    return [sys.executable, "-m", "archive_flows.cli", "ingest", str(source), "--dest", str(dest), "--collection", "crash",
             "--batch-files", str(BATCH_FILES), "--workers", "2", "--json"]
 
 
@@ -185,7 +185,7 @@ def test_kill_9_at_a_seeded_point_loses_nothing(index, request, crash_source, cl
 
     # archive verify passes on what the killed run left.
     if committed:
-        verify = subprocess.run([sys.executable, "-m", "archive.cli", "verify", "--dest", str(dest), "--json"],
+        verify = subprocess.run([sys.executable, "-m", "archive_flows.cli", "verify", "--dest", str(dest), "--json"],
                                 env=cli_env, capture_output=True, text=True, timeout=RUN_SECONDS)
         assert verify.returncode == 0, verify.stdout + verify.stderr
         assert json.loads(verify.stdout)["problems"] == []
@@ -198,7 +198,7 @@ def test_kill_9_at_a_seeded_point_loses_nothing(index, request, crash_source, cl
     assert not (root / LOCK_KEY).exists()
     expected_new = 0 if committed else clean_run["result"]["counts"]["documents"]
     assert after["counts"]["documents"] == expected_new
-    verify = subprocess.run([sys.executable, "-m", "archive.cli", "verify", "--dest", str(dest), "--json"],
+    verify = subprocess.run([sys.executable, "-m", "archive_flows.cli", "verify", "--dest", str(dest), "--json"],
                             env=cli_env, capture_output=True, text=True, timeout=RUN_SECONDS)
     assert verify.returncode == 0 and json.loads(verify.stdout)["problems"] == [], verify.stdout + verify.stderr
 

@@ -59,8 +59,8 @@ def _datasets(dest: str) -> dict[str, list[tuple]]:
 def test_batches_on_dask_give_the_same_datasets_as_a_local_run(prefect_harness, dask_cluster, mixed_source, tmp_path):
     from distributed import get_task_stream
 
-    from flows.ingest import ingest
-    from flows.service import ingest_on
+    from archive_flows.ingest import ingest
+    from archive_flows.service import ingest_on
 
     cluster, client = dask_cluster
     local_dest, dask_dest = str(tmp_path / "local-store"), str(tmp_path / "dask-store")
@@ -96,7 +96,7 @@ def test_archive_ingest_dask_runs_the_batches_on_the_cluster(prefect_harness, da
     env.pop("ARCHIVE_DEST", None)
 
     def archive(*args):
-        return subprocess.run([sys.executable, "-m", "archive.cli", "ingest", *args], cwd=tmp_path, env=env,
+        return subprocess.run([sys.executable, "-m", "archive_flows.cli", "ingest", *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=300)
 
     refused = archive(str(seeds_dir), "--dask", cluster.scheduler_address, "--workers", "2")

@@ -50,7 +50,7 @@ def s3_source(s3_server, seeds_dir) -> str:
 @pytest.fixture(scope="module")
 def clean_run(prefect_harness, s3_server, s3_source) -> dict:
     """The datasets of a fault-free run of the S3 source, straight to the server."""
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     dest = f"s3://{s3_server.create_bucket()}/archive"
     result = ingest(s3_source, dest=dest, workers=1)
@@ -71,7 +71,7 @@ def _direct(monkeypatch, s3_server) -> None:
 
 def _committed_run(dest: str, clean_run: dict, result: dict) -> None:
     """One manifest, the datasets a clean run publishes, and a fixity audit that finds every object intact."""
-    from flows.audit import fixity_audit
+    from archive_flows.audit import fixity_audit
 
     (manifest,) = committed_manifests(open_store(dest))
     assert manifest["run_id"] == result["run_id"]
@@ -85,7 +85,7 @@ def _committed_run(dest: str, clean_run: dict, result: dict) -> None:
 
 def test_a_burst_of_503_slowdown_on_puts_and_gets_is_retried_and_the_run_equals_a_clean_one(
         proxy, clean_run, s3_source, s3_server, monkeypatch):
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     dest = f"s3://{s3_server.create_bucket()}/archive"
     # (the faults take turns, GET and PUT: the source's reads and the store's writes run in different
@@ -104,7 +104,7 @@ def test_a_burst_of_503_slowdown_on_puts_and_gets_is_retried_and_the_run_equals_
 def test_new_originals_cost_one_put_each_and_known_ones_one_head_each(proxy, clean_run, s3_source, s3_server):
     """No HEAD before the write of an original that is new (the conditional PUT tells if it exists);
     on a re-run, one HEAD per committed original and no upload."""
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     dest = f"s3://{s3_server.create_bucket()}/archive"
 
@@ -122,7 +122,7 @@ def test_new_originals_cost_one_put_each_and_known_ones_one_head_each(proxy, cle
 def test_a_batch_sends_originals_to_s3_several_at_a_time_and_records_each(proxy, clean_run, s3_source, s3_server,
                                                                         monkeypatch):
     """The PUTs of a batch's originals overlap: the proxy holds each until a second one arrives."""
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     dest = f"s3://{s3_server.create_bucket()}/archive"
     proxy.gate(r"^PUT .*/archive/objects/sha256/", want=2, timeout=2)
@@ -141,7 +141,7 @@ def test_an_s3_source_is_read_several_objects_at_a_time_and_every_object_becomes
         proxy, clean_run, s3_source, s3_server, monkeypatch):
     """Each GET of a source object waits a round trip: a batch asks for the next ones ahead of their turn.
     The proxy holds each GET of a source object until a second one arrives."""
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     dest = f"s3://{s3_server.create_bucket()}/archive"
     reads = r"^GET .*/incoming/[^?]+$"
@@ -158,8 +158,8 @@ def test_an_s3_source_is_read_several_objects_at_a_time_and_every_object_becomes
 def test_an_audit_reads_several_originals_at_a_time_and_names_the_one_that_changed(proxy, s3_source, s3_server):
     """Each GET of an original waits a round trip: an audit on S3 reads and hashes a few at once, in key
     order all the same. The proxy holds each GET of an original until a second one arrives."""
-    from flows.audit import fixity_audit
-    from flows.ingest import ingest
+    from archive_flows.audit import fixity_audit
+    from archive_flows.ingest import ingest
 
     dest = f"s3://{s3_server.create_bucket()}/archive"
     ingest(s3_source, dest=dest, workers=1, reuse=False)
@@ -179,7 +179,7 @@ def test_a_rerun_looks_for_known_originals_and_its_commit_checks_its_parts_sever
                                                                                              s3_server):
     """On S3 each look is a round trip: a re-run's HEADs of the originals it expects, and the commit's HEADs
     of its parts (under the commit lock), overlap. The proxy holds each such HEAD until a second one arrives."""
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     dest = f"s3://{s3_server.create_bucket()}/archive"
     ingest(s3_source, dest=dest, workers=1, reuse=False)
@@ -216,7 +216,7 @@ RESETS = {
 @pytest.mark.parametrize("fault", list(RESETS))
 def test_connections_reset_for_a_while_are_retried_and_the_run_equals_a_clean_one(
         proxy, clean_run, s3_source, s3_server, monkeypatch, fault):
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     rule, methods = RESETS[fault]
     dest = f"s3://{s3_server.create_bucket()}/archive"
@@ -234,7 +234,7 @@ def test_the_commit_stands_when_every_answer_to_the_lock_and_manifest_writes_is_
         proxy, clean_run, s3_source, s3_server, monkeypatch):
     """Each write lands at its first attempt, and every retry meets it as taken, answer lost
     too: the store must find its own write rather than fail the commit (or wait for its own lock)."""
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     dest = f"s3://{s3_server.create_bucket()}/archive"
     proxy.inject("reset-response", count=2 * ATTEMPTS, methods=("PUT",), path=r"/archive/(locks|runs)/")
@@ -357,7 +357,7 @@ def cli_env(prefect_harness, proxy):
 
 def _ingest_cli(source, dest, env) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "archive.cli", "ingest", str(source), "--dest", dest],
+    done = subprocess.run([sys.executable, "-m", "archive_flows.cli", "ingest", str(source), "--dest", dest],
                           env=env, capture_output=True, text=True, timeout=120)
     return done, time.monotonic() - started
 

@@ -38,7 +38,7 @@ def mixed_batch(tmp_path, seeds_dir):
 
 
 def test_formats_and_sidecar_metadata(prefect_harness, mixed_batch, tmp_path):
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     dest = str(tmp_path / "store")
     result = ingest(str(mixed_batch), dest=dest, collection="formats")
@@ -79,7 +79,7 @@ def test_formats_and_sidecar_metadata(prefect_harness, mixed_batch, tmp_path):
 
 
 def test_metadata_file_given_outside_the_source(prefect_harness, seeds_dir, tmp_path):
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     sidecar = tmp_path / "described-elsewhere.csv"
     sidecar.write_text("filename,dc.title,dc.language\n001_291c46b230e7e5bc.txt,Commemoration in Baku,en-GB\n", encoding="utf-8")

@@ -26,7 +26,7 @@ EVENT_TYPES_PER_DOCUMENT = {
 
 @pytest.fixture
 def run_ingest(prefect_harness):
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     return ingest
 
@@ -131,7 +131,7 @@ def test_a_batch_that_loses_a_document_at_commit_keeps_its_others_with_events_na
         shutil.copy(seed, source / name)
     dest = str(tmp_path / "store")
     # Batches without the run's claims (as on Dask workers; or the copy's batch ending first): the commit settles it.
-    from flows import workers as worker_pool
+    from archive_flows import workers as worker_pool
 
     monkeypatch.setattr(worker_pool, "claims_for", lambda run_id: None)
     result = run_ingest(str(source), dest=dest, batch_files=2, reuse=False, workers=1)
@@ -256,7 +256,7 @@ def test_a_crash_before_the_manifest_leaves_nothing_visible(run_ingest, seeds_di
 
 
 def test_one_task_per_batch_and_progress_reported(run_ingest, seeds_dir, tmp_path):
-    from flows import progress
+    from archive_flows import progress
 
     heard = []
     stop = progress.listen(lambda done, total, elapsed: heard.append((done, total)))

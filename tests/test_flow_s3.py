@@ -35,7 +35,7 @@ def test_a_second_writer_of_the_same_manifest_loses_with_a_clear_error(dest):
 
 
 def test_ingest_from_an_s3_prefix(prefect_harness, s3_server, seeds_dir, tmp_path):
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     bucket = s3_server.create_bucket()
     client = s3_server.client()
@@ -51,7 +51,7 @@ def test_ingest_from_an_s3_prefix(prefect_harness, s3_server, seeds_dir, tmp_pat
 
 def test_missing_bucket_fails_with_exit_1_and_one_line(prefect_harness, s3_server, seeds_dir):
     env = {**os.environ, **s3_server.env}
-    done = subprocess.run([sys.executable, "-m", "archive.cli", "ingest", str(seeds_dir), "--dest", "s3://no-such-bucket-here/x"],
+    done = subprocess.run([sys.executable, "-m", "archive_flows.cli", "ingest", str(seeds_dir), "--dest", "s3://no-such-bucket-here/x"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
@@ -66,7 +66,7 @@ def _documents(dest):
 
 def test_server_stopping_mid_run_fails_cleanly_and_the_rerun_equals_a_clean_run(
         prefect_harness, s3_server, s3_bucket, seeds_dir, tmp_path, monkeypatch):
-    import flows.ingest as flow_module
+    import archive_flows.ingest as flow_module
 
     # Give up fast on a server that does not answer.
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")

@@ -82,7 +82,7 @@ def test_listing_reports_when_each_key_was_written(store):
 
 
 def test_gc_lists_then_removes_exactly_what_no_committed_run_references(prefect_harness, seeds_dir, dest, tmp_path):
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     seeds = sorted(seeds_dir.iterdir())
     # A --metadata sidecar is kept as an original without a files row: only the run's notes name it.
@@ -183,7 +183,7 @@ def test_gc_command_dry_run_json_and_delete(seeds_dir, tmp_path):
 
     def archive(*args):
         # gc needs no Prefect: the command runs in-process here and must not even import it.
-        code = ("import sys; from archive.cli import main; code = main(sys.argv[1:]); "
+        code = ("import sys; from archive_flows.cli import main; code = main(sys.argv[1:]); "
                 "assert 'prefect' not in sys.modules, 'gc imported prefect'; sys.exit(code)")
         return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=120)
 
@@ -247,7 +247,7 @@ def test_an_original_gc_removes_while_a_run_relies_on_it_fails_that_run_not_the_
     """A crashed run left an original; a new run of the same file finds it stored and does not upload it;
     gc removes it (unreferenced, old) before the new run commits: the new run must not commit a reference
     to a missing original. It fails with the key named; run again, it stores the original and commits."""
-    import flows.ingest as flow_module
+    import archive_flows.ingest as flow_module
     from archive.errors import StoreError
 
     dest = str(tmp_path / "store")

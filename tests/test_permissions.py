@@ -46,7 +46,7 @@ def unprivileged(prefect_harness, tmp_path):
 
 
 def ingest_as(prefix, env, *args):
-    return subprocess.run([*prefix, sys.executable, "-m", "archive.cli", "ingest", *args], env=env,
+    return subprocess.run([*prefix, sys.executable, "-m", "archive_flows.cli", "ingest", *args], env=env,
                           capture_output=True, text=True, timeout=300)
 
 

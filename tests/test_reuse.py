@@ -15,7 +15,7 @@ from archive.normalise import normalise_text
 from archive.reuse import REUSE, ReuseError, ReuseParams, ReuseStats, align, find_reuse
 from archive.validate import SCHEMA_DIR
 
-SEEDS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "seeds"
+from tests.conftest import SEEDS
 RUN_ID = "20261122T153000Z-3f9a"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archive.cli import build_parser
+from archive_flows.cli import build_parser
 from archive.reuse import (REUSE_BANDS, ReuseParams, _identity, _sketch_words, _window_starts, band_scheme,
                            candidate_pairs, document_bands)
 from archive.reuse_run import _BandWriter, _Partitions, _Search

@@ -79,7 +79,7 @@ def _manifest(dest: str, run_id: str) -> dict:
 
 
 def test_one_ingest_run_finds_the_seed_reuse_as_archive_reuse_does(prefect_harness, seeds_dir, tmp_path):
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     files = _seed_files(seeds_dir, "000", "001", "002", "003", "004")
     files["same-bytes-again.txt"] = files[_seed(seeds_dir, "000").name]  # a duplicate: one document
@@ -136,7 +136,7 @@ def test_one_ingest_run_finds_the_seed_reuse_as_archive_reuse_does(prefect_harne
 
 
 def test_pairs_across_two_runs_are_found_through_the_persisted_band_hashes(prefect_harness, seeds_dir, tmp_path):
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     dest = str(tmp_path / "store")
     first = ingest(str(_source(tmp_path, "first", _seed_files(seeds_dir, "000", "003", "004"))), dest=dest, workers=1)
@@ -157,7 +157,7 @@ def test_runs_without_band_hashes_are_caught_up_by_archive_reuse(prefect_harness
     """A run committed without the reuse step (like runs from before it existed)
     is invisible to later ingest runs until `archive reuse` computes and publishes
     its band hashes; after that, ingest runs find pairs with its documents."""
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     dest = str(tmp_path / "store")
     store = open_store(dest)
@@ -200,7 +200,7 @@ def test_a_document_a_concurrent_run_committed_first_leaves_its_pairs_to_that_ru
     second has 000 reconciled away under the lock: its band hashes and its pairs
     with committed documents go (the first run has them), its pair with a document
     the second run does publish stays. The current answer has each pair once."""
-    import flows.ingest as flow_module
+    import archive_flows.ingest as flow_module
 
     dest = str(tmp_path / "store")
     flow_module.ingest(str(_source(tmp_path, "before", _seed_files(seeds_dir, "002"))), dest=dest, workers=1)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.flow
 
 
 def test_reuse_run_over_committed_documents(prefect_harness, seeds_dir, tmp_path):
-    from flows.ingest import ingest
+    from archive_flows.ingest import ingest
 
     source = tmp_path / "source"
     shutil.copytree(seeds_dir, source)

@@ -82,8 +82,8 @@ def test_a_damaged_part_of_a_multipart_upload_is_sent_again(proxy, seaweedfs, tm
 @pytest.mark.flow
 def test_ingest_rerun_audit_and_reads_on_seaweedfs_even_with_originals_damaged_on_the_way(
         prefect_harness, proxy, seaweedfs, seeds_dir):
-    from flows.audit import fixity_audit
-    from flows.ingest import ingest
+    from archive_flows.audit import fixity_audit
+    from archive_flows.ingest import ingest
 
     dest = f"s3://{seaweedfs.create_bucket()}/archive"
     # Two originals reach the server damaged on their first attempt: refused there, sent again by the store.

@@ -1,4 +1,4 @@
-"""The `archive` command: thin shells over the library and the flows; prints, the library never does."""
+"""The `archive` command: parses arguments, calls a flow or a library function, prints (output.py) or --json."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import sys
 import traceback
 from contextlib import contextmanager
 
-from . import __version__
-from .errors import ArchiveError, ConfigurationError, SourceError
+from archive import __version__
+from archive.errors import ArchiveError, ConfigurationError, SourceError
+
+from . import output
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -27,19 +29,14 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
-def _show(path: str) -> str:
-    """A path as one printable line: control characters (newlines...) escaped."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in path)
-
-
 @contextmanager
 def _flow_run(args):
     """Around a flow this command runs: progress on stderr when stderr is a terminal and
-    not --json, and the Prefect settings of a command's flow run (flows.context)."""
-    from flows import progress
-    from flows.context import command_line_run
+    not --json, and the Prefect settings of a command's flow run (archive_flows.context)."""
+    from . import progress
+    from .context import command_line_run
 
-    bar = _Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
+    bar = output.Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
     stop = progress.listen(bar) if bar else (lambda: None)
     try:
         with command_line_run():
@@ -50,29 +47,9 @@ def _flow_run(args):
             bar.close()
 
 
-class _Progress:
-    """files done / total and rate, on one line of a terminal's stderr."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.shown = False
-
-    def __call__(self, done: int, total: int | None, elapsed: float) -> None:
-        rate = done / elapsed if elapsed > 0 else 0.0
-        of = f"/{total:,}" if total else ""
-        self.stream.write(f"\r  {done:,}{of} files  {rate:,.0f} files/s  ")
-        self.stream.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 def cmd_ingest(args) -> int:
-    from .source import open_source
-    from .store import open_store, resolve_dest
+    from archive.source import open_source
+    from archive.store import open_store, resolve_dest
 
     dest = resolve_dest(args.dest)
     try:
@@ -91,13 +68,13 @@ def cmd_ingest(args) -> int:
     _quiet_prefect(args.verbose)
     source, workers = args.source, args.workers
     if args.dask:
-        from flows.service import absolute_location, ingest_on
+        from .service import absolute_location, ingest_on
 
         # The cluster's workers may run in another directory: they get absolute paths.
         source, dest, workers = absolute_location(source), absolute_location(dest), 1
         ingest = ingest_on(args.dask)
     else:
-        from flows.ingest import ingest
+        from .ingest import ingest
     try:
         with _flow_run(args):
             result = ingest(
@@ -114,38 +91,13 @@ def cmd_ingest(args) -> int:
         print(json.dumps({k: result[k] for k in ("run_id", "status", "dest", "manifest", "counts", "problems", "seconds", "stage_seconds")},
                          ensure_ascii=False))
     else:
-        _print_summary(result)
+        output.ingest_summary(result)
     return EXIT_OK
 
 
-def _print_summary(result: dict) -> None:
-    counts = result["counts"]
-    print(f"Run {result['run_id']} committed to {result['dest']}")
-    print(f"  manifest     {result['manifest']}")
-    for name in ("files", "documents", "duplicates", "quarantined", "skipped"):
-        print(f"  {name:<12} {counts[name]:>8,}")
-    seconds = result["seconds"]
-    rate = counts["files"] / seconds if seconds else 0
-    print(f"  {result['bytes']:,} bytes in {seconds:.1f} s ({rate:,.0f} files/s)")
-    if result["problems"]:
-        shown = result["problems"]
-        print(f"Set aside ({counts['quarantined']} quarantined, {counts['skipped']} skipped):")
-        for p in shown:
-            print(f"  {_show(p['path'])}: {p['outcome']} {p['reason']}: {_show(p['detail'])}")
-        hidden = counts["quarantined"] + counts["skipped"] - len(shown)
-        if hidden > 0:
-            print(f"  ... and {hidden:,} more: see the quarantine and files datasets")
-    reuse = result.get("reuse")
-    if reuse:
-        print(f"Text reuse: {reuse.get('pairs', 0):,} pair(s) of documents share {reuse.get('passages', 0):,} passage(s)"
-              f" (new documents against {reuse.get('runs_compared', 0):,} committed run(s); see archive lineage DOC_ID)")
-    for note in result.get("notes", []):
-        print(f"Note: {note}")
-
-
 def cmd_runs(args) -> int:
-    from .publish import committed_manifests
-    from .store import open_store
+    from archive.publish import committed_manifests
+    from archive.store import open_store
 
     try:
         manifests = list(committed_manifests(open_store(args.dest)))
@@ -155,32 +107,17 @@ def cmd_runs(args) -> int:
         print(json.dumps([{k: m[k] for k in ("run_id", "kind", "status", "collection", "source", "started_at", "committed_at",
                                              "counts", "started_by")} for m in manifests], ensure_ascii=False))
         return EXIT_OK
-    if not manifests:
-        print("No committed runs.")
-        return EXIT_OK
-    print(f"{'run':<24} {'kind':<7} {'committed':<20} {'files':>7} {'docs':>7} {'dups':>7} {'quar':>6} {'skip':>6}  collection")
-    for m in manifests:
-        c = m["counts"]
-        if m["kind"] == "reuse":
-            print(f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20} {c['pairs']:,} document pairs share "
-                  f"{c['passages']:,} passages")
-            continue
-        if m["kind"] == "audit":
-            print(f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20} checked {c['objects']:,} originals, "
-                  f"{c['parts']:,} parts: {c['problems']:,} problem(s)")
-            continue
-        print(f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20} {c['files']:>7,} {c['documents']:>7,} "
-              f"{c['duplicates']:>7,} {c['quarantined']:>6,} {c['skipped']:>6,}  {m['collection'] or ''}")
+    output.runs_table(manifests)
     return EXIT_OK
 
 
 def cmd_verify(args) -> int:
-    from .store import open_store, resolve_dest
+    from archive.store import open_store, resolve_dest
 
     dest = resolve_dest(args.dest)
     open_store(dest)
     _quiet_prefect(args.verbose)
-    from flows.audit import fixity_audit
+    from .audit import fixity_audit
 
     try:
         with _flow_run(args):
@@ -190,18 +127,13 @@ def cmd_verify(args) -> int:
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:
-        checked = report["checked"]
-        for problem in report["problems"]:
-            print(problem["message"])
-        verdict = "all hold" if not report["problems"] else f"{len(report['problems'])} problem(s)"
-        print(f"Fixity of {report['dest']}: {verdict}. Checked {checked['parts']:,} part file(s) of {checked['runs']:,} run(s) "
-              f"and {checked['objects']:,} original(s) in {report['seconds']:.1f} s; audit recorded as run {report['run_id']}.")
+        output.verify_report(report)
     return EXIT_OK if not report["problems"] else EXIT_FAILED
 
 
 def cmd_lineage(args) -> int:
-    from .lineage import lineage
-    from .store import open_store
+    from archive.lineage import lineage
+    from archive.store import open_store
 
     try:
         story = lineage(open_store(args.dest), args.id, run=args.run)
@@ -210,39 +142,13 @@ def cmd_lineage(args) -> int:
     if args.json:
         print(json.dumps(story, default=str, ensure_ascii=False))
         return EXIT_OK
-    original = story["original"]
-    print(f"sha256 {story['sha256']}")
-    print(f"original  {original['key']} ({'stored, ' + format(original['bytes'], ',') + ' bytes' if original['stored'] else 'MISSING from the store'})")
-    print("sources:")
-    for src in story["sources"]:
-        why = f" ({src['reason']})" if src["reason"] else ""
-        print(f"  {_show(src['path'])}  run {src['run_id']}: {src['outcome']}{why}  {src['media_type'] or ''} {src['puid'] or ''}".rstrip())
-    print("published:" if story["documents"] else "published: no document was made from these bytes")
-    for d in story["documents"]:
-        print(f"  document in run {d['run_id']}, part {d['part']}: {d['title'] or '(no title)'}; {d['char_count']:,} characters, "
-              f"text sha256 {d['text_sha256']}, by {d['extractor']} {d['extractor_version']}")
-    if story["shares_text_with"]:
-        print("shares text with:")
-        for other in story["shares_text_with"]:
-            print(f"  {other['doc_id']}  similarity {other['similarity']:.3f}, {other['passages']} passage(s), {other['words']} words"
-                  f"  (run {other['run_id']})")
-    print("events:")
-    for e in story["events"]:
-        tool = f" [{e['tool']}]" if e["tool"] else ""
-        print(f"  {e['event_time'].isoformat()}  {e['event_type']:<27} {e['outcome']:<8} {e['agent']} {e['agent_version']}{tool}  "
-              f"run {e['run_id']}  flow run {e['flow_run_id'] or '-'}")
-        print(f"      {_show(e['detail'])}")
-    print("runs:")
-    for r in story["runs"]:
-        who = r["started_by"]
-        by = who.get("deployment") or f"{who.get('user')}@{who.get('host')}"
-        print(f"  {r['run_id']}  {r['kind']}  committed {r['committed_at']}  by {by}  with {r['software']}")
+    output.lineage_story(story)
     return EXIT_OK
 
 
 def cmd_prov(args) -> int:
-    from .provenance import export_run_prov
-    from .store import open_store
+    from archive.provenance import export_run_prov
+    from archive.store import open_store
 
     try:
         document = export_run_prov(open_store(args.dest), args.run_id)
@@ -254,8 +160,8 @@ def cmd_prov(args) -> int:
 
 
 def cmd_bag(args) -> int:
-    from .bag import export_bag
-    from .store import open_store
+    from archive.bag import export_bag
+    from archive.store import open_store
 
     try:
         result = export_bag(open_store(args.dest), args.run_id, args.out_dir)
@@ -264,15 +170,14 @@ def cmd_bag(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"Bag of run {result['run_id']} written to {result['bag']}: {result['files']:,} original(s), "
-              f"manifests {' and '.join(result['algorithms'])}.")
+        output.bag_written(result)
     return EXIT_OK
 
 
 def cmd_reuse(args) -> int:
-    from .provenance import RunContext, new_run_id
-    from .reuse_run import publish_reuse
-    from .store import open_store
+    from archive.provenance import RunContext, new_run_id
+    from archive.reuse_run import publish_reuse
+    from archive.store import open_store
 
     try:
         store = open_store(args.dest)
@@ -282,16 +187,13 @@ def cmd_reuse(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        c = result["counts"]
-        print(f"Reuse run {result['run_id']} committed: {c['pairs']:,} pair(s) of documents share {c['passages']:,} passage(s) "
-              f"among {c['documents']:,} documents ({c['candidate_pairs']:,} candidate pairs compared; band hashes computed "
-              f"for {c['documents_sketched']:,} documents that had none).")
+        output.reuse_committed(result)
     return EXIT_OK
 
 
 def cmd_gc(args) -> int:
-    from .gc import delete_garbage, find_garbage
-    from .store import open_store
+    from archive.gc import delete_garbage, find_garbage
+    from archive.store import open_store
 
     removed = []
     try:
@@ -301,52 +203,11 @@ def cmd_gc(args) -> int:
     except ArchiveError as exc:
         done = f"{len(removed):,} unreferenced key(s) were removed before it stopped" if removed else "nothing was removed"
         return _fail(f"gc failed, {done}: {exc}", args)
-    gone = list(result.removed) if result else list(plan.candidates)
-    totals = {"parts": sum(c.kind == "part" for c in gone), "objects": sum(c.kind == "object" for c in gone),
-              "other": sum(c.kind == "other" for c in gone), "bytes": sum(c.bytes for c in gone)}
     if args.json:
-        print(json.dumps({
-            "dest": plan.dest, "dry_run": not args.delete, "older_than_seconds": plan.older_than,
-            "committed_runs": len(plan.runs),
-            "candidates": [{"key": c.key, "kind": c.kind, "bytes": c.bytes, "age_seconds": round(c.age, 1)}
-                           for c in plan.candidates],
-            "removed": [c.key for c in result.removed] if result else [],
-            "totals": totals,
-            "kept": {"too_recent": len(plan.too_recent), "too_recent_bytes": sum(c.bytes for c in plan.too_recent),
-                     "referenced": plan.referenced,
-                     "referenced_meanwhile": [c.key for c in result.referenced_meanwhile] if result else [],
-                     "foreign": list(plan.foreign)},
-            "already_gone": [c.key for c in result.already_gone] if result else [],
-        }, ensure_ascii=False))
-        return EXIT_OK
-    for c in gone:
-        print(f"{'removed' if result else 'would remove'}  {c.kind:<6} {c.bytes:>13,} bytes  {_age(c.age):>6} old  {_show(c.key)}")
-    kept = [f"{len(plan.too_recent):,} too recent (younger than {_age(plan.older_than)})",
-            f"{plan.referenced:,} referenced by {len(plan.runs):,} committed run(s)"]
-    if result and result.referenced_meanwhile:
-        kept.append(f"{len(result.referenced_meanwhile):,} referenced by a run committed meanwhile")
-    if plan.foreign:
-        kept.append(f"{len(plan.foreign):,} not written by archive (left alone)")
-    what = f"{totals['parts']:,} part(s), {totals['objects']:,} object(s), {totals['other']:,} other: {totals['bytes']:,} bytes"
-    if result:
-        print(f"Removed {what} from {plan.dest}. Kept: {', '.join(kept)}.")
-        if result.already_gone:
-            print(f"  {len(result.already_gone):,} were already gone (removed by someone else meanwhile).")
+        print(json.dumps(output.gc_json(plan, result, args.delete), ensure_ascii=False))
     else:
-        print(f"Would remove {what} from {plan.dest}. Kept: {', '.join(kept)}.")
-        print("Dry run: nothing was removed; --delete removes them.")
+        output.gc_report(plan, result)
     return EXIT_OK
-
-
-def _age(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600}h" + (f"{seconds % 3600 // 60:02d}m" if seconds % 3600 >= 60 else "")
-    return f"{seconds // 86400}d" + (f"{seconds % 86400 // 3600:02d}h" if seconds % 86400 >= 3600 else "")
 
 
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -1,0 +1,183 @@
+"""What the `archive` command prints for people: summaries, tables and a progress line (--json is the CLI's own)."""
+
+from __future__ import annotations
+
+
+def show(text: str) -> str:
+    """A path or detail as one printable line: control characters (newlines...) escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+class Progress:
+    """files done / total and rate, on one line of a terminal's stderr."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.shown = False
+
+    def __call__(self, done: int, total: int | None, elapsed: float) -> None:
+        rate = done / elapsed if elapsed > 0 else 0.0
+        of = f"/{total:,}" if total else ""
+        self.stream.write(f"\r  {done:,}{of} files  {rate:,.0f} files/s  ")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def ingest_summary(result: dict) -> None:
+    counts = result["counts"]
+    print(f"Run {result['run_id']} committed to {result['dest']}")
+    print(f"  manifest     {result['manifest']}")
+    for name in ("files", "documents", "duplicates", "quarantined", "skipped"):
+        print(f"  {name:<12} {counts[name]:>8,}")
+    seconds = result["seconds"]
+    rate = counts["files"] / seconds if seconds else 0
+    print(f"  {result['bytes']:,} bytes in {seconds:.1f} s ({rate:,.0f} files/s)")
+    if result["problems"]:
+        shown = result["problems"]
+        print(f"Set aside ({counts['quarantined']} quarantined, {counts['skipped']} skipped):")
+        for p in shown:
+            print(f"  {show(p['path'])}: {p['outcome']} {p['reason']}: {show(p['detail'])}")
+        hidden = counts["quarantined"] + counts["skipped"] - len(shown)
+        if hidden > 0:
+            print(f"  ... and {hidden:,} more: see the quarantine and files datasets")
+    reuse = result.get("reuse")
+    if reuse:
+        print(f"Text reuse: {reuse.get('pairs', 0):,} pair(s) of documents share {reuse.get('passages', 0):,} "
+              f"passage(s) (new documents against {reuse.get('runs_compared', 0):,} committed run(s); "
+              "see archive lineage DOC_ID)")
+    for note in result.get("notes", []):
+        print(f"Note: {note}")
+
+
+def runs_table(manifests: list[dict]) -> None:
+    if not manifests:
+        print("No committed runs.")
+        return
+    print(f"{'run':<24} {'kind':<7} {'committed':<20} {'files':>7} {'docs':>7} {'dups':>7} {'quar':>6} {'skip':>6}  "
+          "collection")
+    for m in manifests:
+        c = m["counts"]
+        head = f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20}"
+        if m["kind"] == "reuse":
+            print(f"{head} {c['pairs']:,} document pairs share {c['passages']:,} passages")
+        elif m["kind"] == "audit":
+            print(f"{head} checked {c['objects']:,} originals, {c['parts']:,} parts: {c['problems']:,} problem(s)")
+        else:
+            print(f"{head} {c['files']:>7,} {c['documents']:>7,} {c['duplicates']:>7,} {c['quarantined']:>6,} "
+                  f"{c['skipped']:>6,}  {m['collection'] or ''}")
+
+
+def verify_report(report: dict) -> None:
+    checked = report["checked"]
+    for problem in report["problems"]:
+        print(problem["message"])
+    verdict = "all hold" if not report["problems"] else f"{len(report['problems'])} problem(s)"
+    print(f"Fixity of {report['dest']}: {verdict}. Checked {checked['parts']:,} part file(s) of "
+          f"{checked['runs']:,} run(s) and {checked['objects']:,} original(s) in {report['seconds']:.1f} s; "
+          f"audit recorded as run {report['run_id']}.")
+
+
+def lineage_story(story: dict) -> None:
+    original = story["original"]
+    stored = f"stored, {original['bytes']:,} bytes" if original["stored"] else "MISSING from the store"
+    print(f"sha256 {story['sha256']}")
+    print(f"original  {original['key']} ({stored})")
+    print("sources:")
+    for src in story["sources"]:
+        why = f" ({src['reason']})" if src["reason"] else ""
+        print(f"  {show(src['path'])}  run {src['run_id']}: {src['outcome']}{why}  {src['media_type'] or ''} "
+              f"{src['puid'] or ''}".rstrip())
+    print("published:" if story["documents"] else "published: no document was made from these bytes")
+    for d in story["documents"]:
+        print(f"  document in run {d['run_id']}, part {d['part']}: {d['title'] or '(no title)'}; "
+              f"{d['char_count']:,} characters, text sha256 {d['text_sha256']}, by {d['extractor']} "
+              f"{d['extractor_version']}")
+    if story["shares_text_with"]:
+        print("shares text with:")
+        for other in story["shares_text_with"]:
+            print(f"  {other['doc_id']}  similarity {other['similarity']:.3f}, {other['passages']} passage(s), "
+                  f"{other['words']} words  (run {other['run_id']})")
+    print("events:")
+    for e in story["events"]:
+        tool = f" [{e['tool']}]" if e["tool"] else ""
+        print(f"  {e['event_time'].isoformat()}  {e['event_type']:<27} {e['outcome']:<8} {e['agent']} "
+              f"{e['agent_version']}{tool}  run {e['run_id']}  flow run {e['flow_run_id'] or '-'}")
+        print(f"      {show(e['detail'])}")
+    print("runs:")
+    for r in story["runs"]:
+        who = r["started_by"]
+        by = who.get("deployment") or f"{who.get('user')}@{who.get('host')}"
+        print(f"  {r['run_id']}  {r['kind']}  committed {r['committed_at']}  by {by}  with {r['software']}")
+
+
+def bag_written(result: dict) -> None:
+    print(f"Bag of run {result['run_id']} written to {result['bag']}: {result['files']:,} original(s), "
+          f"manifests {' and '.join(result['algorithms'])}.")
+
+
+def reuse_committed(result: dict) -> None:
+    c = result["counts"]
+    print(f"Reuse run {result['run_id']} committed: {c['pairs']:,} pair(s) of documents share {c['passages']:,} "
+          f"passage(s) among {c['documents']:,} documents ({c['candidate_pairs']:,} candidate pairs compared; band "
+          f"hashes computed for {c['documents_sketched']:,} documents that had none).")
+
+
+def gc_totals(gone) -> dict:
+    return {"parts": sum(c.kind == "part" for c in gone), "objects": sum(c.kind == "object" for c in gone),
+            "other": sum(c.kind == "other" for c in gone), "bytes": sum(c.bytes for c in gone)}
+
+
+def gc_json(plan, result, delete: bool) -> dict:
+    gone = list(result.removed) if result else list(plan.candidates)
+    return {
+        "dest": plan.dest, "dry_run": not delete, "older_than_seconds": plan.older_than,
+        "committed_runs": len(plan.runs),
+        "candidates": [{"key": c.key, "kind": c.kind, "bytes": c.bytes, "age_seconds": round(c.age, 1)}
+                       for c in plan.candidates],
+        "removed": [c.key for c in result.removed] if result else [],
+        "totals": gc_totals(gone),
+        "kept": {"too_recent": len(plan.too_recent), "too_recent_bytes": sum(c.bytes for c in plan.too_recent),
+                 "referenced": plan.referenced,
+                 "referenced_meanwhile": [c.key for c in result.referenced_meanwhile] if result else [],
+                 "foreign": list(plan.foreign)},
+        "already_gone": [c.key for c in result.already_gone] if result else [],
+    }
+
+
+def gc_report(plan, result) -> None:
+    gone = list(result.removed) if result else list(plan.candidates)
+    totals = gc_totals(gone)
+    for c in gone:
+        print(f"{'removed' if result else 'would remove'}  {c.kind:<6} {c.bytes:>13,} bytes  {age(c.age):>6} old  "
+              f"{show(c.key)}")
+    kept = [f"{len(plan.too_recent):,} too recent (younger than {age(plan.older_than)})",
+            f"{plan.referenced:,} referenced by {len(plan.runs):,} committed run(s)"]
+    if result and result.referenced_meanwhile:
+        kept.append(f"{len(result.referenced_meanwhile):,} referenced by a run committed meanwhile")
+    if plan.foreign:
+        kept.append(f"{len(plan.foreign):,} not written by archive (left alone)")
+    what = (f"{totals['parts']:,} part(s), {totals['objects']:,} object(s), {totals['other']:,} other: "
+            f"{totals['bytes']:,} bytes")
+    if result:
+        print(f"Removed {what} from {plan.dest}. Kept: {', '.join(kept)}.")
+        if result.already_gone:
+            print(f"  {len(result.already_gone):,} were already gone (removed by someone else meanwhile).")
+    else:
+        print(f"Would remove {what} from {plan.dest}. Kept: {', '.join(kept)}.")
+        print("Dry run: nothing was removed; --delete removes them.")
+
+
+def age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600}h" + (f"{seconds % 3600 // 60:02d}m" if seconds % 3600 >= 60 else "")
+    return f"{seconds // 86400}d" + (f"{seconds % 86400 // 3600:02d}h" if seconds % 86400 >= 3600 else "")

@@ -9,14 +9,13 @@ import pytest
 
 pytest_plugins = ["tests.s3server"]
 
-REPO = Path(__file__).resolve().parent.parent
-SEEDS = (REPO.parent / "shared" / "corpus" / "seeds").resolve()
+SEEDS = Path(__file__).resolve().parent / "corpus" / "seeds"  # five digitised news documents, as delivered
 
 
 @pytest.fixture(scope="session")
 def seeds_dir() -> Path:
     if not SEEDS.is_dir():
-        pytest.fail(f"the seed corpus is missing: {SEEDS} (tests need ../shared/corpus/seeds)")
+        pytest.fail(f"the seed corpus is missing: {SEEDS}")
     return SEEDS
 
 

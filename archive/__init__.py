@@ -1,4 +1,57 @@
-"""Archival digitisation and provenance pipeline: the library (no Prefect here)."""
+"""Archival digitisation and provenance pipeline: the library (no Prefect here).
+
+The public API, importable from `archive` itself:
+
+- stores and sources: `open_store`, `resolve_dest`, `Store`, `LocalStore`, `object_key`; `open_source`, `Source`,
+  `FileRef`, `batches`;
+- ingest: `process_batch`, `commit_run`, `IngestOptions`, `BatchSummary`, `CommitResult`, `RunContext`,
+  `new_run_id`;
+- reading: `open_dataset`, `committed_manifests`;
+- auditing: `export_run_prov`, `export_bag`, `find_garbage`, `delete_garbage`;
+- text reuse: `publish_reuse`, `ReuseParams`;
+- errors: `ArchiveError`, `TransientError`, `TerminalError`, `is_transient` and the kinds in `archive.errors`.
+
+Names are loaded on first use, so `import archive.claims` (a light module a manager process imports) does not pull
+in pyarrow, boto3 and the extractors.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .errors import (ArchiveError, ConfigurationError, ManifestError, NotFoundError, ObjectExistsError,
+                     ObjectNotFoundError, SourceError, StoreError, TerminalError, TransientError, is_transient)
 
 __version__ = "0.1.0"
 SOFTWARE_NAME = "archive"
+
+_LAZY = {
+    "open_store": "storage", "resolve_dest": "storage", "Store": "storage", "LocalStore": "storage",
+    "object_key": "storage",
+    "open_source": "sources", "Source": "sources", "FileRef": "sources", "batches": "sources",
+    "process_batch": "ingest", "commit_run": "ingest", "IngestOptions": "ingest", "BatchSummary": "ingest",
+    "CommitResult": "ingest",
+    "RunContext": "provenance", "new_run_id": "provenance", "export_run_prov": "provenance",
+    "open_dataset": "read", "committed_manifests": "publish",
+    "export_bag": "bag", "find_garbage": "gc", "delete_garbage": "gc",
+    "publish_reuse": "reuse", "ReuseParams": "reuse",
+}
+
+__all__ = [
+    "SOFTWARE_NAME", "__version__", *sorted(_LAZY),
+    "ArchiveError", "ConfigurationError", "ManifestError", "NotFoundError", "ObjectExistsError", "ObjectNotFoundError",
+    "SourceError", "StoreError", "TerminalError", "TransientError", "is_transient",
+]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'archive' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -9,27 +9,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
-import pyarrow as pa
 
 from .errors import TerminalError
 from .timing import StageTimer
-
-# One row per shared passage (schemas/reuse.schema.json says the same).
-# Offsets count Unicode code points into each document's normalised text (the
-# `text` column of documents), end exclusive: text[start:end] in Python,
-# substring(text, start + 1, end - start) in DuckDB.
-REUSE = pa.schema([
-    pa.field("run_id", pa.string(), nullable=False),
-    pa.field("doc_id_a", pa.string(), nullable=False),
-    pa.field("doc_id_b", pa.string(), nullable=False),
-    pa.field("start_a", pa.int64(), nullable=False),
-    pa.field("end_a", pa.int64(), nullable=False),
-    pa.field("start_b", pa.int64(), nullable=False),
-    pa.field("end_b", pa.int64(), nullable=False),
-    pa.field("passage_words", pa.int64(), nullable=False),
-    pa.field("passage_text", pa.large_string(), nullable=False),
-    pa.field("similarity", pa.float64(), nullable=False),
-])
 
 # Words for the sketches: letters and digits, joined across hyphens and apostrophes,
 # lower-cased, so that case and punctuation edits do not hide a reused passage.
@@ -253,17 +235,6 @@ def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words) -> A
 # band hashes are only ever compared with hashes of the same scheme.
 BANDS_VERSION = "lsh1"
 _BAND_PERSON = b"archive-lsh1"  # blake2b personalisation: these hashes mean nothing elsewhere
-
-# One row per distinct band hash of a document's windows (schemas/reuse-band.schema.json).
-REUSE_BANDS = pa.schema([
-    pa.field("run_id", pa.string(), nullable=False),
-    pa.field("doc_id", pa.string(), nullable=False),
-    pa.field("text_sha256", pa.string(), nullable=False),
-    pa.field("band", pa.int16(), nullable=False),
-    pa.field("hash", pa.int64(), nullable=False),
-    pa.field("indexed", pa.bool_(), nullable=False),
-])
-
 
 @dataclass(frozen=True, eq=False)
 class BandScheme:

@@ -21,8 +21,8 @@ from .provenance import RunContext
 from .publish import (PartInfo, build_manifest, commit_manifest, committed_manifests, new_attempt, part_key, put_part,
                       write_part)
 from .read import open_dataset
-from .records import arrow_schema
-from .reuse import (REUSE_BANDS, ReuseError, ReuseParams, ReuseStats, aligned_pair, band_scheme, candidate_pairs,
+from .records import REUSE_BANDS, arrow_schema
+from .reuse import (ReuseError, ReuseParams, ReuseStats, aligned_pair, band_scheme, candidate_pairs,
                     DocumentBands, document_bands, reuse_rows)
 from .store import Store
 from .timing import StageTimer

@@ -271,7 +271,7 @@ def cmd_bag(args) -> int:
 
 def cmd_reuse(args) -> int:
     from .provenance import RunContext, new_run_id
-    from .reuse_run import publish_reuse
+    from .reuse import publish_reuse
     from .store import open_store
 
     try:

@@ -18,8 +18,7 @@ from archive.commitlock import commit_lock
 from archive.provenance import RunContext, new_run_id
 from archive.publish import build_manifest, commit_manifest, committed_manifest, manifest_key
 from archive.read import committed_doc_ids
-from archive.reuse import ReuseParams
-from archive.reuse_run import RunReuse, find_run_reuse, reuse_parameters, settle_run_reuse
+from archive.reuse import ReuseParams, RunReuse, find_run_reuse, reuse_parameters, settle_run_reuse
 from archive.source import batches, open_source
 from archive.store import open_store, resolve_dest
 

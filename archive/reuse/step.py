@@ -16,16 +16,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import provenance as ev
-from .provenance import RunContext
-from .publish import (PartInfo, build_manifest, commit_manifest, committed_manifests, new_attempt, part_key, put_part,
-                      write_part)
-from .read import open_dataset
-from .records import REUSE_BANDS, arrow_schema
-from .reuse import (ReuseError, ReuseParams, ReuseStats, aligned_pair, band_scheme, candidate_pairs,
-                    DocumentBands, document_bands, reuse_rows)
-from .store import Store
-from .timing import StageTimer
+from .. import provenance as ev
+from ..provenance import RunContext
+from ..publish import (PartInfo, build_manifest, commit_manifest, committed_manifests, new_attempt, part_key,
+                       put_part, write_part)
+from ..read import open_dataset
+from ..records import REUSE_BANDS, arrow_schema
+from ..store import Store
+from ..timing import StageTimer
+from .candidates import (DocumentBands, ReuseError, ReuseParams, ReuseStats, aligned_pair, band_scheme,
+                         candidate_pairs, document_bands, reuse_rows)
 
 TOOL = "archive.reuse: MinHash LSH band hashes + exact alignment"
 ROWS_PER_PART = 50_000  # reuse and event rows per part file

@@ -10,8 +10,8 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .errors import TerminalError
-from .timing import StageTimer
+from ..errors import TerminalError
+from ..timing import StageTimer
 
 # Words for the sketches: letters and digits, joined across hyphens and apostrophes,
 # lower-cased, so that case and punctuation edits do not hide a reused passage.

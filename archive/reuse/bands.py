@@ -19,10 +19,9 @@ from ..timing import StageTimer
 from .params import ReuseParams, ReuseStats
 from .sketch import DocumentBands, band_scheme, document_bands
 
-
 TOOL = "archive.reuse: MinHash LSH band hashes + exact alignment"
 ROWS_PER_PART = 50_000  # reuse and event rows per part file
-BAND_ROWS_PER_PART = 1_000_000  # reuse_bands rows per part file (about 10 MB of Parquet)
+BAND_ROWS_PER_PART = 1_000_000  # reuse_bands rows per part file
 BAND_ROWS_PER_GROUP = 65_536  # reuse_bands rows per Parquet row group, the most held while writing
 DOCUMENT_BATCH = 256  # documents per record batch read: texts held at once while sketching or loading
 BAND_BATCH = 32_768  # reuse_bands rows per record batch read
@@ -71,15 +70,20 @@ def _band_parts(manifests: Iterable[dict], scheme: str) -> list[tuple[str, str]]
         owner = {}
         if m["kind"] == "reuse" and isinstance(m["parameters"].get("bands_for_runs"), dict):
             owner = {key: run for run, keys in m["parameters"]["bands_for_runs"].items() for key in keys}
-        found.extend((owner.get(p["key"], m["run_id"]), p["key"]) for p in m["parts"] if p["dataset"] == "reuse_bands")
+        found.extend((owner.get(p["key"], m["run_id"]), p["key"])
+                     for p in m["parts"] if p["dataset"] == "reuse_bands")
     return found
 
 
-def _batches(store: Store, dataset: str, keys: list[str], columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
+# -- reading parts ---------------------------------------------------------------
+
+
+def _batches(store: Store, dataset: str, keys: list[str], columns: list[str],
+             batch_size: int) -> Iterator[pa.RecordBatch]:
     """Record batches of the given part files (committed or not), one file and one row group at a time.
 
     Parquet's own reader, not a dataset scanner: a scanner reads ahead of a slow
-    consumer (three times the memory, measured), this reads what is asked for."""
+    consumer and holds far more in memory; this reads what is asked for."""
     filesystem = store.arrow_filesystem()
     schema = arrow_schema(dataset)
     for key in keys:
@@ -88,7 +92,45 @@ def _batches(store: Store, dataset: str, keys: list[str], columns: list[str], ba
                 yield batch.cast(pa.schema([schema.field(c) for c in columns]))
 
 
-# -- writing parts -----------------------------------------------------------------
+def _sketched(store: Store, document_parts: list[str], params: ReuseParams, stats: ReuseStats,
+              wanted: Callable[[str], bool] = lambda doc_id: True) -> Iterator[tuple[str, str, DocumentBands]]:
+    """(doc_id, text_sha256, band hashes) of the documents in these parts that wanted() takes and that
+    are long enough to sketch; counted in stats."""
+    for batch in _batches(store, "documents", document_parts, ["doc_id", "text_sha256", "text"], DOCUMENT_BATCH):
+        for doc_id, sha, text in zip(*(batch.column(c).to_pylist() for c in ("doc_id", "text_sha256", "text"))):
+            if not wanted(doc_id):
+                continue
+            with StageTimer(stats.timings, "signatures"):
+                bands = document_bands(text, params)
+            if bands is None:
+                stats.too_short += 1
+                continue
+            stats.windows_indexed += bands.windows_indexed
+            stats.windows_queried += bands.windows_queried
+            yield doc_id, sha, bands
+
+
+def _scan_bands(store: Store, parts: list[tuple[str, str]], wanted: np.ndarray | None,
+                on_rows: Callable[[pa.RecordBatch, str], None]) -> int:
+    """Stream reuse_bands parts a record batch at a time; with wanted (sorted unique hashes),
+    only rows whose hash is in it. Returns the rows passed on."""
+    passed = 0
+    columns = ["doc_id", "text_sha256", "hash", "indexed"]
+    for run_id, key in parts:
+        for batch in _batches(store, "reuse_bands", [key], columns, BAND_BATCH):
+            if wanted is not None:
+                hashes = batch.column("hash").to_numpy(zero_copy_only=False)
+                at = np.searchsorted(wanted, hashes)
+                mask = wanted[np.minimum(at, len(wanted) - 1)] == hashes
+                if not mask.any():
+                    continue
+                batch = batch.filter(pa.array(mask))
+            passed += batch.num_rows
+            on_rows(batch, run_id)
+    return passed
+
+
+# -- writing parts ---------------------------------------------------------------
 
 
 class _BandWriter:
@@ -202,41 +244,3 @@ def pair_event(run: RunContext, row: dict) -> dict:
     return run.event(ev.METADATA_EXTRACTION, ev.SUCCESS,
                      f"shares text with document {row['doc_id_b']} (pair similarity {row['similarity']:.3f})",
                      sha256=row["doc_id_a"], tool=TOOL)
-
-
-def _sketched(store: Store, document_parts: list[str], params: ReuseParams, stats: ReuseStats,
-              wanted: Callable[[str], bool] = lambda doc_id: True) -> Iterator[tuple[str, str, DocumentBands]]:
-    """(doc_id, text_sha256, band hashes) of the documents in these parts that wanted() takes and that
-    are long enough to sketch; counted in stats."""
-    for batch in _batches(store, "documents", document_parts, ["doc_id", "text_sha256", "text"], DOCUMENT_BATCH):
-        for doc_id, sha, text in zip(*(batch.column(c).to_pylist() for c in ("doc_id", "text_sha256", "text"))):
-            if not wanted(doc_id):
-                continue
-            with StageTimer(stats.timings, "signatures"):
-                bands = document_bands(text, params)
-            if bands is None:
-                stats.too_short += 1
-                continue
-            stats.windows_indexed += bands.windows_indexed
-            stats.windows_queried += bands.windows_queried
-            yield doc_id, sha, bands
-
-
-def _scan_bands(store: Store, parts: list[tuple[str, str]], wanted: np.ndarray | None,
-                on_rows: Callable[[pa.RecordBatch, str], None]) -> int:
-    """Stream reuse_bands parts a record batch at a time; with wanted (sorted unique hashes),
-    only rows whose hash is in it. Returns the rows passed on."""
-    passed = 0
-    columns = ["doc_id", "text_sha256", "hash", "indexed"]
-    for run_id, key in parts:
-        for batch in _batches(store, "reuse_bands", [key], columns, BAND_BATCH):
-            if wanted is not None:
-                hashes = batch.column("hash").to_numpy(zero_copy_only=False)
-                at = np.searchsorted(wanted, hashes)
-                mask = wanted[np.minimum(at, len(wanted) - 1)] == hashes
-                if not mask.any():
-                    continue
-                batch = batch.filter(pa.array(mask))
-            passed += batch.num_rows
-            on_rows(batch, run_id)
-    return passed

@@ -64,10 +64,10 @@ class CandidateIndex:
     but its sha256 (to recognise identical texts); time is linear in the words
     read, plus the candidates found.
 
-    Memory: 11 bytes per distinct band hash of a document (about 1.7 per word
-    with the defaults: 8 bands of the query windows every 5 words), so some
-    20 KB per 1,000 words, a fifth of what datasketch's MinHashLSH held; for a
-    whole archive, reuse_run groups the same rows on disk instead.
+    Memory: the hash, the text's key and the indexed flag of each distinct
+    band hash of a document (about bands / query_stride of them per word),
+    much less than datasketch's MinHashLSH held; for a whole archive,
+    archive.reuse.search groups the same rows on disk instead.
     """
 
     def __init__(self, params: ReuseParams = ReuseParams(), stats: ReuseStats | None = None):
@@ -215,7 +215,8 @@ def _fetch(index: CandidateIndex, get_texts: GetTexts, wanted: list[int], stats:
     stats.texts_fetched += len(found)
     if len(found) != len(wanted):
         missing = next(index.doc_ids[i] for i in wanted if i not in found)
-        raise ReuseError(missing, f"get_texts returned no text for it ({len(wanted) - len(found)} of {len(wanted)} missing)")
+        raise ReuseError(missing, f"get_texts returned no text for it "
+                                  f"({len(wanted) - len(found)} of {len(wanted)} missing)")
     return found
 
 

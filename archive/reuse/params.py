@@ -31,15 +31,15 @@ class ReuseParams:
     window_words: words per window (25). Each document is indexed as
         non-overlapping windows of this size, plus one flush with its end. A
         passage of 2 * window_words - 1 words or more covers a whole indexed
-        window and is found with high probability (in trials on 2,000
-        synthetic documents: all of some 400 planted passages of 50-100 words,
-        about 97% of those of 30-49 words). A shorter passage is reported when something else makes its
-        pair a candidate: every passage of a candidate pair is reported.
+        window and is found with high probability (trials with planted
+        passages: BENCHMARKS.md); a shorter one covers none, is missed more
+        often, and is reported when something else makes its pair a
+        candidate: every passage of a candidate pair is reported.
     query_stride: words between the starts of the overlapping query windows
         (5), so that some query window of one document lies within
         query_stride / 2 words of any indexed window of the other it shares.
         The band hashes kept (reuse_bands) number about bands / query_stride
-        per word: 1.7 with the defaults.
+        per word.
     num_perm: MinHash permutations per window (32).
     threshold: the Jaccard similarity of two windows' shingle sets that
         MinHashLSH is tuned for (0.5); datasketch chooses bands and rows from
@@ -55,8 +55,9 @@ class ReuseParams:
         would make every pair a candidate, n * n alignments. Reuse between two
         documents still counts through their other, rarer windows.
 
-    All but min_words, min_similarity and max_bucket_texts shape the band hashes; band_scheme()
-    names them, and hashes of different schemes are never compared.
+    All but min_words, min_similarity and max_bucket_texts shape the band
+    hashes; band_scheme() names them, and hashes of different schemes are
+    never compared.
     """
 
     shingle_words: int = 5
@@ -73,9 +74,11 @@ class ReuseParams:
         if self.shingle_words < 1:
             raise ValueError(f"shingle_words must be at least 1, not {self.shingle_words}")
         if self.window_words < self.shingle_words:
-            raise ValueError(f"window_words ({self.window_words}) must be at least shingle_words ({self.shingle_words})")
+            raise ValueError(f"window_words ({self.window_words}) must be at least shingle_words "
+                             f"({self.shingle_words})")
         if not 1 <= self.query_stride <= self.window_words:
-            raise ValueError(f"query_stride must be between 1 and window_words ({self.window_words}), not {self.query_stride}")
+            raise ValueError(f"query_stride must be between 1 and window_words ({self.window_words}), "
+                             f"not {self.query_stride}")
         if self.num_perm < 2:
             raise ValueError(f"num_perm must be at least 2, not {self.num_perm}")
         if not 0.0 < self.threshold <= 1.0:

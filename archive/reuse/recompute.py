@@ -18,7 +18,6 @@ from .search import MAX_PARTITION_ROWS, _align_pairs, _load_texts, _Search, _Tex
 from .sketch import band_scheme
 
 
-
 def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReuseParams(), *,
                   workdir: str | None = None, max_partition_rows: int = MAX_PARTITION_ROWS) -> dict:
     """Find the passages all committed documents share and commit them as the reuse dataset of one run.
@@ -41,17 +40,13 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
     temporary directory (workdir, else $TMPDIR) and are grouped one file at a
     time, a file of more than max_partition_rows rows (13 bytes each) being
     split again first; doc_ids, text sha256s, candidate pairs and the texts of
-    candidate pairs are in a temporary SQLite database (16 MB of page cache);
-    Parquet is read one record batch (and one row group) at a time. At once it
-    holds one partition (at most max_partition_rows rows: 13 MB, some 55 MB
-    while grouping, with the default 1,000,000; 256 files of that take 250
-    million band rows, some 150 million words, before any is split again), one
-    documents row group, and the two texts of one pair. Measured
-    (bench/reuse_scale.py, documents of ~300 words): 72, 80 and 96 MB above
-    the process's size after its imports for 2,000, 20,000 and 100,000
-    documents, where datasketch's in-memory MinHashLSH took 126 and 780 MB for
-    2,000 and 20,000. Temporary disk: 13 bytes per band row (about 22 bytes per
-    word of the archive) plus the texts of candidate pairs.
+    candidate pairs are in a temporary SQLite database with a small, fixed
+    page cache; Parquet is read one record batch (and one row group) at a
+    time. At once it holds one partition (at most max_partition_rows rows,
+    and the arrays that group them), one documents row group, and the two
+    texts of one pair. bench/reuse_scale.py measures it against datasketch's
+    in-memory MinHashLSH (BENCHMARKS.md, "Text reuse at scale"). Temporary
+    disk: 13 bytes per band row plus the texts of candidate pairs.
     """
     scheme = band_scheme(params)
     manifests = list(committed_manifests(store))

@@ -47,7 +47,8 @@ class _Partitions:
         rows = np.empty(len(hashes), dtype=_BAND_ROW)
         rows["hash"], rows["key"], rows["indexed"] = hashes, keys, indexed
         shift = np.uint64(56 - 8 * self.level)
-        which = ((np.ascontiguousarray(hashes, dtype=np.int64).view(np.uint64) >> shift) & np.uint64(0xFF)).astype(np.intp)
+        unsigned = np.ascontiguousarray(hashes, dtype=np.int64).view(np.uint64)
+        which = ((unsigned >> shift) & np.uint64(0xFF)).astype(np.intp)
         order = np.argsort(which, kind="stable")
         rows, which = rows[order], which[order]
         bounds = np.searchsorted(which, np.arange(self.FANOUT + 1))
@@ -106,8 +107,8 @@ class _Search:
         self.db.executescript("""
             CREATE TABLE texts (key INTEGER PRIMARY KEY, sha TEXT NOT NULL UNIQUE, role INTEGER NOT NULL,
                                 needed INTEGER NOT NULL DEFAULT 0, body TEXT);
-            CREATE TABLE docs (doc_id TEXT PRIMARY KEY, key INTEGER NOT NULL, role INTEGER NOT NULL, source TEXT NOT NULL)
-                WITHOUT ROWID;
+            CREATE TABLE docs (doc_id TEXT PRIMARY KEY, key INTEGER NOT NULL, role INTEGER NOT NULL,
+                               source TEXT NOT NULL) WITHOUT ROWID;
             CREATE INDEX docs_by_key ON docs (key);
             CREATE TABLE pairs (a INTEGER NOT NULL, b INTEGER NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
         """)
@@ -118,8 +119,8 @@ class _Search:
         self.db.close()
 
     def _register(self, doc_id: str, sha: str, role: int, source: str) -> int:
-        self.db.execute("INSERT INTO texts (sha, role) VALUES (?, ?) ON CONFLICT (sha) DO UPDATE SET role = role | excluded.role",
-                        (sha, role))
+        self.db.execute("INSERT INTO texts (sha, role) VALUES (?, ?) "
+                        "ON CONFLICT (sha) DO UPDATE SET role = role | excluded.role", (sha, role))
         (key,) = self.db.execute("SELECT key FROM texts WHERE sha = ?", (sha,)).fetchone()
         self.db.execute("INSERT INTO docs (doc_id, key, role, source) VALUES (?, ?, ?, ?) "
                         "ON CONFLICT (doc_id) DO UPDATE SET role = role | excluded.role", (doc_id, key, role, source))
@@ -182,7 +183,8 @@ class _Search:
         for batch in batches:
             shas = batch.column("text_sha256").to_pylist()
             wanted = {sha for (sha,) in self.db.execute(
-                f"SELECT sha FROM texts WHERE needed = 1 AND body IS NULL AND sha IN ({','.join('?' * len(shas))})", shas)}
+                f"SELECT sha FROM texts WHERE needed = 1 AND body IS NULL AND sha IN ({','.join('?' * len(shas))})",
+                shas)}
             if not wanted:
                 continue
             rows = [i for i, sha in enumerate(shas) if sha in wanted]
@@ -196,8 +198,8 @@ class _Search:
                                      f"its text does not hash to its text_sha256 {sha}")
                 self.db.execute("UPDATE texts SET body = ? WHERE sha = ?", (text, sha))
                 wanted.discard(sha)
-        missing = self.db.execute(
-            "SELECT d.doc_id FROM texts t JOIN docs d ON d.key = t.key WHERE t.needed = 1 AND t.body IS NULL LIMIT 1").fetchone()
+        missing = self.db.execute("SELECT d.doc_id FROM texts t JOIN docs d ON d.key = t.key "
+                                  "WHERE t.needed = 1 AND t.body IS NULL LIMIT 1").fetchone()
         if missing:
             raise ReuseError(missing[0], "its text is in no documents part of the runs whose band hashes name it")
 
@@ -214,7 +216,8 @@ class _Search:
                     continue
                 if self.restrict == "ours" and not (role_a | role_b) & OURS:
                     continue
-                if self.restrict == "fresh" and not ((role_a & OURS and role_b & FRESH) or (role_a & FRESH and role_b & OURS)):
+                if self.restrict == "fresh" and not ((role_a & OURS and role_b & FRESH)
+                                                     or (role_a & FRESH and role_b & OURS)):
                     continue
                 yield doc_a, doc_b
 

@@ -16,7 +16,6 @@ from .params import ReuseError, ReuseParams
 # lower-cased, so that case and punctuation edits do not hide a reused passage.
 _WORD = re.compile(r"\w+(?:[-'’]\w+)*")
 
-
 # Recorded in manifests with the parameters that shape the bands (see band_scheme):
 # band hashes are only ever compared with hashes of the same scheme.
 BANDS_VERSION = "lsh1"
@@ -42,13 +41,14 @@ class BandScheme:
 
 @functools.cache
 def band_scheme(params: ReuseParams = ReuseParams()) -> BandScheme:
-    # datasketch pulls in scipy (most of a second): loaded only when reuse is searched.
+    # datasketch pulls in scipy, slow to import: loaded only when reuse is searched.
     from datasketch import MinHash, MinHashLSH
 
     lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)
     sketch = MinHash(num_perm=params.num_perm, seed=params.seed, hashfunc=_identity)
     if sketch.scheme != "affine32":
-        raise ReuseError("-", f"datasketch MinHash uses scheme {sketch.scheme!r}; the band hashes are defined for affine32")
+        raise ReuseError("-", f"datasketch MinHash uses scheme {sketch.scheme!r}; "
+                              "the band hashes are defined for affine32")
     a, b = (np.ascontiguousarray(values, dtype=np.uint32) for values in sketch.permutations)
     permutations = hashlib.blake2b(a.tobytes() + b.tobytes(), digest_size=4).hexdigest()
     name = (f"{BANDS_VERSION}:shingle{params.shingle_words}:window{params.window_words}:stride{params.query_stride}"

@@ -73,14 +73,11 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
     `archive reuse` computes theirs.
 
     Memory: proportional to this run, not to the archive: the sorted array of
-    this run's distinct band hashes (8 bytes each, about 1.7 per word), one
-    record batch of a part at a time, and the grouping of this run's rows and
-    the committed rows that matched them (see publish_reuse for the bound).
-    Measured (bench/reuse_scale.py, a run of 1,000 documents of ~300 words):
-    87, 87 and 102 MB above the process's size after its imports against
-    archives of 2,000, 20,000 and 100,000 documents. Reading is what grows
-    with the archive: every committed reuse_bands part of the scheme, once
-    (about 8 bytes of Parquet per band row; 12 s at 100,000 documents).
+    this run's distinct band hashes (8 bytes each), one record batch of a part
+    at a time, and the grouping of this run's rows and the committed rows
+    that matched them (see publish_reuse for the bound). Reading is what grows
+    with the archive: every committed reuse_bands part of the scheme, once.
+    bench/reuse_scale.py measures both (BENCHMARKS.md, "Text reuse at scale").
     """
     scheme = band_scheme(params)
     stats = ReuseStats()
@@ -209,7 +206,8 @@ def settle_run_reuse(store: Store, run: RunContext, step: RunReuse, published: I
     step = replace(step, seen_runs=list(step.seen_runs), parts=list(step.parts), stats=dict(step.stats))
     seen_before = len(step.seen_runs)
     if any(p.dataset == "reuse_bands" for p in step.parts):
-        fresh = [m for m in committed_manifests(store) if m["run_id"] not in set(step.seen_runs) and m["run_id"] != run.run_id]
+        fresh = [m for m in committed_manifests(store)
+                 if m["run_id"] not in set(step.seen_runs) and m["run_id"] != run.run_id]
         if fresh:
             emitted = _pairs_in(store, [p for p in step.parts if p.dataset == "reuse"])
             with tempfile.TemporaryDirectory(prefix="archive-reuse-", dir=workdir) as tmp:
@@ -251,15 +249,16 @@ def _unpublish(store: Store, run: RunContext, step: RunReuse, parts: list[PartIn
     kept = [r for r in rows if r["doc_id_a"] in published or r["doc_id_b"] in published]
     partners = {d for r in kept for d in (r["doc_id_a"], r["doc_id_b"]) if d in unpublished}
     if partners:
-        ours = _text_shas(_batches(store, "documents", step.document_parts, ["doc_id", "text_sha256"], BAND_BATCH), partners)
+        ours = _text_shas(_batches(store, "documents", step.document_parts, ["doc_id", "text_sha256"], BAND_BATCH),
+                          partners)
         theirs = _text_shas(open_dataset(store, "documents").to_batches(
             columns=["doc_id", "text_sha256"], filter=pc.field("doc_id").isin(sorted(partners))), partners)
         differ = {d for d in partners if ours.get(d) != theirs.get(d)}
         if differ:
             before = len(kept)
             kept = [r for r in kept if r["doc_id_a"] not in differ and r["doc_id_b"] not in differ]
-            notes.append(f"reuse: {before - len(kept)} passage(s) dropped: {len(differ)} document(s) another run committed "
-                         "meanwhile have a text other than the one this run aligned")
+            notes.append(f"reuse: {before - len(kept)} passage(s) dropped: {len(differ)} document(s) another run "
+                         "committed meanwhile have a text other than the one this run aligned")
     new_parts = [p for p in parts if p.dataset not in ("reuse", "events")]
     if len(kept) != len(rows):
         writer = _RowWriter(store, run, attempt, step.next_index)
@@ -269,8 +268,8 @@ def _unpublish(store: Store, run: RunContext, step: RunReuse, parts: list[PartIn
         for pair_rows in by_pair.values():
             writer.add(pair_rows)
         new_parts.extend(writer.close())
-        notes.append(f"reuse: {len(rows) - len(kept)} passage(s) of {len(unpublished)} document(s) another run committed "
-                     "meanwhile left to that run")
+        notes.append(f"reuse: {len(rows) - len(kept)} passage(s) of {len(unpublished)} document(s) another run "
+                     "committed meanwhile left to that run")
     else:
         new_parts.extend(p for p in parts if p.dataset in ("reuse", "events"))
     bands = [p for p in new_parts if p.dataset == "reuse_bands"]

@@ -49,7 +49,7 @@ def lineage(store: Store, ident: str, run: str | None = None) -> dict:
     key = object_key(sha256)
     size = store.size(key)
     runs = sorted({f["run_id"] for f in files} | {e["run_id"] for e in events})
-    from .reuse_run import shared_with
+    from .reuse import shared_with
 
     return {
         "sha256": sha256,

@@ -7,8 +7,6 @@ import time
 
 import pyarrow as pa
 
-from .reuse import REUSE, REUSE_BANDS
-
 _TS = pa.timestamp("us", tz="UTC")
 _SHA = pa.string()
 
@@ -88,6 +86,33 @@ EVENT = pa.schema([
     _f("agent", pa.string()),
     _f("agent_version", pa.string()),
     _f("tool", pa.string(), True),
+])
+
+# One row per shared passage (schemas/reuse.schema.json says the same).
+# Offsets count Unicode code points into each document's normalised text (the
+# `text` column of documents), end exclusive: text[start:end] in Python,
+# substring(text, start + 1, end - start) in DuckDB.
+REUSE = pa.schema([
+    _f("run_id", pa.string()),
+    _f("doc_id_a", pa.string()),
+    _f("doc_id_b", pa.string()),
+    _f("start_a", pa.int64()),
+    _f("end_a", pa.int64()),
+    _f("start_b", pa.int64()),
+    _f("end_b", pa.int64()),
+    _f("passage_words", pa.int64()),
+    _f("passage_text", pa.large_string()),
+    _f("similarity", pa.float64()),
+])
+
+# One row per distinct band hash of a document's windows (schemas/reuse-band.schema.json).
+REUSE_BANDS = pa.schema([
+    _f("run_id", pa.string()),
+    _f("doc_id", pa.string()),
+    _f("text_sha256", pa.string()),
+    _f("band", pa.int16()),
+    _f("hash", pa.int64()),
+    _f("indexed", pa.bool_()),
 ])
 
 # Published dataset name -> (Arrow schema, JSON Schema record kind).

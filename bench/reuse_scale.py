@@ -49,8 +49,7 @@ MEASURE = textwrap.dedent("""
 
 RECOMPUTE = """
 from archive.provenance import RunContext, new_run_id
-from archive.reuse import band_scheme
-from archive.reuse_run import publish_reuse
+from archive.reuse import band_scheme, publish_reuse
 from archive.store import open_store
 store = open_store(sys.argv[1])
 band_scheme()  # datasketch and scipy imported before measuring
@@ -65,8 +64,7 @@ print(json.dumps(measure(work)))
 STEP = """
 from archive.commitlock import commit_lock
 from archive.provenance import RunContext
-from archive.reuse import band_scheme
-from archive.reuse_run import find_run_reuse, settle_run_reuse
+from archive.reuse import band_scheme, find_run_reuse, settle_run_reuse
 from archive.store import open_store
 import pyarrow.parquet as pq
 store = open_store(sys.argv[1])

@@ -176,7 +176,7 @@ def cmd_bag(args) -> int:
 
 def cmd_reuse(args) -> int:
     from archive.provenance import RunContext, new_run_id
-    from archive.reuse_run import publish_reuse
+    from archive.reuse import publish_reuse
     from archive.store import open_store
 
     try:

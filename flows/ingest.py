@@ -15,8 +15,7 @@ from archive.ingest import (DEFAULT_MAX_FILE_BYTES, BatchSummary, CommitResult, 
                             commit_run, load_descriptions, process_batch, store_sidecar, unmatched_rows)
 from archive.provenance import RunContext, new_run_id
 from archive.read import committed_doc_ids
-from archive.reuse import ReuseParams
-from archive.reuse_run import RunReuse, find_run_reuse, reuse_parameters, settle_run_reuse
+from archive.reuse import ReuseParams, RunReuse, find_run_reuse, reuse_parameters, settle_run_reuse
 from archive.source import batches, open_source
 from archive.store import open_store, resolve_dest
 

@@ -12,7 +12,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from archive.normalise import normalise_text
-from archive.reuse import REUSE, ReuseError, ReuseParams, ReuseStats, align, find_reuse
+from archive.records import REUSE
+from archive.reuse import ReuseError, ReuseParams, ReuseStats, align, find_reuse
 from archive.validate import SCHEMA_DIR
 
 from tests.conftest import SEEDS

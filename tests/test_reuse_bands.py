@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 from archive_flows.cli import build_parser
-from archive.reuse import (REUSE_BANDS, ReuseParams, _identity, _sketch_words, _window_starts, band_scheme,
-                           candidate_pairs, document_bands)
-from archive.reuse_run import _BandWriter, _Partitions, _Search
+from archive.records import REUSE_BANDS
+from archive.reuse import ReuseParams, band_scheme, candidate_pairs, document_bands
+from archive.reuse.bands import _BandWriter
+from archive.reuse.search import _Partitions, _Search
+from archive.reuse.sketch import _identity, _sketch_words, _window_starts
 from archive.store import LocalStore
 from archive.validate import problems
 
@@ -189,7 +191,7 @@ def test_grouping_memory_stays_flat_as_band_rows_grow_tenfold(tmp_path):
     them) must not cost ten times the memory."""
     script = MEASURE + textwrap.dedent("""
         import numpy as np
-        from archive.reuse_run import _Search
+        from archive.reuse.search import _Search
         rows, directory = int(sys.argv[1]), sys.argv[2]
 
         def work():

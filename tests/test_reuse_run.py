@@ -9,7 +9,7 @@ import pytest
 from archive.lineage import lineage
 from archive.provenance import RunContext, new_run_id
 from archive.read import open_dataset
-from archive.reuse_run import publish_reuse
+from archive.reuse import publish_reuse
 from archive.store import open_store
 
 pytestmark = pytest.mark.flow

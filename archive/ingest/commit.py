@@ -18,7 +18,7 @@ from ..publish import (PartInfo, build_manifest, commit_manifest, committed_mani
                        part_key, write_part, write_table_part)
 from ..read import committed_doc_ids
 from ..records import json_form, to_table
-from ..reuse_run import RunReuse, settle_run_reuse
+from ..reuse import RunReuse, settle_run_reuse
 from ..store import Store
 from .rows import make_duplicates
 from .summary import BatchSummary, total_counts

@@ -1,0 +1,22 @@
+"""Text reuse: the passages documents share, found by MinHash LSH band hashes and confirmed by exact alignment.
+
+params: how reuse is looked for (ReuseParams), what a search did (ReuseStats), ReuseError.
+align: the exact passages two texts share. sketch: the band hashes of a text. candidates: the pairs of texts
+that share an LSH bucket, and find_reuse, the whole search in memory. bands: the parts a search writes and reads
+(reuse_bands, reuse, events). search: the same search on disk, for the store. step: an ingest run's reuse step.
+recompute: `archive reuse`, the complete recompute, and the current answer for one document (shared_with).
+"""
+
+from .align import Alignment, Passage, align
+from .bands import banded_runs, reuse_parameters
+from .candidates import candidate_pairs, find_reuse
+from .params import ReuseError, ReuseParams, ReuseStats
+from .recompute import latest_reuse_run, publish_reuse, shared_with
+from .sketch import BandScheme, DocumentBands, band_scheme, document_bands
+from .step import RunReuse, SettledReuse, find_run_reuse, settle_run_reuse
+
+__all__ = [
+    "Alignment", "BandScheme", "DocumentBands", "Passage", "ReuseError", "ReuseParams", "ReuseStats", "RunReuse",
+    "SettledReuse", "align", "band_scheme", "banded_runs", "candidate_pairs", "document_bands", "find_reuse",
+    "find_run_reuse", "latest_reuse_run", "publish_reuse", "reuse_parameters", "settle_run_reuse", "shared_with",
+]

@@ -1,0 +1,246 @@
+"""The parts a reuse search writes and reads: band hashes (reuse_bands), reuse rows and their events."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import provenance as ev
+from ..provenance import RunContext
+from ..publish import PartInfo, part_key, put_part, write_part
+from ..records import REUSE_BANDS, arrow_schema
+from ..store import Store
+from ..timing import StageTimer
+from .params import ReuseParams, ReuseStats
+from .sketch import DocumentBands, band_scheme, document_bands
+
+TOOL = "archive.reuse: MinHash LSH band hashes + exact alignment"
+ROWS_PER_PART = 50_000  # reuse and event rows per part file
+BAND_ROWS_PER_PART = 1_000_000  # reuse_bands rows per part file
+BAND_ROWS_PER_GROUP = 65_536  # reuse_bands rows per Parquet row group, the most held while writing
+DOCUMENT_BATCH = 256  # documents per record batch read: texts held at once while sketching or loading
+BAND_BATCH = 32_768  # reuse_bands rows per record batch read
+
+
+# -- what manifests say about bands --------------------------------------------
+
+
+def reuse_parameters(params: ReuseParams = ReuseParams()) -> dict:
+    """The parameters an ingest run records under parameters.reuse: ReuseParams and the band scheme's name."""
+    return {**asdict(params), "bands": band_scheme(params).name}
+
+
+def manifest_band_scheme(manifest: dict) -> str | None:
+    """The band scheme of the reuse_bands parts a committed run published, if any."""
+    parameters = manifest.get("parameters") or {}
+    if manifest["kind"] == "ingest":
+        return (parameters.get("reuse") or {}).get("bands")
+    if manifest["kind"] == "reuse":
+        return parameters.get("bands")
+    return None
+
+
+def banded_runs(manifests: Iterable[dict], scheme: str) -> set[str]:
+    """Ingest runs whose documents all have band hashes of scheme: from the run's own
+    reuse step, or from a reuse run that computed them (parameters.bands_for_runs)."""
+    banded = set()
+    for m in manifests:
+        if manifest_band_scheme(m) != scheme:
+            continue
+        if m["kind"] == "ingest":
+            banded.add(m["run_id"])
+        else:
+            banded.update(m["parameters"].get("bands_for_runs") or ())
+    return banded
+
+
+def _band_parts(manifests: Iterable[dict], scheme: str) -> list[tuple[str, str]]:
+    """(run, key) of every reuse_bands part of scheme the manifests list, run being the
+    run whose documents the part describes: the ingest run itself, or for a reuse run
+    the run its parameters.bands_for_runs files the part under."""
+    found = []
+    for m in manifests:
+        if manifest_band_scheme(m) != scheme:
+            continue
+        owner = {}
+        if m["kind"] == "reuse" and isinstance(m["parameters"].get("bands_for_runs"), dict):
+            owner = {key: run for run, keys in m["parameters"]["bands_for_runs"].items() for key in keys}
+        found.extend((owner.get(p["key"], m["run_id"]), p["key"])
+                     for p in m["parts"] if p["dataset"] == "reuse_bands")
+    return found
+
+
+# -- reading parts ---------------------------------------------------------------
+
+
+def _batches(store: Store, dataset: str, keys: list[str], columns: list[str],
+             batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Record batches of the given part files (committed or not), one file and one row group at a time.
+
+    Parquet's own reader, not a dataset scanner: a scanner reads ahead of a slow
+    consumer and holds far more in memory; this reads what is asked for."""
+    filesystem = store.arrow_filesystem()
+    schema = arrow_schema(dataset)
+    for key in keys:
+        with filesystem.open_input_file(store.arrow_path(key)) as stream:
+            for batch in pq.ParquetFile(stream).iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
+                yield batch.cast(pa.schema([schema.field(c) for c in columns]))
+
+
+def _sketched(store: Store, document_parts: list[str], params: ReuseParams, stats: ReuseStats,
+              wanted: Callable[[str], bool] = lambda doc_id: True) -> Iterator[tuple[str, str, DocumentBands]]:
+    """(doc_id, text_sha256, band hashes) of the documents in these parts that wanted() takes and that
+    are long enough to sketch; counted in stats."""
+    for batch in _batches(store, "documents", document_parts, ["doc_id", "text_sha256", "text"], DOCUMENT_BATCH):
+        for doc_id, sha, text in zip(*(batch.column(c).to_pylist() for c in ("doc_id", "text_sha256", "text"))):
+            if not wanted(doc_id):
+                continue
+            with StageTimer(stats.timings, "signatures"):
+                bands = document_bands(text, params)
+            if bands is None:
+                stats.too_short += 1
+                continue
+            stats.windows_indexed += bands.windows_indexed
+            stats.windows_queried += bands.windows_queried
+            yield doc_id, sha, bands
+
+
+def _scan_bands(store: Store, parts: list[tuple[str, str]], wanted: np.ndarray | None,
+                on_rows: Callable[[pa.RecordBatch, str], None]) -> int:
+    """Stream reuse_bands parts a record batch at a time; with wanted (sorted unique hashes),
+    only rows whose hash is in it. Returns the rows passed on."""
+    passed = 0
+    columns = ["doc_id", "text_sha256", "hash", "indexed"]
+    for run_id, key in parts:
+        for batch in _batches(store, "reuse_bands", [key], columns, BAND_BATCH):
+            if wanted is not None:
+                hashes = batch.column("hash").to_numpy(zero_copy_only=False)
+                at = np.searchsorted(wanted, hashes)
+                mask = wanted[np.minimum(at, len(wanted) - 1)] == hashes
+                if not mask.any():
+                    continue
+                batch = batch.filter(pa.array(mask))
+            passed += batch.num_rows
+            on_rows(batch, run_id)
+    return passed
+
+
+# -- writing parts ---------------------------------------------------------------
+
+
+class _BandWriter:
+    """reuse_bands parts written from arrays, a row group at a time: never a Python object per row."""
+
+    def __init__(self, store: Store, run_id: str, attempt: str, first_index: int = 0):
+        self.store, self.run_id, self.attempt = store, run_id, attempt
+        self.index = first_index
+        self.parts: list[PartInfo] = []
+        self._pending: list[tuple[str, str, object]] = []
+        self._pending_rows = 0
+        self._buffer: io.BytesIO | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._part_rows = 0
+
+    def add(self, doc_id: str, text_sha256: str, bands) -> None:
+        """One document's band hashes (a DocumentBands)."""
+        if len(bands) == 0:
+            return
+        self._pending.append((doc_id, text_sha256, bands))
+        self._pending_rows += len(bands)
+        if self._pending_rows >= BAND_ROWS_PER_GROUP:
+            self._write_pending()
+
+    def add_table(self, table: pa.Table) -> None:
+        """Rows already in the reuse_bands schema (read back from a part)."""
+        self._write_pending()
+        for start in range(0, table.num_rows, BAND_ROWS_PER_GROUP):
+            self._write(table.slice(start, BAND_ROWS_PER_GROUP).cast(REUSE_BANDS))
+
+    def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        counts = [len(bands) for _, _, bands in self._pending]
+        codes = pa.array(np.repeat(np.arange(len(counts), dtype=np.int32), counts))
+        rows = int(sum(counts))
+        table = pa.table({
+            "run_id": pa.array([self.run_id], pa.string()).take(pa.array(np.zeros(rows, dtype=np.int32))),
+            "doc_id": pa.array([doc_id for doc_id, _, _ in self._pending], pa.string()).take(codes),
+            "text_sha256": pa.array([sha for _, sha, _ in self._pending], pa.string()).take(codes),
+            "band": pa.array(np.concatenate([bands.bands for _, _, bands in self._pending]), pa.int16()),
+            "hash": pa.array(np.concatenate([bands.hashes for _, _, bands in self._pending]), pa.int64()),
+            "indexed": pa.array(np.concatenate([bands.indexed for _, _, bands in self._pending]), pa.bool_()),
+        }, schema=REUSE_BANDS)
+        self._pending, self._pending_rows = [], 0
+        self._write(table)
+
+    def _write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        if self._writer is None:
+            self._buffer = io.BytesIO()
+            self._writer = pq.ParquetWriter(self._buffer, REUSE_BANDS, compression="zstd", write_statistics=True)
+        self._writer.write_table(table)
+        self._part_rows += table.num_rows
+        if self._part_rows >= BAND_ROWS_PER_PART:
+            self._close_part()
+
+    def _close_part(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        key = part_key("reuse_bands", self.run_id, self.index, self.attempt)
+        self.parts.append(put_part(self.store, "reuse_bands", key, self._buffer.getvalue(), self._part_rows))
+        self.index += 1
+        self._writer, self._buffer, self._part_rows = None, None, 0
+
+    def close(self) -> list[PartInfo]:
+        """Write what is pending as a last part (a later add starts a new part); all parts written."""
+        self._write_pending()
+        self._close_part()
+        return self.parts
+
+
+class _RowWriter:
+    """reuse rows and their events (one per pair of documents), flushed as parts of ROWS_PER_PART rows."""
+
+    def __init__(self, store: Store, run: RunContext, attempt: str, first_index: int = 0):
+        self.store, self.run, self.attempt = store, run, attempt
+        self.index = {"reuse": first_index, "events": first_index}
+        self.rows: dict[str, list[dict]] = {"reuse": [], "events": []}
+        self.parts: list[PartInfo] = []
+        self.pairs = 0
+        self.passages = 0
+
+    def add(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        first = rows[0]
+        self.rows["reuse"].extend(rows)
+        self.rows["events"].append(pair_event(self.run, first))
+        self.pairs += 1
+        self.passages += len(rows)
+        self._flush()
+
+    def _flush(self, final: bool = False) -> None:
+        for dataset, rows in self.rows.items():
+            if rows and (final or len(rows) >= ROWS_PER_PART):
+                key = part_key(dataset, self.run.run_id, self.index[dataset], self.attempt)
+                self.parts.append(write_part(self.store, dataset, key, rows))
+                self.index[dataset] += 1
+                self.rows[dataset] = []
+
+    def close(self) -> list[PartInfo]:
+        self._flush(final=True)
+        return self.parts
+
+
+def pair_event(run: RunContext, row: dict) -> dict:
+    """The provenance event of one pair of documents that share passages (object: doc_id_a)."""
+    return run.event(ev.METADATA_EXTRACTION, ev.SUCCESS,
+                     f"shares text with document {row['doc_id_b']} (pair similarity {row['similarity']:.3f})",
+                     sha256=row["doc_id_a"], tool=TOOL)

@@ -1,0 +1,233 @@
+"""Candidate pairs of texts that share an LSH bucket, and find_reuse, the whole search in memory."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from ..timing import StageTimer
+from .align import aligned_pair, reuse_rows
+from .params import ReuseError, ReuseParams, ReuseStats
+from .sketch import _bands_of_words, _sketch_words, band_scheme
+
+
+
+def candidate_pairs(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray,
+                    max_bucket: int | None = None) -> np.ndarray:
+    """Pairs of keys (an array of shape (n, 2), each row key_a < key_b, sorted,
+    no repeats) whose band rows share a hash where at least one of the two
+    rows is indexed: a query window of one text falls in the same LSH bucket
+    as an indexed window of the other. The rule is symmetric, so the pairs do
+    not depend on the order texts come in.
+
+    Rows repeating a (hash, key) are merged. Memory: a few times the rows
+    given; a bucket of n keys is expanded n at a time, so a hash shared by
+    very many texts (boilerplate) costs time, as its pairs are many, but not
+    n * n memory at once. With max_bucket, a hash shared by more keys than that
+    makes no pairs (see ReuseParams.max_bucket_texts).
+    """
+    empty = np.empty((0, 2), dtype=np.int64)
+    if len(hashes) < 2:
+        return empty
+    order = np.lexsort((keys, hashes))
+    h = np.asarray(hashes)[order]
+    k = np.asarray(keys, dtype=np.int64)[order]
+    x = np.asarray(indexed, dtype=bool)[order]
+    first = np.ones(len(h), dtype=bool)
+    first[1:] = (h[1:] != h[:-1]) | (k[1:] != k[:-1])
+    starts = np.flatnonzero(first)
+    h, k, x = h[starts], k[starts], np.logical_or.reduceat(x, starts)
+    group = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
+    size = np.diff(np.r_[group, len(h)])
+    useful = (size >= 2) & np.logical_or.reduceat(x, group)
+    if max_bucket is not None:
+        useful &= size <= max_bucket
+    found = []
+    two = group[useful & (size == 2)]
+    found.append(np.stack([k[two], k[two + 1]], axis=1))  # keys are sorted within a bucket
+    for start, n in zip(group[useful & (size > 2)].tolist(), size[useful & (size > 2)].tolist()):
+        bucket, flags = k[start:start + n], x[start:start + n]
+        for i in range(n - 1):
+            partners = bucket[i + 1:] if flags[i] else bucket[i + 1:][flags[i + 1:]]
+            if len(partners):
+                found.append(np.stack([np.full(len(partners), bucket[i]), partners], axis=1))
+    pairs = np.concatenate(found) if found else empty
+    return np.unique(pairs, axis=0) if len(pairs) else empty
+
+
+class CandidateIndex:
+    """Pass one, in memory: documents arrive one at a time and are cut into
+    windows whose band hashes are kept (see document_bands); sorted_pairs()
+    then groups them by hash (candidate_pairs). Of a text nothing else is kept
+    but its sha256 (to recognise identical texts); time is linear in the words
+    read, plus the candidates found.
+
+    Memory: the hash, the text's key and the indexed flag of each distinct
+    band hash of a document (about bands / query_stride of them per word),
+    much less than datasketch's MinHashLSH held; for a whole archive,
+    archive.reuse.search groups the same rows on disk instead.
+    """
+
+    def __init__(self, params: ReuseParams = ReuseParams(), stats: ReuseStats | None = None):
+        self.params = params
+        self.stats = stats if stats is not None else ReuseStats()
+        band_scheme(params)  # fails early on parameters datasketch refuses
+        self.doc_ids: list[str] = []  # index -> doc_id of the first document with each distinct text
+        self.digests: list[bytes] = []  # index -> sha256 of that text
+        self.twins: dict[int, list[str]] = {}  # index -> later doc_ids with the same text
+        self._by_digest: dict[bytes, int] = {}
+        self._seen: set[str] = set()
+        self._hashes: list[np.ndarray] = []
+        self._keys: list[np.ndarray] = []
+        self._indexed: list[np.ndarray] = []
+        self._pairs: list[tuple[int, int]] | None = None
+
+    def add(self, doc_id: str, text: str) -> int | None:
+        """Sketch one document. Its index among distinct texts, or None when its
+        text is too short or repeats an earlier document's."""
+        if doc_id in self._seen:
+            raise ReuseError(doc_id, "doc_id given twice")
+        self._seen.add(doc_id)
+        self.stats.documents += 1
+        with StageTimer(self.stats.timings, "signatures"):
+            words = _sketch_words(text)
+            if len(words) < self.params.shingle_words:
+                self.stats.too_short += 1
+                return None
+            digest = hashlib.sha256(text.encode("utf-8")).digest()
+            first = self._by_digest.get(digest)
+            if first is not None:
+                self.twins.setdefault(first, []).append(doc_id)
+                self.stats.identical_texts += 1
+                return None
+            bands = _bands_of_words(words, self.params)
+        index = len(self.doc_ids)
+        self.doc_ids.append(doc_id)
+        self.digests.append(digest)
+        self._by_digest[digest] = index
+        self._hashes.append(bands.hashes)
+        self._keys.append(np.full(len(bands), index, dtype=np.int32))
+        self._indexed.append(bands.indexed)
+        self.stats.windows_indexed += bands.windows_indexed
+        self.stats.windows_queried += bands.windows_queried
+        self._pairs = None
+        return index
+
+    def sorted_pairs(self) -> list[tuple[int, int]]:
+        if self._pairs is None:
+            with StageTimer(self.stats.timings, "lsh"):
+                if self._hashes:
+                    pairs = candidate_pairs(np.concatenate(self._hashes), np.concatenate(self._keys),
+                                            np.concatenate(self._indexed))
+                else:
+                    pairs = np.empty((0, 2), dtype=np.int64)
+            self._pairs = [(int(a), int(b)) for a, b in pairs.tolist()]
+        return self._pairs
+
+
+GetTexts = Callable[[list[str]], Iterable[tuple[str, str]]]
+# Texts held at once while aligning candidate pairs (and asked for in one call).
+TEXTS_PER_FETCH = 1000
+
+
+def find_reuse(
+    documents: Iterable[tuple[str, str]],
+    *,
+    run_id: str,
+    params: ReuseParams = ReuseParams(),
+    get_texts: GetTexts | None = None,
+    texts_per_fetch: int = TEXTS_PER_FETCH,
+    stats: ReuseStats | None = None,
+) -> Iterator[dict]:
+    """Rows of the reuse dataset (schemas/reuse.schema.json), one per passage
+    of at least params.min_words tokens that two documents share.
+
+    documents: (doc_id, normalised text) pairs, read once; each text is
+        sketched and dropped.
+    get_texts(doc_ids): the texts of candidate pairs again, as (doc_id, text)
+        pairs, asked for up to texts_per_fetch at a time so that a Parquet
+        dataset answers each call with one filtered scan
+        (pc.field("doc_id").isin(doc_ids)). A text must be the one indexed.
+        Without get_texts every text is kept in memory: small inputs only.
+
+    Pairs whose texts are identical (same text_sha256) are duplicates, not
+    reuse, and are not reported; a document whose text repeats an earlier
+    one's gets that text's rows with every other document.
+
+    Rows come after all documents have been read, pair by pair: doc_id_a <
+    doc_id_b, and within a pair by start_a. similarity is the pair's (see
+    Alignment.similarity), the same on each of its rows.
+    """
+    if texts_per_fetch < 2:
+        raise ValueError(f"texts_per_fetch must be at least 2 (one pair), not {texts_per_fetch}")
+    stats = stats if stats is not None else ReuseStats()
+    index = CandidateIndex(params, stats)
+    kept: dict[str, str] = {}
+    for doc_id, text in documents:
+        if index.add(doc_id, text) is not None and get_texts is None:
+            kept[doc_id] = text
+    if get_texts is None:
+        def get_texts(doc_ids: list[str]) -> Iterable[tuple[str, str]]:
+            return ((doc_id, kept[doc_id]) for doc_id in doc_ids)
+    pairs = index.sorted_pairs()
+    stats.candidate_pairs = len(pairs)
+    texts: dict[int, str] = {}
+    for chunk in _chunks(pairs, texts_per_fetch):
+        needed = {i for pair in chunk for i in pair}
+        texts = {i: t for i, t in texts.items() if i in needed}
+        texts.update(_fetch(index, get_texts, sorted(needed - texts.keys()), stats))
+        for i, j in chunk:
+            yield from _pair_rows(index, run_id, params, i, texts[i], j, texts[j], stats)
+
+
+def _chunks(pairs: list[tuple[int, int]], max_texts: int) -> Iterator[list[tuple[int, int]]]:
+    """Consecutive runs of pairs that together need at most max_texts texts."""
+    chunk: list[tuple[int, int]] = []
+    needed: set[int] = set()
+    for pair in pairs:
+        if len(needed | set(pair)) > max_texts:
+            yield chunk
+            chunk, needed = [], set()
+        chunk.append(pair)
+        needed.update(pair)
+    if chunk:
+        yield chunk
+
+
+def _fetch(index: CandidateIndex, get_texts: GetTexts, wanted: list[int], stats: ReuseStats) -> dict[int, str]:
+    """Texts by index, each checked against the sha256 of the text indexed:
+    offsets must point into the very text the documents dataset holds."""
+    if not wanted:
+        return {}
+    by_id = {index.doc_ids[i]: i for i in wanted}
+    found: dict[int, str] = {}
+    with StageTimer(stats.timings, "fetch"):
+        for doc_id, text in get_texts(list(by_id)):
+            i = by_id.get(doc_id)
+            if i is None:
+                continue
+            if hashlib.sha256(text.encode("utf-8")).digest() != index.digests[i]:
+                raise ReuseError(doc_id, "get_texts returned a text other than the one indexed")
+            found[i] = text
+    stats.fetches += 1
+    stats.texts_fetched += len(found)
+    if len(found) != len(wanted):
+        missing = next(index.doc_ids[i] for i in wanted if i not in found)
+        raise ReuseError(missing, f"get_texts returned no text for it "
+                                  f"({len(wanted) - len(found)} of {len(wanted)} missing)")
+    return found
+
+
+def _pair_rows(index: CandidateIndex, run_id: str, params: ReuseParams, i: int, text_i: str, j: int, text_j: str,
+               stats: ReuseStats) -> Iterator[dict]:
+    alignment = aligned_pair(text_i, text_j, params, stats)
+    if alignment is None:
+        return
+    similarity = alignment.similarity
+    for doc_i in [index.doc_ids[i], *index.twins.get(i, ())]:
+        for doc_j in [index.doc_ids[j], *index.twins.get(j, ())]:
+            rows = reuse_rows(run_id, doc_i, text_i, doc_j, text_j, alignment.passages, similarity)
+            stats.rows += len(rows)
+            yield from rows

@@ -1,0 +1,112 @@
+"""How text reuse is looked for (ReuseParams), what a search did (ReuseStats), and the error it raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import TerminalError
+
+
+
+class ReuseError(TerminalError):
+    """A document's text cannot be used for reuse detection; names the doc_id and the reason."""
+
+    def __init__(self, doc_id: str, reason: str):
+        super().__init__(f"{doc_id}: {reason}")
+        self._init_args = (doc_id, reason)
+        self.doc_id = doc_id
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ReuseParams:
+    """How reuse is looked for. The defaults suit news, letters and reports of a
+    few hundred to a few thousand words, where reuse is a copied paragraph or
+    more, often lightly edited.
+
+    shingle_words: words per shingle in the window sketches (5). Words here are
+        lower-cased word characters, so case and punctuation edits do not hide
+        a copy; shorter shingles tolerate denser edits and match more
+        commonplace phrases.
+    window_words: words per window (25). Each document is indexed as
+        non-overlapping windows of this size, plus one flush with its end. A
+        passage of 2 * window_words - 1 words or more covers a whole indexed
+        window and is found with high probability (trials with planted
+        passages: BENCHMARKS.md); a shorter one covers none, is missed more
+        often, and is reported when something else makes its pair a
+        candidate: every passage of a candidate pair is reported.
+    query_stride: words between the starts of the overlapping query windows
+        (5), so that some query window of one document lies within
+        query_stride / 2 words of any indexed window of the other it shares.
+        The band hashes kept (reuse_bands) number about bands / query_stride
+        per word.
+    num_perm: MinHash permutations per window (32).
+    threshold: the Jaccard similarity of two windows' shingle sets that
+        MinHashLSH is tuned for (0.5); datasketch chooses bands and rows from
+        it and num_perm (8 bands of 4 for the defaults).
+    min_words: the shortest passage reported, in whitespace-separated tokens (10).
+    min_similarity: the lowest pair similarity reported (0.0: every pair that
+        shares a passage of min_words). See Alignment.similarity.
+    seed: the MinHash permutation seed (1). Results are deterministic for a
+        given seed, whatever the order documents come in.
+    max_bucket_texts: a band hash shared by more distinct texts than this (50)
+        is commonplace wording (a masthead, a legal formula, a template) and
+        makes no candidate pairs: without the cap, a phrase in every document
+        would make every pair a candidate, n * n alignments. Reuse between two
+        documents still counts through their other, rarer windows.
+
+    All but min_words, min_similarity and max_bucket_texts shape the band
+    hashes; band_scheme() names them, and hashes of different schemes are
+    never compared.
+    """
+
+    shingle_words: int = 5
+    window_words: int = 25
+    query_stride: int = 5
+    num_perm: int = 32
+    threshold: float = 0.5
+    min_words: int = 10
+    min_similarity: float = 0.0
+    seed: int = 1
+    max_bucket_texts: int = 50
+
+    def __post_init__(self):
+        if self.shingle_words < 1:
+            raise ValueError(f"shingle_words must be at least 1, not {self.shingle_words}")
+        if self.window_words < self.shingle_words:
+            raise ValueError(f"window_words ({self.window_words}) must be at least shingle_words "
+                             f"({self.shingle_words})")
+        if not 1 <= self.query_stride <= self.window_words:
+            raise ValueError(f"query_stride must be between 1 and window_words ({self.window_words}), "
+                             f"not {self.query_stride}")
+        if self.num_perm < 2:
+            raise ValueError(f"num_perm must be at least 2, not {self.num_perm}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], not {self.threshold}")
+        if self.min_words < 1:
+            raise ValueError(f"min_words must be at least 1, not {self.min_words}")
+        if not 0.0 <= self.min_similarity <= 1.0:
+            raise ValueError(f"min_similarity must be in [0, 1], not {self.min_similarity}")
+        if self.max_bucket_texts < 2:
+            raise ValueError(f"max_bucket_texts must be at least 2, not {self.max_bucket_texts}")
+
+
+STAGES = ("signatures", "lsh", "fetch", "align")
+
+
+@dataclass
+class ReuseStats:
+    """What a reuse search did: counts and seconds per stage."""
+
+    documents: int = 0
+    identical_texts: int = 0  # documents whose text equals an earlier one's (reported as duplicates elsewhere)
+    too_short: int = 0  # fewer words than a shingle: nothing to compare
+    windows_indexed: int = 0
+    windows_queried: int = 0
+    candidate_pairs: int = 0  # distinct texts aligned: the pairs actually compared
+    pairs_with_reuse: int = 0
+    passages: int = 0  # distinct passages between distinct texts
+    rows: int = 0  # passages times the documents that carry each text
+    texts_fetched: int = 0
+    fetches: int = 0  # calls to get_texts
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))

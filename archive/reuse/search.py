@@ -1,0 +1,290 @@
+"""The search for candidate pairs over band rows on local disk, grouped a partition at a time, with SQLite."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sqlite3
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..store import Store
+from .align import aligned_pair, reuse_rows
+from .bands import DOCUMENT_BATCH, _batches
+from .candidates import candidate_pairs
+from .params import ReuseError, ReuseParams, ReuseStats
+
+
+# Band rows grouped at once: a partition larger than this is split again by further bits of the hash.
+MAX_PARTITION_ROWS = 1_000_000
+OURS, FRESH = 1, 2  # roles of a document in an ingest run's search: this run's, or of a run committed meanwhile
+
+_BAND_ROW = np.dtype([("hash", "<i8"), ("key", "<i4"), ("indexed", "?")])  # 13 bytes, packed
+
+
+class _Partitions:
+    """Band rows (hash, text key, indexed) spread over 256 files by a byte of the
+    hash, so that each file can be grouped on its own: every row of a hash is in
+    the same file. A file of more than max_rows rows is split again by the next
+    byte when it is read, so that no more than about max_rows rows are ever in
+    memory, however many there are."""
+
+    FANOUT = 256
+
+    def __init__(self, directory: str, max_rows: int = MAX_PARTITION_ROWS, level: int = 0):
+        os.makedirs(directory, exist_ok=True)
+        self.directory, self.max_rows, self.level = directory, max_rows, level
+        self._files: dict[int, io.BufferedWriter] = {}
+        self.rows = 0
+
+    def add(self, hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray) -> None:
+        if len(hashes) == 0:
+            return
+        rows = np.empty(len(hashes), dtype=_BAND_ROW)
+        rows["hash"], rows["key"], rows["indexed"] = hashes, keys, indexed
+        shift = np.uint64(56 - 8 * self.level)
+        unsigned = np.ascontiguousarray(hashes, dtype=np.int64).view(np.uint64)
+        which = ((unsigned >> shift) & np.uint64(0xFF)).astype(np.intp)
+        order = np.argsort(which, kind="stable")
+        rows, which = rows[order], which[order]
+        bounds = np.searchsorted(which, np.arange(self.FANOUT + 1))
+        for number in np.flatnonzero(np.diff(bounds)).tolist():
+            stream = self._files.get(number)
+            if stream is None:
+                stream = self._files[number] = open(self._path(number), "ab")
+            stream.write(rows[bounds[number]:bounds[number + 1]].tobytes())
+        self.rows += len(hashes)
+
+    def _path(self, number: int) -> str:
+        return os.path.join(self.directory, f"{number:03d}.bin")
+
+    def groups(self) -> Iterator[np.ndarray]:
+        """Each partition's rows, once; the files are removed as they are read."""
+        for stream in self._files.values():
+            stream.close()
+        numbers, self._files = sorted(self._files), {}
+        for number in numbers:
+            path = self._path(number)
+            rows = os.path.getsize(path) // _BAND_ROW.itemsize
+            if rows > self.max_rows and self.level < 7:
+                deeper = _Partitions(path + ".split", self.max_rows, self.level + 1)
+                with open(path, "rb") as stream:
+                    while True:
+                        chunk = np.fromfile(stream, dtype=_BAND_ROW, count=self.max_rows)
+                        if len(chunk) == 0:
+                            break
+                        deeper.add(chunk["hash"], chunk["key"], chunk["indexed"])
+                os.remove(path)
+                yield from deeper.groups()
+            else:
+                chunk = np.fromfile(path, dtype=_BAND_ROW)
+                os.remove(path)
+                yield chunk
+
+
+class _Search:
+    """One search for the pairs of texts that share LSH buckets, in a temporary directory:
+    band rows in _Partitions, documents, texts, candidate pairs and the texts of those pairs
+    in SQLite. Texts are keyed by text_sha256, so documents with identical texts are one
+    text: never a pair (duplicates, not reuse), and each gets the rows of the other.
+
+    restrict: None, every pair; "ours", pairs with a text of this run (role OURS);
+    "fresh", pairs of a text of this run and a text of a run committed meanwhile (FRESH).
+    """
+
+    def __init__(self, directory: str, restrict: str | None = None, max_rows: int = MAX_PARTITION_ROWS,
+                 max_bucket: int | None = None):
+        os.makedirs(directory, exist_ok=True)
+        self.restrict = restrict
+        self.max_bucket = max_bucket
+        self.db = sqlite3.connect(os.path.join(directory, "search.sqlite"), isolation_level=None)
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "temp_store = FILE", "cache_size = -16384"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.executescript("""
+            CREATE TABLE texts (key INTEGER PRIMARY KEY, sha TEXT NOT NULL UNIQUE, role INTEGER NOT NULL,
+                                needed INTEGER NOT NULL DEFAULT 0, body TEXT);
+            CREATE TABLE docs (doc_id TEXT PRIMARY KEY, key INTEGER NOT NULL, role INTEGER NOT NULL,
+                               source TEXT NOT NULL) WITHOUT ROWID;
+            CREATE INDEX docs_by_key ON docs (key);
+            CREATE TABLE pairs (a INTEGER NOT NULL, b INTEGER NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
+        """)
+        self.partitions = _Partitions(os.path.join(directory, "bands"), max_rows)
+        self.band_rows = 0
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _register(self, doc_id: str, sha: str, role: int, source: str) -> int:
+        self.db.execute("INSERT INTO texts (sha, role) VALUES (?, ?) "
+                        "ON CONFLICT (sha) DO UPDATE SET role = role | excluded.role", (sha, role))
+        (key,) = self.db.execute("SELECT key FROM texts WHERE sha = ?", (sha,)).fetchone()
+        self.db.execute("INSERT INTO docs (doc_id, key, role, source) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (doc_id) DO UPDATE SET role = role | excluded.role", (doc_id, key, role, source))
+        return key
+
+    def add_document(self, doc_id: str, sha: str, hashes: np.ndarray, indexed: np.ndarray, *, role: int = 0,
+                     source: str) -> None:
+        key = self._register(doc_id, sha, role, source)
+        self.partitions.add(hashes, np.full(len(hashes), key, dtype=np.int32), indexed)
+        self.band_rows += len(hashes)
+
+    def add_rows(self, batch: pa.RecordBatch | pa.Table, *, role: int = 0, source: str) -> None:
+        """Band rows as read from reuse_bands (doc_id, text_sha256, hash, indexed)."""
+        if batch.num_rows == 0:
+            return
+        encoded = pc.dictionary_encode(batch.column("doc_id"))
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        _, first = np.unique(codes, return_index=True)
+        shas = batch.column("text_sha256").take(pa.array(first)).to_pylist()
+        keys = np.array([self._register(doc_id, sha, role, source)
+                         for doc_id, sha in zip(encoded.dictionary.to_pylist(), shas)], dtype=np.int32)
+        self.partitions.add(batch.column("hash").to_numpy(zero_copy_only=False), keys[codes],
+                            batch.column("indexed").to_numpy(zero_copy_only=False))
+        self.band_rows += batch.num_rows
+
+    def find_pairs(self) -> int:
+        """Group the band rows; the candidate pairs of texts go to SQLite. Their number."""
+        roles = None
+        if self.restrict is not None:
+            (top,) = self.db.execute("SELECT coalesce(max(key), 0) FROM texts").fetchone()
+            roles = np.zeros(top + 1, dtype=np.uint8)
+            for key, role in self.db.execute("SELECT key, role FROM texts WHERE role != 0"):
+                roles[key] = role
+        for rows in self.partitions.groups():
+            pairs = candidate_pairs(rows["hash"], rows["key"], rows["indexed"], self.max_bucket)
+            if roles is not None and len(pairs):
+                a, b = roles[pairs[:, 0]], roles[pairs[:, 1]]
+                if self.restrict == "ours":
+                    keep = ((a | b) & OURS) != 0
+                else:
+                    keep = ((a & OURS) & ((b & FRESH) >> 1)) | (((a & FRESH) >> 1) & (b & OURS))
+                    keep = keep != 0
+                pairs = pairs[keep]
+            if len(pairs):
+                self.db.executemany("INSERT OR IGNORE INTO pairs VALUES (?, ?)", pairs.tolist())
+        (count,) = self.db.execute("SELECT count(*) FROM pairs").fetchone()
+        return count
+
+    def needed_sources(self) -> list[str]:
+        """The runs whose documents hold the texts of candidate pairs (as add_* named them)."""
+        self.db.execute("UPDATE texts SET needed = 1 WHERE key IN (SELECT a FROM pairs UNION SELECT b FROM pairs)")
+        return [s for (s,) in self.db.execute(
+            "SELECT DISTINCT d.source FROM docs d JOIN texts t ON t.key = d.key WHERE t.needed = 1 ORDER BY 1")]
+
+    def load_texts(self, batches: Iterable[pa.RecordBatch]) -> None:
+        """Keep the texts of candidate pairs from documents record batches (text_sha256, text),
+        each checked against its sha256: offsets must point into the very text published."""
+        for batch in batches:
+            shas = batch.column("text_sha256").to_pylist()
+            wanted = {sha for (sha,) in self.db.execute(
+                f"SELECT sha FROM texts WHERE needed = 1 AND body IS NULL AND sha IN ({','.join('?' * len(shas))})",
+                shas)}
+            if not wanted:
+                continue
+            rows = [i for i, sha in enumerate(shas) if sha in wanted]
+            texts = batch.column("text").take(pa.array(rows, pa.int64())).to_pylist()
+            for i, text in zip(rows, texts):
+                sha = shas[i]
+                if sha not in wanted:
+                    continue
+                if hashlib.sha256(text.encode("utf-8")).hexdigest() != sha:
+                    raise ReuseError(batch.column("doc_id")[i].as_py() if "doc_id" in batch.schema.names else sha,
+                                     f"its text does not hash to its text_sha256 {sha}")
+                self.db.execute("UPDATE texts SET body = ? WHERE sha = ?", (text, sha))
+                wanted.discard(sha)
+        missing = self.db.execute("SELECT d.doc_id FROM texts t JOIN docs d ON d.key = t.key "
+                                  "WHERE t.needed = 1 AND t.body IS NULL LIMIT 1").fetchone()
+        if missing:
+            raise ReuseError(missing[0], "its text is in no documents part of the runs whose band hashes name it")
+
+    def _docs(self, key: int) -> list[tuple[str, int]]:
+        return self.db.execute("SELECT doc_id, role FROM docs WHERE key = ? ORDER BY doc_id", (key,)).fetchall()
+
+    def _body(self, key: int) -> str:
+        return self.db.execute("SELECT body FROM texts WHERE key = ?", (key,)).fetchone()[0]
+
+    def doc_pairs(self, docs_a: list[tuple[str, int]], docs_b: list[tuple[str, int]]) -> Iterator[tuple[str, str]]:
+        for doc_a, role_a in docs_a:
+            for doc_b, role_b in docs_b:
+                if doc_a == doc_b:
+                    continue
+                if self.restrict == "ours" and not (role_a | role_b) & OURS:
+                    continue
+                if self.restrict == "fresh" and not ((role_a & OURS and role_b & FRESH)
+                                                     or (role_a & FRESH and role_b & OURS)):
+                    continue
+                yield doc_a, doc_b
+
+    def text_pairs(self) -> Iterator[tuple[str, list, str, list]]:
+        """(text_a, docs_a, text_b, docs_b) of each candidate pair, by key."""
+        cursor = self.db.execute("SELECT a, b FROM pairs ORDER BY a, b")
+        current, text_a, docs_a = None, None, None
+        while True:
+            chunk = cursor.fetchmany(1024)
+            if not chunk:
+                return
+            for a, b in chunk:
+                if a != current:
+                    current, text_a, docs_a = a, self._body(a), self._docs(a)
+                yield text_a, docs_a, self._body(b), self._docs(b)
+
+
+class _Texts:
+    """Where the texts of documents are: documents parts by the run whose bands
+    named them (a reuse run's bands name the documents of its bands_for_runs)."""
+
+    def __init__(self, manifests: Iterable[dict], own: tuple[str, list[str]] | None = None):
+        self.manifests = {m["run_id"]: m for m in manifests}
+        self.own = own
+
+    def parts(self, sources: Iterable[str]) -> list[str]:
+        runs: set[str] = set()
+        keys: list[str] = []
+        for source in sources:
+            if self.own is not None and source == self.own[0]:
+                keys.extend(self.own[1])
+                continue
+            manifest = self.manifests.get(source)
+            if manifest is None:
+                continue
+            if manifest["kind"] == "reuse":
+                runs.update(manifest["parameters"].get("bands_for_runs") or ())
+            else:
+                runs.add(source)
+        for run in sorted(runs):
+            if run in self.manifests:
+                keys.extend(p["key"] for p in self.manifests[run]["parts"] if p["dataset"] == "documents")
+        return list(dict.fromkeys(keys))
+
+
+def _align_pairs(search: _Search, run_id: str, params: ReuseParams, stats: ReuseStats,
+                 emit: Callable[[list[dict]], None], seen: set[tuple[str, str]] | None = None) -> None:
+    """Align each candidate pair of texts once; its rows go to every pair of documents carrying the two texts."""
+    for text_a, docs_a, text_b, docs_b in search.text_pairs():
+        stats.candidate_pairs += 1
+        alignment = aligned_pair(text_a, text_b, params, stats)
+        if alignment is None:
+            continue
+        similarity = alignment.similarity
+        for doc_a, doc_b in search.doc_pairs(docs_a, docs_b):
+            pair = (doc_a, doc_b) if doc_a < doc_b else (doc_b, doc_a)
+            if seen is not None:
+                if pair in seen:
+                    continue
+                seen.add(pair)
+            rows = reuse_rows(run_id, doc_a, text_a, doc_b, text_b, alignment.passages, similarity)
+            stats.rows += len(rows)
+            emit(rows)
+
+
+def _load_texts(search: _Search, store: Store, texts: _Texts) -> None:
+    sources = search.needed_sources()
+    if sources:
+        search.load_texts(_batches(store, "documents", texts.parts(sources), ["doc_id", "text_sha256", "text"],
+                                   DOCUMENT_BATCH))

@@ -1,0 +1,149 @@
+"""The band hashes of a text: MinHash sketches of its word windows, cut into LSH bands under a named scheme."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .params import ReuseError, ReuseParams
+
+
+# Words for the sketches: letters and digits, joined across hyphens and apostrophes,
+# lower-cased, so that case and punctuation edits do not hide a reused passage.
+_WORD = re.compile(r"\w+(?:[-'’]\w+)*")
+
+# Recorded in manifests with the parameters that shape the bands (see band_scheme):
+# band hashes are only ever compared with hashes of the same scheme.
+BANDS_VERSION = "lsh1"
+_BAND_PERSON = b"archive-lsh1"  # blake2b personalisation: these hashes mean nothing elsewhere
+
+
+@dataclass(frozen=True, eq=False)
+class BandScheme:
+    """How a window becomes LSH band hashes: datasketch's MinHash (affine32
+    permutations from params.seed) over the window's shingles, cut into the
+    bands x rows that datasketch's MinHashLSH chooses for params.threshold and
+    params.num_perm, each band hashed with blake2b (8 bytes, little-endian
+    signed: an int64). name says all of it, so that hashes made under other
+    parameters (or other permutations) are never compared with these."""
+
+    params: ReuseParams
+    bands: int
+    rows: int
+    a: np.ndarray  # the permutations, uint32
+    b: np.ndarray
+    name: str
+
+
+@functools.cache
+def band_scheme(params: ReuseParams = ReuseParams()) -> BandScheme:
+    # datasketch pulls in scipy, slow to import: loaded only when reuse is searched.
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)
+    sketch = MinHash(num_perm=params.num_perm, seed=params.seed, hashfunc=_identity)
+    if sketch.scheme != "affine32":
+        raise ReuseError("-", f"datasketch MinHash uses scheme {sketch.scheme!r}; "
+                              "the band hashes are defined for affine32")
+    a, b = (np.ascontiguousarray(values, dtype=np.uint32) for values in sketch.permutations)
+    permutations = hashlib.blake2b(a.tobytes() + b.tobytes(), digest_size=4).hexdigest()
+    name = (f"{BANDS_VERSION}:shingle{params.shingle_words}:window{params.window_words}:stride{params.query_stride}"
+            f":perm{params.num_perm}:bands{lsh.b}x{lsh.r}:seed{params.seed}:{permutations}")
+    return BandScheme(params, lsh.b, lsh.r, a, b, name)
+
+
+@dataclass(frozen=True)
+class DocumentBands:
+    """A text's band hashes: one entry per distinct hash, flagged when an
+    indexed window (not only a query window) gives it."""
+
+    hashes: np.ndarray  # int64
+    bands: np.ndarray  # int16
+    indexed: np.ndarray  # bool
+    windows_indexed: int
+    windows_queried: int
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
+def _fmix32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's finalizer, as datasketch applies it before its affine32 permutations."""
+    values = values ^ (values >> np.uint32(16))
+    values = values * np.uint32(0x85EBCA6B)
+    values = values ^ (values >> np.uint32(13))
+    values = values * np.uint32(0xC2B2AE35)
+    return values ^ (values >> np.uint32(16))
+
+
+def _sketch_words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def document_bands(text: str, params: ReuseParams = ReuseParams()) -> DocumentBands | None:
+    """The band hashes of a text's windows, or None when it has fewer words than a shingle.
+
+    Windows as CandidateIndex has always cut them: indexed windows of
+    window_words words every window_words words, query windows every
+    query_stride words, each set ending with one flush with the text's end;
+    here every indexed window is also a query window. A window's sketch is
+    exactly datasketch's MinHash.update_batch over its shingles (sha1_hash32
+    of five lower-cased words), computed for all windows at once.
+    """
+    return _bands_of_words(_sketch_words(text), params)
+
+
+def _bands_of_words(words: list[str], params: ReuseParams) -> DocumentBands | None:
+    from datasketch.hashfunc import sha1_hash32
+
+    k = params.shingle_words
+    if len(words) < k:
+        return None
+    scheme = band_scheme(params)
+    count = len(words) - k + 1
+    shingles = np.fromiter((sha1_hash32(" ".join(words[i:i + k]).encode("utf-8")) for i in range(count)),
+                           dtype=np.uint32, count=count)
+    permuted = _fmix32(shingles)[:, None] * scheme.a + scheme.b  # uint32 arithmetic wraps, as datasketch's does
+    index_starts = _window_starts(len(words), params.window_words, params.window_words)
+    starts = sorted(set(index_starts) | set(_window_starts(len(words), params.window_words, params.query_stride)))
+    span = params.window_words - k + 1
+    if count <= span:  # one window: the whole text
+        sketches = permuted.min(axis=0, keepdims=True)
+    else:
+        windows = np.lib.stride_tricks.sliding_window_view(permuted, span, axis=0)  # (count - span + 1, num_perm, span)
+        sketches = windows[starts].min(axis=2)
+    bands, rows = scheme.bands, scheme.rows
+    raw = np.ascontiguousarray(sketches[:, :bands * rows], dtype="<u4").tobytes()
+    size = 4 * rows
+    prefixes = [band.to_bytes(2, "little") for band in range(bands)]
+    digests = b"".join(
+        hashlib.blake2b(prefixes[offset % bands] + raw[offset * size:(offset + 1) * size], digest_size=8,
+                        person=_BAND_PERSON).digest()
+        for offset in range(len(starts) * bands))
+    hashes = np.frombuffer(digests, dtype="<i8")
+    indexed_set = set(index_starts)
+    flags = np.repeat(np.array([start in indexed_set for start in starts]), bands)
+    unique, inverse = np.unique(hashes, return_inverse=True)
+    indexed = np.zeros(len(unique), dtype=bool)
+    np.logical_or.at(indexed, inverse, flags)
+    band_of = np.empty(len(unique), dtype=np.int16)
+    band_of[inverse] = np.tile(np.arange(bands, dtype=np.int16), len(starts))
+    return DocumentBands(unique.astype(np.int64), band_of, indexed, len(index_starts), len(starts))
+
+
+def _window_starts(words: int, size: int, stride: int) -> list[int]:
+    """Starts of windows of size words every stride words, the last one flush with the end."""
+    if words <= size:
+        return [0]
+    starts = list(range(0, words - size + 1, stride))
+    if starts[-1] != words - size:
+        starts.append(words - size)
+    return starts
+
+
+def _identity(value: int) -> int:
+    return value

@@ -1,4 +1,4 @@
-"""A batch describes its documents a few dozen at a time (normalise.describe_texts): the same records as one by one."""
+"""A batch describes its documents a few dozen at a time (describe.describe_texts): the same records as one by one."""
 
 import pyarrow.parquet as pq
 import pytest
@@ -6,7 +6,8 @@ import pytest
 from archive import provenance as ev
 from archive.ingest import batch
 from archive.ingest import load_descriptions, process_batch
-from archive.normalise import describe_text, describe_texts, normalise_text
+from archive.describe import describe_text, describe_texts
+from archive.normalise import normalise_text
 from archive.provenance import RunContext, new_run_id
 from archive.source import LocalSource
 from archive.store import LocalStore

@@ -9,8 +9,8 @@ from hypothesis import given, settings, strategies as st
 
 from archive.extract import ExtractionError
 from archive.extract.text import decode_text
-from archive.normalise import (DEBRIS, KINDS_TABLE_LIMIT, UNSTABLE, _kinds_table, describe_text, nfc,
-                               normalise_text)
+from archive.describe import describe_text
+from archive.normalise import DEBRIS, KINDS_TABLE_LIMIT, UNSTABLE, _kinds_table, nfc, normalise_text
 
 
 def text_sha(data: bytes) -> str:
@@ -227,14 +227,14 @@ def _words_by_splitting(text: str) -> int:
 @settings(max_examples=500, deadline=None)
 @given(st.one_of(st.text(), st.text(alphabet=st.sampled_from(list("ab-— .,\n\t\r\f\u00a0\u2028\u3000\u00ad")))))
 def test_words_of_a_normalised_text_are_counted_as_splitting_would(text):
-    from archive.normalise import count_words
+    from archive.describe import count_words
 
     normalised = normalise_text(text)
     assert count_words(normalised) == _words_by_splitting(normalised)
 
 
 def test_words_are_counted_as_splitting_would_in_real_texts(seeds_dir):
-    from archive.normalise import count_words
+    from archive.describe import count_words
 
     texts = [normalise_text(p.read_bytes().decode("utf-8", "replace")) for p in sorted(seeds_dir.iterdir()) if p.is_file()]
     texts += [normalise_text("word — word\n\n- a list item\n\n\n\u00a0\u00a0* another \u2028 line ...\n...")]
@@ -252,19 +252,19 @@ def test_counts():
 def test_language_needs_enough_text(monkeypatch):
     assert describe_text("ok").language is None
     assert describe_text("Der Rat der Stadt hat heute beschlossen, dass die neue Brücke im Frühling gebaut wird.").language == "de"
-    from archive import normalise
+    from archive import describe
 
-    monkeypatch.setattr(normalise, "_classify", lambda sample: ("xx", 1.0))
+    monkeypatch.setattr(describe, "_classify", lambda sample: ("xx", 1.0))
     enough = " ".join(["abcd"] * 10)  # 40 letters
-    assert normalise.detect_language("12 " * 100 + enough) == "xx"
-    assert normalise.detect_language(enough[:-1] + " 1 2 3") is None  # 39
-    assert normalise.detect_language(" " * normalise.LANGUAGE_SAMPLE_CHARS + enough) is None  # (after the sample)
+    assert describe.detect_language("12 " * 100 + enough) == "xx"
+    assert describe.detect_language(enough[:-1] + " 1 2 3") is None  # 39
+    assert describe.detect_language(" " * describe.LANGUAGE_SAMPLE_CHARS + enough) is None  # (after the sample)
 
 
 def test_language_identification_gives_py3langids_own_answers(seeds_dir):
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    from archive.normalise import LANGUAGE_SAMPLE_CHARS, _classify
+    from archive.describe import LANGUAGE_SAMPLE_CHARS, _classify
 
     stock = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     samples = [normalise_text(p.read_bytes().decode("utf-8", "replace"))[:LANGUAGE_SAMPLE_CHARS]
@@ -282,7 +282,7 @@ def test_language_identification_gives_py3langids_own_answers(seeds_dir):
 
 def _walk(data: bytes) -> list[int]:
     """py3langid's byte-by-byte walk of its automaton: the state after each byte."""
-    from archive.normalise import _language_identifier
+    from archive.describe import _language_identifier
 
     model, state, states = _language_identifier(), 0, []
     for code in data:
@@ -295,8 +295,8 @@ def test_the_automaton_walked_a_window_at_a_time_reaches_the_same_states(seeds_d
     import numpy as np
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    from archive import normalise
-    from archive.normalise import AUTOMATON_WINDOW, _automaton_states, _classify, _language_identifier, _window_states
+    from archive import describe
+    from archive.describe import AUTOMATON_WINDOW, _automaton_states, _classify, _language_identifier, _window_states
 
     model = _language_identifier()
     texts = [normalise_text(p.read_bytes().decode("utf-8", "replace")) for p in sorted(seeds_dir.iterdir()) if p.is_file()]
@@ -309,7 +309,7 @@ def test_the_automaton_walked_a_window_at_a_time_reaches_the_same_states(seeds_d
     assert [_automaton_states(data).tolist() for data in samples] == walks
     # ...a narrower one is not, and the check notices and leaves the walk to py3langid, whose answers come back.
     assert any(_window_states(c, 2).tolist() != walk for c, walk in zip(codes, walks))
-    monkeypatch.setattr(normalise, "AUTOMATON_WINDOW", 2)
+    monkeypatch.setattr(describe, "AUTOMATON_WINDOW", 2)
     assert any(_automaton_states(data) is None for data in samples)
     stock = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     answers, expected = [_classify(text[:2000]) for text in texts], [stock.classify(text[:2000]) for text in texts]

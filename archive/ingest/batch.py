@@ -11,7 +11,7 @@ from .. import provenance as ev
 from ..extract import Extracted
 from ..fixity import TOOL as DIGEST_TOOL, digest_file, open_for_reading, sha256_hex
 from ..identify import EMPTY, Format, identify
-from ..normalise import Description, describe_texts, language_tool_version
+from ..describe import Description, describe_texts, language_tool_version
 from ..provenance import RunContext
 from ..publish import new_attempt, part_key
 from ..source import FileRef, Prefetch, Source

@@ -13,7 +13,8 @@ from ..errors import StoreError
 from ..extract import ExtractionError, Extracted, extract
 from ..fixity import sha256_hex
 from ..identify import Format
-from ..normalise import Description, normalise_text
+from ..describe import Description
+from ..normalise import normalise_text
 from ..records import utc_now
 from ..store import object_key
 from ..validate import describe_problems, problems, schema_id

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Iterable
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
 
 from .. import provenance as ev
 from ..extract import Extracted
@@ -19,7 +20,7 @@ from ..store import Store
 from ..timing import StageTimer
 from . import stages
 from ..claims import DocumentClaims
-from .descriptions import Descriptions
+from .descriptions import Descriptions, sidecar_report
 from .originals import OriginalsWriter
 from .readahead import read_ahead
 from .rows import BatchRows
@@ -136,10 +137,7 @@ class BatchProcessor:
                                 f"{self.descriptions.error}; no descriptive metadata was applied")
             return
         sidecar = self.descriptions.sidecar
-        rejected = len({p.line for p in sidecar.errors})
-        shown = "; ".join(str(p) for p in sidecar.problems[:5]) + ("; ..." if len(sidecar.problems) > 5 else "")
-        detail = (f"descriptive metadata for this batch: {len(sidecar.rows)} row(s) used, {rejected} rejected"
-                  + (f" ({shown})" if sidecar.problems else ""))
+        detail = sidecar_report(sidecar)
         self.rows.event(ev.VALIDATION, ev.WARNING if sidecar.problems else ev.SUCCESS, f"{ref.path}: {detail}",
                         sha256=sha256, path=ref.path, tool="jsonschema")
         self.rows.file_row(ref, "skipped", sha256=sha256, fmt=fmt, reason="sidecar-metadata", detail=detail,
@@ -147,35 +145,23 @@ class BatchProcessor:
 
     def _too_large(self, ref: FileRef) -> None:
         """Keep the bytes (streamed, never whole in memory) but make no document."""
-        spool = None
-        with self._time("read_hash"):
-            try:
-                local = self.source.local_path(ref)
-                if local is None:
-                    spool = tempfile.NamedTemporaryFile(prefix="archive-spool-", delete=False)
-                    with self.source.open(ref) as stream, spool:
-                        shutil.copyfileobj(stream, spool, 1 << 20)
-                    local = spool.name
-                digests, size = digest_file(local)
-            except OSError as exc:
-                if spool is not None:
-                    os.unlink(spool.name)
-                self.rows.skip(ref, "unreadable", f"cannot be read: {exc.strerror or exc}")
-                return
-        try:
+        with _local_copy(self.source, ref) as local:
+            with self._time("read_hash"):
+                try:
+                    digests, size = digest_file(local())
+                except OSError as exc:
+                    self.rows.skip(ref, "unreadable", f"cannot be read: {exc.strerror or exc}")
+                    return
             sha256 = digests["sha256"]
-            with open_for_reading(local) as stream:
+            with open_for_reading(local()) as stream:
                 fmt = identify(stream.read(8192))
             self.rows.event(ev.MESSAGE_DIGEST, ev.SUCCESS, f"sha256 over {size} bytes (streamed)", sha256=sha256,
                             path=ref.path, tool=DIGEST_TOOL)
             with self._time("store_originals"):
-                self._store_original(ref, sha256, path=local)
+                self._store_original(ref, sha256, path=local())
             self.rows.set_aside(ref, sha256, size, fmt, "too-large",
                                 f"{size} bytes exceeds the limit of {self.options.max_file_bytes} bytes "
                                 "(max_file_bytes); original kept, no text extracted")
-        finally:
-            if spool is not None:
-                os.unlink(spool.name)
 
     def _is_duplicate(self, ref: FileRef, sha256: str, fmt: Format, size: int) -> bool:
         if sha256 in self.known:
@@ -248,6 +234,30 @@ class BatchProcessor:
         self.rows.documents.append(document)
         self.summary.documents.append(sha256)
         self.rows.file_row(ref, "document", sha256=sha256, fmt=fmt, doc_id=sha256, size=size)
+
+
+@contextmanager
+def _local_copy(source: Source, ref: FileRef) -> Iterator[Callable[[], str]]:
+    """A function giving the path of the file on local disk: its own, or a spooled copy (made on first call, removed
+    when the block ends). The copy is made inside the caller's read timing and error handling."""
+    spool: list[str] = []
+
+    def path() -> str:
+        local = source.local_path(ref)
+        if local is not None:
+            return local
+        if not spool:
+            with tempfile.NamedTemporaryFile(prefix="archive-spool-", delete=False) as copy:
+                spool.append(copy.name)
+                with source.open(ref) as stream:
+                    shutil.copyfileobj(stream, copy, 1 << 20)
+        return spool[0]
+
+    try:
+        yield path
+    finally:
+        for name in spool:
+            os.unlink(name)
 
 
 def process_batch(store: Store, source: Source, run: RunContext, index: int, refs: list[FileRef], *,

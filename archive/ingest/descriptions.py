@@ -54,6 +54,14 @@ def load_descriptions(source: Source, refs_at_root: Iterable[FileRef] = (), expl
         return Descriptions(path, None, str(exc))
 
 
+def sidecar_report(sidecar: Sidecar) -> str:
+    """What the sidecar gave the batch: rows used and rejected, and the first problems found."""
+    rejected = len({p.line for p in sidecar.errors})
+    shown = "; ".join(str(p) for p in sidecar.problems[:5]) + ("; ..." if len(sidecar.problems) > 5 else "")
+    return (f"descriptive metadata for this batch: {len(sidecar.rows)} row(s) used, {rejected} rejected"
+            + (f" ({shown})" if sidecar.problems else ""))
+
+
 def unmatched_rows(descriptions: Descriptions, seen: Iterable[str]) -> list[str]:
     """Sidecar rows naming files the source does not have: a typo or a missing file, said in words."""
     if descriptions.sidecar is None:

@@ -51,6 +51,7 @@ demo: system-deps $(STAMP)
 	$(VENV)/bin/archive runs --dest $(DEST)
 
 test: system-deps test-system-deps $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 # Longer than a test run should be: kill -9 at 20 seeded points of an ingest (make test tries 4),

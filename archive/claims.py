@@ -5,7 +5,7 @@ batch with the lower index (the order of the source), whichever ends first.
 Batches run at the same time, so a batch cannot know the others' documents;
 without this, every batch holding a copy of an earlier batch's file had its
 parts read back and rewritten at commit, one batch after another under the
-commit lock (at 100,000 files with 1% copies: nearly every batch, ~24 s).
+commit lock (with copies spread through a large source: nearly every batch).
 
 A batch claims its documents once, when it ends and before it writes its
 parts; a document an earlier batch has claimed becomes a duplicate there and

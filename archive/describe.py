@@ -52,11 +52,9 @@ def describe_texts(texts: Sequence[str]) -> list[Description]:
 
     For an ingest, which normalises a few dozen documents and then describes
     them together: language identification walks tables of tens of megabytes
-    with many small numpy steps, which run about three times as fast one text
-    after another (the tables and numpy's code stay in the processor's caches)
-    as between the reads, hashes, writes and Parquet of each file (measured in
-    the library loop over 10,000 files: 0.28 ms a text between other work,
-    0.10 ms one after another).
+    with many small numpy steps, which run faster one text after another (the
+    tables and numpy's code stay in the processor's caches) than between the
+    reads, hashes, writes and Parquet of each file.
     """
     languages = [detect_language(text) for text in texts]
     return [_describe(text, language) for text, language in zip(texts, languages)]
@@ -88,7 +86,7 @@ def _describe(text: str, language: str | None) -> Description:
 
 def count_words(text: str) -> int:
     """The words of a normalised text (see normalise_text: one space between words, lines trimmed, at most one
-    blank line in a row), counted without splitting it (0.16 -> 0.09 ms a 13 KB text)."""
+    blank line in a row), counted without splitting it (no list of words is made)."""
     if not text:
         return 0
     tokens = text.count(" ") + text.count("\n") - text.count("\n\n") + 1
@@ -115,8 +113,8 @@ def _language_identifier():
     model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     # The model's feature weights come as float16, which numpy has no BLAS for:
     # each text's rows were converted to float32 before the product. Converted
-    # once (28 MB more a process), the same scores (float16 -> float32 is
-    # exact) in a quarter of the time: 0.11 -> 0.04 ms a text.
+    # once (a few tens of megabytes more a process), the same scores (float16 to
+    # float32 is exact) in a fraction of the time.
     return LanguageIdentifier(np.asarray(model.nb_ptc, dtype=np.float32), model.nb_pc, model.nb_classes,
                               model.tk_nextmove, model.tk_output, norm_probs=True, tk_row=model.tk_row)
 
@@ -132,7 +130,7 @@ def _automaton():
     import numpy as np
 
     model = _language_identifier()
-    # The transitions (39 MB) are viewed where the model holds them (a stdlib array of unsigned ints), not copied.
+    # The transitions (tens of megabytes) are viewed where the model holds them (a stdlib array of unsigned ints), not copied.
     nextmove = np.frombuffer(model.tk_nextmove, dtype=f"u{model.tk_nextmove.itemsize}")
     return nextmove, np.asarray(model.tk_row, dtype=np.int32) << 8, np.asarray(model.tk_output, dtype=np.int32)
 
@@ -155,10 +153,10 @@ def _window_states(codes, window: int):
 def _automaton_states(data: bytes):
     """The automaton's state after each byte of data, as py3langid's byte-by-byte walk reaches them, or None.
 
-    That walk is a Python loop (0.12 ms a 600-byte sample). In an automaton of
-    n-grams no longer than AUTOMATON_WINDOW bytes, the state after a byte is the
-    one a walk over the last AUTOMATON_WINDOW bytes reaches, which numpy does
-    for all positions at once (0.05 ms). Not taken on trust: the states are kept
+    That walk is a Python loop, a step a byte. In an automaton of n-grams no
+    longer than AUTOMATON_WINDOW bytes, the state after a byte is the one a walk
+    over the last AUTOMATON_WINDOW bytes reaches, which numpy does for all
+    positions at once. Not taken on trust: the states are kept
     only if each is the transition of the one before on its byte (then, by
     induction from the first, they are exactly the walk's); otherwise None, and
     the caller leaves the walk to py3langid.
@@ -205,7 +203,7 @@ def _classify(sample: str) -> tuple[str, float]:
 def detect_language(text: str) -> str | None:
     """ISO 639-1 code of the text's language, or None when it cannot be told."""
     sample = text[:LANGUAGE_SAMPLE_CHARS]
-    # (counted only until there are enough: 0.03 -> 0.003 ms for a sample of prose)
+    # (counted only until there are enough: prose has them in its first words)
     if sum(1 for _ in itertools.islice(filter(str.isalpha, sample), MIN_LANGUAGE_CHARS)) < MIN_LANGUAGE_CHARS:
         return None
     language, probability = _classify(sample)

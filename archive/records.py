@@ -167,8 +167,7 @@ def utc_now() -> str:
     """The current time as the records carry it: ISO 8601 UTC with microseconds and Z ("2026-12-02T17:34:19.266889Z").
 
     Every file's rows and events carry one or more: the date and time of the
-    second are formatted once a second (datetime.now(utc).isoformat() cost 8 us
-    a call here; this, 2).
+    second are formatted once a second, not at every call (as datetime.now(utc).isoformat() would).
     """
     global _second
     micros = time.time_ns() // 1000

@@ -26,8 +26,8 @@ def started_by() -> dict:
 
 def _in_deployment(run) -> bool:
     """Whether a run may belong to a deployment. A top-level run says so itself; asking
-    prefect.runtime.deployment instead reads the run back from the API (~0.15 s each
-    command) when it is not. A subflow inherits its deployment: that one is asked."""
+    prefect.runtime.deployment instead reads the run back from the API (a round trip
+    every command) when it is not. A subflow inherits its deployment: that one is asked."""
     return run is None or run.deployment_id is not None or run.parent_task_run_id is not None
 
 
@@ -58,8 +58,8 @@ def command_line_run() -> Iterator[None]:
 
     Flow run heartbeats are off unless configured. Prefect 3.8 sends one every
     180 s by default, from a thread that sleeps in 1 s steps, and every flow's
-    end waits for the step under way: 0.68 s a command (median of 12 pairs,
-    `archive verify` of a small store), a fifth of a short command, spent idle.
+    end waits for the step under way: a noticeable share of a short command,
+    spent idle.
     Heartbeats serve Prefect's detection of crashed runs, which needs an
     automation on the server; whoever set a frequency (environment, profile,
     prefect.toml) keeps it. Deployments' runs, started by a worker, keep theirs.

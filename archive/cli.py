@@ -72,7 +72,7 @@ class _Progress:
 
 def cmd_ingest(args) -> int:
     from .source import open_source
-    from .store import open_store, resolve_dest
+    from .storage import open_store, resolve_dest
 
     dest = resolve_dest(args.dest)
     try:
@@ -145,7 +145,7 @@ def _print_summary(result: dict) -> None:
 
 def cmd_runs(args) -> int:
     from .publish import committed_manifests
-    from .store import open_store
+    from .storage import open_store
 
     try:
         manifests = list(committed_manifests(open_store(args.dest)))
@@ -175,7 +175,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .store import open_store, resolve_dest
+    from .storage import open_store, resolve_dest
 
     dest = resolve_dest(args.dest)
     open_store(dest)
@@ -201,7 +201,7 @@ def cmd_verify(args) -> int:
 
 def cmd_lineage(args) -> int:
     from .lineage import lineage
-    from .store import open_store
+    from .storage import open_store
 
     try:
         story = lineage(open_store(args.dest), args.id, run=args.run)
@@ -242,7 +242,7 @@ def cmd_lineage(args) -> int:
 
 def cmd_prov(args) -> int:
     from .provenance import export_run_prov
-    from .store import open_store
+    from .storage import open_store
 
     try:
         document = export_run_prov(open_store(args.dest), args.run_id)
@@ -255,7 +255,7 @@ def cmd_prov(args) -> int:
 
 def cmd_bag(args) -> int:
     from .bag import export_bag
-    from .store import open_store
+    from .storage import open_store
 
     try:
         result = export_bag(open_store(args.dest), args.run_id, args.out_dir)
@@ -272,7 +272,7 @@ def cmd_bag(args) -> int:
 def cmd_reuse(args) -> int:
     from .provenance import RunContext, new_run_id
     from .reuse_run import publish_reuse
-    from .store import open_store
+    from .storage import open_store
 
     try:
         store = open_store(args.dest)
@@ -291,7 +291,7 @@ def cmd_reuse(args) -> int:
 
 def cmd_gc(args) -> int:
     from .gc import delete_garbage, find_garbage
-    from .store import open_store
+    from .storage import open_store
 
     removed = []
     try:

@@ -27,7 +27,7 @@ from .provenance import RunContext
 from .publish import PartInfo, new_attempt, part_key, write_part, write_table_part
 from .records import to_table, utc_now
 from .source import FileRef, Prefetch, Source
-from .store import Store, object_key
+from .storage import Store, object_key
 from .validate import describe_problems, problems
 from .timing import StageTimer
 

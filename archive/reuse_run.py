@@ -24,7 +24,7 @@ from .read import open_dataset
 from .records import arrow_schema
 from .reuse import (REUSE_BANDS, ReuseError, ReuseParams, ReuseStats, aligned_pair, band_scheme, candidate_pairs,
                     DocumentBands, document_bands, reuse_rows)
-from .store import Store
+from .storage import Store
 from .timing import StageTimer
 
 TOOL = "archive.reuse: MinHash LSH band hashes + exact alignment"

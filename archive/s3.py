@@ -35,7 +35,7 @@ from .errors import ArchiveError, ConfigurationError, ObjectExistsError, ObjectN
 from .fixity import open_for_reading
 from .s3crt import CrtPut
 from .source import FileRef, Source
-from .store import ObjectInfo, PutResult, Store, validate_key
+from .storage import ObjectInfo, PutResult, Store, validate_key
 
 MiB = 1 << 20
 DEFAULT_MULTIPART_THRESHOLD = 64 * MiB

@@ -264,7 +264,7 @@ def worker_library(corpus: str, dest: str, profile: str | None = None) -> None:
     from archive.ingest import IngestOptions, process_batch
     from archive.provenance import RunContext, new_run_id
     from archive.source import batches, open_source
-    from archive.store import open_store
+    from archive.storage import open_store
 
     started = time.perf_counter()
     store = open_store(dest)

@@ -21,7 +21,7 @@ from archive.read import committed_doc_ids
 from archive.reuse import ReuseParams
 from archive.reuse_run import RunReuse, find_run_reuse, reuse_parameters, settle_run_reuse
 from archive.source import batches, open_source
-from archive.store import open_store, resolve_dest
+from archive.storage import open_store, resolve_dest
 
 from . import progress, workers as worker_pool
 from .artifacts import ProgressArtifact, publish_ingest_artifacts

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from archive.store import LocalStore, Store
+from archive.storage import LocalStore, Store
 
 REGION = "us-east-1"
 

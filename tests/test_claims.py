@@ -13,7 +13,7 @@ from archive.errors import SourceError
 from archive.ingest import Descriptions, IngestOptions, process_batch, reconcile
 from archive.provenance import RunContext, new_run_id
 from archive.source import open_source
-from archive.store import LocalStore
+from archive.storage import LocalStore
 from flows import workers as worker_pool
 
 

@@ -16,7 +16,7 @@ from archive.errors import ConfigurationError, StoreError
 from archive.publish import committed_manifests
 from archive.read import open_dataset
 from archive.s3 import MiB, S3Store
-from archive.store import object_key, open_store
+from archive.storage import object_key, open_store
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.flow

@@ -12,7 +12,7 @@ import pytest
 
 from archive.publish import committed_manifests
 from archive.read import open_dataset
-from archive.store import LocalStore, object_key, open_store
+from archive.storage import LocalStore, object_key, open_store
 from archive.validate import problems
 
 pytestmark = pytest.mark.flow

@@ -10,7 +10,7 @@ from archive.errors import StoreError
 from archive.ingest import process_batch
 from archive.provenance import RunContext, new_run_id
 from archive.source import LocalSource
-from archive.store import LocalStore, object_key
+from archive.storage import LocalStore, object_key
 
 
 class WatchedSource(LocalSource):

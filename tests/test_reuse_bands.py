@@ -18,7 +18,7 @@ from archive.cli import build_parser
 from archive.reuse import (REUSE_BANDS, ReuseParams, _identity, _sketch_words, _window_starts, band_scheme,
                            candidate_pairs, document_bands)
 from archive.reuse_run import _BandWriter, _Partitions, _Search
-from archive.store import LocalStore
+from archive.storage import LocalStore
 from archive.validate import problems
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from archive.publish import committed_manifests, load_manifest
 from archive.read import current_reuse_runs, open_dataset
 from archive.reuse import ReuseParams, find_reuse
 from archive.reuse_run import banded_runs, publish_reuse
-from archive.store import open_store
+from archive.storage import open_store
 from archive.validate import problems
 from tests.test_reuse import EXPECTED_PASSAGES
 

@@ -22,7 +22,7 @@ import pytest
 
 from archive.errors import ConfigurationError, ObjectExistsError, ObjectNotFoundError, SourceError, StoreError
 from archive.s3 import MiB, S3Store, iter_s3_source
-from archive.store import LocalStore, object_key, unnamed_files_possible, validate_key
+from archive.storage import LocalStore, object_key, unnamed_files_possible, validate_key
 from tests.s3server import server_of
 
 DATA = b"The original bitstream, byte for byte.\r\n\x00\xff"
@@ -584,7 +584,7 @@ def test_a_local_write_that_fails_halfway_leaves_no_file_behind(tmp_path, unname
     store = _local_store(tmp_path / "store", unnamed)
     source = tmp_path / "big.bin"
     source.write_bytes(os.urandom(3 << 20))  # put_file copies 1 MiB at a time
-    from archive import store as store_module
+    from archive.storage import base as store_module
 
     calls = []
     real = store_module._write_all

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from .errors import ConfigurationError, ObjectExistsError, ObjectNotFoundError, StoreError
-from .fixity import digest_stream, open_for_reading
+from ..errors import ConfigurationError, ObjectExistsError, ObjectNotFoundError, StoreError
+from ..fixity import digest_stream, open_for_reading
 
 DEFAULT_DEST = "./archive-store"
 _KEY_PART = re.compile(r"^[A-Za-z0-9._=+-]+$")
@@ -425,7 +425,7 @@ def open_store(dest: str | os.PathLike | None = None) -> Store:
     """The store for DEST: s3://bucket/prefix or a local directory."""
     dest = resolve_dest(dest)
     if dest.startswith("s3://"):
-        from .s3 import S3Store
+        from ..s3 import S3Store
 
         return S3Store.from_url(dest)
     if "://" in dest:

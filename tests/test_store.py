@@ -584,7 +584,7 @@ def test_a_local_write_that_fails_halfway_leaves_no_file_behind(tmp_path, unname
     store = _local_store(tmp_path / "store", unnamed)
     source = tmp_path / "big.bin"
     source.write_bytes(os.urandom(3 << 20))  # put_file copies 1 MiB at a time
-    from archive.storage import base as store_module
+    from archive.storage import local as store_module
 
     calls = []
     real = store_module._write_all

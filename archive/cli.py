@@ -71,7 +71,7 @@ class _Progress:
 
 
 def cmd_ingest(args) -> int:
-    from .source import open_source
+    from .sources import open_source
     from .storage import open_store, resolve_dest
 
     dest = resolve_dest(args.dest)

@@ -26,7 +26,7 @@ from .normalise import Description, describe_texts, language_tool_version, norma
 from .provenance import RunContext
 from .publish import PartInfo, new_attempt, part_key, write_part, write_table_part
 from .records import to_table, utc_now
-from .source import FileRef, Prefetch, Source
+from .sources import FileRef, Prefetch, Source
 from .storage import Store, object_key
 from .validate import describe_problems, problems
 from .timing import StageTimer

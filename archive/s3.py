@@ -34,7 +34,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from .errors import ArchiveError, ConfigurationError, ObjectExistsError, ObjectNotFoundError, SourceError, StoreError
 from .fixity import open_for_reading
 from .s3crt import CrtPut
-from .source import FileRef, Source
+from .sources import FileRef, Source
 from .storage import ObjectInfo, PutResult, Store, validate_key
 
 MiB = 1 << 20

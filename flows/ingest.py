@@ -20,7 +20,7 @@ from archive.publish import build_manifest, commit_manifest, committed_manifest,
 from archive.read import committed_doc_ids
 from archive.reuse import ReuseParams
 from archive.reuse_run import RunReuse, find_run_reuse, reuse_parameters, settle_run_reuse
-from archive.source import batches, open_source
+from archive.sources import batches, open_source
 from archive.storage import open_store, resolve_dest
 
 from . import progress, workers as worker_pool

@@ -41,7 +41,7 @@ def _initialise(known: frozenset[str], claims=None) -> None:
 
 def _run_batch(dest, source, run, index, refs, options, descriptions):
     from archive.ingest import process_batch
-    from archive.source import open_source
+    from archive.sources import open_source
     from archive.storage import open_store
 
     return process_batch(open_store(dest), open_source(source), run, index, refs, known=_known, options=options,

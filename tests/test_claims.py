@@ -12,7 +12,7 @@ from archive.claims import DocumentClaims
 from archive.errors import SourceError
 from archive.ingest import Descriptions, IngestOptions, process_batch, reconcile
 from archive.provenance import RunContext, new_run_id
-from archive.source import open_source
+from archive.sources import open_source
 from archive.storage import LocalStore
 from flows import workers as worker_pool
 

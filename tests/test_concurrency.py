@@ -125,7 +125,7 @@ def test_a_retried_commit_whose_manifest_landed_returns_it_instead_of_failing(se
     """The commit task's retry after a lost answer: the manifest is there, so the run is committed, once."""
     from archive.ingest import process_batch
     from archive.provenance import RunContext, new_run_id
-    from archive.source import open_source
+    from archive.sources import open_source
     from flows.ingest import commit_task
 
     dest = str(tmp_path / "store")

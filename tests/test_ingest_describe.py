@@ -7,7 +7,7 @@ from archive import ingest, provenance as ev
 from archive.ingest import process_batch
 from archive.normalise import describe_text, describe_texts, normalise_text
 from archive.provenance import RunContext, new_run_id
-from archive.source import LocalSource
+from archive.sources import LocalSource
 from archive.storage import LocalStore
 
 GERMAN = "Der Rat der Stadt hat heute beschlossen, dass die neue Brücke im Frühling gebaut wird.\n"

@@ -5,11 +5,12 @@ import os
 
 import pytest
 
-from archive import ingest, source as source_module
+from archive import ingest
 from archive.errors import StoreError
 from archive.ingest import process_batch
 from archive.provenance import RunContext, new_run_id
-from archive.source import LocalSource
+from archive.sources import LocalSource
+from archive.sources import base as source_module
 from archive.storage import LocalStore, object_key
 
 

@@ -8,7 +8,7 @@ import pytest
 from archive import ingest
 from archive.ingest import process_batch
 from archive.provenance import RunContext, new_run_id
-from archive.source import open_source
+from archive.sources import open_source
 from archive.storage import LocalStore, object_key
 
 

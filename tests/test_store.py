@@ -679,7 +679,7 @@ def _atime_an_hour_before_mtime(path) -> int:
 
 
 def test_reading_originals_and_source_files_leaves_their_access_time(tmp_path):
-    from archive.source import open_source
+    from archive.sources import open_source
 
     control = tmp_path / "control.txt"
     control.write_bytes(b"read me")

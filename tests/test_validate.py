@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 from archive import validate
 from archive.ingest import BatchProcessor
 from archive.provenance import RunContext, new_run_id
-from archive.source import open_source
+from archive.sources import open_source
 from archive.storage import open_store
 
 # Values that break some property of some schema, and some that fit one.

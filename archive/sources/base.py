@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from .errors import SourceError
-from .fixity import open_for_reading
+from ..errors import SourceError
+from ..fixity import open_for_reading
 
 SIDECAR_NAME = "metadata.csv"
 
@@ -187,7 +187,7 @@ def open_source(source: str | os.PathLike) -> Source:
     """A folder, or s3://bucket/prefix."""
     text = str(source)
     if text.startswith("s3://"):
-        from .s3 import S3Source
+        from ..s3 import S3Source
 
         return S3Source(text)
     return LocalSource(text)

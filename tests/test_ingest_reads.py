@@ -10,7 +10,7 @@ from archive.errors import StoreError
 from archive.ingest import process_batch
 from archive.provenance import RunContext, new_run_id
 from archive.sources import LocalSource
-from archive.sources import base as source_module
+from archive.sources import local as source_module
 from archive.storage import LocalStore, object_key
 
 

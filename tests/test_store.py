@@ -21,9 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from archive.errors import ConfigurationError, ObjectExistsError, ObjectNotFoundError, SourceError, StoreError
-from archive.s3 import MiB, S3Store
 from archive.sources import iter_s3_source
-from archive.storage import LocalStore, object_key, unnamed_files_possible, validate_key
+from archive.storage import LocalStore, MiB, S3Store, object_key, unnamed_files_possible, validate_key
 from tests.s3server import server_of
 
 DATA = b"The original bitstream, byte for byte.\r\n\x00\xff"

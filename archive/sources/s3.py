@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Iterator
 
 from ..errors import ConfigurationError, SourceError
-from ..s3 import S3Store
+from ..storage import S3Store
 from .base import FileRef, Source
 
 

@@ -18,7 +18,7 @@ def open_store(dest: str | os.PathLike | None = None) -> Store:
     """The store for DEST: s3://bucket/prefix or a local directory."""
     dest = resolve_dest(dest)
     if dest.startswith("s3://"):
-        from ..s3 import S3Store
+        from .s3 import S3Store
 
         return S3Store.from_url(dest)
     if "://" in dest:

@@ -31,10 +31,10 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from .errors import ArchiveError, ConfigurationError, ObjectExistsError, ObjectNotFoundError, StoreError
-from .fixity import open_for_reading
-from .s3crt import CrtPut
-from .storage import ObjectInfo, PutResult, Store, validate_key
+from ..errors import ArchiveError, ConfigurationError, ObjectExistsError, ObjectNotFoundError, StoreError
+from ..fixity import open_for_reading
+from .crt import CrtPut
+from .base import ObjectInfo, PutResult, Store, validate_key
 
 MiB = 1 << 20
 DEFAULT_MULTIPART_THRESHOLD = 64 * MiB

@@ -1,11 +1,11 @@
 """The object store: one write-once interface over a local directory or S3, with the same keys on both."""
 
-from .base import DEFAULT_DEST, ObjectInfo, PutResult, Store, object_key, validate_key
+from .base import DEFAULT_DEST, MiB, ObjectInfo, PutResult, Store, object_key, validate_key
 from .local import LocalStore, unnamed_files_possible
 from .opener import open_store, resolve_dest
 
 # Imported on first use: they bring botocore, which a local store never needs.
-_LAZY = {"MiB": ".s3", "S3Store": ".s3", "SEND_ATTEMPTS": ".s3", "parse_s3_url": ".s3"}
+_LAZY = {"S3Store": ".s3", "SEND_ATTEMPTS": ".s3_write", "parse_s3_url": ".s3_client"}
 
 __all__ = [
     "DEFAULT_DEST",

@@ -12,6 +12,7 @@ from ..errors import StoreError
 from ..fixity import digest_stream
 
 DEFAULT_DEST = "./archive-store"
+MiB = 1 << 20
 _KEY_PART = re.compile(r"^[A-Za-z0-9._=+-]+$")
 
 

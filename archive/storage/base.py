@@ -59,8 +59,9 @@ class Store(ABC):
 
     url: str
     # Whether asking size() before a write costs less than the write it may
-    # spare: a stat() on a local disk does; on S3 a HEAD costs about half a
-    # PUT, so a conditional PUT goes first and the HEAD only follows a refusal.
+    # spare: a stat() on a local disk does; on S3 a HEAD costs a round trip, a
+    # good part of what a PUT costs, so a conditional PUT goes first and the
+    # HEAD only follows a refusal.
     probe_before_put: bool = True
     # How many originals an ingest batch may have on their way into the store at
     # once. A local disk gains nothing from more than one writer; an S3 PUT waits

@@ -20,9 +20,9 @@ class LocalStore(Store):
     visible atomically and fails if the key exists: write-once without locks.
 
     Manifests are fsynced one by one. Other objects are made durable together
-    by flush() (one syncfs per batch instead of two fsyncs per file, which
-    cost ~1 ms each here); flush() always runs before the manifest that makes
-    them visible is written.
+    by flush() (one syncfs per batch instead of two fsyncs per file, each of
+    which waits for the disk); flush() always runs before the manifest that
+    makes them visible is written.
     """
 
     def __init__(self, root: str | os.PathLike):
@@ -61,13 +61,10 @@ class LocalStore(Store):
     def _publish(self, key: str, write, sha256: str | None) -> PutResult:
         """write(fd) -> (size, sha256 hex) fills a new file; a hard link publishes it under key.
 
-        The new file has no name until the link (O_TMPFILE, in the key's own
-        directory): nothing is left behind by a write that fails or a process
-        that dies, and the kernel's work a file is about halved against a named
-        temporary file in .tmp (create there, link, unlink; measured 10,000
-        13 KB files, 4 alternating rounds: system time 0.26-0.54 of it). Where
-        the file system or kernel has no O_TMPFILE, or /proc is not mounted,
-        a named temporary file in .tmp does the same (_named_temporary).
+        The new file has no name until the link (O_TMPFILE, in the key's own directory): nothing is left
+        behind by a write that fails or a process that dies, and the kernel does less work a file than for
+        a named temporary file in .tmp (create there, link, unlink). Where the file system or kernel has no
+        O_TMPFILE, or /proc is not mounted, a named temporary file in .tmp does the same (_named_temporary).
         """
         target = self._path(key)
         if target.exists():
@@ -180,7 +177,7 @@ class LocalStore(Store):
 
     def open_read(self, key: str) -> BinaryIO:
         # Unbuffered, from a plain path: its readers (hashing, copying) ask for large
-        # chunks, and a Path and a buffer cost more than hashing a 13 KB original.
+        # chunks, and a Path and a buffer cost more than hashing a small original.
         try:
             return open_for_reading(os.path.join(self.url, validate_key(key)), buffering=0)
         except FileNotFoundError:
@@ -226,8 +223,8 @@ class _Directories:
         self._known: set[Path] = set()
 
     def make(self, directory: Path) -> None:
-        """mkdir -p, once per directory and store object: two objects in three share their parent already,
-        and a mkdir that finds the directory there costs a system call and an exception."""
+        """mkdir -p, once per directory and store object: most objects share their parent with one written
+        before, and a mkdir that finds the directory there costs a system call and an exception."""
         if directory not in self._known:
             directory.mkdir(parents=True, exist_ok=True)
             if len(self._known) >= 70_000:  # objects/sha256/ab/cd: 65,536 leaves

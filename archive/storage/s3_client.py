@@ -1,4 +1,4 @@
-"""The connection to S3: s3:// URLs, botocore's session, client and retry settings, and the CRT's PUT beside them."""
+"""The connection to S3: s3:// URLs, botocore's session, client and retries, the CRT's PUT and pyarrow's filesystem."""
 
 from __future__ import annotations
 

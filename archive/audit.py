@@ -16,7 +16,7 @@ from . import provenance as ev
 from .errors import NotFoundError, ObjectNotFoundError, StoreError
 from .fixity import TOOL as DIGEST_TOOL
 from .publish import committed_manifests
-from .store import Store
+from .storage import Store
 
 OBJECT_PREFIX = "objects/sha256/"
 

@@ -11,7 +11,7 @@ from .errors import ArchiveError, NotFoundError
 from .fixity import sha256_hex
 from .publish import load_manifest, manifest_key
 from .read import open_dataset
-from .store import Store
+from .storage import Store
 
 MANIFEST_TAG_FILE = "archive-run-manifest.json"
 

@@ -12,7 +12,7 @@ from typing import Iterator
 
 from .errors import ObjectExistsError, TransientError, ObjectNotFoundError
 from .records import utc_now
-from .store import Store
+from .storage import Store
 
 LOCK_KEY = "locks/commit"
 

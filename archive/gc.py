@@ -14,7 +14,7 @@ from .audit import referenced_objects
 from .commitlock import commit_lock
 from .errors import ObjectNotFoundError, StoreError, TerminalError
 from .publish import committed_manifests
-from .store import ObjectInfo, Store, validate_key
+from .storage import ObjectInfo, Store, validate_key
 
 # What runs write and manifests reference. Nothing else is ever looked at:
 # runs/ holds the manifests (the commit points) and locks/ the commit lock.

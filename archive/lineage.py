@@ -10,7 +10,7 @@ from .errors import NotFoundError
 from .publish import committed_manifests
 from .read import committed_parts, open_dataset
 from .records import arrow_schema
-from .store import Store, object_key
+from .storage import Store, object_key
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -15,7 +15,7 @@ from . import SOFTWARE_NAME, __version__
 from .errors import ManifestError, ObjectExistsError, ObjectNotFoundError, StoreError
 from .fixity import sha256_hex
 from .records import DATASETS, arrow_schema, to_table, utc_now
-from .store import Store
+from .storage import Store
 from .validate import describe_problems, problems, schema_id
 
 MANIFEST_PREFIX = "runs/"

@@ -9,7 +9,7 @@ import pyarrow.dataset as ds
 
 from .publish import committed_manifests
 from .records import arrow_schema
-from .store import Store, open_store
+from .storage import Store, open_store
 
 
 def committed_parts(store: Store, name: str, runs: Iterable[str] | None = None) -> list[str]:

@@ -50,7 +50,7 @@ MEASURE = textwrap.dedent("""
 RECOMPUTE = """
 from archive.provenance import RunContext, new_run_id
 from archive.reuse import band_scheme, publish_reuse
-from archive.store import open_store
+from archive.storage import open_store
 store = open_store(sys.argv[1])
 band_scheme()  # datasketch and scipy imported before measuring
 
@@ -65,7 +65,7 @@ STEP = """
 from archive.commitlock import commit_lock
 from archive.provenance import RunContext
 from archive.reuse import band_scheme, find_run_reuse, settle_run_reuse
-from archive.store import open_store
+from archive.storage import open_store
 import pyarrow.parquet as pq
 store = open_store(sys.argv[1])
 run = RunContext(sys.argv[2], None, "bench")
@@ -86,7 +86,7 @@ BEFORE = """
 import subprocess, types
 import pyarrow.compute as pc
 from archive.read import open_dataset
-from archive.store import open_store
+from archive.storage import open_store
 source = subprocess.run(["git", "-C", {repo!r}, "show", sys.argv[2] + ":archive/reuse.py"], capture_output=True,
                         text=True, check=True).stdout
 before = types.ModuleType("archive._reuse_before")
@@ -130,7 +130,7 @@ def synthetic_texts(n: int, words: int, seed: int) -> list[str]:
 
 def document_rows(run_id: str, texts: list[str], start: int) -> list[dict]:
     from archive.records import utc_now
-    from archive.store import object_key
+    from archive.storage import object_key
 
     now = utc_now()
     rows = []
@@ -151,7 +151,7 @@ def build_store(path: Path, n: int, words: int, run_docs: int, seed: int) -> lis
     """N documents as committed ingest runs without band hashes; returns the run ids."""
     from archive.provenance import RunContext, new_run_id
     from archive.publish import build_manifest, commit_manifest, part_key, write_part
-    from archive.store import open_store
+    from archive.storage import open_store
 
     store = open_store(str(path))
     texts = synthetic_texts(n, words, seed)
@@ -172,7 +172,7 @@ def new_run_part(path: Path, n: int, run_docs: int, words: int, seed: int) -> tu
     """An uncommitted documents part of a new run: run_docs documents, some sharing passages with the archive."""
     from archive.provenance import new_run_id
     from archive.publish import part_key, write_part
-    from archive.store import open_store
+    from archive.storage import open_store
 
     store = open_store(str(path))
     archive_texts = synthetic_texts(n, words, seed)

@@ -263,8 +263,8 @@ def worker_library(corpus: str, dest: str, profile: str | None = None) -> None:
     """archive's batch code over the corpus in one plain loop: no Prefect, no threads."""
     from archive.ingest import IngestOptions, process_batch
     from archive.provenance import RunContext, new_run_id
-    from archive.source import batches, open_source
-    from archive.store import open_store
+    from archive.sources import batches, open_source
+    from archive.storage import open_store
 
     started = time.perf_counter()
     store = open_store(dest)

@@ -13,7 +13,7 @@ from prefect.utilities.annotations import quote
 
 from archive.audit import AuditSummary, check_objects, check_parts, chunks, commit_audit, record_checks, referenced_objects, selected_manifests
 from archive.provenance import RunContext, new_run_id
-from archive.store import open_store, resolve_dest
+from archive.storage import open_store, resolve_dest
 
 from . import progress, workers as worker_pool
 from .artifacts import publish_audit_artifacts

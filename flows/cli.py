@@ -48,8 +48,8 @@ def _flow_run(args):
 
 
 def cmd_ingest(args) -> int:
-    from archive.source import open_source
-    from archive.store import open_store, resolve_dest
+    from archive.sources import open_source
+    from archive.storage import open_store, resolve_dest
 
     dest = resolve_dest(args.dest)
     try:
@@ -97,7 +97,7 @@ def cmd_ingest(args) -> int:
 
 def cmd_runs(args) -> int:
     from archive.publish import committed_manifests
-    from archive.store import open_store
+    from archive.storage import open_store
 
     try:
         manifests = list(committed_manifests(open_store(args.dest)))
@@ -112,7 +112,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from archive.store import open_store, resolve_dest
+    from archive.storage import open_store, resolve_dest
 
     dest = resolve_dest(args.dest)
     open_store(dest)
@@ -133,7 +133,7 @@ def cmd_verify(args) -> int:
 
 def cmd_lineage(args) -> int:
     from archive.lineage import lineage
-    from archive.store import open_store
+    from archive.storage import open_store
 
     try:
         story = lineage(open_store(args.dest), args.id, run=args.run)
@@ -148,7 +148,7 @@ def cmd_lineage(args) -> int:
 
 def cmd_prov(args) -> int:
     from archive.provenance import export_run_prov
-    from archive.store import open_store
+    from archive.storage import open_store
 
     try:
         document = export_run_prov(open_store(args.dest), args.run_id)
@@ -161,7 +161,7 @@ def cmd_prov(args) -> int:
 
 def cmd_bag(args) -> int:
     from archive.bag import export_bag
-    from archive.store import open_store
+    from archive.storage import open_store
 
     try:
         result = export_bag(open_store(args.dest), args.run_id, args.out_dir)
@@ -177,7 +177,7 @@ def cmd_bag(args) -> int:
 def cmd_reuse(args) -> int:
     from archive.provenance import RunContext, new_run_id
     from archive.reuse import publish_reuse
-    from archive.store import open_store
+    from archive.storage import open_store
 
     try:
         store = open_store(args.dest)
@@ -193,7 +193,7 @@ def cmd_reuse(args) -> int:
 
 def cmd_gc(args) -> int:
     from archive.gc import delete_garbage, find_garbage
-    from archive.store import open_store
+    from archive.storage import open_store
 
     removed = []
     try:

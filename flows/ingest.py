@@ -16,8 +16,8 @@ from archive.ingest import (DEFAULT_MAX_FILE_BYTES, BatchSummary, CommitResult, 
 from archive.provenance import RunContext, new_run_id
 from archive.read import committed_doc_ids
 from archive.reuse import ReuseParams, RunReuse, find_run_reuse, reuse_parameters, settle_run_reuse
-from archive.source import batches, open_source
-from archive.store import open_store, resolve_dest
+from archive.sources import batches, open_source
+from archive.storage import open_store, resolve_dest
 
 from . import progress, workers as worker_pool
 from .artifacts import ProgressArtifact, publish_ingest_artifacts

@@ -10,7 +10,7 @@ from prefect.utilities.annotations import quote
 from prefect_dask import DaskTaskRunner
 
 from archive.ingest import DEFAULT_MAX_FILE_BYTES
-from archive.store import resolve_dest
+from archive.storage import resolve_dest
 
 # Absolute, not relative: Prefect loads a deployment's entrypoint file as a
 # script, and the batch worker processes must find archive_flows.ingest by its name.

@@ -41,8 +41,8 @@ def _initialise(known: frozenset[str], claims=None) -> None:
 
 def _run_batch(dest, source, run, index, refs, options, descriptions):
     from archive.ingest import process_batch
-    from archive.source import open_source
-    from archive.store import open_store
+    from archive.sources import open_source
+    from archive.storage import open_store
 
     return process_batch(open_store(dest), open_source(source), run, index, refs, known=_known, options=options,
                          descriptions=descriptions, claims=_claims)
@@ -52,7 +52,7 @@ def _audit_chunk(dest, run, index, objects: dict):
     import pyarrow as pa
 
     from archive.audit import check_objects, record_checks
-    from archive.store import open_store
+    from archive.storage import open_store
 
     store = open_store(dest)
     return record_checks(store, run, index, check_objects(store, pa.table(objects)))

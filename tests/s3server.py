@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from archive.store import LocalStore, Store
+from archive.storage import LocalStore, Store
 
 REGION = "us-east-1"
 
@@ -282,7 +282,7 @@ def store(request, tmp_path) -> Store:
     botocore (BOTO_DISABLE_CRT=true), as where the CRT's client cannot be used (a proxy, adaptive retries)."""
     if request.param == "local":
         return LocalStore(tmp_path / "store")
-    from archive.s3 import S3Store
+    from archive.storage import S3Store
 
     if request.param == "s3-botocore":
         request.getfixturevalue("monkeypatch").setenv("BOTO_DISABLE_CRT", "true")

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from archive.publish import committed_manifests
-from archive.store import LocalStore, object_key, open_store
+from archive.storage import LocalStore, object_key, open_store
 from tests.s3server import server_of
 
 pytestmark = pytest.mark.flow

@@ -12,8 +12,8 @@ from archive.claims import DocumentClaims
 from archive.errors import SourceError
 from archive.ingest import Descriptions, IngestOptions, process_batch, reconcile
 from archive.provenance import RunContext, new_run_id
-from archive.source import open_source
-from archive.store import LocalStore
+from archive.sources import open_source
+from archive.storage import LocalStore
 from archive_flows import workers as worker_pool
 
 

@@ -11,7 +11,7 @@ import pytest
 from archive.commitlock import LOCK_KEY, CommitLockTimeout, commit_lock
 from archive.publish import committed_manifests
 from archive.read import open_dataset
-from archive.store import LocalStore, open_store
+from archive.storage import LocalStore, open_store
 
 pytestmark = pytest.mark.flow
 
@@ -86,7 +86,7 @@ def test_a_lock_left_by_a_killed_process_of_this_host_is_broken_at_once(tmp_path
     store = LocalStore(tmp_path / "store")
     # A process that takes the lock and is killed (SIGKILL) while holding it: no finally runs.
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from archive.commitlock import commit_lock; from archive.store import LocalStore\n"
+        "import sys, time; from archive.commitlock import commit_lock; from archive.storage import LocalStore\n"
         f"with commit_lock(LocalStore({str(tmp_path / 'store')!r}), '20261201T000000Z-dead'):\n"
         "    print('held', flush=True); time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -125,7 +125,7 @@ def test_a_retried_commit_whose_manifest_landed_returns_it_instead_of_failing(se
     """The commit task's retry after a lost answer: the manifest is there, so the run is committed, once."""
     from archive.ingest import commit_run, process_batch
     from archive.provenance import RunContext, new_run_id
-    from archive.source import open_source
+    from archive.sources import open_source
 
     dest = str(tmp_path / "store")
     store = open_store(dest)

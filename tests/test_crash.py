@@ -25,7 +25,7 @@ import pytest
 from archive.commitlock import LOCK_KEY
 from archive.publish import committed_manifests
 from archive.read import open_dataset
-from archive.store import LocalStore
+from archive.storage import LocalStore
 
 pytestmark = pytest.mark.cli
 

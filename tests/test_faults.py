@@ -15,8 +15,7 @@ import pytest
 from archive.errors import ConfigurationError, StoreError
 from archive.publish import committed_manifests
 from archive.read import open_dataset
-from archive.s3 import MiB, S3Store
-from archive.store import object_key, open_store
+from archive.storage import MiB, S3Store, object_key, open_store
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.flow

@@ -13,7 +13,7 @@ import pytest
 from archive.publish import committed_manifests
 from archive.read import open_dataset
 from archive.records import json_form
-from archive.store import LocalStore, object_key, open_store
+from archive.storage import LocalStore, object_key, open_store
 from archive.validate import problems
 
 pytestmark = pytest.mark.flow

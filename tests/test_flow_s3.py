@@ -12,7 +12,7 @@ import pytest
 from archive.errors import ManifestError
 from archive.publish import build_manifest, commit_manifest, committed_manifests
 from archive.read import open_dataset
-from archive.store import open_store
+from archive.storage import open_store
 
 pytestmark = pytest.mark.flow
 

@@ -18,8 +18,8 @@ from archive.ingest import process_batch, total_counts
 from archive.provenance import RunContext, new_run_id
 from archive.publish import build_manifest, commit_manifest, manifest_key
 from archive.read import open_dataset
-from archive.source import open_source
-from archive.store import object_key, open_store
+from archive.sources import open_source
+from archive.storage import object_key, open_store
 
 pytestmark = pytest.mark.flow
 

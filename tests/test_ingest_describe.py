@@ -9,8 +9,8 @@ from archive.ingest import load_descriptions, process_batch
 from archive.describe import describe_text, describe_texts
 from archive.normalise import normalise_text
 from archive.provenance import RunContext, new_run_id
-from archive.source import LocalSource
-from archive.store import LocalStore
+from archive.sources import LocalSource
+from archive.storage import LocalStore
 
 GERMAN = "Der Rat der Stadt hat heute beschlossen, dass die neue Brücke im Frühling gebaut wird.\n"
 

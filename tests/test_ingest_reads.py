@@ -5,13 +5,14 @@ import os
 
 import pytest
 
-from archive import source as source_module
+from archive.sources import local as source_module
 from archive.ingest import batch, readahead
 from archive.errors import StoreError
 from archive.ingest import process_batch
 from archive.provenance import RunContext, new_run_id
-from archive.source import LocalSource
-from archive.store import LocalStore, object_key
+from archive.sources import LocalSource
+from archive.sources import local as source_module
+from archive.storage import LocalStore, object_key
 
 
 class WatchedSource(LocalSource):

@@ -8,8 +8,8 @@ import pytest
 from archive.ingest import originals
 from archive.ingest import process_batch
 from archive.provenance import RunContext, new_run_id
-from archive.source import open_source
-from archive.store import LocalStore, object_key
+from archive.sources import open_source
+from archive.storage import LocalStore, object_key
 
 
 class WatchedStore(LocalStore):

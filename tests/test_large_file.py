@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from archive.read import open_dataset
-from archive.store import LocalStore, object_key
+from archive.storage import LocalStore, object_key
 
 pytestmark = [pytest.mark.cli, pytest.mark.skipif(not os.environ.get("ARCHIVE_STRESS"),
                                                   reason="2 GiB of I/O: run by make stress (ARCHIVE_STRESS=1)")]

@@ -20,7 +20,7 @@ from archive.reuse import ReuseParams, band_scheme, candidate_pairs, document_ba
 from archive.reuse.bands import _BandWriter
 from archive.reuse.search import _Partitions, _Search
 from archive.reuse.sketch import _identity, _sketch_words, _window_starts
-from archive.store import LocalStore
+from archive.storage import LocalStore
 from archive.validate import problems
 
 REPO = Path(__file__).resolve().parent.parent

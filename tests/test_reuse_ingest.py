@@ -15,7 +15,7 @@ from archive.provenance import RunContext, new_run_id
 from archive.publish import committed_manifests, load_manifest
 from archive.read import current_reuse_runs, open_dataset
 from archive.reuse import ReuseParams, banded_runs, find_reuse, publish_reuse
-from archive.store import open_store
+from archive.storage import open_store
 from archive.validate import problems
 from tests.test_reuse import EXPECTED_PASSAGES
 

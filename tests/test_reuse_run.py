@@ -10,7 +10,7 @@ from archive.lineage import lineage
 from archive.provenance import RunContext, new_run_id
 from archive.read import open_dataset
 from archive.reuse import publish_reuse
-from archive.store import open_store
+from archive.storage import open_store
 
 pytestmark = pytest.mark.flow
 

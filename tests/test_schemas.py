@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from archive.records import DATASETS
-from archive.store import object_key, validate_key
+from archive.storage import object_key, validate_key
 from archive.errors import StoreError
 from archive.validate import problems, schema, schema_id
 

@@ -13,8 +13,7 @@ import pytest
 from archive.errors import StoreError
 from archive.publish import committed_manifests
 from archive.read import open_dataset
-from archive.s3 import SEND_ATTEMPTS, MiB, S3Store
-from archive.store import object_key, open_store
+from archive.storage import SEND_ATTEMPTS, MiB, S3Store, object_key, open_store
 from tests.faultproxy import FaultProxy
 
 ORIGINALS = r"/objects/sha256/"

@@ -20,7 +20,7 @@ import pytest
 
 from archive.publish import committed_manifests
 from archive.read import open_dataset
-from archive.store import open_store
+from archive.storage import open_store
 
 pytestmark = pytest.mark.flow
 

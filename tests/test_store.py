@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from archive.errors import ConfigurationError, ObjectExistsError, ObjectNotFoundError, SourceError, StoreError
-from archive.s3 import MiB, S3Store, iter_s3_source
-from archive.store import LocalStore, object_key, unnamed_files_possible, validate_key
+from archive.sources import iter_s3_source
+from archive.storage import LocalStore, MiB, S3Store, object_key, unnamed_files_possible, validate_key
 from tests.s3server import server_of
 
 DATA = b"The original bitstream, byte for byte.\r\n\x00\xff"
@@ -584,7 +584,7 @@ def test_a_local_write_that_fails_halfway_leaves_no_file_behind(tmp_path, unname
     store = _local_store(tmp_path / "store", unnamed)
     source = tmp_path / "big.bin"
     source.write_bytes(os.urandom(3 << 20))  # put_file copies 1 MiB at a time
-    from archive import store as store_module
+    from archive.storage import local as store_module
 
     calls = []
     real = store_module._write_all
@@ -679,7 +679,7 @@ def _atime_an_hour_before_mtime(path) -> int:
 
 
 def test_reading_originals_and_source_files_leaves_their_access_time(tmp_path):
-    from archive.source import open_source
+    from archive.sources import open_source
 
     control = tmp_path / "control.txt"
     control.write_bytes(b"read me")

@@ -10,8 +10,8 @@ from jsonschema import Draft202012Validator
 from archive import validate
 from archive.ingest import BatchProcessor
 from archive.provenance import RunContext, new_run_id
-from archive.source import open_source
-from archive.store import open_store
+from archive.sources import open_source
+from archive.storage import open_store
 
 # Values that break some property of some schema, and some that fit one.
 CANDIDATES = [None, "", " ", "x", "ab c", "a" * 64, "A" * 64, "a" * 300, 0, -1, 1, 2 ** 40, True, False, 1.5, [], {}, ["x"],

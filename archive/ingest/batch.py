@@ -15,8 +15,8 @@ from ..identify import EMPTY, Format, identify
 from ..describe import Description, describe_texts, language_tool_version
 from ..provenance import RunContext
 from ..publish import new_attempt, part_key
-from ..source import FileRef, Prefetch, Source
-from ..store import Store
+from ..sources import FileRef, Prefetch, Source
+from ..storage import Store
 from ..timing import StageTimer
 from . import stages
 from ..claims import DocumentClaims

@@ -19,7 +19,7 @@ from ..publish import (PartInfo, build_manifest, commit_manifest, committed_mani
 from ..read import committed_doc_ids
 from ..records import json_form, to_table
 from ..reuse import RunReuse, settle_run_reuse
-from ..store import Store
+from ..storage import Store
 from .rows import make_duplicates
 from .summary import BatchSummary, total_counts
 

@@ -8,8 +8,8 @@ from typing import Iterable
 from ..errors import ObjectExistsError
 from ..fixity import sha256_hex
 from ..metadata import SIDECAR_NAME, Sidecar, SidecarError, load_sidecar
-from ..source import FileRef, Source
-from ..store import Store, object_key
+from ..sources import FileRef, Source
+from ..storage import Store, object_key
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..errors import ObjectExistsError, StoreError
-from ..source import FileRef
-from ..store import PutResult, Store, object_key
+from ..sources import FileRef
+from ..storage import PutResult, Store, object_key
 
 # Bytes of originals a batch may have on their way into a store that takes several writes at once.
 WRITE_BYTES_IN_FLIGHT = 64 << 20

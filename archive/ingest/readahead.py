@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Iterable, Iterator
 
-from ..source import FileRef, Prefetch, Source
+from ..sources import FileRef, Prefetch, Source
 
 # The files a batch begins to read ahead of the one it works on: at most so many, of at most so many bytes
 # together; a larger file is read when its turn comes.

@@ -7,8 +7,8 @@ from ..identify import Format
 from ..provenance import RunContext
 from ..publish import part_key, write_part
 from ..records import utc_now
-from ..source import FileRef
-from ..store import Store, object_key
+from ..sources import FileRef
+from ..storage import Store, object_key
 from ..timing import StageTimer
 from ..validate import describe_problems, problems
 from .summary import REPORTED_PROBLEMS, BatchSummary, Problem

@@ -16,7 +16,7 @@ from ..identify import Format
 from ..describe import Description
 from ..normalise import normalise_text
 from ..records import utc_now
-from ..store import object_key
+from ..storage import object_key
 from ..validate import describe_problems, problems, schema_id
 
 DC_FIELDS = ("title", "date", "creator", "language", "publisher", "source", "rights", "description", "subject",

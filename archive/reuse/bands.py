@@ -14,7 +14,7 @@ from .. import provenance as ev
 from ..provenance import RunContext
 from ..publish import PartInfo, part_key, put_part, write_part
 from ..records import REUSE_BANDS, arrow_schema
-from ..store import Store
+from ..storage import Store
 from ..timing import StageTimer
 from .params import ReuseParams, ReuseStats
 from .sketch import DocumentBands, band_scheme, document_bands

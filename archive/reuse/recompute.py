@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 from ..provenance import RunContext
 from ..publish import build_manifest, commit_manifest, committed_manifests, new_attempt
 from ..read import open_dataset
-from ..store import Store
+from ..storage import Store
 from ..timing import StageTimer
 from .bands import _band_parts, _BandWriter, _RowWriter, _scan_bands, _sketched, banded_runs
 from .params import ReuseParams, ReuseStats

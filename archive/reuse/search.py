@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..store import Store
+from ..storage import Store
 from .align import aligned_pair, reuse_rows
 from .bands import DOCUMENT_BATCH, _batches
 from .candidates import candidate_pairs

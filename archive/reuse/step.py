@@ -17,7 +17,7 @@ from ..provenance import RunContext
 from ..publish import PartInfo, committed_manifests, new_attempt
 from ..read import open_dataset
 from ..records import REUSE_BANDS, arrow_schema
-from ..store import Store
+from ..storage import Store
 from ..timing import StageTimer
 from .bands import BAND_BATCH, _band_parts, _batches, _BandWriter, _RowWriter, _scan_bands, _sketched
 from .params import ReuseParams, ReuseStats

@@ -1,64 +1,15 @@
-"""Discovery: walk an ingest source and name every file in it, streamed, with no file left unaccounted for."""
+"""LocalSource: discovery in a local directory tree, and Prefetch, a local file read ahead of its turn."""
 
 from __future__ import annotations
 
 import os
 import stat
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterator
 
-from .errors import SourceError
-from .fixity import open_for_reading
-
-SIDECAR_NAME = "metadata.csv"
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """One file of a source. Small: batches of these travel between tasks."""
-
-    path: str  # relative POSIX path, as records show it (undecodable bytes as \xNN)
-    location: str  # how the source finds it again (absolute path, or object key)
-    size: int | None
-    skip_reason: str | None = None  # set when discovery already knows the file cannot be ingested
-    skip_detail: str | None = None
-
-
-def display_path(relative: str) -> str:
-    """A file name as text: bytes that are not UTF-8 (kept by os as surrogates) become \\xNN."""
-    return relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-class Source(ABC):
-    url: str
-
-    @abstractmethod
-    def iter_files(self) -> Iterator[FileRef]:
-        """Every file, in a stable order, without reading any of them."""
-
-    @abstractmethod
-    def open(self, ref: FileRef) -> BinaryIO: ...
-
-    def read(self, ref: FileRef) -> bytes:
-        with self.open(ref) as stream:
-            return stream.read()
-
-    def prefetch(self, ref: FileRef) -> "Prefetch | None":
-        """Begin reading ref ahead of its turn: a handle whose result() gives the bytes and close() lets
-        go. A local file's pages are asked of the kernel, without a thread (one that read would contend for
-        the GIL with the one that works); an S3 object's GET goes to a thread, which waits on the network,
-        not the GIL. None: read() it when its turn comes."""
-        return None
-
-    def local_path(self, ref: FileRef) -> str | None:
-        """A filesystem path for ref, when the source has one (lets stores stream files)."""
-        return None
-
-    @abstractmethod
-    def root_file(self, name: str) -> FileRef | None:
-        """The regular file called name at the top of the source, if there is one."""
+from ..errors import SourceError
+from ..fixity import open_for_reading
+from .base import FileRef, Source, display_path
 
 
 class LocalSource(Source):
@@ -101,7 +52,8 @@ class LocalSource(Source):
                     yield FileRef(shown, entry.path, entry.stat(follow_symlinks=False).st_size)
                 else:
                     kind = _kind(entry.stat(follow_symlinks=False).st_mode)
-                    yield FileRef(shown, entry.path, None, "not-a-regular-file", f"{kind}, not a regular file: nothing to read")
+                    yield FileRef(shown, entry.path, None, "not-a-regular-file",
+                                  f"{kind}, not a regular file: nothing to read")
             except OSError as exc:
                 yield FileRef(shown, entry.path, None, "unreadable", exc.strerror or str(exc))
 
@@ -113,10 +65,12 @@ class LocalSource(Source):
             yield FileRef(shown, entry.path, None, "symlink-outside-source",
                           f"symbolic link to {display_path(link)}, outside the source: not followed")
         elif not os.path.exists(target):
-            yield FileRef(shown, entry.path, None, "broken-symlink", f"symbolic link to {display_path(link)}, which does not exist")
+            yield FileRef(shown, entry.path, None, "broken-symlink",
+                          f"symbolic link to {display_path(link)}, which does not exist")
         elif os.path.isdir(target):
             yield FileRef(shown, entry.path, None, "symlinked-directory",
-                          f"symbolic link to directory {display_path(link)}: its files are ingested where they really are")
+                          f"symbolic link to directory {display_path(link)}: "
+                          "its files are ingested where they really are")
         else:
             # A link to a file inside the source: the same bytes under a second
             # name, which deduplication accounts for.
@@ -181,27 +135,3 @@ def _kind(mode: int) -> str:
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "device"
     return "special file"
-
-
-def open_source(source: str | os.PathLike) -> Source:
-    """A folder, or s3://bucket/prefix."""
-    text = str(source)
-    if text.startswith("s3://"):
-        from .s3 import S3Source
-
-        return S3Source(text)
-    return LocalSource(text)
-
-
-def batches(refs: Iterable[FileRef], max_files: int = 1000, max_bytes: int = 64 << 20) -> Iterator[list[FileRef]]:
-    """Group refs into batches of at most max_files files or about max_bytes bytes, streamed."""
-    batch: list[FileRef] = []
-    size = 0
-    for ref in refs:
-        batch.append(ref)
-        size += ref.size or 0
-        if len(batch) >= max_files or size >= max_bytes:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch

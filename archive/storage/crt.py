@@ -1,25 +1,4 @@
-"""Small conditional PUTs through the AWS Common Runtime (awscrt, boto3's `crt` extra).
-
-botocore spends 1.2-1.8 ms of CPU on every request (its event hooks, request
-and response objects, http.client): for an archive of 100,000 originals of
-~13 KB that is more than the rest of the ingest's work on them. The CRT's S3
-client signs and sends a request in C, on one event-loop thread a process:
-0.3-0.5 ms of CPU a PUT. The server's share is smaller too: the body goes with
-an unsigned payload hash, its SHA-256 in the signed x-amz-checksum-sha256
-header instead, which the server checks against the bytes (a damaged body is
-refused as BadDigest all the same).
-
-Only PutObject of bodies up to SMALL_BODY goes this way; botocore sends the
-rest, and answers what this module does not decide: the endpoint (botocore's
-endpoint rules), the credentials (botocore's chain, asked at every signature,
-so refreshed credentials are used) and the CA bundle. Where the two would
-behave differently (a proxy in the environment, adaptive retries) or with
-BOTO_DISABLE_CRT=true, `CrtPut.for_client` returns None and the caller uses
-botocore for everything. Errors come back as the botocore exceptions the
-caller already handles (ClientError with the S3 error code,
-EndpointConnectionError, ConnectionClosedError, ReadTimeoutError), after as
-many attempts as botocore's standard retry mode makes, with its backoff.
-"""
+"""Small conditional PUTs through the AWS Common Runtime's S3 client (awscrt, boto3's `crt` extra)."""
 
 from __future__ import annotations
 
@@ -138,7 +117,28 @@ def _new_client(bootstrap, tls: bool, region: str, credentials, ca_bundle: str |
 
 
 class CrtPut:
-    """PutObject through the CRT S3 client of this process (shared by its threads and stores)."""
+    """PutObject through the CRT S3 client of this process (shared by its threads and stores).
+
+    botocore spends a lot of CPU on every request (its event hooks, request and
+    response objects, http.client): for an archive of many small originals, more
+    than the rest of the ingest's work on them. The CRT's S3 client signs and
+    sends a request in C, on one event-loop thread a process, for a fraction of
+    that CPU. The server's share is smaller too: the body goes with an unsigned
+    payload hash, its SHA-256 in the signed x-amz-checksum-sha256 header
+    instead, which the server checks against the bytes (a damaged body is
+    refused as BadDigest all the same).
+
+    Only PutObject of bodies up to SMALL_BODY goes this way; botocore sends the
+    rest, and answers what this class does not decide: the endpoint (botocore's
+    endpoint rules), the credentials (botocore's chain, asked at every signature,
+    so refreshed credentials are used) and the CA bundle. Where the two would
+    behave differently (a proxy in the environment, adaptive retries) or with
+    BOTO_DISABLE_CRT=true, `for_client` returns None and the caller uses
+    botocore for everything. Errors come back as the botocore exceptions the
+    caller already handles (ClientError with the S3 error code,
+    EndpointConnectionError, ConnectionClosedError, ReadTimeoutError), after as
+    many attempts as botocore's standard retry mode makes, with its backoff.
+    """
 
     def __init__(self, endpoint: str, base_path: str, region: str, credentials, *, connect_timeout: float,
                  read_timeout: float, max_attempts: int, ca_bundle: str | None = None):
@@ -212,13 +212,14 @@ class CrtPut:
         The CRT's exception is returned, never raised: raised, it would take a traceback through the
         caller's frames, kept by the request's future, which the frames keep in turn; a cycle through
         a native object that the garbage collector cannot see, which kept every batch that met one
-        (a 412 for a duplicate is enough) in memory: +45 MiB a batch of 1,000 files."""
+        (a 412 for a duplicate is enough) in memory."""
         request = HttpRequest("PUT", path, HttpHeaders([
             ("Host", self.host),
             ("Content-Length", str(len(body))),
             ("Content-Type", "application/octet-stream"),
             ("If-None-Match", "*"),
-            ("x-amz-sdk-checksum-algorithm", "SHA256"),  # as botocore sends it (moto answers with the checksum only then)
+            # As botocore sends it: moto answers with the checksum only then.
+            ("x-amz-sdk-checksum-algorithm", "SHA256"),
             ("x-amz-checksum-sha256", checksum_sha256),
         ]), io.BytesIO(body))
         answer: dict = {}
@@ -259,7 +260,8 @@ def _client_error(failure, attempt: int) -> ClientError | None:
     if answered is not None:  # errors the CRT names itself, with no body handed on
         status, code = answered
         return ClientError({"Error": {"Code": code, "Message": failure.name},
-                            "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}, "RetryAttempts": attempt}},
+                            "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {},
+                                                 "RetryAttempts": attempt}},
                            "PutObject")
     if not isinstance(failure, S3ResponseError):
         return None

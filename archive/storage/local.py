@@ -1,4 +1,4 @@
-"""The object store: one interface, a local directory or S3, the same keys on both."""
+"""LocalStore: the object store in a local directory, write-once through hard links."""
 
 from __future__ import annotations
 
@@ -6,132 +6,13 @@ import errno
 import hashlib
 import itertools
 import os
-import re
 import uuid
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterator
 
-from .errors import ConfigurationError, ObjectExistsError, ObjectNotFoundError, StoreError
-from .fixity import digest_stream, open_for_reading
-
-DEFAULT_DEST = "./archive-store"
-_KEY_PART = re.compile(r"^[A-Za-z0-9._=+-]+$")
-
-
-def validate_key(key: str) -> str:
-    """Keys are relative, '/'-separated and made of safe characters only.
-
-    Keys are built by this package, never from file names, so anything else is a bug.
-    """
-    parts = key.split("/")
-    if not key or any(p in ("", ".", "..") or not _KEY_PART.match(p) for p in parts):
-        raise StoreError(key, "not a valid store key")
-    return key
-
-
-def object_key(sha256: str) -> str:
-    """Where an original bitstream lives: objects/sha256/ab/cd/abcd..."""
-    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-    return f"objects/sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    key: str
-    size: int
-    # When the store last wrote the object (seconds since the epoch), as the
-    # listing itself reports it: gc tells a crashed run's leftovers from the
-    # parts of a run still in progress without one request per key.
-    # None where a store cannot tell.
-    modified: float | None = None
-
-
-@dataclass(frozen=True)
-class PutResult:
-    key: str
-    size: int
-    # The SHA-256 the store itself reports for what it holds (S3's checksum, or
-    # the local store's re-read), so callers can compare it with their own.
-    stored_sha256: str | None = None
-
-
-class Store(ABC):
-    """Write-once object storage. Implementations never overwrite a key."""
-
-    url: str
-    # Whether asking size() before a write costs less than the write it may
-    # spare: a stat() on a local disk does; on S3 a HEAD costs about half a
-    # PUT, so a conditional PUT goes first and the HEAD only follows a refusal.
-    probe_before_put: bool = True
-    # How many originals an ingest batch may have on their way into the store at
-    # once. A local disk gains nothing from more than one writer; an S3 PUT waits
-    # a round trip (and, on one machine, the server's CPU), which the batch spends
-    # on the next files instead.
-    concurrent_writes: int = 1
-    # How many objects an audit reads and hashes at once: where a read waits a round trip (S3), more than one.
-    concurrent_reads: int = 1
-
-    @abstractmethod
-    def put_bytes(self, key: str, data: bytes, *, sha256: str | None = None) -> PutResult:
-        """Write data under key; raise ObjectExistsError if the key is taken."""
-
-    @abstractmethod
-    def put_file(self, key: str, path: str | os.PathLike, *, sha256: str | None = None) -> PutResult:
-        """Stream a file into key without holding it in memory; write-once."""
-
-    @abstractmethod
-    def get_bytes(self, key: str) -> bytes: ...
-
-    @abstractmethod
-    def open_read(self, key: str) -> BinaryIO:
-        """A binary stream of the object, for hashing large objects."""
-
-    def sha256(self, key: str) -> tuple[str, int]:
-        """(sha256 hex, size) of the stored object, read in chunks (ObjectNotFoundError if there is none)."""
-        stream = self.open_read(key)
-        try:
-            digests, size = digest_stream(stream)
-        finally:
-            stream.close()
-        return digests["sha256"], size
-
-    @abstractmethod
-    def size(self, key: str) -> int | None:
-        """The object's size, or None if there is no object under key."""
-
-    def exists(self, key: str) -> bool:
-        return self.size(key) is not None
-
-    def sizes(self, keys: Iterable[str]) -> dict[str, int | None]:
-        """size() of each key, in the order given. A store whose size() waits a round trip (S3) asks
-        several at once: a commit checks every part and every reused original this way, under its lock."""
-        return {key: self.size(key) for key in keys}
-
-    @abstractmethod
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every object whose key starts with prefix, in key order, with its size and modification time."""
-
-    @abstractmethod
-    def delete(self, key: str) -> None: ...
-
-    def flush(self) -> None:
-        """Make everything written so far durable. Called before a manifest is
-        committed, so a committed run never points at bytes still in a cache."""
-
-    @abstractmethod
-    def check_writable(self) -> None:
-        """Raise ConfigurationError now if nothing could be written, before any work."""
-
-    @abstractmethod
-    def arrow_filesystem(self):
-        """A pyarrow.fs.FileSystem that reads this store's keys."""
-
-    @abstractmethod
-    def arrow_path(self, key: str) -> str:
-        """The path of key on arrow_filesystem()."""
+from ..errors import ConfigurationError, ObjectExistsError, ObjectNotFoundError, StoreError
+from ..fixity import open_for_reading
+from .base import ObjectInfo, PutResult, Store, validate_key
 
 
 class LocalStore(Store):
@@ -139,16 +20,16 @@ class LocalStore(Store):
     visible atomically and fails if the key exists: write-once without locks.
 
     Manifests are fsynced one by one. Other objects are made durable together
-    by flush() (one syncfs per batch instead of two fsyncs per file, which
-    cost ~1 ms each here); flush() always runs before the manifest that makes
-    them visible is written.
+    by flush() (one syncfs per batch instead of two fsyncs per file, each of
+    which waits for the disk); flush() always runs before the manifest that
+    makes them visible is written.
     """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).absolute()
         self.url = str(self.root)
         self._tmp = self.root / ".tmp"
-        self._directories: set[Path] = set()  # known to exist (a store is never pruned of directories)
+        self._directories = _Directories()
         self._unnamed: bool | None = None  # whether files are made without a name (O_TMPFILE); known at the first put
         self._new_names()
 
@@ -180,18 +61,15 @@ class LocalStore(Store):
     def _publish(self, key: str, write, sha256: str | None) -> PutResult:
         """write(fd) -> (size, sha256 hex) fills a new file; a hard link publishes it under key.
 
-        The new file has no name until the link (O_TMPFILE, in the key's own
-        directory): nothing is left behind by a write that fails or a process
-        that dies, and the kernel's work a file is about halved against a named
-        temporary file in .tmp (create there, link, unlink; measured 10,000
-        13 KB files, 4 alternating rounds: system time 0.26-0.54 of it). Where
-        the file system or kernel has no O_TMPFILE, or /proc is not mounted,
-        a named temporary file in .tmp does the same (_named_temporary).
+        The new file has no name until the link (O_TMPFILE, in the key's own directory): nothing is left
+        behind by a write that fails or a process that dies, and the kernel does less work a file than for
+        a named temporary file in .tmp (create there, link, unlink). Where the file system or kernel has no
+        O_TMPFILE, or /proc is not mounted, a named temporary file in .tmp does the same (_named_temporary).
         """
         target = self._path(key)
         if target.exists():
             raise ObjectExistsError(key)
-        self._make_directory(target.parent)
+        self._directories.make(target.parent)
         if self._unnamed is None:
             self._unnamed = unnamed_files_possible()
         if self._unnamed:
@@ -204,7 +82,8 @@ class LocalStore(Store):
     def _unnamed_file(self, key: str, directory: Path) -> int | None:
         """A file without a name in directory, or None (and from now on) where there are none."""
         try:
-            return self._in_directory(directory, lambda: os.open(directory, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600))
+            flags = os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC
+            return self._directories.within(directory, lambda: os.open(directory, flags, 0o600))
         except OSError as exc:
             if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
                 self._unnamed = False  # (EISDIR: a kernel that reads O_TMPFILE as O_DIRECTORY)
@@ -213,7 +92,7 @@ class LocalStore(Store):
 
     def _named_temporary(self, key: str) -> tuple[int, str]:
         """A new file in .tmp, named put-<pid>-<token>-<count>: unique to this store object and process."""
-        self._make_directory(self._tmp)
+        self._directories.make(self._tmp)
         for attempt in range(3):
             tmp_name = os.path.join(self._tmp, f"put-{os.getpid()}-{self._token}-{next(self._count)}")
             try:
@@ -226,7 +105,8 @@ class LocalStore(Store):
                 raise StoreError(key, exc.strerror or str(exc)) from exc
         raise AssertionError("unreachable")
 
-    def _fill_and_link(self, key: str, target: Path, fd: int, tmp_name: str | None, write, sha256: str | None) -> PutResult:
+    def _fill_and_link(self, key: str, target: Path, fd: int, tmp_name: str | None, write,
+                       sha256: str | None) -> PutResult:
         """Fill fd, then link it under target, which must not exist; the descriptor and any name in .tmp go."""
         sync_now = key.startswith("runs/")
         try:
@@ -260,27 +140,9 @@ class LocalStore(Store):
         else:
             source, flags = tmp_name, {}
         try:
-            self._in_directory(target.parent, lambda: os.link(source, target, **flags))
+            self._directories.within(target.parent, lambda: os.link(source, target, **flags))
         except FileExistsError:
             raise ObjectExistsError(key) from None
-
-    def _in_directory(self, directory: Path, call):
-        """call(), and once more if directory went (removed by hand?) since it was made: made again first."""
-        try:
-            return call()
-        except FileNotFoundError:
-            self._directories.discard(directory)
-            self._make_directory(directory)
-            return call()
-
-    def _make_directory(self, directory: Path) -> None:
-        """mkdir -p, once per directory and store object: two objects in three share their parent already,
-        and a mkdir that finds the directory there costs a system call and an exception."""
-        if directory not in self._directories:
-            directory.mkdir(parents=True, exist_ok=True)
-            if len(self._directories) >= 70_000:  # objects/sha256/ab/cd: 65,536 leaves
-                self._directories.clear()
-            self._directories.add(directory)
 
     def put_bytes(self, key: str, data: bytes, *, sha256: str | None = None) -> PutResult:
         def write(fd):
@@ -315,7 +177,7 @@ class LocalStore(Store):
 
     def open_read(self, key: str) -> BinaryIO:
         # Unbuffered, from a plain path: its readers (hashing, copying) ask for large
-        # chunks, and a Path and a buffer cost more than hashing a 13 KB original.
+        # chunks, and a Path and a buffer cost more than hashing a small original.
         try:
             return open_for_reading(os.path.join(self.url, validate_key(key)), buffering=0)
         except FileNotFoundError:
@@ -330,21 +192,7 @@ class LocalStore(Store):
             raise StoreError(key, exc.strerror or str(exc)) from exc
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        # Walk only the directory the prefix names, then filter by the rest.
-        base, _, _ = prefix.rpartition("/")
-        start = self.root / base if base else self.root
-        if not start.is_dir():
-            return
-        found = []
-        for dirpath, dirnames, filenames in os.walk(start):
-            if Path(dirpath) == self.root:
-                dirnames[:] = [d for d in dirnames if d != ".tmp"]
-            for name in filenames:
-                full = Path(dirpath) / name
-                key = full.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    found.append(key)
-        for key in sorted(found):
+        for key in _keys_under(self.root, prefix):
             try:
                 stat = (self.root / key).stat()
             except FileNotFoundError:
@@ -366,6 +214,50 @@ class LocalStore(Store):
 
     def arrow_path(self, key: str) -> str:
         return str(self._path(key))
+
+
+class _Directories:
+    """The directories a store object has made or found (a store is never pruned of directories)."""
+
+    def __init__(self):
+        self._known: set[Path] = set()
+
+    def make(self, directory: Path) -> None:
+        """mkdir -p, once per directory and store object: most objects share their parent with one written
+        before, and a mkdir that finds the directory there costs a system call and an exception."""
+        if directory not in self._known:
+            directory.mkdir(parents=True, exist_ok=True)
+            if len(self._known) >= 70_000:  # objects/sha256/ab/cd: 65,536 leaves
+                self._known.clear()
+            self._known.add(directory)
+
+    def within(self, directory: Path, call):
+        """call(), and once more if directory went (removed by hand?) since it was made: made again first."""
+        try:
+            return call()
+        except FileNotFoundError:
+            self._known.discard(directory)
+            self.make(directory)
+            return call()
+
+
+def _keys_under(root: Path, prefix: str) -> list[str]:
+    """The keys under root that start with prefix, sorted, .tmp left out."""
+    # Walk only the directory the prefix names, then filter by the rest.
+    base, _, _ = prefix.rpartition("/")
+    start = root / base if base else root
+    if not start.is_dir():
+        return []
+    found = []
+    for dirpath, dirnames, filenames in os.walk(start):
+        if Path(dirpath) == root:
+            dirnames[:] = [d for d in dirnames if d != ".tmp"]
+        for name in filenames:
+            full = Path(dirpath) / name
+            key = full.relative_to(root).as_posix()
+            if key.startswith(prefix):
+                found.append(key)
+    return sorted(found)
 
 
 def _write_all(fd: int, data) -> None:
@@ -414,20 +306,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def resolve_dest(dest: str | os.PathLike | None) -> str:
-    """DEST from the argument, else ARCHIVE_DEST, else ./archive-store."""
-    return str(dest or os.environ.get("ARCHIVE_DEST") or DEFAULT_DEST)
-
-
-def open_store(dest: str | os.PathLike | None = None) -> Store:
-    """The store for DEST: s3://bucket/prefix or a local directory."""
-    dest = resolve_dest(dest)
-    if dest.startswith("s3://"):
-        from .s3 import S3Store
-
-        return S3Store.from_url(dest)
-    if "://" in dest:
-        raise ConfigurationError(f"DEST {dest!r}: only local paths and s3://bucket/prefix are supported")
-    return LocalStore(dest)

@@ -1,0 +1,33 @@
+"""Ingest sources: a local directory tree or an S3 prefix, walked and read the same way."""
+
+from .base import SIDECAR_NAME, FileRef, Source, batches, display_path
+from .local import LocalSource, Prefetch
+from .opener import open_source
+
+# Imported on first use: they bring botocore, which a local ingest never needs.
+_LAZY = {"S3Source": ".s3", "iter_s3_source": ".s3"}
+
+__all__ = [
+    "SIDECAR_NAME",
+    "FileRef",
+    "LocalSource",
+    "Prefetch",
+    "S3Source",
+    "Source",
+    "batches",
+    "display_path",
+    "iter_s3_source",
+    "open_source",
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,72 @@
+"""The source's contract: FileRef, the Source interface every ingest source implements, and batches of files."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator
+
+if TYPE_CHECKING:
+    from .local import Prefetch
+
+SIDECAR_NAME = "metadata.csv"
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """One file of a source. Small: batches of these travel between tasks."""
+
+    path: str  # relative POSIX path, as records show it (undecodable bytes as \xNN)
+    location: str  # how the source finds it again (absolute path, or object key)
+    size: int | None
+    skip_reason: str | None = None  # set when discovery already knows the file cannot be ingested
+    skip_detail: str | None = None
+
+
+def display_path(relative: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (kept by os as surrogates) become \\xNN."""
+    return relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+class Source(ABC):
+    url: str
+
+    @abstractmethod
+    def iter_files(self) -> Iterator[FileRef]:
+        """Every file, in a stable order, without reading any of them."""
+
+    @abstractmethod
+    def open(self, ref: FileRef) -> BinaryIO: ...
+
+    def read(self, ref: FileRef) -> bytes:
+        with self.open(ref) as stream:
+            return stream.read()
+
+    def prefetch(self, ref: FileRef) -> "Prefetch | None":
+        """Begin reading ref ahead of its turn: a handle whose result() gives the bytes and close() lets
+        go. A local file's pages are asked of the kernel, without a thread (one that read would contend for
+        the GIL with the one that works); an S3 object's GET goes to a thread, which waits on the network,
+        not the GIL. None: read() it when its turn comes."""
+        return None
+
+    def local_path(self, ref: FileRef) -> str | None:
+        """A filesystem path for ref, when the source has one (lets stores stream files)."""
+        return None
+
+    @abstractmethod
+    def root_file(self, name: str) -> FileRef | None:
+        """The regular file called name at the top of the source, if there is one."""
+
+
+def batches(refs: Iterable[FileRef], max_files: int = 1000, max_bytes: int = 64 << 20) -> Iterator[list[FileRef]]:
+    """Group refs into batches of at most max_files files or about max_bytes bytes, streamed."""
+    batch: list[FileRef] = []
+    size = 0
+    for ref in refs:
+        batch.append(ref)
+        size += ref.size or 0
+        if len(batch) >= max_files or size >= max_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch

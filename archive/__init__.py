@@ -19,8 +19,19 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import (ArchiveError, ConfigurationError, ManifestError, NotFoundError, ObjectExistsError,
-                     ObjectNotFoundError, SourceError, StoreError, TerminalError, TransientError, is_transient)
+from .errors import (
+    ArchiveError,
+    ConfigurationError,
+    ManifestError,
+    NotFoundError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    SourceError,
+    StoreError,
+    TerminalError,
+    TransientError,
+    is_transient,
+)
 
 __version__ = "0.1.0"
 SOFTWARE_NAME = "archive"

@@ -159,7 +159,7 @@ class AuditSummary:
 
 def record_checks(store: Store, run: ev.RunContext, index: int, checks: Iterable[Check]) -> AuditSummary:
     """Run checks, write their fixity events as one part of the audit run, summarise."""
-    from .publish import part_key, write_part, new_attempt
+    from .publish import new_attempt, part_key, write_part
 
     checks = list(checks)
     summary = AuditSummary(index, {"object": 0, "part": 0}, [], [])

@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from .errors import ObjectExistsError, TransientError, ObjectNotFoundError
+from .errors import ObjectExistsError, ObjectNotFoundError, TransientError
 from .records import utc_now
 from .storage import Store
 

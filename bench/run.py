@@ -51,7 +51,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import shutil
 import socket
 import subprocess
@@ -651,8 +650,9 @@ def main(argv: list[str] | None = None) -> int:
             note("bagit", "--skip")
         else:
             try:
-                import bagit  # noqa: F401
                 from importlib.metadata import version
+
+                import bagit  # noqa: F401
 
                 results["versions"]["bagit"] = version("bagit")
             except ImportError:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import re
 
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
 MAX_QUARANTINE_ROWS = 200
 

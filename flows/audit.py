@@ -11,11 +11,21 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from archive.audit import AuditSummary, check_objects, check_parts, chunks, commit_audit, record_checks, referenced_objects, selected_manifests
+from archive.audit import (
+    AuditSummary,
+    check_objects,
+    check_parts,
+    chunks,
+    commit_audit,
+    record_checks,
+    referenced_objects,
+    selected_manifests,
+)
 from archive.provenance import RunContext, new_run_id
 from archive.storage import open_store, resolve_dest
 
-from . import progress, workers as worker_pool
+from . import progress
+from . import workers as worker_pool
 from .artifacts import publish_audit_artifacts
 from .context import is_transient, started_by
 

@@ -11,15 +11,26 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from archive.ingest import (DEFAULT_MAX_FILE_BYTES, BatchSummary, CommitResult, Descriptions, IngestOptions,
-                            commit_run, load_descriptions, process_batch, store_sidecar, unmatched_rows)
+from archive.ingest import (
+    DEFAULT_MAX_FILE_BYTES,
+    BatchSummary,
+    CommitResult,
+    Descriptions,
+    IngestOptions,
+    commit_run,
+    load_descriptions,
+    process_batch,
+    store_sidecar,
+    unmatched_rows,
+)
 from archive.provenance import RunContext, new_run_id
 from archive.read import committed_doc_ids
-from archive.reuse import ReuseParams, RunReuse, find_run_reuse, reuse_parameters, settle_run_reuse
+from archive.reuse import ReuseParams, RunReuse, find_run_reuse, reuse_parameters
 from archive.sources import batches, open_source
 from archive.storage import open_store, resolve_dest
 
-from . import progress, workers as worker_pool
+from . import progress
+from . import workers as worker_pool
 from .artifacts import ProgressArtifact, publish_ingest_artifacts
 from .context import is_transient, started_by
 

@@ -116,10 +116,10 @@ def test_verify_in_worker_processes_finds_what_verify_in_threads_finds(prefect_h
                                                                        monkeypatch):
     """Large audits hash their chunks of originals in worker processes: same findings, same fixity trail."""
     import archive_flows.audit
+    from archive.read import open_dataset
     from archive_flows import workers as worker_pool
     from archive_flows.audit import fixity_audit
     from archive_flows.ingest import ingest
-    from archive.read import open_dataset
 
     ingest(str(seeds_dir), dest=dest, reuse=False)
     store = open_store(dest)

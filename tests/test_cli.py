@@ -128,8 +128,13 @@ def _flow_run_events(client, flow_run_id: str) -> set[str]:
     """Which of a heartbeat and a task run's end the Prefect server holds about a flow run and its task runs."""
     import datetime as dt
 
-    from prefect.events.filters import (EventFilter, EventNameFilter, EventOccurredFilter, EventRelatedFilter,
-                                        EventResourceFilter)
+    from prefect.events.filters import (
+        EventFilter,
+        EventNameFilter,
+        EventOccurredFilter,
+        EventRelatedFilter,
+        EventResourceFilter,
+    )
 
     since = EventOccurredFilter(since=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
     named = EventNameFilter(name=["prefect.flow-run.heartbeat", "prefect.task-run.Completed"])

@@ -7,8 +7,19 @@ import pickle
 import pytest
 
 from archive.commitlock import CommitLockTimeout
-from archive.errors import (ArchiveError, ConfigurationError, ManifestError, NotFoundError, ObjectExistsError,
-                            ObjectNotFoundError, SourceError, StoreError, TerminalError, TransientError, is_transient)
+from archive.errors import (
+    ArchiveError,
+    ConfigurationError,
+    ManifestError,
+    NotFoundError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    SourceError,
+    StoreError,
+    TerminalError,
+    TransientError,
+    is_transient,
+)
 from archive.extract import ExtractionError
 from archive.gc import ReferencesUnknown
 from archive.metadata import SidecarError

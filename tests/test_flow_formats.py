@@ -91,6 +91,7 @@ def test_metadata_file_given_outside_the_source(prefect_harness, seeds_dir, tmp_
     assert docs["004_fe37357cb45043f5.txt"]["title"] == "Black January"  # undescribed files keep derived values
     assert any(str(sidecar) in note for note in result["notes"])  # the sidecar's own bytes were kept
     import hashlib
+
     from archive.storage import object_key, open_store
 
     assert open_store(dest).get_bytes(object_key(hashlib.sha256(sidecar.read_bytes()).hexdigest())) == sidecar.read_bytes()

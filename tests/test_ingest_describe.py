@@ -4,9 +4,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from archive import provenance as ev
-from archive.ingest import batch
-from archive.ingest import load_descriptions, process_batch
 from archive.describe import describe_text, describe_texts
+from archive.ingest import batch, load_descriptions, process_batch
 from archive.normalise import normalise_text
 from archive.provenance import RunContext, new_run_id
 from archive.sources import LocalSource

@@ -5,10 +5,8 @@ import os
 
 import pytest
 
-from archive.sources import local as source_module
-from archive.ingest import batch, readahead
 from archive.errors import StoreError
-from archive.ingest import process_batch
+from archive.ingest import batch, process_batch, readahead
 from archive.provenance import RunContext, new_run_id
 from archive.sources import LocalSource
 from archive.sources import local as source_module

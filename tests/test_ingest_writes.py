@@ -5,8 +5,7 @@ import threading
 
 import pytest
 
-from archive.ingest import originals
-from archive.ingest import process_batch
+from archive.ingest import originals, process_batch
 from archive.provenance import RunContext, new_run_id
 from archive.sources import open_source
 from archive.storage import LocalStore, object_key

@@ -5,11 +5,12 @@ import re
 import unicodedata
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from archive.describe import describe_text
 from archive.extract import ExtractionError
 from archive.extract.text import decode_text
-from archive.describe import describe_text
 from archive.normalise import DEBRIS, KINDS_TABLE_LIMIT, UNSTABLE, _kinds_table, nfc, normalise_text
 
 

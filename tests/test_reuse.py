@@ -4,7 +4,6 @@ import hashlib
 import json
 import random
 import time
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -15,8 +14,8 @@ from archive.normalise import normalise_text
 from archive.records import REUSE
 from archive.reuse import ReuseError, ReuseParams, ReuseStats, align, find_reuse
 from archive.validate import SCHEMA_DIR
-
 from tests.conftest import SEEDS
+
 RUN_ID = "20261122T153000Z-3f9a"
 
 

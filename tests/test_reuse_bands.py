@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archive_flows.cli import build_parser
 from archive.records import REUSE_BANDS
 from archive.reuse import ReuseParams, band_scheme, candidate_pairs, document_bands
 from archive.reuse.bands import _BandWriter
@@ -22,6 +21,7 @@ from archive.reuse.search import _Partitions, _Search
 from archive.reuse.sketch import _identity, _sketch_words, _window_starts
 from archive.storage import LocalStore
 from archive.validate import problems
+from archive_flows.cli import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_ID = "20261122T153000Z-3f9a"

@@ -5,9 +5,9 @@ import os
 import pyarrow as pa
 import pytest
 
+from archive.errors import StoreError
 from archive.records import DATASETS
 from archive.storage import object_key, validate_key
-from archive.errors import StoreError
 from archive.validate import problems, schema, schema_id
 
 SHA = "a" * 64

@@ -8,7 +8,7 @@ from functools import cache
 import charset_normalizer
 
 from ..identify import BOMS, Format
-from . import ExtractionError, Extracted
+from . import Extracted, ExtractionError
 
 # Codecs charset-normalizer may propose for Western text that real files in
 # these archives almost never use; Windows-1252 reads the same bytes and is

@@ -9,17 +9,18 @@ from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
 from .. import provenance as ev
-from ..extract import Extracted
-from ..fixity import TOOL as DIGEST_TOOL, digest_file, open_for_reading, sha256_hex
-from ..identify import EMPTY, Format, identify
+from ..claims import DocumentClaims
 from ..describe import Description, describe_texts, language_tool_version
+from ..extract import Extracted
+from ..fixity import TOOL as DIGEST_TOOL
+from ..fixity import digest_file, open_for_reading, sha256_hex
+from ..identify import EMPTY, Format, identify
 from ..provenance import RunContext
 from ..publish import new_attempt, part_key
 from ..sources import FileRef, Prefetch, Source
 from ..storage import Store
 from ..timing import StageTimer
 from . import stages
-from ..claims import DocumentClaims
 from .descriptions import Descriptions, sidecar_report
 from .originals import OriginalsWriter
 from .readahead import read_ahead

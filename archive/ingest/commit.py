@@ -14,8 +14,17 @@ from .. import provenance as ev
 from ..commitlock import commit_lock
 from ..errors import SourceError, StoreError
 from ..provenance import RunContext
-from ..publish import (PartInfo, build_manifest, commit_manifest, committed_manifest, manifest_key, new_attempt,
-                       part_key, write_part, write_table_part)
+from ..publish import (
+    PartInfo,
+    build_manifest,
+    commit_manifest,
+    committed_manifest,
+    manifest_key,
+    new_attempt,
+    part_key,
+    write_part,
+    write_table_part,
+)
 from ..read import committed_doc_ids
 from ..records import json_form, to_table
 from ..reuse import RunReuse, settle_run_reuse

@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ..describe import Description
 from ..errors import StoreError
-from ..extract import ExtractionError, Extracted, extract
+from ..extract import Extracted, ExtractionError, extract
 from ..fixity import sha256_hex
 from ..identify import Format
-from ..describe import Description
 from ..normalise import normalise_text
 from ..records import utc_now
 from ..storage import object_key

@@ -10,7 +10,6 @@ from typing import Iterable
 from ..timing import StageTimer
 from .params import ReuseParams, ReuseStats
 
-
 # Words for the alignment: whitespace-separated tokens compared exactly, so a
 # passage is the same on both sides except for the whitespace between tokens.
 _TOKEN = re.compile(r"\S+")

@@ -13,7 +13,6 @@ from .params import ReuseError, ReuseParams, ReuseStats
 from .sketch import _bands_of_words, _sketch_words, band_scheme
 
 
-
 def candidate_pairs(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray,
                     max_bucket: int | None = None) -> np.ndarray:
     """Pairs of keys (an array of shape (n, 2), each row key_a < key_b, sorted,

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from ..errors import TerminalError
 
 
-
 class ReuseError(TerminalError):
     """A document's text cannot be used for reuse detection; names the doc_id and the reason."""
 

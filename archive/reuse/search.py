@@ -18,7 +18,6 @@ from .bands import DOCUMENT_BATCH, _batches
 from .candidates import candidate_pairs
 from .params import ReuseError, ReuseParams, ReuseStats
 
-
 # Band rows grouped at once: a partition larger than this is split again by further bits of the hash.
 MAX_PARTITION_ROWS = 1_000_000
 OURS, FRESH = 1, 2  # roles of a document in an ingest run's search: this run's, or of a run committed meanwhile

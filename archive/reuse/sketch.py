@@ -11,7 +11,6 @@ import numpy as np
 
 from .params import ReuseError, ReuseParams
 
-
 # Words for the sketches: letters and digits, joined across hyphens and apostrophes,
 # lower-cased, so that case and punctuation edits do not hide a reused passage.
 _WORD = re.compile(r"\w+(?:[-'’]\w+)*")

@@ -19,11 +19,10 @@ from ..read import open_dataset
 from ..records import REUSE_BANDS, arrow_schema
 from ..storage import Store
 from ..timing import StageTimer
-from .bands import BAND_BATCH, _band_parts, _batches, _BandWriter, _RowWriter, _scan_bands, _sketched
+from .bands import BAND_BATCH, _band_parts, _BandWriter, _batches, _RowWriter, _scan_bands, _sketched
 from .params import ReuseParams, ReuseStats
 from .search import FRESH, OURS, _align_pairs, _load_texts, _Search, _Texts
 from .sketch import band_scheme
-
 
 
 @dataclass

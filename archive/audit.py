@@ -37,7 +37,8 @@ class Finding:
         if self.kind == "missing":
             return f"missing {self.key}: not in the store (expected sha256 {self.expected_sha256})"
         if self.kind == "changed":
-            sizes = "" if self.expected_bytes in (None, self.found_bytes) else f", {self.found_bytes} bytes instead of {self.expected_bytes}"
+            sizes = ("" if self.expected_bytes in (None, self.found_bytes)
+                     else f", {self.found_bytes} bytes instead of {self.expected_bytes}")
             return f"changed {self.key}: sha256 {self.found_sha256}, expected {self.expected_sha256}{sizes}"
         return f"{self.kind} {self.key}: {self.detail}"
 
@@ -61,7 +62,8 @@ def check(store: Store, kind: str, key: str, expected_sha256: str, expected_byte
     try:
         found, size = store.sha256(key)
     except ObjectNotFoundError:
-        return Check(kind, key, expected_sha256, None, Finding("missing", key, expected_sha256, expected_bytes=expected_bytes))
+        return Check(kind, key, expected_sha256, None,
+                     Finding("missing", key, expected_sha256, expected_bytes=expected_bytes))
     except (StoreError, OSError) as exc:
         return Check(kind, key, expected_sha256, None,
                      Finding("unreadable", key, expected_sha256, detail=f"cannot be read: {exc}"))
@@ -144,7 +146,8 @@ def fixity_events(run: ev.RunContext, checks: Iterable[Check]) -> Iterator[dict]
             detail = f"{c.key}: sha256 matches ({c.size} bytes)"
         else:
             detail = str(c.finding)
-        yield run.event(ev.FIXITY_CHECK, ev.SUCCESS if c.ok else ev.FAILURE, detail, sha256=c.expected_sha256, tool=DIGEST_TOOL)
+        yield run.event(ev.FIXITY_CHECK, ev.SUCCESS if c.ok else ev.FAILURE, detail, sha256=c.expected_sha256,
+                        tool=DIGEST_TOOL)
 
 
 @dataclass

@@ -58,7 +58,8 @@ def export_bag(store: Store, run_id: str, out_dir: str | os.PathLike, *, process
         "Archive-Manifest-Key": key,
         "Archive-Manifest-SHA256": sha256_hex(manifest_bytes),
     }
-    bag = bagit.make_bag(str(out), {k: v for k, v in info.items() if v}, processes=processes, checksums=["sha256", "sha512"])
+    bag = bagit.make_bag(str(out), {k: v for k, v in info.items() if v}, processes=processes,
+                         checksums=["sha256", "sha512"])
     (out / MANIFEST_TAG_FILE).write_bytes(manifest_bytes)
     bag.save(processes=processes)  # rewrites the tag manifests to cover the manifest tag file
     return {"run_id": run_id, "bag": str(out), "files": count, "algorithms": ["sha256", "sha512"]}

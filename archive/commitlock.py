@@ -48,7 +48,8 @@ def commit_lock(store: Store, run_id: str, *, timeout: float = 900.0, stale_afte
                 break  # this run's own lock (a retried commit whose release failed): take it over
             _break_if_stale(store, holder, stale_after)
             if time.monotonic() > deadline:
-                raise CommitLockTimeout(f"{store.url}: another run has held {LOCK_KEY} for more than {timeout:.0f} s") from None
+                raise CommitLockTimeout(f"{store.url}: another run has held {LOCK_KEY} for more than "
+                                        f"{timeout:.0f} s") from None
             time.sleep(wait)  # bounded backoff while another run commits
             wait = min(wait * 2, 1.0)
     try:

@@ -130,7 +130,8 @@ def _automaton():
     import numpy as np
 
     model = _language_identifier()
-    # The transitions (tens of megabytes) are viewed where the model holds them (a stdlib array of unsigned ints), not copied.
+    # The transitions (tens of megabytes) are viewed where the model holds them (a stdlib array of unsigned
+    # ints), not copied.
     nextmove = np.frombuffer(model.tk_nextmove, dtype=f"u{model.tk_nextmove.itemsize}")
     return nextmove, np.asarray(model.tk_row, dtype=np.int32) << 8, np.asarray(model.tk_output, dtype=np.int32)
 

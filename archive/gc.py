@@ -143,7 +143,8 @@ def find_garbage(store: Store, older_than: float = DEFAULT_OLDER_THAN, *, now: f
                     candidates.append(candidate)
                 else:
                     too_recent.append(candidate)
-    return GcPlan(store.url, older_than, references.runs, tuple(candidates), tuple(too_recent), referenced, tuple(foreign))
+    return GcPlan(store.url, older_than, references.runs, tuple(candidates), tuple(too_recent), referenced,
+                  tuple(foreign))
 
 
 @dataclass(frozen=True)

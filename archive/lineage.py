@@ -24,7 +24,8 @@ def resolve_id(store: Store, ident: str, run: str | None = None) -> str:
     rows = [r for r in table.to_pylist() if r["sha256"]]
     if not rows:
         where = f"run {run}" if run else "any committed run"
-        raise NotFoundError(f"no file {ident!r} with readable bytes in {where}; give a doc_id or a path as recorded in the files dataset")
+        raise NotFoundError(f"no file {ident!r} with readable bytes in {where}; give a doc_id or a path as recorded "
+                            "in the files dataset")
     return max(rows, key=lambda r: r["run_id"])["sha256"]
 
 
@@ -42,8 +43,8 @@ def lineage(store: Store, ident: str, run: str | None = None) -> dict:
         fragment = ds.dataset(store.arrow_path(key), schema=arrow_schema("documents"), format="parquet",
                               filesystem=store.arrow_filesystem())
         table = fragment.to_table(filter=ds.field("doc_id") == sha256,
-                                  columns=["doc_id", "run_id", "source_path", "title", "date", "language", "text_sha256",
-                                           "extractor", "extractor_version", "char_count"])
+                                  columns=["doc_id", "run_id", "source_path", "title", "date", "language",
+                                           "text_sha256", "extractor", "extractor_version", "char_count"])
         for row in table.to_pylist():
             documents.append({**row, "part": key})
     key = object_key(sha256)
@@ -56,7 +57,8 @@ def lineage(store: Store, ident: str, run: str | None = None) -> dict:
         "shares_text_with": shared_with(store, sha256),
         "original": {"key": key, "stored": size is not None, "bytes": size},
         "sources": [{"path": f["path"], "run_id": f["run_id"], "outcome": f["outcome"], "reason": f["reason"],
-                     "media_type": f["media_type"], "puid": f["puid"]} for f in sorted(files, key=lambda f: (f["run_id"], f["path"]))],
+                     "media_type": f["media_type"], "puid": f["puid"]}
+                    for f in sorted(files, key=lambda f: (f["run_id"], f["path"]))],
         "documents": documents,
         "events": events,
         "runs": [{"run_id": r, "kind": manifests[r]["kind"], "committed_at": manifests[r]["committed_at"],

@@ -290,7 +290,8 @@ def _read_row(
                     shown_name,
                     column,
                     _shorten(cell),
-                    f"{column}: value of {len(cell):,} characters is longer than the limit of {MAX_CELL_CHARS:,}; row not used",
+                    f"{column}: value of {len(cell):,} characters is longer than the limit of {MAX_CELL_CHARS:,}; "
+                    "row not used",
                 )
             ]
         if cell.strip():

@@ -99,7 +99,8 @@ def nfc(text: str, kinds=None) -> str:
     already made).
 
     CPython's normalize() looks every character up in its tables before it
-    knows there is nothing to do, decomposed accents or not. Here the UNSTABLE characters (combining marks, singletons, CJK...)
+    knows there is nothing to do, decomposed accents or not. Here the UNSTABLE
+    characters (combining marks, singletons, CJK...)
     are found by one numpy lookup; each run of them is normalised with the
     character before it, where a mark may compose with its letter.
     """

@@ -67,7 +67,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def random_uuid() -> str:
-    """A random (version 4) UUID as text, as str(uuid.uuid4()) makes it, at less than half the cost (every event has one)."""
+    """A random (version 4) UUID as text, as str(uuid.uuid4()) makes it, more cheaply (every event has one)."""
     raw = bytearray(_random_bytes.take(16))
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
@@ -148,7 +148,8 @@ def run_prov_document(manifest: dict, files: list[dict], documents: list[dict], 
     doc.actedOnBehalfOf(agent, starter)
     run = doc.activity(f"archive:run-{run_id}", manifest["started_at"], manifest["committed_at"], {
         PROV_TYPE: f"archive:{manifest['kind']}-run", "archive:run_id": run_id,
-        "archive:flow_run_id": manifest.get("flow_run_id") or "", "archive:collection": manifest.get("collection") or "",
+        "archive:flow_run_id": manifest.get("flow_run_id") or "",
+        "archive:collection": manifest.get("collection") or "",
     })
     doc.wasAssociatedWith(run, agent)
     doc.wasAssociatedWith(run, starter)
@@ -162,7 +163,8 @@ def run_prov_document(manifest: dict, files: list[dict], documents: list[dict], 
                 "archive:size": f["size"] if f["size"] is not None else -1, "archive:media_type": f["media_type"] or "",
             })
             doc.used(run, originals[sha])
-    manifest_entity = doc.entity(f"archive:manifest-{run_id}", {PROV_TYPE: "prov:Collection", "archive:key": f"runs/{run_id}.json"})
+    manifest_entity = doc.entity(f"archive:manifest-{run_id}",
+                                 {PROV_TYPE: "prov:Collection", "archive:key": f"runs/{run_id}.json"})
     doc.wasGeneratedBy(manifest_entity, run)
     parts = {}
     for part in manifest["parts"]:
@@ -220,7 +222,8 @@ def export_run_prov(store, run_id: str):
     documents = []
     for part in manifest["parts"]:
         if part["dataset"] == "documents":
-            table = ds.dataset(store.arrow_path(part["key"]), format="parquet", filesystem=store.arrow_filesystem()).to_table(
-                columns=["doc_id", "text_sha256", "source_path"])
+            part_data = ds.dataset(store.arrow_path(part["key"]), format="parquet",
+                                   filesystem=store.arrow_filesystem())
+            table = part_data.to_table(columns=["doc_id", "text_sha256", "source_path"])
             documents.extend({**row, "part": part["key"]} for row in table.to_pylist())
     return run_prov_document(manifest, files, documents, events)

@@ -133,13 +133,15 @@ def commit_manifest(store: Store, manifest: dict) -> str:
     for part in manifest["parts"]:
         size = sizes[part["key"]]
         if size != part["bytes"]:
-            raise ManifestError(f"part {part['key']} is {'missing' if size is None else f'{size} bytes'}, manifest says {part['bytes']}")
+            found = "missing" if size is None else f"{size} bytes"
+            raise ManifestError(f"part {part['key']} is {found}, manifest says {part['bytes']}")
     key = manifest_key(manifest["run_id"])
     data = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n"
     try:
         store.put_bytes(key, data, sha256=sha256_hex(data))
     except ObjectExistsError:
-        raise ManifestError(f"run {manifest['run_id']} is already committed ({key} exists); manifests are never overwritten") from None
+        raise ManifestError(f"run {manifest['run_id']} is already committed ({key} exists); manifests are never "
+                            "overwritten") from None
     return key
 
 

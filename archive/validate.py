@@ -283,7 +283,8 @@ def problems(kind: str, record: dict) -> list[Problem]:
 
 def _message(error) -> str:
     # Keep the long text field out of messages: name the rule, not the value.
-    if error.validator in ("minLength", "pattern", "maxLength") and isinstance(error.instance, str) and len(error.instance) > 80:
+    if (error.validator in ("minLength", "pattern", "maxLength") and isinstance(error.instance, str)
+            and len(error.instance) > 80):
         return f"string of {len(error.instance)} characters fails {error.validator} {error.validator_value!r}"
     return error.message
 

@@ -23,7 +23,8 @@ class ProgressArtifact:
     """A progress bar in the UI, updated as batches finish (at most once a percent)."""
 
     def __init__(self, run_id: str):
-        self.id = create_progress_artifact(0.0, key=_key(f"ingest-progress-{run_id}"), description=f"Run {run_id}: files done")
+        self.id = create_progress_artifact(0.0, key=_key(f"ingest-progress-{run_id}"),
+                                           description=f"Run {run_id}: files done")
         self.shown = 0
 
     def update(self, done: int, total: int) -> None:
@@ -37,7 +38,8 @@ def publish_ingest_artifacts(result: dict) -> None:
     run_id = result["run_id"]
     counts = result["counts"]
     create_table_artifact(
-        [{"outcome": name, "files": counts[name]} for name in ("files", "documents", "duplicates", "quarantined", "skipped")],
+        [{"outcome": name, "files": counts[name]}
+         for name in ("files", "documents", "duplicates", "quarantined", "skipped")],
         key=_key(f"ingest-counts-{run_id}"), description=f"Run {run_id}: files per outcome")
     problems = [p for p in result["problems"]][:MAX_QUARANTINE_ROWS]
     create_table_artifact(

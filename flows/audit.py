@@ -96,8 +96,9 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers
         "manifest": manifest,
         "checked": {"runs": len(manifests), "parts": parts.checked["part"],
                     "objects": sum(s.checked["object"] for s in summaries)},
-        "problems": [{"kind": f.kind, "key": f.key, "expected_sha256": f.expected_sha256, "found_sha256": f.found_sha256,
-                      "expected_bytes": f.expected_bytes, "found_bytes": f.found_bytes, "message": str(f)} for f in findings],
+        "problems": [{"kind": f.kind, "key": f.key, "expected_sha256": f.expected_sha256,
+                      "found_sha256": f.found_sha256, "expected_bytes": f.expected_bytes,
+                      "found_bytes": f.found_bytes, "message": str(f)} for f in findings],
         "seconds": round(time.monotonic() - started, 3),
     }
     publish_audit_artifacts(report)

@@ -88,7 +88,8 @@ def cmd_ingest(args) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn any failure into one clear line
         return _fail(f"ingest failed, nothing was committed: {_reason(exc)}", args)
     if args.json:
-        print(json.dumps({k: result[k] for k in ("run_id", "status", "dest", "manifest", "counts", "problems", "seconds", "stage_seconds")},
+        keys = ("run_id", "status", "dest", "manifest", "counts", "problems", "seconds", "stage_seconds")
+        print(json.dumps({k: result[k] for k in keys},
                          ensure_ascii=False))
     else:
         output.ingest_summary(result)
@@ -104,8 +105,9 @@ def cmd_runs(args) -> int:
     except ArchiveError as exc:
         return _fail(str(exc), args)
     if args.json:
-        print(json.dumps([{k: m[k] for k in ("run_id", "kind", "status", "collection", "source", "started_at", "committed_at",
-                                             "counts", "started_by")} for m in manifests], ensure_ascii=False))
+        keys = ("run_id", "kind", "status", "collection", "source", "started_at", "committed_at", "counts",
+                "started_by")
+        print(json.dumps([{k: m[k] for k in keys} for m in manifests], ensure_ascii=False))
         return EXIT_OK
     output.runs_table(manifests)
     return EXIT_OK
@@ -201,7 +203,8 @@ def cmd_gc(args) -> int:
         plan = find_garbage(store, args.older_than)
         result = delete_garbage(store, plan, on_removed=removed.append) if args.delete else None
     except ArchiveError as exc:
-        done = f"{len(removed):,} unreferenced key(s) were removed before it stopped" if removed else "nothing was removed"
+        done = (f"{len(removed):,} unreferenced key(s) were removed before it stopped" if removed
+                else "nothing was removed")
         return _fail(f"gc failed, {done}: {exc}", args)
     if args.json:
         print(json.dumps(output.gc_json(plan, result, args.delete), ensure_ascii=False))
@@ -255,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p, json_help="print one JSON object instead of text"):
-        p.add_argument("--dest", help="store: a directory or s3://bucket/prefix (default: $ARCHIVE_DEST or ./archive-store)")
+        p.add_argument("--dest",
+                       help="store: a directory or s3://bucket/prefix (default: $ARCHIVE_DEST or ./archive-store)")
         p.add_argument("--json", action="store_true", help=json_help)
         p.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -263,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", metavar="SOURCE", help="a folder, or s3://bucket/prefix")
     common(p)
     p.add_argument("--collection", help="collection name recorded on every document")
-    p.add_argument("--metadata", metavar="FILE", help="a metadata.csv (Dublin Core) to use instead of SOURCE/metadata.csv")
+    p.add_argument("--metadata", metavar="FILE",
+                   help="a metadata.csv (Dublin Core) to use instead of SOURCE/metadata.csv")
     p.add_argument("--max-file-bytes", type=_size, default=256 << 20,
                    help="larger files are kept but quarantined as too-large (default 256M)")
     p.add_argument("--batch-files", type=int, default=1000, help="files per batch task (default 1000)")
@@ -272,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the batches on the Dask cluster at ADDRESS (tcp://HOST:8786); SOURCE and DEST must be "
                         "reachable from its workers (S3, or a shared file system)")
     p.add_argument("--no-reuse", action="store_true",
-                   help="skip the text reuse step (no reuse rows or band hashes for this run; `archive reuse` catches up)")
+                   help="skip the text reuse step (no reuse rows or band hashes for this run; `archive reuse` "
+                        "catches up)")
     p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
     p.set_defaults(func=cmd_ingest)
 
@@ -282,14 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="fixity audit: re-hash originals and part files against the manifests")
     common(p)
-    p.add_argument("--run", action="append", metavar="RUN_ID", help="only this run (repeatable; default: every committed run)")
+    p.add_argument("--run", action="append", metavar="RUN_ID",
+                   help="only this run (repeatable; default: every committed run)")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes for re-hashing originals (default: one per core, from 20,000 originals on)")
     p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("lineage", help="one record's story: source paths, original, events, publication")
-    p.add_argument("id", metavar="DOC_ID_OR_PATH", help="a doc_id / sha256, or a source path as recorded in the files dataset")
+    p.add_argument("id", metavar="DOC_ID_OR_PATH",
+                   help="a doc_id / sha256, or a source path as recorded in the files dataset")
     common(p)
     p.add_argument("--run", help="with a path: the run to look it up in (default: the latest that saw it)")
     p.set_defaults(func=cmd_lineage)
@@ -297,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prov", help="export a run as W3C PROV")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--dest", help="store (default: $ARCHIVE_DEST or ./archive-store)")
-    p.add_argument("--format", choices=["json", "provn", "jsonld"], default="json", help="PROV-JSON (default), PROV-N or JSON-LD")
+    p.add_argument("--format", choices=["json", "provn", "jsonld"], default="json",
+                   help="PROV-JSON (default), PROV-N or JSON-LD")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_prov)
 

@@ -51,7 +51,8 @@ def process_batch_task(dest: str, source: str, run: RunContext, index: int, refs
 def reuse_task(dest: str, run: RunContext, summaries: list[BatchSummary], params: ReuseParams) -> RunReuse:
     """Text reuse of this run's new documents against each other and the archive's band hashes:
     the heavy part, before the commit lock; its parts are written, uncommitted, and only keys come back."""
-    document_parts = [p.key for s in sorted(summaries, key=lambda s: s.index) for p in s.parts if p.dataset == "documents"]
+    document_parts = [p.key for s in sorted(summaries, key=lambda s: s.index) for p in s.parts
+                      if p.dataset == "documents"]
     return find_run_reuse(open_store(dest), run, document_parts, params, first_index=len(summaries) + 1)
 
 

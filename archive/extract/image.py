@@ -174,7 +174,7 @@ def pillow_errors(fmt: Format) -> Iterator[None]:
         raise ExtractionError("too-large", f"{fmt.name}: {exc}") from None
     except MemoryError:
         raise ExtractionError("too-large", f"{fmt.name}: not enough memory to decode the image") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any decoder error means corrupt
         # Decoders of untrusted bytes raise many types (OSError, SyntaxError,
         # ValueError, struct.error, EOFError...); each means the same thing here.
         raise ExtractionError("corrupt", f"{fmt.name} cannot be decoded: Pillow {type(exc).__name__}: {exc}") from None

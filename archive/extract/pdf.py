@@ -91,7 +91,8 @@ def extract(data: bytes, fmt: Format, *, settings: PdfSettings = PdfSettings()) 
             for index, text in ocr_texts.items():
                 texts[index] = text
             notes.append(
-                f"{_pages_list(scanned)} no text layer: {how}, OCR by Tesseract {tesseract.version} (-l {settings.ocr.languages})"
+                f"{_pages_list(scanned)} no text layer: {how}, OCR by Tesseract {tesseract.version} "
+                f"(-l {settings.ocr.languages})"
             )
             if has_text_layer:
                 extractor, version = "pypdf+tesseract", f"{pypdf.__version__}+{tesseract.version}"
@@ -128,7 +129,7 @@ def _pypdf_errors(data: bytes | None = None) -> Iterator[None]:
         raise ExtractionError("unsupported-format", f"encrypted PDF: pypdf {type(exc).__name__}: {exc}") from None
     except RecursionError:
         raise ExtractionError("corrupt", "pypdf RecursionError: the PDF's object graph nests without end") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any parser error means unreadable
         # On damaged input pypdf raises its own PdfReadError family but also
         # KeyError, ValueError, TypeError, struct.error, zlib.error...: all of
         # them mean these bytes are not a PDF that can be read.
@@ -268,7 +269,8 @@ def _embedded_images(
             if width * height > settings.ocr.max_pixels:
                 raise ExtractionError(
                     "too-large",
-                    f"page {index + 1} embeds a {width} x {height} image; the limit is {settings.ocr.max_pixels:,} pixels",
+                    f"page {index + 1} embeds a {width} x {height} image; the limit is "
+                    f"{settings.ocr.max_pixels:,} pixels",
                 )
         with _pypdf_errors():
             images = list(reader.pages[index].images)

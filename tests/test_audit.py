@@ -38,7 +38,8 @@ def cli_env(prefect_harness):
 
 
 def archive(*args, env):
-    return subprocess.run([sys.executable, "-m", "archive_flows.cli", *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "archive_flows.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 class Tamperer:

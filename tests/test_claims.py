@@ -35,7 +35,8 @@ def batches(source):
 
 def start(tmp_path, source):
     """A directory store, a run, its claims and its two batches."""
-    return LocalStore(tmp_path / "dest"), RunContext(new_run_id(), "claims", source.url), DocumentClaims(), batches(source)
+    return (LocalStore(tmp_path / "dest"), RunContext(new_run_id(), "claims", source.url), DocumentClaims(),
+            batches(source))
 
 
 def part_rows(store, summary, dataset):
@@ -99,7 +100,8 @@ def test_the_commit_fails_if_the_batch_a_copy_was_left_to_no_longer_publishes_it
     retry = process_batch(store, source, run, 0, first, claims=claims)
     assert s1.earlier_documents and not set(s1.earlier_documents) & set(retry.documents)
 
-    with pytest.raises(SourceError, match="batch 1 found document .* published by batch 0, which no longer publishes it"):
+    with pytest.raises(SourceError,
+                       match="batch 1 found document .* published by batch 0, which no longer publishes it"):
         reconcile(store, run, [retry, s1], set())
     assert s0.earlier_documents == {}
 

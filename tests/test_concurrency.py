@@ -16,7 +16,8 @@ from archive.storage import LocalStore, open_store
 pytestmark = pytest.mark.flow
 
 
-def test_overlapping_runs_at_the_same_time_publish_each_document_once(prefect_harness, seeds_dir, dest, tmp_path, monkeypatch):
+def test_overlapping_runs_at_the_same_time_publish_each_document_once(prefect_harness, seeds_dir, dest, tmp_path,
+                                                                       monkeypatch):
     import archive_flows.ingest as flow_module
 
     seeds = sorted(seeds_dir.iterdir())

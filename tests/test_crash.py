@@ -86,8 +86,8 @@ def crash_source(tmp_path_factory, seeds_dir) -> Path:
         folder.mkdir(exist_ok=True)
         start = rng.randrange(len(words) - 200)
         body = " ".join(words[start:start + rng.randint(80, 200)])
-        (folder / f"letter-{number:03d}.txt").write_text(f"Letter {number}\n\ndate 2021-03-{number % 28 + 1:02d}\n\n{body}\n",
-                                                         encoding="utf-8")
+        (folder / f"letter-{number:03d}.txt").write_text(
+            f"Letter {number}\n\ndate 2021-03-{number % 28 + 1:02d}\n\n{body}\n", encoding="utf-8")
     (source / "box-00" / "copy-of-a-seed.txt").write_bytes(seeds[1].read_bytes())
     (source / "box-01" / "empty.txt").write_bytes(b"")
     (source / "box-02" / "scan.bin").write_bytes(bytes(range(256)) * 16)
@@ -95,8 +95,8 @@ def crash_source(tmp_path_factory, seeds_dir) -> Path:
 
 
 def ingest_command(source: Path, dest: Path) -> list[str]:
-    return [sys.executable, "-m", "archive_flows.cli", "ingest", str(source), "--dest", str(dest), "--collection", "crash",
-            "--batch-files", str(BATCH_FILES), "--workers", "2", "--json"]
+    return [sys.executable, "-m", "archive_flows.cli", "ingest", str(source), "--dest", str(dest),
+            "--collection", "crash", "--batch-files", str(BATCH_FILES), "--workers", "2", "--json"]
 
 
 def run_to_completion(source: Path, dest: Path, env: dict) -> dict:
@@ -108,7 +108,8 @@ def run_to_completion(source: Path, dest: Path, env: dict) -> dict:
 def datasets(dest: Path) -> dict[str, list[tuple]]:
     """What the run that published the documents holds, without what differs between any two runs (ids, times).
     (A later run of the same source records every file again, as duplicates.)"""
-    runs = [m["run_id"] for m in committed_manifests(LocalStore(dest)) if m["kind"] == "ingest" and m["counts"]["documents"]]
+    runs = [m["run_id"] for m in committed_manifests(LocalStore(dest))
+            if m["kind"] == "ingest" and m["counts"]["documents"]]
     documents = open_dataset(str(dest), "documents").to_table(columns=["doc_id", "text_sha256", "title", "date"])
     files = open_dataset(str(dest), "files", runs=runs).to_table(columns=["path", "sha256", "outcome", "reason"])
     quarantine = open_dataset(str(dest), "quarantine", runs=runs).to_table(columns=["sha256", "reason"])

@@ -1,5 +1,6 @@
 """Storage faults through a real proxy in front of the S3 server: throttling and resets are retried and the run
-commits the same datasets as a clean run; a permanent fault fails it in bounded time, in one line, with nothing committed."""
+commits the same datasets as a clean run; a permanent fault fails it in bounded time, in one line, with nothing
+committed."""
 
 from __future__ import annotations
 
@@ -384,7 +385,8 @@ def test_access_denied_on_every_write_fails_at_once_in_one_line_with_nothing_com
     # came back is refused once (they go up several at a time).
     denied = [target for method, target, action in proxy.log if action == "deny"]
     assert 1 <= len(denied) <= 5 and len(set(denied)) == len(denied)
-    assert all(method == "PUT" and "/objects/sha256/" in target for method, target, action in proxy.log if action == "deny")
+    assert all(method == "PUT" and "/objects/sha256/" in target
+               for method, target, action in proxy.log if action == "deny")
     _nothing_committed(s3_server, bucket)
     assert seconds < 60
 

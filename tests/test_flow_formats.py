@@ -82,7 +82,8 @@ def test_metadata_file_given_outside_the_source(prefect_harness, seeds_dir, tmp_
     from archive_flows.ingest import ingest
 
     sidecar = tmp_path / "described-elsewhere.csv"
-    sidecar.write_text("filename,dc.title,dc.language\n001_291c46b230e7e5bc.txt,Commemoration in Baku,en-GB\n", encoding="utf-8")
+    sidecar.write_text("filename,dc.title,dc.language\n001_291c46b230e7e5bc.txt,Commemoration in Baku,en-GB\n",
+                       encoding="utf-8")
     dest = str(tmp_path / "store")
     result = ingest(str(seeds_dir), dest=dest, metadata=str(sidecar))
     docs = {d["source_path"]: d for d in open_dataset(dest, "documents").to_table().to_pylist()}
@@ -94,4 +95,5 @@ def test_metadata_file_given_outside_the_source(prefect_harness, seeds_dir, tmp_
 
     from archive.storage import object_key, open_store
 
-    assert open_store(dest).get_bytes(object_key(hashlib.sha256(sidecar.read_bytes()).hexdigest())) == sidecar.read_bytes()
+    assert (open_store(dest).get_bytes(object_key(hashlib.sha256(sidecar.read_bytes()).hexdigest()))
+            == sidecar.read_bytes())

@@ -146,7 +146,8 @@ def test_a_batch_that_loses_a_document_at_commit_keeps_its_others_with_events_na
     publications = [e for e in events if e["event_type"] == "publication" and e["object_sha256"]]
     assert sorted(e["source_path"] for e in publications) == ["a.txt", "b.txt", "d.txt"]
     assert {e["detail"].rsplit(" ", 1)[1] for e in publications} == document_parts
-    (unpublished,) = [e for e in events if e["event_type"] == "deduplication" and "unpublished at commit" in e["detail"]]
+    (unpublished,) = [e for e in events
+                      if e["event_type"] == "deduplication" and "unpublished at commit" in e["detail"]]
     assert unpublished["source_path"] == "c.txt"
 
 
@@ -159,7 +160,8 @@ def hostile_source(tmp_path, seeds_dir):
     (src / "blank.txt").write_bytes(b"  \n\t \r\n")
     (src / "random.bin").write_bytes(hashlib.sha512(b"seed").digest() * 64 + bytes(range(256)))
     (src / "nul.txt").write_bytes(b"Minutes of the meeting\x00 held on Tuesday.\n")
-    (src / "with space and ünïcödé.txt").write_text("A name with spaces and accents, and text inside it.", encoding="utf-8")
+    (src / "with space and ünïcödé.txt").write_text("A name with spaces and accents, and text inside it.",
+                                                    encoding="utf-8")
     (src / "-leading-dash.txt").write_text("A file whose name starts with a dash.", encoding="utf-8")
     (src / "line\nbreak.txt").write_text("A file whose name holds a newline.", encoding="utf-8")
     (src / os.fsdecode(b"latin1-\xe9.txt")).write_text("A file whose name is not valid UTF-8.", encoding="utf-8")
@@ -226,7 +228,8 @@ def test_hostile_input_every_file_accounted_for_with_reason(run_ingest, hostile_
     quarantine = {q["path"]: q for q in rows(dest, "quarantine")}
     assert set(quarantine) == {"empty.txt", "blank.txt", "random.bin", "nul.txt", "big.txt"}
     for q in quarantine.values():
-        assert problems("quarantine", {**q, "quarantined_at": q["quarantined_at"].isoformat().replace("+00:00", "Z")}) == []
+        assert problems("quarantine",
+                        {**q, "quarantined_at": q["quarantined_at"].isoformat().replace("+00:00", "Z")}) == []
 
 
 def test_a_crash_before_the_manifest_leaves_nothing_visible(run_ingest, seeds_dir, tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from archive.errors import ManifestError
+from archive.errors import ManifestError, StoreError
 from archive.publish import build_manifest, commit_manifest, committed_manifests
 from archive.read import open_dataset
 from archive.storage import open_store
@@ -18,9 +18,11 @@ pytestmark = pytest.mark.flow
 
 
 def _manifest(run_id: str) -> dict:
-    return build_manifest(run_id=run_id, kind="ingest", collection=None, source="x", started_at="2026-11-22T15:30:00Z",
-                          flow_run_id=None, started_by={"user": "test"}, parameters={},
-                          counts={"files": 0, "documents": 0, "duplicates": 0, "quarantined": 0, "skipped": 0}, parts=[])
+    return build_manifest(run_id=run_id, kind="ingest", collection=None, source="x",
+                          started_at="2026-11-22T15:30:00Z", flow_run_id=None,
+                          started_by={"user": "test"}, parameters={},
+                          counts={"files": 0, "documents": 0, "duplicates": 0, "quarantined": 0, "skipped": 0},
+                          parts=[])
 
 
 def test_a_second_writer_of_the_same_manifest_loses_with_a_clear_error(dest):
@@ -60,7 +62,8 @@ def test_missing_bucket_fails_with_exit_1_and_one_line(prefect_harness, s3_serve
 
 
 def _documents(dest):
-    table = open_dataset(dest, "documents").to_table(columns=["doc_id", "text_sha256", "source_path", "title", "date", "char_count"])
+    table = open_dataset(dest, "documents").to_table(
+        columns=["doc_id", "text_sha256", "source_path", "title", "date", "char_count"])
     return sorted(table.to_pylist(), key=lambda d: d["doc_id"])
 
 
@@ -81,7 +84,7 @@ def test_server_stopping_mid_run_fails_cleanly_and_the_rerun_equals_a_clean_run(
 
     monkeypatch.setattr(flow_module, "process_batch", stop_server_at_second_batch)
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(StoreError):
             # workers=1: the batches run in this process, where the patch is.
             flow_module.ingest(str(seeds_dir), dest=s3_bucket, batch_files=1, workers=1)
     finally:

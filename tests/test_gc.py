@@ -97,7 +97,8 @@ def test_gc_lists_then_removes_exactly_what_no_committed_run_references(prefect_
 
     # A run that crashed long ago: its batch wrote parts and originals (one of them the
     # bytes of a committed seed, already stored and referenced), then no manifest.
-    crashed, crashed_summary = crash_a_batch(store, tmp_path / "crashed", {**CRASHED_FILES, "again.txt": seeds[1].read_bytes()})
+    crashed, crashed_summary = crash_a_batch(store, tmp_path / "crashed",
+                                             {**CRASHED_FILES, "again.txt": seeds[1].read_bytes()})
     stray = f"datasets/documents/run={crashed.run_id}/_SUCCESS"
     store.put_bytes(stray, b"")  # not a part file, but under datasets/ and referenced by nothing
     old = set(keys_and_sizes(store)) - set(committed_keys)
@@ -106,9 +107,11 @@ def test_gc_lists_then_removes_exactly_what_no_committed_run_references(prefect_
     crashed_done = time.time()
     time.sleep(2.1)  # S3 reports whole seconds: leave a clear gap before the next run
     # A run still in progress: its first batch is written, its manifest is not yet.
-    running, running_summary = crash_a_batch(store, tmp_path / "running", {"minutes.txt": b"Minutes of the 2 February session.\n"})
+    running, running_summary = crash_a_batch(store, tmp_path / "running",
+                                             {"minutes.txt": b"Minutes of the 2 February session.\n"})
     young = set(keys_and_sizes(store)) - set(committed_keys) - old
-    assert young == {p.key for p in running_summary.parts} | {object_key(hashlib.sha256(b"Minutes of the 2 February session.\n").hexdigest())}
+    assert young == {p.key for p in running_summary.parts} | {
+        object_key(hashlib.sha256(b"Minutes of the 2 February session.\n").hexdigest())}
     everything = keys_and_sizes(store)
 
     # Dry run, everything old enough: exactly the leftovers of both runs, nothing referenced,
@@ -156,10 +159,12 @@ def test_gc_lists_then_removes_exactly_what_no_committed_run_references(prefect_
 def test_a_run_committed_after_the_plan_keeps_everything_it_references(store, tmp_path):
     first, first_summary = crash_a_batch(store, tmp_path / "first", {"a.txt": b"The first letter of the batch.\n"})
     commit(store, first, first_summary)
-    running, summary = crash_a_batch(store, tmp_path / "running", {**CRASHED_FILES, "a.txt": b"The first letter of the batch.\n"})
+    running, summary = crash_a_batch(store, tmp_path / "running",
+                                     {**CRASHED_FILES, "a.txt": b"The first letter of the batch.\n"})
     plan = find_garbage(store, older_than=0)
     leftovers = {c.key for c in plan.candidates}
-    assert leftovers == {p.key for p in summary.parts} | {object_key(hashlib.sha256(d).hexdigest()) for d in CRASHED_FILES.values()}
+    assert leftovers == {p.key for p in summary.parts} | {
+        object_key(hashlib.sha256(d).hexdigest()) for d in CRASHED_FILES.values()}
 
     commit(store, running, summary)  # between the plan and the deletion
     result = delete_garbage(store, plan)
@@ -177,7 +182,8 @@ def test_gc_command_dry_run_json_and_delete(seeds_dir, tmp_path):
     seeded, summary = crash_a_batch(store, tmp_path / "seeds", {p.name: p.read_bytes() for p in seeds_dir.iterdir()})
     commit(store, seeded, summary)
     _, crashed = crash_a_batch(store, tmp_path / "crashed", CRASHED_FILES)
-    leftovers = {p.key for p in crashed.parts} | {object_key(hashlib.sha256(d).hexdigest()) for d in CRASHED_FILES.values()}
+    leftovers = {p.key for p in crashed.parts} | {
+        object_key(hashlib.sha256(d).hexdigest()) for d in CRASHED_FILES.values()}
     everything = keys_and_sizes(store)
     env = {k: v for k, v in os.environ.items() if k != "ARCHIVE_DEST"}
 
@@ -191,13 +197,15 @@ def test_gc_command_dry_run_json_and_delete(seeds_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     listed = {line.split()[-1]: line.split()[2] for line in lines if line.startswith("would remove")}
-    assert {k: kind for k, kind in listed.items()} == {k: "part" if k.startswith("datasets/") else "object" for k in leftovers}
+    assert {k: kind for k, kind in listed.items()} == {
+        k: "part" if k.startswith("datasets/") else "object" for k in leftovers}
     for key in leftovers:
         line = next(line for line in lines if line.endswith(key))
         assert f"{everything[key]:,} bytes" in line
     parts = sum(1 for k in leftovers if k.startswith("datasets/"))
     total = sum(everything[k] for k in leftovers)
-    assert (f"Would remove {parts} part(s), {len(leftovers) - parts} object(s), 0 other: {total:,} bytes from {store_dir}. "
+    assert (f"Would remove {parts} part(s), {len(leftovers) - parts} object(s), 0 other: "
+            f"{total:,} bytes from {store_dir}. "
             f"Kept: 0 too recent (younger than 0s), ") in done.stdout
     assert "Dry run: nothing was removed; --delete removes them." in done.stdout
     assert keys_and_sizes(store) == everything
@@ -205,7 +213,8 @@ def test_gc_command_dry_run_json_and_delete(seeds_dir, tmp_path):
     done = archive("gc", "--dest", str(store_dir))  # default: older than 1h
     assert done.returncode == 0, done.stderr
     assert "would remove" not in done.stdout
-    assert f"Would remove 0 part(s), 0 object(s), 0 other: 0 bytes from {store_dir}. Kept: {len(leftovers)} too recent (younger than 1h)" in done.stdout
+    assert (f"Would remove 0 part(s), 0 object(s), 0 other: 0 bytes from {store_dir}. "
+            f"Kept: {len(leftovers)} too recent (younger than 1h)") in done.stdout
 
     done = archive("gc", "--dest", str(store_dir), "--older-than", "0s", "--json")
     assert done.returncode == 0, done.stderr
@@ -223,7 +232,8 @@ def test_gc_command_dry_run_json_and_delete(seeds_dir, tmp_path):
     store.delete(files_part)
     done = archive("gc", "--dest", str(store_dir), "--older-than", "0s", "--delete")
     assert done.returncode == 1
-    assert done.stderr.startswith(f"archive: gc failed, nothing was removed: cannot tell what committed run {seeded.run_id} references")
+    assert done.stderr.startswith(f"archive: gc failed, nothing was removed: "
+                                  f"cannot tell what committed run {seeded.run_id} references")
     assert files_part in done.stderr and len(done.stderr.splitlines()) == 1
     store.put_bytes(files_part, saved)
     assert keys_and_sizes(store).keys() == everything.keys()
@@ -231,7 +241,8 @@ def test_gc_command_dry_run_json_and_delete(seeds_dir, tmp_path):
     done = archive("gc", "--dest", str(store_dir), "--older-than", "0s", "--delete")
     assert done.returncode == 0, done.stderr
     assert {line.split()[-1] for line in done.stdout.splitlines() if line.startswith("removed")} == leftovers
-    assert f"Removed {parts} part(s), {len(leftovers) - parts} object(s), 0 other: {total:,} bytes from {store_dir}." in done.stdout
+    assert (f"Removed {parts} part(s), {len(leftovers) - parts} object(s), 0 other: "
+            f"{total:,} bytes from {store_dir}.") in done.stdout
     assert keys_and_sizes(store) == {k: v for k, v in everything.items() if k not in leftovers}
     assert store.exists(manifest_key(seeded.run_id)) and verified(store) == 5
 

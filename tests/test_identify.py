@@ -31,7 +31,7 @@ def test_identify_by_content(data, media_type, puid):
 
 
 def test_random_bytes_are_binary():
-    for seed in range(20):
+    for _ in range(20):
         data = os.urandom(2048)
         assert identify(data).media_type == "application/octet-stream"
 

@@ -26,7 +26,8 @@ def test_describing_texts_together_gives_each_the_answer_it_gets_alone(seeds_dir
 @pytest.fixture
 def source_dir(seed_copy):
     for i in range(9):
-        (seed_copy / f"note-{i}.txt").write_text(f"Note {i} of the harbour committee: the minutes were read again.\n" * 5)
+        (seed_copy / f"note-{i}.txt").write_text(
+            f"Note {i} of the harbour committee: the minutes were read again.\n" * 5)
     (seed_copy / "rat.txt").write_text(GERMAN * 3)
     (seed_copy / "blank.txt").write_text(" \n\t\n")  # quarantined (no text) between documents still waiting
     (seed_copy / "metadata.csv").write_text("filename,dc.title,dc.date\nnote-4.txt,Minutes of the fourth meeting,\n"
@@ -63,7 +64,8 @@ def test_a_batch_described_in_groups_makes_the_records_it_makes_in_one(tmp_path,
 
     assert comparable(tables["documents"], "ingested_at") == comparable(whole_tables["documents"], "ingested_at")
     assert comparable(tables["files"], "seen_at") == comparable(whole_tables["files"], "seen_at")
-    assert comparable(tables["quarantine"], "quarantined_at") == comparable(whole_tables["quarantine"], "quarantined_at")
+    assert (comparable(tables["quarantine"], "quarantined_at")
+            == comparable(whole_tables["quarantine"], "quarantined_at"))
     by_path = {d["source_path"]: d for d in tables["documents"]}
     assert by_path["rat.txt"]["language"] == "de" and by_path["note-0.txt"]["language"] == "en"
     assert by_path["note-4.txt"]["title"] == "Minutes of the fourth meeting"

@@ -56,7 +56,8 @@ class NamedStore(LocalStore):
 @pytest.fixture
 def source_dir(seed_copy):
     for i in range(20):
-        (seed_copy / f"note-{i:02d}.txt").write_text(f"Note {i} of the harbour committee: the minutes were read again.\n" * 20)
+        (seed_copy / f"note-{i:02d}.txt").write_text(
+            f"Note {i} of the harbour committee: the minutes were read again.\n" * 20)
     return seed_copy
 
 
@@ -73,7 +74,8 @@ def test_the_next_files_are_begun_while_the_batch_works_on_this_one(tmp_path, so
     hints = []
     real_fadvise = os.posix_fadvise
     monkeypatch.setattr(source_module.os, "posix_fadvise",
-                        lambda fd, offset, length, advice: (hints.append(advice), real_fadvise(fd, offset, length, advice)))
+                        lambda fd, offset, length, advice: (hints.append(advice),
+                                                            real_fadvise(fd, offset, length, advice)))
     source = WatchedSource(source_dir)
     refs, summary = _batch(source, NamedStore(tmp_path / "dest", source_dir))
     paths = [ref.path for ref in refs]
@@ -112,7 +114,8 @@ def test_a_file_that_cannot_be_opened_ahead_is_skipped_in_its_turn_with_the_reas
     source = WatchedSource(source_dir)
     refs = sorted(source.iter_files(), key=lambda ref: ref.path)
     (source_dir / "note-05.txt").unlink()  # gone between the walk and the read
-    summary = process_batch(NamedStore(tmp_path / "dest", source_dir), source, RunContext(new_run_id(), "reads", source.url), 0, refs)
+    summary = process_batch(NamedStore(tmp_path / "dest", source_dir), source,
+                            RunContext(new_run_id(), "reads", source.url), 0, refs)
     assert summary.counts == {"document": len(refs) - 1, "skipped": 1}
     assert [(p.path, p.reason) for p in summary.problems] == [("note-05.txt", "unreadable")]
     assert "No such file" in summary.problems[0].detail
@@ -141,7 +144,8 @@ def test_a_batch_is_freed_when_it_returns_not_left_to_the_cycle_collector(tmp_pa
     import gc
     import weakref
 
-    (source_dir / "cp1252.txt").write_bytes("The committee\u2019s caf\u00e9 minutes, read again.\n".encode("cp1252") * 20)
+    (source_dir / "cp1252.txt").write_bytes(
+        "The committee\u2019s caf\u00e9 minutes, read again.\n".encode("cp1252") * 20)
     (source_dir / "binary.txt").write_bytes(bytes(range(128, 256)) * 40)  # decodes as nothing: quarantined
     source = LocalSource(source_dir)
     refs = sorted(source.iter_files(), key=lambda ref: ref.path)
@@ -153,7 +157,8 @@ def test_a_batch_is_freed_when_it_returns_not_left_to_the_cycle_collector(tmp_pa
     gc.collect()
     gc.disable()
     try:
-        summary = process_batch(LocalStore(tmp_path / "dest"), source, RunContext(new_run_id(), "reads", source.url), 0, refs)
+        summary = process_batch(LocalStore(tmp_path / "dest"), source,
+                                RunContext(new_run_id(), "reads", source.url), 0, refs)
         assert summary.counts["skipped"] == 1 and summary.counts["document"] >= len(refs) - 3
         assert made and made[0]() is None  # freed by reference counting alone
     finally:

@@ -35,7 +35,8 @@ class WatchedStore(LocalStore):
 @pytest.fixture
 def source_dir(seed_copy):
     for i in range(6):  # 3 MiB text files, each different
-        (seed_copy / f"big-{i}.txt").write_bytes((f"volume {i}: " + "the harbour committee met again. " * 100_000).encode()[:3 << 20])
+        (seed_copy / f"big-{i}.txt").write_bytes(
+            (f"volume {i}: " + "the harbour committee met again. " * 100_000).encode()[:3 << 20])
     (seed_copy / "copy-of-big-0.txt").write_bytes((seed_copy / "big-0.txt").read_bytes())
     return seed_copy
 

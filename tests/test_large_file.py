@@ -42,8 +42,8 @@ def test_a_2_gib_sparse_file_is_streamed_kept_and_quarantined_too_large(prefect_
     dest = tmp_path / "store"
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    done = subprocess.run([sys.executable, "-m", "archive_flows.cli", "ingest", str(source), "--dest", str(dest), "--json",
-                           "--workers", "1"], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "archive_flows.cli", "ingest", str(source), "--dest", str(dest),
+                           "--json", "--workers", "1"], env=env, capture_output=True, text=True, timeout=600)
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

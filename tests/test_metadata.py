@@ -180,7 +180,8 @@ def test_duplicate_filenames_keep_the_first_row():
 
 
 def test_ragged_rows_are_refused_but_trailing_empty_cells_are_not():
-    data = b"filename,dc.title,dc.date\r\na.txt,Short\r\nb.txt,Long,2021,extra\r\nc.txt,Trailing,2021,,\r\nd.txt,Fine,2021\r\n"
+    data = (b"filename,dc.title,dc.date\r\na.txt,Short\r\nb.txt,Long,2021,extra\r\n"
+            b"c.txt,Trailing,2021,,\r\nd.txt,Fine,2021\r\n")
     sidecar = load_sidecar(data, source_name="m.csv")
     assert sorted(sidecar.rows) == ["c.txt", "d.txt"]
     assert [(problem.line, problem.filename) for problem in sidecar.problems] == [(2, "a.txt"), (3, "b.txt")]

@@ -186,7 +186,8 @@ def test_arbitrary_bytes_are_text_or_a_reason_never_a_crash(data):
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.one_of(st.text(alphabet="ab \n\t\x00\x07\x0b\x0c\x0e\x1f\x7f\x80\x85\x9f\xa0\xc2\xe9\u0100\u2014"), st.text()))
+@given(st.one_of(st.text(alphabet="ab \n\t\x00\x07\x0b\x0c\x0e\x1f\x7f\x80\x85\x9f\xa0\xc2\xe9\u0100\u2014"),
+                 st.text()))
 def test_stray_controls_are_counted_as_the_pattern_finds_them(text):
     from archive.extract.text import _STRAY_CONTROLS, stray_controls
 
@@ -237,7 +238,8 @@ def test_words_of_a_normalised_text_are_counted_as_splitting_would(text):
 def test_words_are_counted_as_splitting_would_in_real_texts(seeds_dir):
     from archive.describe import count_words
 
-    texts = [normalise_text(p.read_bytes().decode("utf-8", "replace")) for p in sorted(seeds_dir.iterdir()) if p.is_file()]
+    texts = [normalise_text(p.read_bytes().decode("utf-8", "replace"))
+             for p in sorted(seeds_dir.iterdir()) if p.is_file()]
     texts += [normalise_text("word — word\n\n- a list item\n\n\n\u00a0\u00a0* another \u2028 line ...\n...")]
     counts = [count_words(text) for text in texts]
     assert counts == [_words_by_splitting(text) for text in texts]
@@ -252,7 +254,8 @@ def test_counts():
 
 def test_language_needs_enough_text(monkeypatch):
     assert describe_text("ok").language is None
-    assert describe_text("Der Rat der Stadt hat heute beschlossen, dass die neue Brücke im Frühling gebaut wird.").language == "de"
+    assert describe_text("Der Rat der Stadt hat heute beschlossen, "
+                         "dass die neue Brücke im Frühling gebaut wird.").language == "de"
     from archive import describe
 
     monkeypatch.setattr(describe, "_classify", lambda sample: ("xx", 1.0))
@@ -270,8 +273,10 @@ def test_language_identification_gives_py3langids_own_answers(seeds_dir):
     stock = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     samples = [normalise_text(p.read_bytes().decode("utf-8", "replace"))[:LANGUAGE_SAMPLE_CHARS]
                for p in sorted(seeds_dir.iterdir()) if p.is_file()]
-    samples += ["Le chat dort sur la table de la cuisine depuis ce matin.", "Der Hund schläft seit dem Morgen im Garten.",
-                "Это короткий текст на русском языке о погоде.", "Azərbaycan Respublikasının paytaxtı Bakı şəhəridir.",
+    samples += ["Le chat dort sur la table de la cuisine depuis ce matin.",
+                "Der Hund schläft seit dem Morgen im Garten.",
+                "Это короткий текст на русском языке о погоде.",
+                "Azərbaycan Respublikasının paytaxtı Bakı şəhəridir.",
                 "これは日本語で書かれた短い文章です。", "1234 5678", ""]
     answers = [_classify(s) for s in samples]
     expected = [stock.classify(s) for s in samples]
@@ -300,7 +305,8 @@ def test_the_automaton_walked_a_window_at_a_time_reaches_the_same_states(seeds_d
     from archive.describe import AUTOMATON_WINDOW, _automaton_states, _classify, _language_identifier, _window_states
 
     model = _language_identifier()
-    texts = [normalise_text(p.read_bytes().decode("utf-8", "replace")) for p in sorted(seeds_dir.iterdir()) if p.is_file()]
+    texts = [normalise_text(p.read_bytes().decode("utf-8", "replace"))
+             for p in sorted(seeds_dir.iterdir()) if p.is_file()]
     texts += ["Это короткий текст на русском языке о погоде.", "これは日本語で書かれた短い文章です。", "x", ""]
     samples = [model._encode(text[:2000]) for text in texts]
     codes = [np.frombuffer(data, dtype=np.uint8) for data in samples]

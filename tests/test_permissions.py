@@ -69,7 +69,8 @@ def test_unreadable_file_and_folder_are_skipped_with_reasons(unprivileged, seeds
     assert skipped["sealed.txt"]["reason"] == "unreadable"
     assert "Permission denied" in skipped["sealed.txt"]["detail"]
     assert skipped["locked box"]["reason"] == "unreadable"
-    assert "cannot be listed" in skipped["locked box"]["detail"] and "Permission denied" in skipped["locked box"]["detail"]
+    assert ("cannot be listed" in skipped["locked box"]["detail"]
+            and "Permission denied" in skipped["locked box"]["detail"])
     # In the published files dataset too: every file and the unlisted folder accounted for.
     files = {r["path"]: r for r in open_dataset(str(dest), "files").to_table().to_pylist()}
     assert files["sealed.txt"]["outcome"] == "skipped" and files["sealed.txt"]["reason"] == "unreadable"

@@ -161,7 +161,10 @@ def test_the_seed_pair_similarities(seeds, seed_rows):
 def test_seed_results_do_not_depend_on_the_order_documents_come_in(seeds, seed_rows):
     rows, _ = seed_rows
     reversed_rows = list(find_reuse(reversed(list(seeds.values())), run_id=RUN_ID))
-    key = lambda r: (r["doc_id_a"], r["doc_id_b"], r["start_a"])
+
+    def key(r):
+        return (r["doc_id_a"], r["doc_id_b"], r["start_a"])
+
     assert sorted(reversed_rows, key=key) == sorted(rows, key=key)
 
 
@@ -169,7 +172,8 @@ def test_a_shorter_min_words_finds_the_shared_phrase_of_unrelated_seeds(seeds):
     text_000, text_003 = seeds["000"][1], seeds["003"][1]
     assert align(text_000, text_003, min_words=10).passages == ()
     (passage,) = align(text_000, text_003, min_words=8).passages
-    assert text_000[passage.start_a:passage.end_a] == "massacring the civilian population using heavy military equipment"
+    assert (text_000[passage.start_a:passage.end_a]
+            == "massacring the civilian population using heavy military equipment")
 
 
 def test_seed_rows_are_valid_records(seed_rows):

@@ -56,8 +56,10 @@ def test_band_hashes_are_the_bands_of_datasketch_minhash_sketches_of_each_window
         sketch.clear()
         sketch.update_batch(shingles[start:start + 21])
         for band, (low, high) in enumerate(lsh.hashranges):
-            data = band.to_bytes(2, "little") + np.ascontiguousarray(sketch.hashvalues[low:high], dtype="<u4").tobytes()
-            value = int.from_bytes(hashlib.blake2b(data, digest_size=8, person=b"archive-lsh1").digest(), "little", signed=True)
+            data = (band.to_bytes(2, "little")
+                    + np.ascontiguousarray(sketch.hashvalues[low:high], dtype="<u4").tobytes())
+            value = int.from_bytes(hashlib.blake2b(data, digest_size=8, person=b"archive-lsh1").digest(), "little",
+                                   signed=True)
             expected[value] = expected.get(value, False) or start in indexed_starts
     assert dict(zip(bands.hashes.tolist(), bands.indexed.tolist())) == expected
     assert bands.windows_queried == len(starts) and bands.windows_indexed == len(indexed_starts)
@@ -97,7 +99,8 @@ def test_a_pair_needs_a_shared_hash_with_an_indexed_row_on_either_side():
     again = candidate_pairs(np.r_[hashes[order], hashes], np.r_[keys[order], keys], np.r_[indexed[order], indexed])
     assert again.tolist() == [[3, 4], [5, 6], [6, 7]]
     # A (hash, key) seen twice is indexed if either row is.
-    assert candidate_pairs(np.array([1, 1, 1]), np.array([1, 2, 1]), np.array([False, False, True])).tolist() == [[1, 2]]
+    assert candidate_pairs(np.array([1, 1, 1]), np.array([1, 2, 1]),
+                           np.array([False, False, True])).tolist() == [[1, 2]]
 
 
 def test_partitions_split_past_max_rows_and_group_to_the_same_pairs_as_in_memory(tmp_path):
@@ -157,7 +160,8 @@ def test_identical_texts_are_one_text_in_a_search_and_never_a_pair(tmp_path):
     text, other = f"{_random_text(rng, 50)} {shared}", f"{shared} {_random_text(rng, 50)}"
     for doc_id, body in (("a" * 64, text), ("c" * 64, text), ("b" * 64, other)):
         bands = document_bands(body)
-        search.add_document(doc_id, hashlib.sha256(body.encode()).hexdigest(), bands.hashes, bands.indexed, source=RUN_ID)
+        search.add_document(doc_id, hashlib.sha256(body.encode()).hexdigest(), bands.hashes, bands.indexed,
+                            source=RUN_ID)
     assert search.find_pairs() == 1  # one pair of texts: "a" and "c" have the same text
     assert search.needed_sources() == [RUN_ID]
     search.load_texts([pa.record_batch({"doc_id": ["a" * 64, "b" * 64],

@@ -98,7 +98,8 @@ def test_one_ingest_run_finds_the_seed_reuse_as_archive_reuse_does(prefect_harne
     assert {r["run_id"] for r in rows} == {result["run_id"]}
     _assert_rows_slice_the_stored_texts(dest, rows)
     for (x, y), expected in EXPECTED_PASSAGES.items():
-        found = {" ".join(r["passage_text"].split()) for r in rows if {r["doc_id_a"], r["doc_id_b"]} == {ids[x], ids[y]}}
+        found = {" ".join(r["passage_text"].split())
+                 for r in rows if {r["doc_id_a"], r["doc_id_b"]} == {ids[x], ids[y]}}
         assert set(expected) <= found
     assert _passages(rows) == _expected(dest)
 
@@ -239,8 +240,8 @@ def test_a_document_a_concurrent_run_committed_first_leaves_its_pairs_to_that_ru
 
     def run(name, prefixes):
         try:
-            results[name] = flow_module.ingest(str(_source(tmp_path, name, _seed_files(seeds_dir, *prefixes))), dest=dest,
-                                               workers=1)
+            results[name] = flow_module.ingest(str(_source(tmp_path, name, _seed_files(seeds_dir, *prefixes))),
+                                               dest=dest, workers=1)
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
@@ -266,13 +267,17 @@ def test_a_document_a_concurrent_run_committed_first_leaves_its_pairs_to_that_ru
     assert seed0 not in loser_published
     # The loser keeps no band hashes of 000 and no pair in which none of its own documents is.
     assert seed0 not in {b["doc_id"] for b in of_run(loser["run_id"], "reuse_bands")}
-    assert all(r["doc_id_a"] in loser_published or r["doc_id_b"] in loser_published for r in of_run(loser["run_id"], "reuse"))
-    assert tuple(sorted((seed0, seed2))) not in {(r["doc_id_a"], r["doc_id_b"]) for r in of_run(loser["run_id"], "reuse")}
+    assert all(r["doc_id_a"] in loser_published or r["doc_id_b"] in loser_published
+               for r in of_run(loser["run_id"], "reuse"))
+    assert tuple(sorted((seed0, seed2))) not in {(r["doc_id_a"], r["doc_id_b"])
+                                                 for r in of_run(loser["run_id"], "reuse")}
     assert tuple(sorted((seed0, seed2))) in {(r["doc_id_a"], r["doc_id_b"]) for r in of_run(winner["run_id"], "reuse")}
 
     rows = _current(dest)
-    assert {(r["doc_id_a"], r["doc_id_b"]) for r in rows} == {tuple(sorted((seed0, seed1))), tuple(sorted((seed0, seed2)))}
+    assert {(r["doc_id_a"], r["doc_id_b"]) for r in rows} == {tuple(sorted((seed0, seed1))),
+                                                              tuple(sorted((seed0, seed2)))}
     _assert_rows_slice_the_stored_texts(dest, rows)
     assert _passages(rows) == _expected(dest)
-    pair_events = [e for r in results.values() for e in of_run(r["run_id"], "events") if e["detail"].startswith("shares text")]
+    pair_events = [e for r in results.values() for e in of_run(r["run_id"], "events")
+                   if e["detail"].startswith("shares text")]
     assert len(pair_events) == 2

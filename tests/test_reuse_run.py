@@ -28,7 +28,8 @@ def test_reuse_run_over_committed_documents(prefect_harness, seeds_dir, tmp_path
     reuse = publish_reuse(store, RunContext(new_run_id(), None, store.url))
     assert reuse["counts"]["pairs"] == 2
 
-    texts = {d["doc_id"]: d["text"] for d in open_dataset(dest, "documents").to_table(columns=["doc_id", "text"]).to_pylist()}
+    texts = {d["doc_id"]: d["text"]
+             for d in open_dataset(dest, "documents").to_table(columns=["doc_id", "text"]).to_pylist()}
     rows = open_dataset(dest, "reuse", runs=[reuse["run_id"]]).to_table().to_pylist()
     assert rows and len(rows) == reuse["counts"]["passages"]
     for row in rows:
@@ -42,8 +43,9 @@ def test_reuse_run_over_committed_documents(prefect_harness, seeds_dir, tmp_path
 
     seed0 = "081300ed1fe77233192c9a2e684326ebc5ef77535375faf2a6cecf5c3e205570"
     story = lineage(store, seed0)
-    assert {s["doc_id"] for s in story["shares_text_with"]} == {r["doc_id_b"] if r["doc_id_a"] == seed0 else r["doc_id_a"]
-                                                               for r in rows if seed0 in (r["doc_id_a"], r["doc_id_b"])}
+    assert {s["doc_id"] for s in story["shares_text_with"]} == {
+        r["doc_id_b"] if r["doc_id_a"] == seed0 else r["doc_id_a"]
+        for r in rows if seed0 in (r["doc_id_a"], r["doc_id_b"])}
     # One provenance event per pair, committed with the reuse run.
     events = open_dataset(dest, "events", runs=[reuse["run_id"]]).to_table().to_pylist()
     assert len(events) == 2 and all("shares text with" in e["detail"] for e in events)

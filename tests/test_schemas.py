@@ -15,8 +15,9 @@ GOOD_DOCUMENT = {
     "doc_id": SHA, "text_sha256": "b" * 64, "run_id": "20261122T153000Z-3f9a", "collection": None,
     "source_path": "letters/a.txt", "object_key": object_key(SHA), "media_type": "text/plain", "puid": "x-fmt/111",
     "encoding": "utf-8", "extractor": "charset-normalizer", "extractor_version": "3.5.2", "title": "A letter",
-    "date": "1923-04-17", "date_text": "1923-04-17", "creator": None, "language": "en", "publisher": None, "source": None, "rights": None,
-    "description": None, "subject": None, "identifier": None, "type": None, "char_count": 5, "word_count": 1, "text": "Hello",
+    "date": "1923-04-17", "date_text": "1923-04-17", "creator": None, "language": "en", "publisher": None,
+    "source": None, "rights": None, "description": None, "subject": None, "identifier": None, "type": None,
+    "char_count": 5, "word_count": 1, "text": "Hello",
     "ingested_at": "2026-11-22T15:30:00.000001Z",
 }
 

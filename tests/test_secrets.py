@@ -27,8 +27,8 @@ def test_the_secret_key_is_in_no_output_object_log_or_artifact(prefect_harness, 
     said: list[str] = []
 
     def archive(*args, expect=0):
-        done = subprocess.run([sys.executable, "-m", "archive_flows.cli", *args], env=env, capture_output=True, text=True,
-                              timeout=300)
+        done = subprocess.run([sys.executable, "-m", "archive_flows.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=300)
         said.extend([done.stdout, done.stderr])
         assert done.returncode == expect, done.stdout + done.stderr
         return done

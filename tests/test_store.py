@@ -654,7 +654,8 @@ def test_small_puts_send_their_body_at_once_large_parts_wait_for_100_continue(s3
     sent: list[tuple[str, int, bytes | None]] = []
 
     def capture(request, event_name, **_):
-        sent.append((event_name.rsplit(".", 1)[1], int(request.headers["Content-Length"]), request.headers.get("Expect")))
+        sent.append((event_name.rsplit(".", 1)[1], int(request.headers["Content-Length"]),
+                     request.headers.get("Expect")))
 
     for operation in ("PutObject", "UploadPart"):
         store._client.meta.events.register_last(f"before-send.s3.{operation}", capture)

@@ -15,7 +15,8 @@ from archive.sources import open_source
 from archive.storage import open_store
 
 # Values that break some property of some schema, and some that fit one.
-CANDIDATES = [None, "", " ", "x", "ab c", "a" * 64, "A" * 64, "a" * 300, 0, -1, 1, 2 ** 40, True, False, 1.5, [], {}, ["x"],
+CANDIDATES = [None, "", " ", "x", "ab c", "a" * 64, "A" * 64, "a" * 300,
+              0, -1, 1, 2 ** 40, True, False, 1.5, [], {}, ["x"],
               "2021-13-45", "2021-01-20", "2021-01", "2026-11-22T15:30:00Z", "not a time", "en", "English",
               "text/plain", "x-fmt/111", "document", "duplicate", "quarantine", "skipped", "corrupt", "empty",
               "objects/sha256/aa/aa/" + "a" * 64, "20261122T153000Z-3f9a"]
@@ -80,7 +81,8 @@ def test_schemas_with_other_keywords_are_validated_whole():
     assert validate._SplitSchema.of({"type": "object", "properties": {"a": {"$ref": "#/$defs/x"}},
                                      "$defs": {"x": {"type": "string"}}}) is None
     assert validate._SplitSchema.of({"type": "object", "additionalProperties": {"type": "string"}}) is None
-    assert validate._SplitSchema.of({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}) is not None
+    assert validate._SplitSchema.of({"type": "object", "properties": {"a": {"type": "string"}},
+                                     "required": ["a"]}) is not None
 
 
 def test_values_that_do_not_repeat_are_not_remembered_and_still_checked():
@@ -155,7 +157,8 @@ def test_the_simple_check_covers_the_keywords_it_reads():
     assert check({"type": "string", "format": "date"})("2021-02-30") is False
     assert check({"enum": ["a", "b"]})("c") is False and check({"enum": ["a", "b"]})(1) is None
     assert check({"anyOf": [{"type": "string"}, {"type": "null"}]})(None) is True
-    assert check({"const": "a"})("a") is True and check({"const": "a"})("b") is False and check({"const": "a"})(None) is None
+    assert (check({"const": "a"})("a") is True and check({"const": "a"})("b") is False
+            and check({"const": "a"})(None) is None)
     assert check({"const": 1}) is None and check({"type": "number"}) is None and check({"not": {}}) is None
 
 
@@ -164,7 +167,8 @@ def test_record_times_are_iso_8601_utc_with_microseconds_across_second_boundarie
 
     from archive import records
 
-    for ns in (1_764_697_999_999_999_000, 1_764_698_000_000_000_000, 1_764_698_000_000_001_999, 951_782_400_000_000_000):
+    for ns in (1_764_697_999_999_999_000, 1_764_698_000_000_000_000, 1_764_698_000_000_001_999,
+               951_782_400_000_000_000):
         monkeypatch.setattr(records.time, "time_ns", lambda ns=ns: ns)
         expected = dt.datetime.fromtimestamp(ns // 1000 / 1e6, dt.timezone.utc)
         assert records.utc_now() == expected.isoformat(timespec="microseconds").replace("+00:00", "Z")

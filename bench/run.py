@@ -502,6 +502,13 @@ def take_snapshot(target: Path) -> Path:
     return target
 
 
+def importable_flows(tree: Path) -> None:
+    """flows/ installs as the package archive_flows: a tree on PYTHONPATH offers it under that name too."""
+    link = tree / "archive_flows"
+    if not link.exists():
+        link.symlink_to("flows", target_is_directory=True)
+
+
 def _row(step: str, r: Result, files: int, nbytes: int, **extra) -> dict:
     wall = r["wall"]
     return {"step": step, "wall_s": round(wall, 2), "files_per_s": round(files / wall, 1) if wall else None,
@@ -583,10 +590,12 @@ def main(argv: list[str] | None = None) -> int:
         tree = take_snapshot(work / "code")
     code = {"tree": str(tree), "sha256": code_digest(tree)}
     if tree != REPO:
+        importable_flows(tree)
         env["PYTHONPATH"] = code["tree"] + os.pathsep + env.get("PYTHONPATH", "")
-        where = subprocess.run([sys.executable, "-c", "import archive, flows; print(archive.__file__)"],
-                               capture_output=True, text=True, env=env, cwd=work).stdout.strip()
-        if not where.startswith(code["tree"]):
+        code_of = "import archive, archive_flows; print(archive.__file__, archive_flows.__file__)"
+        where = subprocess.run([sys.executable, "-c", code_of], capture_output=True, text=True, env=env,
+                               cwd=work).stdout.strip()
+        if not all(path.startswith(code["tree"]) for path in where.split()):
             sys.exit(f"the children import archive from {where!r}, not from {code['tree']}")
         print(f"code: archive/, flows/, schemas/ from {code['tree']} ({code['sha256']})", flush=True)
 

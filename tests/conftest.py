@@ -36,8 +36,7 @@ def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
     # Flow run heartbeats (Prefect's detection of crashed runs) are off: no test is about
-    # them, and at its end every flow waits for the heartbeat thread's current 1 s sleep
-    # (0.5 s a flow on average; ~18% of test_flow_ingest's time).
+    # them, and at its end every flow waits for the heartbeat thread's current 1 s sleep.
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         with prefect_test_harness(server_startup_timeout=120):
             yield

@@ -201,6 +201,7 @@ def test_a_document_a_concurrent_run_committed_first_leaves_its_pairs_to_that_ru
     with committed documents go (the first run has them), its pair with a document
     the second run does publish stays. The current answer has each pair once."""
     import archive_flows.ingest as flow_module
+    from archive.ingest import commit as commit_module
 
     dest = str(tmp_path / "store")
     flow_module.ingest(str(_source(tmp_path, "before", _seed_files(seeds_dir, "002"))), dest=dest, workers=1)
@@ -214,7 +215,7 @@ def test_a_document_a_concurrent_run_committed_first_leaves_its_pairs_to_that_ru
         return found
 
     # The order of the commits, set: the other run waits for the first to be committed before taking the lock.
-    real_lock, first_committed = flow_module.commit_lock, threading.Event()
+    real_lock, first_committed = commit_module.commit_lock, threading.Event()
 
     @contextmanager
     def lock_in_order(store, run_id):
@@ -225,17 +226,17 @@ def test_a_document_a_concurrent_run_committed_first_leaves_its_pairs_to_that_ru
         if names[run_id] == first:
             first_committed.set()
 
-    monkeypatch.setattr(flow_module, "commit_lock", lock_in_order)
+    monkeypatch.setattr(commit_module, "commit_lock", lock_in_order)
 
     monkeypatch.setattr(flow_module, "find_run_reuse", search_then_wait)
-    real_settle, compared_under_lock = flow_module.settle_run_reuse, {}
+    real_settle, compared_under_lock = commit_module.settle_run_reuse, {}
 
     def settle_and_record(store, run, step, published):
         settled = real_settle(store, run, step, published)
         compared_under_lock[run.run_id] = set(settled.caught_up)
         return settled
 
-    monkeypatch.setattr(flow_module, "settle_run_reuse", settle_and_record)
+    monkeypatch.setattr(commit_module, "settle_run_reuse", settle_and_record)
     results, errors = {}, []
 
     def run(name, prefixes):

@@ -17,8 +17,6 @@ in pyarrow, boto3 and the extractors.
 
 from __future__ import annotations
 
-import importlib
-
 from .errors import (
     ArchiveError,
     ConfigurationError,
@@ -32,20 +30,21 @@ from .errors import (
     TransientError,
     is_transient,
 )
+from .lazy import lazy_names
 
 __version__ = "0.1.0"
 SOFTWARE_NAME = "archive"
 
 _LAZY = {
-    "open_store": "storage", "resolve_dest": "storage", "Store": "storage", "LocalStore": "storage",
-    "object_key": "storage",
-    "open_source": "sources", "Source": "sources", "FileRef": "sources", "batches": "sources",
-    "process_batch": "ingest", "commit_run": "ingest", "IngestOptions": "ingest", "BatchSummary": "ingest",
-    "CommitResult": "ingest",
-    "RunContext": "provenance", "new_run_id": "provenance", "export_run_prov": "provenance",
-    "open_dataset": "read", "committed_manifests": "publish",
-    "export_bag": "bag", "find_garbage": "gc", "delete_garbage": "gc",
-    "publish_reuse": "reuse", "ReuseParams": "reuse",
+    "open_store": ".storage", "resolve_dest": ".storage", "Store": ".storage", "LocalStore": ".storage",
+    "object_key": ".storage",
+    "open_source": ".sources", "Source": ".sources", "FileRef": ".sources", "batches": ".sources",
+    "process_batch": ".ingest", "commit_run": ".ingest", "IngestOptions": ".ingest", "BatchSummary": ".ingest",
+    "CommitResult": ".ingest",
+    "RunContext": ".provenance", "new_run_id": ".provenance", "export_run_prov": ".provenance",
+    "open_dataset": ".read", "committed_manifests": ".publish",
+    "export_bag": ".bag", "find_garbage": ".gc", "delete_garbage": ".gc",
+    "publish_reuse": ".reuse", "ReuseParams": ".reuse",
 }
 
 __all__ = [
@@ -55,14 +54,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'archive' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())

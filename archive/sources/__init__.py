@@ -1,5 +1,6 @@
 """Ingest sources: a local directory tree or an S3 prefix, walked and read the same way."""
 
+from ..lazy import lazy_names
 from .base import SIDECAR_NAME, FileRef, Source, batches, display_path
 from .local import LocalSource, Prefetch
 from .opener import open_source
@@ -21,13 +22,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        from importlib import import_module
-
-        return getattr(import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())

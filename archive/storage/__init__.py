@@ -1,5 +1,6 @@
 """The object store: one write-once interface over a local directory or S3, with the same keys on both."""
 
+from ..lazy import lazy_names
 from .base import DEFAULT_DEST, MiB, ObjectInfo, PutResult, Store, object_key, validate_key
 from .local import LocalStore, unnamed_files_possible
 from .opener import open_store, resolve_dest
@@ -25,13 +26,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        from importlib import import_module
-
-        return getattr(import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import PurePath
 
 import pyarrow.dataset as ds
 
@@ -16,17 +18,37 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def resolve_id(store: Store, ident: str, run: str | None = None) -> str:
-    """A doc_id or sha256 as given, or the sha256 of a source path (in one run, or its latest)."""
+    """A doc_id or sha256 as given, or the sha256 of a source path (in one run, or its latest).
+
+    A path is looked up as recorded (relative to the run's SOURCE), else as a path on this machine that lies under
+    a local SOURCE of a committed run (`examples/misc/telegram.dat` for SOURCE `examples`)."""
     if _SHA256.match(ident):
         return ident
     dataset = open_dataset(store, "files", runs=[run] if run else None)
-    table = dataset.to_table(filter=ds.field("path") == ident, columns=["run_id", "sha256"])
-    rows = [r for r in table.to_pylist() if r["sha256"]]
-    if not rows:
-        where = f"run {run}" if run else "any committed run"
-        raise NotFoundError(f"no file {ident!r} with readable bytes in {where}; give a doc_id or a path as recorded "
-                            "in the files dataset")
-    return max(rows, key=lambda r: r["run_id"])["sha256"]
+    for candidates in ([ident], _under_sources(store, ident, run)):
+        if not candidates:
+            continue
+        table = dataset.to_table(filter=ds.field("path").isin(candidates), columns=["run_id", "sha256"])
+        rows = [r for r in table.to_pylist() if r["sha256"]]
+        if rows:
+            return max(rows, key=lambda r: r["run_id"])["sha256"]
+    where = f"run {run}" if run else "any committed run"
+    raise NotFoundError(f"no file {ident!r} with readable bytes in {where}; give a doc_id, a path as recorded in the "
+                        "files dataset, or a path under a run's SOURCE")
+
+
+def _under_sources(store: Store, ident: str, run: str | None) -> list[str]:
+    """ident as a path relative to each local SOURCE of the committed runs (one run's, if given) it lies under."""
+    path = os.path.abspath(ident)
+    found = []
+    for manifest in committed_manifests(store):
+        source = manifest.get("source")
+        if (run and manifest["run_id"] != run) or not source or "://" in source:
+            continue
+        root = os.path.abspath(source)
+        if os.path.commonpath([root, path]) == root and path != root:
+            found.append(PurePath(os.path.relpath(path, root)).as_posix())
+    return sorted(set(found))
 
 
 def lineage(store: Store, ident: str, run: str | None = None) -> dict:

@@ -81,3 +81,16 @@ def committed_doc_ids(store: Store) -> set[str]:
     """doc_id of every document already published by a committed run."""
     table = open_dataset(store, "documents").to_table(columns=["doc_id"])
     return set(table.column("doc_id").to_pylist())
+
+
+def set_aside_before(store: Store, run_id: str, paths: Iterable[str]) -> set[tuple[str, str, str]]:
+    """(path, outcome, reason) of the files among paths that committed runs before run_id set aside already
+    (quarantined or skipped): what a re-run's summary need not list as news."""
+    paths = sorted(set(paths))
+    earlier = [m["run_id"] for m in committed_manifests(store) if m["run_id"] < run_id and m["kind"] == "ingest"]
+    if not paths or not earlier:
+        return set()
+    table = open_dataset(store, "files", runs=earlier).to_table(
+        filter=ds.field("path").isin(paths) & ds.field("outcome").isin(["quarantine", "skipped"]),
+        columns=["path", "outcome", "reason"])
+    return {(r["path"], r["outcome"], r["reason"]) for r in table.to_pylist()}

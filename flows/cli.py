@@ -16,6 +16,7 @@ from archive.errors import ArchiveError, ConfigurationError, SourceError
 from . import output
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command its pipe's reader stopped
 
 
 def _quiet_prefect(verbose: bool) -> None:
@@ -92,8 +93,19 @@ def cmd_ingest(args) -> int:
         print(json.dumps({k: result[k] for k in keys},
                          ensure_ascii=False))
     else:
-        output.ingest_summary(result)
+        output.ingest_summary(result, _set_aside_before(dest, result))
     return EXIT_OK
+
+
+def _set_aside_before(dest: str, result: dict) -> set[tuple[str, str, str]]:
+    """What earlier runs set aside the same way, among this run's problems (nothing if it cannot be read)."""
+    from archive.read import set_aside_before
+    from archive.storage import open_store
+
+    try:
+        return set_aside_before(open_store(dest), result["run_id"], (p["path"] for p in result["problems"]))
+    except ArchiveError:
+        return set()
 
 
 def cmd_runs(args) -> int:
@@ -303,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_lineage)
 
     p = sub.add_parser("prov", help="export a run as W3C PROV")
-    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("run_id", metavar="RUN_ID", help="a committed run (see archive runs)")
     p.add_argument("--dest", help="store (default: $ARCHIVE_DEST or ./archive-store)")
     p.add_argument("--format", choices=["json", "provn", "jsonld"], default="json",
                    help="PROV-JSON (default), PROV-N or JSON-LD")
@@ -323,8 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("bag", help="export a run's originals as a BagIt bag (sha256 and sha512)")
-    p.add_argument("run_id", metavar="RUN_ID")
-    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("run_id", metavar="RUN_ID", help="a committed run (see archive runs)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="a new or empty directory to write the bag into")
     common(p)
     p.set_defaults(func=cmd_bag)
     return parser
@@ -334,9 +346,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # (a closed pipe is found here, not at the interpreter's exit)
+        return code
     except ConfigurationError as exc:
         return _fail(str(exc), args)
+    except BrokenPipeError:
+        # The reader stopped reading (`archive lineage ID | head`): nothing more to say, and nowhere to say it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -28,23 +28,42 @@ class Progress:
             self.stream.flush()
 
 
-def ingest_summary(result: dict) -> None:
+RATE_MIN_FILES = 1000
+
+
+def started_by(manifest: dict) -> str:
+    """Who or what started a run, in a few words: the deployment, else user@host."""
+    who = manifest.get("started_by") or {}
+    return who.get("deployment") or f"{who.get('user')}@{who.get('host')}"
+
+
+def ingest_summary(result: dict, set_aside_before: set[tuple[str, str, str]] = frozenset()) -> None:
+    """The run's summary; the files earlier runs set aside the same way (set_aside_before: path, outcome, reason)
+    are counted, not listed again."""
     counts = result["counts"]
     print(f"Run {result['run_id']} committed to {result['dest']}")
     print(f"  manifest     {result['manifest']}")
     for name in ("files", "documents", "duplicates", "quarantined", "skipped"):
         print(f"  {name:<12} {counts[name]:>8,}")
     seconds = result["seconds"]
-    rate = counts["files"] / seconds if seconds else 0
-    print(f"  {result['bytes']:,} bytes in {seconds:.1f} s ({rate:,.0f} files/s)")
-    if result["problems"]:
-        shown = result["problems"]
-        print(f"Set aside ({counts['quarantined']} quarantined, {counts['skipped']} skipped):")
-        for p in shown:
+    # A rate says something of a run long enough for start-up to be a small part of it.
+    rate = f" ({counts['files'] / seconds:,.0f} files/s)" if counts["files"] >= RATE_MIN_FILES and seconds else ""
+    print(f"  {result['bytes']:,} bytes in {seconds:.1f} s{rate}")
+    problems = result["problems"]
+    new = [p for p in problems if (p["path"], p["outcome"], p["reason"]) not in set_aside_before]
+    again = len(problems) - len(new)
+    if counts["documents"] == 0 and not new and counts["files"] == counts["duplicates"] + again:
+        print("Nothing new: no document was added, and every file set aside was set aside before.")
+    if new:
+        print(f"Set aside ({counts['quarantined']} quarantined, {counts['skipped']} skipped)"
+              + (", new since the last run:" if again else ":"))
+        for p in new:
             print(f"  {show(p['path'])}: {p['outcome']} {p['reason']}: {show(p['detail'])}")
-        hidden = counts["quarantined"] + counts["skipped"] - len(shown)
-        if hidden > 0:
-            print(f"  ... and {hidden:,} more: see the quarantine and files datasets")
+    hidden = counts["quarantined"] + counts["skipped"] - len(problems)
+    if hidden > 0:
+        print(f"  ... and {hidden:,} more: see the quarantine and files datasets")
+    if again:
+        print(f"{again:,} file(s) set aside as by an earlier run (not listed again: archive lineage PATH tells why)")
     reuse = result.get("reuse")
     if reuse:
         print(f"Text reuse: {reuse.get('pairs', 0):,} pair(s) of documents share {reuse.get('passages', 0):,} "
@@ -58,11 +77,12 @@ def runs_table(manifests: list[dict]) -> None:
     if not manifests:
         print("No committed runs.")
         return
-    print(f"{'run':<24} {'kind':<7} {'committed':<20} {'files':>7} {'docs':>7} {'dups':>7} {'quar':>6} {'skip':>6}  "
-          "collection")
+    width = max(len("started by"), *(len(started_by(m)) for m in manifests))
+    print(f"{'run':<24} {'kind':<7} {'committed':<20} {'started by':<{width}} {'files':>7} {'docs':>7} {'dups':>7} "
+          f"{'quar':>6} {'skip':>6}  collection")
     for m in manifests:
         c = m["counts"]
-        head = f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20}"
+        head = f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20} {show(started_by(m)):<{width}}"
         if m["kind"] == "reuse":
             print(f"{head} {c['pairs']:,} document pairs share {c['passages']:,} passages")
         elif m["kind"] == "audit":
@@ -107,12 +127,12 @@ def lineage_story(story: dict) -> None:
         tool = f" [{e['tool']}]" if e["tool"] else ""
         print(f"  {e['event_time'].isoformat()}  {e['event_type']:<27} {e['outcome']:<8} {e['agent']} "
               f"{e['agent_version']}{tool}  run {e['run_id']}  flow run {e['flow_run_id'] or '-'}")
-        print(f"      {show(e['detail'])}")
+        where = f"{show(e['source_path'])}: " if e.get("source_path") else ""
+        print(f"      {where}{show(e['detail'])}")
     print("runs:")
     for r in story["runs"]:
-        who = r["started_by"]
-        by = who.get("deployment") or f"{who.get('user')}@{who.get('host')}"
-        print(f"  {r['run_id']}  {r['kind']}  committed {r['committed_at']}  by {by}  with {r['software']}")
+        print(f"  {r['run_id']}  {r['kind']}  committed {r['committed_at']}  by {show(started_by(r))}  "
+              f"with {r['software']}")
 
 
 def bag_written(result: dict) -> None:

@@ -187,3 +187,86 @@ def test_a_command_s_flow_runs_without_heartbeats_unless_a_frequency_is_set(cli_
             assert heartbeats_configured(Settings())
         finally:
             del os.environ[name]
+
+
+def test_a_rerun_says_nothing_new_and_lists_only_what_is_new(cli_env, tmp_path):
+    source, dest = tmp_path / "batch", str(tmp_path / "store")
+    source.mkdir()
+    (source / "ok.txt").write_text("A perfectly good page of text.", encoding="utf-8")
+    (source / "blank.txt").write_bytes(b"")
+    first = archive("ingest", str(source), "--dest", dest, env=cli_env)
+    assert first.returncode == 0, first.stderr
+    assert "blank.txt: quarantine empty" in first.stdout and "Nothing new" not in first.stdout
+    assert "files/s" not in first.stdout  # two files: a rate would only measure start-up
+
+    again = archive("ingest", str(source), "--dest", dest, env=cli_env)
+    assert again.returncode == 0, again.stderr
+    assert "Nothing new: no document was added, and every file set aside was set aside before." in again.stdout
+    assert "blank.txt" not in again.stdout
+    assert "1 file(s) set aside as by an earlier run" in again.stdout
+
+    (source / "spaces.txt").write_bytes(b" \t \n  \n")
+    third = archive("ingest", str(source), "--dest", dest, env=cli_env)
+    assert "Nothing new" not in third.stdout
+    assert "spaces.txt: quarantine no-text" in third.stdout and "blank.txt" not in third.stdout
+    assert ", new since the last run:" in third.stdout
+
+
+def test_runs_shows_who_started_each_run(cli_env, seeds_dir, tmp_path):
+    import getpass
+    import socket
+
+    dest = str(tmp_path / "store")
+    assert archive("ingest", str(seeds_dir), "--dest", dest, "--json", env=cli_env).returncode == 0
+    listed = archive("runs", "--dest", dest, env=cli_env)
+    header, row = listed.stdout.splitlines()
+    assert "started by" in header
+    assert f"{getpass.getuser()}@{socket.gethostname()}" in row
+
+
+def test_lineage_takes_a_path_under_source_and_names_the_path_of_each_event(cli_env, seeds_dir, tmp_path):
+    source, dest = tmp_path / "batch", str(tmp_path / "store")
+    source.mkdir()
+    seed = sorted(seeds_dir.iterdir())[0]
+    (source / "a.txt").write_bytes(seed.read_bytes())
+    (source / "copy of a.txt").write_bytes(seed.read_bytes())
+    assert archive("ingest", str(source), "--dest", dest, "--json", env=cli_env).returncode == 0
+
+    as_recorded = archive("lineage", "a.txt", "--dest", dest, env=cli_env)
+    from_here = archive("lineage", "batch/a.txt", "--dest", dest, env=cli_env, cwd=tmp_path)
+    absolute = archive("lineage", str(source / "a.txt"), "--dest", dest, env=cli_env)
+    for done in (as_recorded, from_here, absolute):
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == as_recorded.stdout
+    details = [line.strip() for line in as_recorded.stdout.splitlines() if line.startswith("      ")]
+    assert any(d.startswith("a.txt: ") for d in details) and any(d.startswith("copy of a.txt: ") for d in details)
+
+    elsewhere = archive("lineage", str(tmp_path / "other" / "a.txt"), "--dest", dest, env=cli_env)
+    assert elsewhere.returncode == 1 and "no file" in elsewhere.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(cli_env, seeds_dir, tmp_path):
+    dest = str(tmp_path / "store")
+    assert archive("ingest", str(seeds_dir), "--dest", dest, "--json", env=cli_env).returncode == 0
+    seed = sorted(seeds_dir.iterdir())[0].name
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first line, as `| head -0` does: every write fails
+    try:
+        done = subprocess.run([sys.executable, "-m", "archive_flows.cli", "lineage", seed, "--dest", dest],
+                              env=cli_env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr and "Exception" not in done.stderr
+
+
+def test_every_argument_of_every_command_is_described_in_help():
+    import argparse
+
+    from archive_flows.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    undescribed = [f"{name} {action.dest}" for name, sub in commands.choices.items() for action in sub._actions
+                   if not action.help]
+    assert not undescribed, undescribed

@@ -58,6 +58,7 @@ class PrefectService:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
             "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick up a new run within a second, not ten
+            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",  # schedule within seconds, not a minute
         })
 
     def logs(self) -> str:
@@ -229,3 +230,42 @@ def test_ingest_deployment_runs_its_batches_on_dask(service, seeds_dir, tmp_path
     batches = [t for t in stream.data if "process_batch" in str(t["key"])]
     assert len(batches) == 3, [t["key"] for t in stream.data]  # 5 files, 2 a batch
     assert {t["worker"] for t in batches} <= dask_workers
+
+
+def test_the_scheduler_creates_a_scheduled_audit_run_and_the_worker_completes_it(service, seeds_dir):
+    """The weekly fixity audit's path, due within a minute: the server's scheduler creates the run from the
+    deployment's schedule, and the worker runs it to completion: an audit run committed in the store."""
+    from datetime import datetime, timedelta, timezone
+
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.client.schemas.schedules import IntervalSchedule
+
+    seeds_run(service, seeds_dir)  # something to audit
+    due = datetime.now(timezone.utc) + timedelta(seconds=5)
+    with service.settings(), service.client() as client:
+        weekly = client.read_deployment_by_name("fixity-audit/fixity-audit")
+        schedule = DeploymentScheduleCreate(
+            schedule=IntervalSchedule(interval=timedelta(minutes=1), anchor_date=due - timedelta(minutes=1)),
+            active=True, parameters={"dest": service.store})
+        deployment_id = client.create_deployment(
+            flow_id=weekly.flow_id, name="every-minute", entrypoint=weekly.entrypoint, path=weekly.path,
+            pull_steps=weekly.pull_steps, work_pool_name=POOL, work_queue_name=weekly.work_queue_name,
+            parameter_openapi_schema=weekly.parameter_openapi_schema, schedules=[schedule])
+        deadline = time.monotonic() + RUN_SECONDS + 60
+        of_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        finished = None
+        while finished is None:
+            runs = client.read_flow_runs(deployment_filter=of_deployment)
+            assert all(r.auto_scheduled for r in runs), "only the scheduler makes this deployment's runs"
+            finished = next((r for r in runs if r.state is not None and r.state.is_final()), None)
+            assert time.monotonic() < deadline, \
+                f"no scheduled run finished: {[(r.name, r.state_name) for r in runs]}\n{service.logs()}"
+            if finished is None:
+                time.sleep(0.5)
+        client.delete_deployment(deployment_id)  # no more runs every minute for the rest of the session
+    assert finished.state.is_completed(), f"{finished.state.name}: {finished.state.message}\n{service.logs()}"
+    audits = [m for m in committed_manifests(open_store(service.store)) if m["kind"] == "audit"
+              and m["flow_run_id"] == str(finished.id)]
+    assert len(audits) == 1 and audits[0]["counts"]["problems"] == 0
+    assert audits[0]["started_by"]["schedule"].startswith("schedule, for ")

@@ -1,17 +1,44 @@
-"""Prefect artifacts of a run, so an archivist sees the result in the UI without reading logs."""
+"""Prefect artifacts of a run, so an archivist sees the result in the UI without reading logs.
+
+They go on the page of the flow run the person started: the `ingest` deployment's run, whose ingest flow is a
+subflow, shows the counts, the set-aside files, the summary and the progress itself, not one level down.
+"""
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+from uuid import UUID
 
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import MarkdownArtifact, ProgressArtifact, TableArtifact, update_progress_artifact
 
 MAX_QUARANTINE_ROWS = 200
+_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
+
+
+def started_run_id() -> UUID | None:
+    """The flow run a person or a schedule started: this run, or the top of the subflows it is in."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    return None if run is None else _top_of(run.id, run.parent_task_run_id)
+
+
+@lru_cache(maxsize=64)
+def _top_of(run_id: UUID, parent_task_run_id: UUID | None) -> UUID:
+    if parent_task_run_id is None:
+        return run_id
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        parent = client.read_flow_run(client.read_task_run(parent_task_run_id).flow_run_id)
+    return _top_of(parent.id, parent.parent_task_run_id)
+
+
+def _create(artifact) -> UUID:
+    artifact.flow_run_id = started_run_id()
+    return artifact.create().id
 
 
 def _key(text: str) -> str:
@@ -19,12 +46,12 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
 
 
-class ProgressArtifact:
+class ProgressBar:
     """A progress bar in the UI, updated as batches finish (at most once a percent)."""
 
     def __init__(self, run_id: str):
-        self.id = create_progress_artifact(0.0, key=_key(f"ingest-progress-{run_id}"),
-                                           description=f"Run {run_id}: files done")
+        self.id = _create(ProgressArtifact(progress=0.0, key=_key(f"ingest-progress-{run_id}"),
+                                           description=f"Run {run_id}: files done"))
         self.shown = 0
 
     def update(self, done: int, total: int) -> None:
@@ -34,22 +61,32 @@ class ProgressArtifact:
             self.shown = percent
 
 
+def _literal(text: str) -> str:
+    """Text shown as it is in Markdown: control characters escaped, and every ASCII punctuation mark
+    backslash-escaped (CommonMark), so no file name or detail becomes markup or HTML."""
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return _PUNCTUATION.sub(r"\\\g<0>", shown)
+
+
 def publish_ingest_artifacts(result: dict) -> None:
     run_id = result["run_id"]
     counts = result["counts"]
-    create_table_artifact(
-        [{"outcome": name, "files": counts[name]}
-         for name in ("files", "documents", "duplicates", "quarantined", "skipped")],
-        key=_key(f"ingest-counts-{run_id}"), description=f"Run {run_id}: files per outcome")
+    _create(TableArtifact(
+        table=[{"outcome": name, "files": counts[name]}
+               for name in ("files", "documents", "duplicates", "quarantined", "skipped")],
+        key=_key(f"ingest-counts-{run_id}"), description=f"Run {run_id}: files per outcome"))
     problems = [p for p in result["problems"]][:MAX_QUARANTINE_ROWS]
-    create_table_artifact(
-        [{"path": p["path"], "outcome": p["outcome"], "reason": p["reason"], "detail": p["detail"]} for p in problems]
-        or [{"path": "", "outcome": "", "reason": "", "detail": "nothing was quarantined or skipped"}],
+    # A Markdown list, not a table: the UI keeps each table cell on one line, so a long detail ran off the side of
+    # the page; list items wrap.
+    items = "\n".join(f"- **{_literal(p['path'])}**: {p['outcome']} `{p['reason']}`: {_literal(p['detail'])}"
+                      for p in problems)
+    _create(MarkdownArtifact(
+        markdown=f"Files set aside by run `{run_id}`, with the reason for each:\n\n{items}\n" if items
+        else f"Run `{run_id}` set no file aside: nothing was quarantined or skipped.\n",
         key=_key(f"ingest-quarantine-{run_id}"),
-        description=f"Run {run_id}: quarantined and skipped files with reasons (first {MAX_QUARANTINE_ROWS})")
+        description=f"Run {run_id}: quarantined and skipped files with reasons (first {MAX_QUARANTINE_ROWS})"))
     notes = "\n".join(f"- {note}" for note in result.get("notes", [])) or "- none"
-    create_markdown_artifact(
-        f"""# Ingest run `{run_id}`: committed
+    _create(MarkdownArtifact(markdown=f"""# Ingest run `{run_id}`: committed
 
 | | |
 |---|---|
@@ -64,16 +101,16 @@ def publish_ingest_artifacts(result: dict) -> None:
 
 Notes:
 {notes}
-""", key=_key(f"ingest-summary-{run_id}"), description=f"Run {run_id}: summary")
+""", key=_key(f"ingest-summary-{run_id}"), description=f"Run {run_id}: summary"))
 
 
 def publish_audit_artifacts(report: dict) -> None:
     problems = report["problems"]
-    create_markdown_artifact(
-        f"""# Fixity audit `{report['run_id']}`: {'all hold' if not problems else f'{len(problems)} problem(s)'}
+    verdict = "all hold" if not problems else f"{len(problems)} problem(s)"
+    _create(MarkdownArtifact(markdown=f"""# Fixity audit `{report['run_id']}`: {verdict}
 
 DEST `{report['dest']}`, manifest `{report['manifest']}`: checked {report['checked']['parts']:,} part files of
 {report['checked']['runs']:,} runs and {report['checked']['objects']:,} originals.
 
 """ + "\n".join(f"- {p['message']}" for p in problems[:MAX_QUARANTINE_ROWS]),
-        key=_key(f"audit-summary-{report['run_id']}"), description="Fixity audit summary")
+        key=_key(f"audit-summary-{report['run_id']}"), description="Fixity audit summary"))

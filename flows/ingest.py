@@ -31,7 +31,7 @@ from archive.storage import open_store, resolve_dest
 
 from . import progress
 from . import workers as worker_pool
-from .artifacts import ProgressArtifact, publish_ingest_artifacts
+from .artifacts import ProgressBar, publish_ingest_artifacts
 from .context import is_transient, started_by
 
 
@@ -104,7 +104,7 @@ def ingest(
     workers = workers or os.cpu_count() or 1
     futures, total, seen = [], 0, []
     summaries, done = [], 0
-    bar = ProgressArtifact(run.run_id)
+    bar = ProgressBar(run.run_id)
     with worker_pool.batch_workers(run.run_id, workers, known):
         for index, refs in enumerate(batches(src.iter_files(), batch_files, batch_bytes)):
             total += len(refs)

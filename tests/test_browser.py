@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from archive.publish import committed_manifests
+from archive.storage import open_store
 from tests.test_service import seeds_run, shared_service
 
 pytestmark = pytest.mark.flow
@@ -138,3 +140,39 @@ def test_the_run_page_shows_the_summary_artifact_with_the_counts(service, seeds_
     for shot in (run_page, summary_page):
         assert shot.stat().st_size > 10_000
         print(f"screenshot: {shot}")
+
+
+def test_the_page_that_watch_prints_carries_the_artifacts_and_a_readable_quarantine_table(service, seeds_dir,
+                                                                                           browser, tmp_path):
+    source, dest = tmp_path / "batch", tmp_path / "store"
+    shutil.copytree(seeds_dir, source)
+    (source / "blank page.txt").write_bytes(b"")
+    (source / "telegram.dat").write_bytes(bytes(range(256)) * 4)
+    # As an archivist starts a run from the command line: the URL it prints is the page they open.
+    printed = service._prefect("deployment", "run", "ingest/ingest", "-p", f"source={source}", "-p", f"dest={dest}",
+                               "--watch", "--watch-interval", "1", timeout=300)
+    url = re.search(r"http://127\.0\.0\.1:\d+/runs/flow-run/[0-9a-f-]{36}", printed)
+    assert url, printed
+    browser.call("Page.navigate", url=url.group(0))
+    browser.wait_for_text("Completed", "Artifacts")
+    tab = "[...document.querySelectorAll('[role=tab], button, li')].find(e => e.innerText.trim() === 'Artifacts')"
+    assert browser.click(tab), "no Artifacts tab on the run page"
+    (manifest,) = committed_manifests(open_store(str(dest)))
+    key = manifest["run_id"].lower()
+    browser.wait_for_text(*(f"ingest-{kind}-{key}" for kind in ("counts", "quarantine", "summary", "progress")))
+    browser.screenshot(tmp_path / "watched-run-artifacts.png")
+
+    card = f"[...document.querySelectorAll('a')].find(a => a.innerText.includes('ingest-quarantine-{key}'))"
+    assert browser.click(card), "no link to the quarantine table"
+    detail = "Unidentified binary (application/octet-stream): no text extractor for this format"
+    text = browser.wait_for_text("telegram.dat", "blank page.txt", detail)
+    assert "the file has no bytes" in text
+    shot = browser.screenshot(tmp_path / "quarantine-table.png")
+    print(f"screenshot: {shot}")
+    # Readable in a 1400 px window: the whole detail shows, nothing around it scrolls sideways or cuts it off.
+    overflowing = browser.evaluate(
+        f"[...document.querySelectorAll('*')].filter(e => (e.innerText || '').includes('{detail}')"
+        " && e.scrollWidth > e.clientWidth + 1).map(e => `${e.tagName}.${e.className}: ${e.scrollWidth} > "
+        "${e.clientWidth}`)")
+    assert overflowing == [], overflowing
+    assert browser.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -13,9 +14,10 @@ from contextlib import contextmanager
 from archive import __version__
 from archive.errors import ArchiveError, ConfigurationError, SourceError
 
-from . import output
+from . import output, server
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_NOT_RUNNING = 3  # archive service status: nothing runs
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command its pipe's reader stopped
 
 
@@ -37,10 +39,14 @@ def _flow_run(args):
     from . import progress
     from .context import command_line_run
 
+    if not getattr(args, "verbose", False):
+        # Prefect's event sender says at exit how many events it still has to send, under a logger of its own
+        # name, outside Prefect's logging settings: not this command's news.
+        logging.getLogger("EventsWorker").setLevel(logging.ERROR)
     bar = output.Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
     stop = progress.listen(bar) if bar else (lambda: None)
     try:
-        with command_line_run():
+        with command_line_run(), server.for_this_command():
             yield
     finally:
         stop()
@@ -225,6 +231,25 @@ def cmd_gc(args) -> int:
     return EXIT_OK
 
 
+def cmd_service(args) -> int:
+    try:
+        if args.action == "start":
+            server.start_service()
+        elif args.action == "stop":
+            stopped = server.stop()
+            if not args.json:
+                print("Stopped the local Prefect server and worker." if stopped else "Nothing was running.")
+            return EXIT_OK
+    except RuntimeError as exc:
+        return _fail(str(exc), args)
+    state = server.status()
+    if args.json:
+        print(json.dumps(state))
+    else:
+        output.service_status(state)
+    return EXIT_OK if state["server"]["up"] else EXIT_NOT_RUNNING
+
+
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -333,6 +358,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "may belong to a run still in progress and are kept")
     p.add_argument("--delete", action="store_true", help="remove them (default: a dry run that only lists them)")
     p.set_defaults(func=cmd_gc)
+
+    p = sub.add_parser("service", help="the local Prefect server, deployments and worker: start, stop or status")
+    p.add_argument("action", choices=["start", "stop", "status"],
+                   help="start: server, work pool, deployments of prefect.yaml and a worker, in that order; stop: "
+                        "all of it; status: what runs")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=cmd_service)
 
     p = sub.add_parser("bag", help="export a run's originals as a BagIt bag (sha256 and sha512)")
     p.add_argument("run_id", metavar="RUN_ID", help="a committed run (see archive runs)")

@@ -192,6 +192,17 @@ def gc_report(plan, result) -> None:
         print("Dry run: nothing was removed; --delete removes them.")
 
 
+def service_status(state: dict) -> None:
+    srv, worker = state["server"], state["worker"]
+    if not srv["up"]:
+        print("The local Prefect server is not running (archive service start, or any archive ingest, starts it).")
+        return
+    when = ("stops after the idle time without a command" if srv["stops_when_idle"]
+            else "runs until archive service stop")
+    print(f"Prefect server  {srv['ui_url']}  (pid {srv['pid']}; {when})")
+    print(f"Worker          {'pid ' + str(worker['pid']) + ' polling ' + worker['pool'] if worker['up'] else 'none'}")
+
+
 def age(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 120:

@@ -1,0 +1,118 @@
+"""Commands share one local Prefect server: started on first use, reused, stopped when idle or by `archive service
+stop`; `archive service start` brings up the server, the deployments and a worker in order."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from archive.publish import committed_manifests
+from archive.storage import open_store
+
+pytestmark = pytest.mark.cli
+
+BOUND_SECONDS = 90
+
+
+@pytest.fixture
+def env(tmp_path):
+    """No Prefect API configured, a Prefect home of the test's own: as a user's first command finds things."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "ARCHIVE_DEST"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    yield env
+    archive("service", "stop", env=env)  # nothing outlives the test
+
+
+def archive(*args, env):
+    return subprocess.run([sys.executable, "-m", "archive_flows.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _state(env) -> dict:
+    return json.loads((Path(env["PREFECT_HOME"]) / "archive-server.json").read_text())
+
+
+def _gone(pid: int) -> bool:
+    from archive_flows.server import alive
+
+    deadline = time.monotonic() + BOUND_SECONDS
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _flow_run_ids(api_url: str) -> set[str]:
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        return {str(run.id) for run in client.read_flow_runs()}
+
+
+def test_commands_share_one_server_started_on_first_use(env, tmp_path):
+    dest = str(tmp_path / "store")
+    first = archive("verify", "--dest", dest, "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    server = _state(env)
+    second = archive("verify", "--dest", dest, "--json", env=env)
+    assert second.returncode == 0, second.stderr
+    assert _state(env)["pid"] == server["pid"]  # the same server, not a second one
+    assert first.stderr == "" and second.stderr == ""
+    runs = {m["flow_run_id"] for m in committed_manifests(open_store(dest))}
+    assert len(runs) == 2 and runs <= _flow_run_ids(server["api_url"])  # both audits ran on the shared server
+
+    status = archive("service", "status", "--json", env=env)
+    assert status.returncode == 0 and json.loads(status.stdout)["server"]["stops_when_idle"] is True
+    stopped = archive("service", "stop", env=env)
+    assert stopped.returncode == 0 and "Stopped" in stopped.stdout
+    assert _gone(server["pid"])
+    assert archive("service", "status", env=env).returncode == 3
+
+
+def test_a_server_started_on_first_use_stops_by_itself_when_idle(env, tmp_path):
+    env = {**env, "ARCHIVE_PREFECT_IDLE_SECONDS": "2"}
+    done = archive("verify", "--dest", str(tmp_path / "store"), env=env)
+    assert done.returncode == 0, done.stderr
+    pid = _state(env)["pid"]
+    assert _gone(pid), "the idle server still runs"
+    assert not (Path(env["PREFECT_HOME"]) / "archive-server.json").exists()
+
+
+def test_an_explicit_prefect_api_is_used_instead(env, tmp_path, prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
+    done = archive("verify", "--dest", str(tmp_path / "store"), env={**env, "PREFECT_API_URL": PREFECT_API_URL.value()})
+    assert done.returncode == 0, done.stderr
+    assert not (Path(env["PREFECT_HOME"]) / "archive-server.json").exists()
+
+
+def test_service_start_brings_up_server_deployments_and_worker_and_stop_ends_them(env):
+    started = archive("service", "start", env=env)
+    assert started.returncode == 0, started.stderr
+    assert "Prefect server  http://127.0.0.1:" in started.stdout and "Worker          pid " in started.stdout
+    state = _state(env)
+    status = json.loads(archive("service", "status", "--json", env=env).stdout)
+    assert status["server"]["up"] and status["worker"]["up"] and status["server"]["stops_when_idle"] is False
+
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: state["api_url"]}), get_client(sync_client=True) as client:
+        assert client.read_deployment_by_name("ingest/ingest").work_pool_name == "archive-pool"
+        assert client.read_deployment_by_name("fixity-audit/fixity-audit").schedules
+
+    again = archive("service", "start", env=env)  # nothing started twice
+    assert again.returncode == 0 and _state(env)["pid"] == state["pid"]
+    assert _state(env)["worker_pid"] == state["worker_pid"]
+
+    assert archive("service", "stop", env=env).returncode == 0
+    assert _gone(state["worker_pid"]) and _gone(state["pid"])
+    assert archive("service", "status", env=env).returncode == 3

@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+STAMP  := $(VENV)/.installed-dev
+RUN_STAMP := $(VENV)/.installed
 DEST   ?= ./archive-store
 
 # OCR and PDF rendering come from Debian's packages (installed when missing; needs root or sudo).
@@ -27,7 +28,7 @@ endef
 
 .PHONY: install system-deps test-system-deps demo test bench bench-quick stress clean
 
-install: system-deps $(STAMP)
+install: system-deps $(RUN_STAMP)
 
 system-deps:
 	@if command -v tesseract >/dev/null && command -v pdftoppm >/dev/null \
@@ -38,15 +39,23 @@ test-system-deps:
 	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
 	else $(call apt_install,$(TEST_PACKAGES),the browser test of the Prefect UI is skipped); fi
 
-$(STAMP): pyproject.toml constraints.txt
+# What the archive needs to run (make demo, make install), with pip's progress shown; the test and benchmark
+# tools (the dev extra) only for make test and make bench.
+$(RUN_STAMP): pyproject.toml constraints.txt
+	@echo "Installing the archive and its pinned dependencies into $(VENV) (the first time takes a few minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --progress-bar on -c constraints.txt -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	@echo "Installing the test and benchmark tools into $(VENV)"
+	$(PY) -m pip install --progress-bar on -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 # Ingest the sample corpus into ./archive-store on the local store (no server needed),
 # then list the committed runs. Run it twice: the second run adds no documents.
-demo: system-deps $(STAMP)
+demo: system-deps $(RUN_STAMP)
 	$(VENV)/bin/archive ingest examples --dest $(DEST) --collection examples
 	$(VENV)/bin/archive runs --dest $(DEST)
 

@@ -26,7 +26,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: install system-deps test-system-deps demo test bench bench-quick stress clean
+.PHONY: install system-deps test-system-deps demo test bench bench-quick bench-command stress clean
 
 install: system-deps $(RUN_STAMP)
 
@@ -73,6 +73,10 @@ stress: system-deps $(STAMP)
 bench: system-deps $(STAMP)
 	$(PY) bench/run.py --files 100000 --json-out bench/results-100k.json \
 		$(if $(wildcard bench/results-10k.json),--baseline bench/results-10k.json)
+
+# The fixed cost of a command that runs a flow: the shared local Prefect server against a temporary one.
+bench-command: system-deps $(STAMP)
+	$(PY) bench/command_cost.py --json-out bench/results-command.json
 
 bench-quick: system-deps $(STAMP)
 	$(PY) bench/run.py --files 10000 --json-out bench/results-10k.json

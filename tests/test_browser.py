@@ -115,12 +115,12 @@ def browser(tmp_path):
 
 
 def test_the_run_page_shows_the_summary_artifact_with_the_counts(service, seeds_dir, browser, tmp_path):
-    _, manifest = seeds_run(service, seeds_dir)
+    deployment_run, manifest = seeds_run(service, seeds_dir)
     run_id, counts = manifest["run_id"], manifest["counts"]
     summary_key = f"ingest-summary-{run_id.lower()}"
 
-    # The ingest run's page (the flow run that committed the manifest), its Artifacts tab.
-    browser.call("Page.navigate", url=f"{service.url}/runs/flow-run/{manifest['flow_run_id']}")
+    # The page of the run the deployment started (whose ingest subflow committed the manifest), its Artifacts tab.
+    browser.call("Page.navigate", url=f"{service.url}/runs/flow-run/{deployment_run.id}")
     browser.wait_for_text("Completed", "Artifacts")
     tab = "[...document.querySelectorAll('[role=tab], button, li')].find(e => e.innerText.trim() === 'Artifacts')"
     assert browser.click(tab), "no Artifacts tab on the run page"

@@ -13,7 +13,7 @@ from uuid import UUID
 from prefect.artifacts import MarkdownArtifact, ProgressArtifact, TableArtifact, update_progress_artifact
 
 MAX_QUARANTINE_ROWS = 200
-_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")
+_MARKUP = re.compile(r"[\\`*_\[\]<>|~#&]")  # what Markdown or HTML could take for markup here
 
 
 def started_run_id() -> UUID | None:
@@ -62,10 +62,10 @@ class ProgressBar:
 
 
 def _literal(text: str) -> str:
-    """Text shown as it is in Markdown: control characters escaped, and every ASCII punctuation mark
-    backslash-escaped (CommonMark), so no file name or detail becomes markup or HTML."""
+    """Text shown as it is in Markdown: control characters escaped, and the characters that could start markup or
+    HTML backslash-escaped (CommonMark), so no file name or detail becomes either."""
     shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-    return _PUNCTUATION.sub(r"\\\g<0>", shown)
+    return _MARKUP.sub(r"\\\g<0>", shown)
 
 
 def publish_ingest_artifacts(result: dict) -> None:

@@ -160,12 +160,12 @@ def stop(state: dict | None = None) -> bool:
     state = state or read_state()
     if not state:
         return False
+    _state_path().unlink(missing_ok=True)  # first: no command takes up a server that is stopping
     stopped = False
     for pid in (state.get("worker_pid"), state.get("pid")):  # the worker first, while the server still answers
         if alive(pid):
             _kill_group(pid)
             stopped = True
-    _state_path().unlink(missing_ok=True)
     return stopped
 
 

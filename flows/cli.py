@@ -55,7 +55,7 @@ def _flow_run(args):
 
 
 def cmd_ingest(args) -> int:
-    from archive.sources import open_source
+    from archive.sources import open_source, overlap
     from archive.storage import open_store, resolve_dest
 
     dest = resolve_dest(args.dest)
@@ -63,6 +63,8 @@ def cmd_ingest(args) -> int:
         open_source(args.source)  # a wrong SOURCE is a usage error, found before Prefect starts
     except SourceError as exc:
         return _usage(str(exc))
+    if overlap(args.source, dest):
+        return _usage(overlap(args.source, dest))
     if args.metadata and not os.path.isfile(args.metadata):
         return _usage(f"--metadata {args.metadata}: no such file")
     if args.dask and args.workers not in (None, 1):

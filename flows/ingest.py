@@ -11,6 +11,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from archive.errors import ConfigurationError
 from archive.ingest import (
     DEFAULT_MAX_FILE_BYTES,
     BatchSummary,
@@ -26,7 +27,7 @@ from archive.ingest import (
 from archive.provenance import RunContext, new_run_id
 from archive.read import committed_doc_ids
 from archive.reuse import ReuseParams, RunReuse, find_run_reuse, reuse_parameters
-from archive.sources import batches, open_source
+from archive.sources import batches, open_source, overlap
 from archive.storage import open_store, resolve_dest
 
 from . import progress
@@ -84,6 +85,9 @@ def ingest(
     """
     started = time.monotonic()
     dest = resolve_dest(dest)
+    apart = overlap(source, dest)
+    if apart:  # (before anything is written to DEST)
+        raise ConfigurationError(apart)
     store = open_store(dest)
     store.check_writable()
     src = open_source(source)

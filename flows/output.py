@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 def show(text: str) -> str:
-    """A path or detail as one printable line: control characters (newlines...) escaped."""
+    """Text from a file or a person (a path, a title, a detail) as one printable line: control characters (escape
+    sequences, newlines...) escaped, so nothing read from a file can move the cursor, recolour or clear a terminal."""
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
@@ -70,7 +71,7 @@ def ingest_summary(result: dict, set_aside_before: set[tuple[str, str, str]] = f
               f"passage(s) (new documents against {reuse.get('runs_compared', 0):,} committed run(s); "
               "see archive lineage DOC_ID)")
     for note in result.get("notes", []):
-        print(f"Note: {note}")
+        print(f"Note: {show(note)}")
 
 
 def runs_table(manifests: list[dict]) -> None:
@@ -89,13 +90,13 @@ def runs_table(manifests: list[dict]) -> None:
             print(f"{head} checked {c['objects']:,} originals, {c['parts']:,} parts: {c['problems']:,} problem(s)")
         else:
             print(f"{head} {c['files']:>7,} {c['documents']:>7,} {c['duplicates']:>7,} {c['quarantined']:>6,} "
-                  f"{c['skipped']:>6,}  {m['collection'] or ''}")
+                  f"{c['skipped']:>6,}  {show(m['collection'] or '')}")
 
 
 def verify_report(report: dict) -> None:
     checked = report["checked"]
     for problem in report["problems"]:
-        print(problem["message"])
+        print(show(problem["message"]))
     verdict = "all hold" if not report["problems"] else f"{len(report['problems'])} problem(s)"
     print(f"Fixity of {report['dest']}: {verdict}. Checked {checked['parts']:,} part file(s) of "
           f"{checked['runs']:,} run(s) and {checked['objects']:,} original(s) in {report['seconds']:.1f} s; "
@@ -114,7 +115,7 @@ def lineage_story(story: dict) -> None:
               f"{src['puid'] or ''}".rstrip())
     print("published:" if story["documents"] else "published: no document was made from these bytes")
     for d in story["documents"]:
-        print(f"  document in run {d['run_id']}, part {d['part']}: {d['title'] or '(no title)'}; "
+        print(f"  document in run {d['run_id']}, part {d['part']}: {show(d['title']) if d['title'] else '(no title)'}; "
               f"{d['char_count']:,} characters, text sha256 {d['text_sha256']}, by {d['extractor']} "
               f"{d['extractor_version']}")
     if story["shares_text_with"]:

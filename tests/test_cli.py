@@ -270,3 +270,61 @@ def test_every_argument_of_every_command_is_described_in_help():
     undescribed = [f"{name} {action.dest}" for name, sub in commands.choices.items() for action in sub._actions
                    if not action.help]
     assert not undescribed, undescribed
+
+
+def test_text_from_files_reaches_the_terminal_escaped(capsys):
+    """A title, path, detail or note taken from a file never reaches the terminal as escape codes."""
+    import datetime as dt
+
+    from archive_flows import output
+
+    hostile = "Report \x1b[31mred\x1b[0m\x07 and \x1b]0;title\x07\rline"
+    output.lineage_story({
+        "sha256": "a" * 64, "original": {"key": "objects/x", "stored": True, "bytes": 1},
+        "sources": [{"path": hostile, "run_id": "r", "outcome": "document", "reason": None, "media_type": "text/plain",
+                     "puid": None}],
+        "documents": [{"run_id": "r", "part": "p", "title": hostile, "char_count": 1, "text_sha256": "b" * 64,
+                       "extractor": "x", "extractor_version": "1"}],
+        "shares_text_with": [],
+        "events": [{"event_time": dt.datetime(2026, 1, 1), "event_type": "ingestion", "outcome": "success",
+                    "agent": "archive", "agent_version": "1", "tool": None, "run_id": "r", "flow_run_id": None,
+                    "source_path": hostile, "detail": hostile}],
+        "runs": [],
+    })
+    output.ingest_summary({"run_id": "r", "dest": "d", "manifest": "m", "bytes": 1, "seconds": 1.0,
+                           "counts": {"files": 1, "documents": 1, "duplicates": 0, "quarantined": 0, "skipped": 0},
+                           "problems": [], "notes": [hostile]})
+    output.runs_table([{"run_id": "r", "kind": "ingest", "committed_at": "2026-01-01T00:00:00", "collection": hostile,
+                        "started_by": {"user": "u", "host": "h"},
+                        "counts": {"files": 1, "documents": 1, "duplicates": 0, "quarantined": 0, "skipped": 0}}])
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\x07" not in printed and "\r" not in printed
+    assert printed.count("Report \\x1b[31mred") >= 4  # shown, escaped: title, path, detail, note, collection
+
+
+@pytest.mark.parametrize("dest_of", [lambda src: src / "archive-store", lambda src: src, lambda src: src.parent])
+def test_a_dest_inside_the_source_or_around_it_is_refused_before_anything_is_written(cli_env, tmp_path, dest_of):
+    source = tmp_path / "batch"
+    source.mkdir()
+    (source / "page.txt").write_text("A page of text.", encoding="utf-8")
+    dest = dest_of(source)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    done = archive("ingest", str(source), "--dest", str(dest), env=cli_env)
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("archive: ") and "inside" in line and str(source) in line
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no store made, no probe left
+
+
+def test_overlap_of_sources_and_stores(tmp_path):
+    from archive.sources import overlap
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    assert overlap(tmp_path / "a", tmp_path / "a" / "b")
+    assert overlap(tmp_path / "link", tmp_path / "a" / "store")  # the same folder through a link
+    assert overlap(tmp_path / "a" / "b", tmp_path / "a")
+    assert overlap(tmp_path / "a", tmp_path / "ab") is None  # a name that only starts the same
+    assert overlap("s3://bucket/in", "s3://bucket/in/store") and overlap("s3://bucket", "s3://bucket/store")
+    assert overlap("s3://bucket/in", "s3://bucket/input") is None
+    assert overlap("s3://bucket/in", "s3://other/in") is None and overlap(tmp_path, "s3://bucket") is None

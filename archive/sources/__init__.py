@@ -3,7 +3,7 @@
 from ..lazy import lazy_names
 from .base import SIDECAR_NAME, FileRef, Source, batches, display_path
 from .local import LocalSource, Prefetch
-from .opener import open_source
+from .opener import open_source, overlap
 
 # Imported on first use: they bring botocore, which a local ingest never needs.
 _LAZY = {"S3Source": ".s3", "iter_s3_source": ".s3"}
@@ -19,6 +19,7 @@ __all__ = [
     "display_path",
     "iter_s3_source",
     "open_source",
+    "overlap",
 ]
 
 

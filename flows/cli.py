@@ -63,8 +63,9 @@ def cmd_ingest(args) -> int:
         open_source(args.source)  # a wrong SOURCE is a usage error, found before Prefect starts
     except SourceError as exc:
         return _usage(str(exc))
-    if overlap(args.source, dest):
-        return _usage(overlap(args.source, dest))
+    apart = overlap(args.source, dest)
+    if apart:
+        return _usage(apart)
     if args.metadata and not os.path.isfile(args.metadata):
         return _usage(f"--metadata {args.metadata}: no such file")
     if args.dask and args.workers not in (None, 1):

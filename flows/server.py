@@ -266,7 +266,7 @@ def _prefect(args: list[str], env: dict) -> str:
 def status() -> dict:
     """What runs: the server (its URL and whether it answers), whether it stops when idle, the worker."""
     state = read_state() or {}
-    up = bool(state) and alive(state.get("pid")) and healthy(state["api_url"])
+    up = running() is not None
     return {"server": {"up": up, "pid": state.get("pid"), "api_url": state.get("api_url"),
                        "ui_url": state.get("ui_url"), "stops_when_idle": not state.get("keep", False)},
             "worker": {"up": alive(state.get("worker_pid")), "pid": state.get("worker_pid"), "pool": POOL},

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
 import re
 import sys
+import threading
 import traceback
 from contextlib import contextmanager
 
@@ -393,5 +395,35 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
+def run() -> None:
+    """The console script: main(), then an exit that skips tearing the interpreter down.
+
+    Once the exit handlers have run (Prefect's log and event workers drain in them, logging flushes), finalising
+    the interpreter frees Prefect's module graph object by object: about 0.5 s per command that nothing needs.
+    """
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse: --help, usage errors
+        code = exc.code
+    except BaseException:
+        traceback.print_exc()
+        code = EXIT_FAILED
+    if code is None:
+        code = EXIT_OK
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = EXIT_FAILED
+    for thread in threading.enumerate():  # what the interpreter waits for before its exit handlers
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -96,12 +97,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def spawn(args: list[str], log: Path, env: dict | None = None, cwd: str | None = None) -> subprocess.Popen:
+def spawn(args: list[str], log: Path, env: dict | None = None, cwd: str | None = None,
+          pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
     """A process in a session of its own (it outlives the command), its output appended to log."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                cwd=cwd, start_new_session=True)
+                                cwd=cwd, start_new_session=True, pass_fds=pass_fds)
 
 
 def prefect_command() -> str:
@@ -119,23 +121,35 @@ def ensure_started(*, keep: bool = False) -> dict:
             return state
         port = _free_port()
         api_url = f"http://127.0.0.1:{port}/api"
-        env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false"}
-        server = spawn([prefect_command(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                       home() / "archive-server.log", env)
-        deadline = time.monotonic() + START_SECONDS
-        while not healthy(api_url):
-            if server.poll() is not None or time.monotonic() > deadline:
-                _kill_group(server.pid)
-                raise RuntimeError(f"the local Prefect server did not start (see {home() / 'archive-server.log'})")
-            time.sleep(0.2)
+        env = _server_env(api_url)
+        server = spawn(_server_args(port), home() / "archive-server.log", env)
+        # The keeper first: should this command end before it records the server, the keeper stops it.
+        spawn([sys.executable, "-m", "archive_flows.server", "--keep-until-idle", str(server.pid), str(os.getpid())],
+              home() / "archive-server.log")
+        _wait_healthy(api_url, server, home() / "archive-server.log")
         state = {"pid": server.pid, "api_url": api_url, "ui_url": api_url.removesuffix("/api"), "keep": keep,
                  "started_at": time.time()}
         _write_state(state)
-        if not keep:
-            spawn([sys.executable, "-m", "archive_flows.server", "--keep-until-idle", str(server.pid)],
-                  home() / "archive-server.log")
         return state
+
+
+def _server_args(port: int) -> list[str]:
+    return [prefect_command(), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def _server_env(api_url: str) -> dict:
+    return {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false"}
+
+
+def _wait_healthy(api_url: str, process: subprocess.Popen, log: Path) -> None:
+    """Until the server at api_url answers; else its process group is stopped and the error names its log."""
+    deadline = time.monotonic() + START_SECONDS
+    while not healthy(api_url):
+        if process.poll() is not None or time.monotonic() > deadline:
+            _kill_group(process.pid)
+            raise RuntimeError(f"the local Prefect server did not start (see {log})")
+        time.sleep(0.2)
 
 
 def _write_state(state: dict) -> None:
@@ -187,12 +201,22 @@ def _kill_group(pid: int) -> None:
             time.sleep(0.1)
 
 
-def keep_until_idle(pid: int, idle_seconds: float, poll: float = 5.0) -> None:
-    """The keeper: stop the server once nothing has used it for idle_seconds and no command holds it."""
+def keep_until_idle(pid: int, starter: int, idle_seconds: float, poll: float = 5.0) -> None:
+    """The keeper: stop the server once nothing has used it for idle_seconds and no command holds it. Started
+    with the server, before the command that starts it (starter) records it: a server that its command ended
+    without recording, or that another replaced, is stopped at once."""
+    recorded_by = time.monotonic() + START_SECONDS + 5
     while alive(pid):
         state = read_state()
-        if not state or state.get("pid") != pid or state.get("keep"):
-            return  # replaced, stopped, or taken over by the service: not this keeper's to stop
+        if not state or state.get("pid") != pid:
+            if alive(starter) and time.monotonic() < recorded_by:
+                time.sleep(0.2)  # still starting
+                continue
+            _kill_group(pid)  # nobody will use it
+            return
+        starter = 0  # recorded: from now on the server outlives the command that started it
+        if state.get("keep"):
+            return  # the service's: it runs until `archive service stop`
         try:
             idle = time.time() - _state_path().stat().st_mtime
         except OSError:
@@ -213,9 +237,54 @@ def idle_seconds() -> float:
     return float(os.environ.get("ARCHIVE_PREFECT_IDLE_SECONDS") or IDLE_SECONDS)
 
 
+@contextmanager
+def temporary() -> Iterator[str]:
+    """A Prefect server of this command's own (ARCHIVE_PREFECT_SERVER=ephemeral): its API URL for the block.
+
+    It ends with the command however the command ends, SIGKILL included: a supervisor process holds the read
+    end of a pipe whose only write end this process holds; the kernel closes that end when this process ends,
+    and the supervisor then stops the server's process group.
+    """
+    port = _free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    log = home() / "archive-temporary-server.log"
+    read_end, write_end = os.pipe()  # (neither is inherited by other children: close_fds is the default)
+    try:
+        supervisor = spawn([sys.executable, "-m", "archive_flows.server", "--serve-while-open", str(port),
+                            str(read_end)], log, _server_env(api_url), pass_fds=(read_end,))
+    finally:
+        os.close(read_end)
+    try:
+        _wait_healthy(api_url, supervisor, log)
+        yield api_url
+    finally:
+        os.close(write_end)
+        try:
+            supervisor.wait(timeout=STOP_SECONDS + 10)
+        except subprocess.TimeoutExpired:
+            _kill_group(supervisor.pid)
+
+
+def serve_while_open(port: int, fd: int) -> None:
+    """The supervisor of a temporary server: runs it until fd (a pipe's read end) reaches its end, or the server
+    ends by itself, then stops the server's process group."""
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # stopped itself: it stops the server first
+        signal.signal(sig, lambda *_: sys.exit(0))
+    server = subprocess.Popen(_server_args(port), stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while server.poll() is None:
+            readable, _, _ = select.select([fd], [], [], 1.0)
+            if readable and not os.read(fd, 1):
+                break  # the command has ended
+    finally:
+        _kill_group(server.pid)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--keep-until-idle":
-        keep_until_idle(int(sys.argv[2]), idle_seconds())
+    if len(sys.argv) == 4 and sys.argv[1] == "--keep-until-idle":
+        keep_until_idle(int(sys.argv[2]), int(sys.argv[3]), idle_seconds())
+    elif len(sys.argv) == 4 and sys.argv[1] == "--serve-while-open":
+        serve_while_open(int(sys.argv[2]), int(sys.argv[3]))
 
 
 @contextmanager
@@ -224,12 +293,15 @@ def for_this_command() -> Iterator[None]:
     profile) or ARCHIVE_PREFECT_SERVER=ephemeral asks for Prefect's temporary server of the command's own."""
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-    if get_current_settings().api.url or os.environ.get("ARCHIVE_PREFECT_SERVER") == "ephemeral":
+    if get_current_settings().api.url:
         yield
-        return
-    state = ensure_started()
-    with using(state["api_url"]), temporary_settings(updates={PREFECT_API_URL: state["api_url"]}):
-        yield
+    elif os.environ.get("ARCHIVE_PREFECT_SERVER") == "ephemeral":
+        with temporary() as api_url, temporary_settings(updates={PREFECT_API_URL: api_url}):
+            yield
+    else:
+        state = ensure_started()
+        with using(state["api_url"]), temporary_settings(updates={PREFECT_API_URL: state["api_url"]}):
+            yield
 
 
 REPO = Path(__file__).resolve().parent.parent  # prefect.yaml is here; the deployments run this checkout's code

@@ -116,3 +116,64 @@ def test_service_start_brings_up_server_deployments_and_worker_and_stop_ends_the
     assert archive("service", "stop", env=env).returncode == 0
     assert _gone(state["worker_pid"]) and _gone(state["pid"])
     assert archive("service", "status", env=env).returncode == 3
+
+
+def _processes(env, marker: str) -> list[int]:
+    """The processes of this test's Prefect home whose command line holds marker."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in cmdline and f"PREFECT_HOME={env['PREFECT_HOME']}".encode() in environ:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _await_processes(env, marker: str, count: int = 1) -> list[int]:
+    deadline = time.monotonic() + BOUND_SECONDS
+    while len(found := _processes(env, marker)) < count:
+        assert time.monotonic() < deadline, f"no process {marker!r} appeared"
+        time.sleep(0.05)
+    return found
+
+
+@pytest.mark.parametrize("how", ["ends", "killed"])
+def test_a_temporary_server_ends_with_its_command_however_the_command_ends(env, tmp_path, how):
+    env = {**env, "ARCHIVE_PREFECT_SERVER": "ephemeral"}
+    (tmp_path / "store").mkdir()
+    command = subprocess.Popen([sys.executable, "-m", "archive_flows.cli", "verify", "--dest", str(tmp_path / "store")],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = _await_processes(env, "server start --host 127.0.0.1")
+    supervisor = _processes(env, "--serve-while-open")
+    assert len(server) == 1 and len(supervisor) == 1
+    if how == "killed":
+        command.kill()  # SIGKILL: no handler of the command's runs
+    out, err = command.communicate(timeout=300)
+    if how == "ends":
+        assert command.returncode == 0, err
+        assert "all hold" in out
+    assert _gone(server[0]) and _gone(supervisor[0]), "the temporary server outlived its command"
+    assert not (Path(env["PREFECT_HOME"]) / "archive-server.json").exists()  # not the shared one
+
+
+def test_a_shared_server_whose_starting_command_is_killed_before_recording_it_is_stopped(env, tmp_path):
+    import signal
+
+    (tmp_path / "store").mkdir()
+    command = subprocess.Popen([sys.executable, "-m", "archive_flows.cli", "verify", "--dest", str(tmp_path / "store")],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = _await_processes(env, "server start --host 127.0.0.1")[0]
+    _await_processes(env, "--keep-until-idle")
+    os.kill(server, signal.SIGSTOP)  # it cannot answer, so the command cannot have recorded it
+    try:
+        command.kill()
+        command.wait(timeout=60)
+        assert not (Path(env["PREFECT_HOME"]) / "archive-server.json").exists()
+    finally:
+        os.kill(server, signal.SIGCONT)
+    assert _gone(server), "a server nobody recorded was left running"

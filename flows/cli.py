@@ -396,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The console script: main(), then an exit that skips tearing the interpreter down.
+    """The console script: main(), then an exit that skips tearing the interpreter down (an exception main()
+    does not handle, Ctrl-C included, ends the interpreter as usual).
 
     Once the exit handlers have run (Prefect's log and event workers drain in them, logging flushes), finalising
     the interpreter frees Prefect's module graph object by object: about 0.5 s per command that nothing needs.
@@ -405,9 +406,6 @@ def run() -> None:
         code = main()
     except SystemExit as exc:  # argparse: --help, usage errors
         code = exc.code
-    except BaseException:
-        traceback.print_exc()
-        code = EXIT_FAILED
     if code is None:
         code = EXIT_OK
     elif not isinstance(code, int):

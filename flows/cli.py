@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from archive import __version__
 from archive.errors import ArchiveError, ConfigurationError, SourceError
 
-from . import output, server
+from . import export_cmd, output, server
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_RUNNING = 3  # archive service status: nothing runs
@@ -376,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR", help="a new or empty directory to write the bag into")
     common(p)
     p.set_defaults(func=cmd_bag)
+    export_cmd.add_parser(sub, common)
     return parser
 
 

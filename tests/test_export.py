@@ -280,6 +280,49 @@ def test_prov_jsonld_parses_offline_and_answers_a_sparql_query_for_loc_event_typ
     assert not [o for o in graph.objects() if isinstance(o, rdflib.Literal) and str(o).startswith("prov:")]
 
 
+def _audit(store, when: dt.datetime) -> str:
+    """A committed fixity audit of every run, as archive verify makes it (without its Prefect flow)."""
+    from archive.audit import check_objects, check_parts, commit_audit, record_checks, referenced_objects
+    from archive.provenance import RunContext, new_run_id
+
+    run = RunContext(new_run_id(when), None, store.url)
+    manifests = list(committed_manifests(store))
+    parts = record_checks(store, run, 0, check_parts(store, manifests))
+    referenced = referenced_objects(store, manifests, {p["key"] for m in manifests for p in m["parts"]})
+    objects = record_checks(store, run, 1, check_objects(store, referenced))
+    commit_audit(store, run, [parts, objects], {})
+    return run.run_id
+
+
+def test_an_audit_run_exports_its_fixity_checks_linked_to_the_originals_and_parts_it_checked(seeds_dir, tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    ingest = _ingest(store, seeds_dir, dt.datetime(2026, 3, 1, 9, tzinfo=dt.timezone.utc), "harbour")
+    audit = _audit(store, dt.datetime(2026, 3, 8, 3, tzinfo=dt.timezone.utc))
+    (ingested,) = [m for m in committed_manifests(store) if m["run_id"] == ingest]
+
+    export_premis(store, audit, tmp_path / "audit.premis.xml")
+    root = etree.parse(str(tmp_path / "audit.premis.xml"))
+    assert problems(premis_schema(), root) == []
+    checks = root.xpath("premis:event[premis:eventType='fixity check']", namespaces=P)
+    assert len(checks) == 5 + len(ingested["parts"])
+    linked = {e.findtext(".//premis:linkingObjectIdentifierValue", namespaces=P) for e in checks}
+    assert linked == ({f"urn:archive:original:{_sha(s)}" for s in seeds_dir.iterdir()}
+                      | {f"urn:archive:part:{p['key']}" for p in ingested["parts"]})
+    objects = {o.findtext(".//premis:objectIdentifierValue", namespaces=P) for o in root.findall("premis:object", P)}
+    assert linked <= objects  # every object checked is described
+    export_mets(store, audit, tmp_path / "audit.mets.xml")
+    assert problems(mets_schema(), etree.parse(str(tmp_path / "audit.mets.xml"))) == []
+
+    # In OCFL, the audit is a version of each original it checked, whose PREMIS holds the check.
+    export_ocfl(store, tmp_path / "ocfl", run_id=ingest)
+    assert export_ocfl(store, tmp_path / "ocfl", run_id=audit)["versions_added"] == 5
+    _validate_ocfl(tmp_path / "ocfl")
+    seed = seeds_dir / "001_291c46b230e7e5bc.txt"
+    obj = tmp_path / "ocfl" / object_path(record_id(_sha(seed)))
+    premis = etree.parse(str(obj / "v2/content/metadata/premis.xml"))
+    assert [e.get("valueURI") for e in premis.iter(f"{{{PREMIS_NS}}}eventType")][-1] == LOC_EVENT_TYPE + "fix"
+
+
 def _archive(*args, tmp_path):
     return subprocess.run([sys.executable, "-m", "archive_flows.cli", *args], capture_output=True, text=True,
                           timeout=300, cwd=tmp_path)

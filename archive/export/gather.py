@@ -71,7 +71,8 @@ def gather_run(store: Store, run_id: str) -> Records:
     events = _rows(open_dataset(store, "events", runs=[run_id]))
     events.sort(key=lambda e: (e["event_time"], e["event_id"]))
     parts = _parts_by_sha(manifests.values())
-    concerned = {e["object_sha256"] for e in events if e["object_sha256"]} - set(parts)
+    mentioned = {e["object_sha256"] for e in events if e["object_sha256"]}
+    concerned = mentioned - set(parts)
     seen = [f for f in files if f["sha256"]]
     missing = concerned - {f["sha256"] for f in seen}
     if missing:  # originals an audit (or reuse) run checked: described from the runs that saw them
@@ -79,7 +80,7 @@ def gather_run(store: Store, run_id: str) -> Records:
                  if f["sha256"]]
     own_parts = {p["sha256"]: {**p, "run_id": run_id} for p in manifest["parts"]}
     return Records([manifest], _originals(seen), _documents(store, [manifest]), files, events,
-                   {**{sha: parts[sha] for sha in concerned & set(parts)}, **own_parts})
+                   {**{sha: parts[sha] for sha in mentioned & set(parts)}, **own_parts})
 
 
 def gather_originals(store: Store, shas: Iterable[str], until: str, manifests: dict[str, dict]) -> Records:

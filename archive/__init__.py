@@ -7,7 +7,8 @@ The public API, importable from `archive` itself:
 - ingest: `process_batch`, `commit_run`, `IngestOptions`, `BatchSummary`, `CommitResult`, `RunContext`,
   `new_run_id`;
 - reading: `open_dataset`, `committed_manifests`;
-- auditing: `export_run_prov`, `export_bag`, `find_garbage`, `delete_garbage`;
+- auditing: `export_run_prov`, `export_bag`, `export_premis`, `export_mets`, `export_ocfl`, `find_garbage`,
+  `delete_garbage`;
 - text reuse: `publish_reuse`, `ReuseParams`;
 - errors: `ArchiveError`, `TransientError`, `TerminalError`, `is_transient` and the kinds in `archive.errors`.
 
@@ -44,6 +45,7 @@ _LAZY = {
     "RunContext": ".provenance", "new_run_id": ".provenance", "export_run_prov": ".provenance",
     "open_dataset": ".read", "committed_manifests": ".publish",
     "export_bag": ".bag", "find_garbage": ".gc", "delete_garbage": ".gc",
+    "export_premis": ".export.premis", "export_mets": ".export.mets", "export_ocfl": ".export.ocfl",
     "publish_reuse": ".reuse", "ReuseParams": ".reuse",
 }
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from archive import __version__
 from archive.errors import ArchiveError, ConfigurationError, SourceError
 
-from . import output, server
+from . import export_cmd, output, server
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_RUNNING = 3  # archive service status: nothing runs
@@ -172,15 +172,14 @@ def cmd_lineage(args) -> int:
 
 
 def cmd_prov(args) -> int:
-    from archive.provenance import export_run_prov
+    from archive.provenance import export_run_prov, prov_text
     from archive.storage import open_store
 
     try:
         document = export_run_prov(open_store(args.dest), args.run_id)
     except ArchiveError as exc:
         return _fail(str(exc), args)
-    text = document.serialize(format=args.format, indent=2) if args.format != "provn" else document.get_provn()
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.write(prov_text(document, args.format))
     return EXIT_OK
 
 
@@ -348,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", metavar="RUN_ID", help="a committed run (see archive runs)")
     p.add_argument("--dest", help="store (default: $ARCHIVE_DEST or ./archive-store)")
     p.add_argument("--format", choices=["json", "provn", "jsonld"], default="json",
-                   help="PROV-JSON (default), PROV-N or JSON-LD")
+                   help="PROV-JSON (default), PROV-N or JSON-LD (context embedded: PROV-O for any RDF tool)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=cmd_prov)
 
@@ -377,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR", help="a new or empty directory to write the bag into")
     common(p)
     p.set_defaults(func=cmd_bag)
+    export_cmd.add_parser(sub, common)
     return parser
 
 

@@ -141,6 +141,19 @@ def bag_written(result: dict) -> None:
           f"manifests {' and '.join(result['algorithms'])}.")
 
 
+def export_written(result: dict) -> None:
+    if result["format"] == "ocfl":
+        print(f"OCFL storage root {show(result['out'])}: {result['objects']:,} object(s) of run(s) "
+              f"{', '.join(result['runs'])}: {result['created']:,} created, {result['updated']:,} given new versions, "
+              f"{result['unchanged']:,} already up to date; {result['versions_added']:,} version(s) added.")
+    elif result["format"] == "mets":
+        print(f"METS of run {result['run_id']} written to {show(result['out'])}: {result['files']:,} file(s), "
+              f"{result['objects']:,} PREMIS object(s), {result['events']:,} event(s).")
+    else:
+        print(f"PREMIS of run {result['run_id']} written to {show(result['out'])}: {result['objects']:,} object(s), "
+              f"{result['events']:,} event(s), {result['agents']:,} agent(s).")
+
+
 def reuse_committed(result: dict) -> None:
     c = result["counts"]
     print(f"Reuse run {result['run_id']} committed: {c['pairs']:,} pair(s) of documents share {c['passages']:,} "

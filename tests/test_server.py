@@ -177,3 +177,26 @@ def test_a_shared_server_whose_starting_command_is_killed_before_recording_it_is
     finally:
         os.kill(server, signal.SIGCONT)
     assert _gone(server), "a server nobody recorded was left running"
+
+
+@pytest.mark.parametrize("server", ["ephemeral", "shared"])
+def test_no_command_prints_a_traceback_while_its_prefect_server_shuts_down(env, tmp_path, seeds_dir, server):
+    """`archive verify` once printed some 150 lines of Prefect's and SQLAlchemy's CancelledError tracebacks on stderr
+    while its temporary server shut down. A server's own output goes to its log in PREFECT_HOME, whichever server a
+    command uses: stderr holds the command's own messages only."""
+    import shutil
+
+    if server == "ephemeral":
+        env = {**env, "ARCHIVE_PREFECT_SERVER": "ephemeral"}
+    source = tmp_path / "source"
+    source.mkdir()
+    for seed in sorted(seeds_dir.iterdir())[:2]:
+        shutil.copy(seed, source / seed.name)
+    dest = str(tmp_path / "store")
+    for command in (("ingest", str(source), "--dest", dest), ("verify", "--dest", dest)):
+        done = archive(*command, env=env)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr and "CancelledError" not in done.stderr, done.stderr
+    log = "archive-temporary-server.log" if server == "ephemeral" else "archive-server.log"
+    assert (Path(env["PREFECT_HOME"]) / log).exists()  # where the server's output went instead
+    assert (Path(env["PREFECT_HOME"]) / "archive-server.json").exists() == (server == "shared")

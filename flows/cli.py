@@ -7,16 +7,14 @@ import atexit
 import json
 import logging
 import os
-import re
 import sys
 import threading
 import traceback
 from contextlib import contextmanager
 
-from archive import __version__
 from archive.errors import ArchiveError, ConfigurationError, SourceError
 
-from . import export_cmd, output, server
+from . import arguments, output, server
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_RUNNING = 3  # archive service status: nothing runs
@@ -254,17 +252,6 @@ def cmd_service(args) -> int:
     return EXIT_OK if state["server"]["up"] else EXIT_NOT_RUNNING
 
 
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def _duration(text: str) -> float:
-    """30m, 1h, 2d, 1h30m, 0s, or plain seconds."""
-    spec = text.strip().lower()
-    if not re.fullmatch(r"(\d+(\.\d+)?[smhdw])+|\d+(\.\d+)?", spec):
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30m, 1h, 2d, 0s)")
-    return float(sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smhdw]?)", spec)))
-
-
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0] if not isinstance(exc, ArchiveError) else text
@@ -282,102 +269,12 @@ def _usage(message: str) -> int:
     return EXIT_USAGE
 
 
-def _size(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    text = text.strip().lower().removesuffix("b").removesuffix("i")
-    try:
-        if text and text[-1] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 256M, 2G, 1000000)") from None
+COMMANDS = {"ingest": cmd_ingest, "runs": cmd_runs, "verify": cmd_verify, "lineage": cmd_lineage, "prov": cmd_prov,
+            "reuse": cmd_reuse, "gc": cmd_gc, "service": cmd_service, "bag": cmd_bag}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="archive", description="Archival ingest, provenance and fixity.")
-    parser.add_argument("--version", action="version", version=f"archive {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def common(p, json_help="print one JSON object instead of text"):
-        p.add_argument("--dest",
-                       help="store: a directory or s3://bucket/prefix (default: $ARCHIVE_DEST or ./archive-store)")
-        p.add_argument("--json", action="store_true", help=json_help)
-        p.add_argument("--debug", action="store_true", help="show tracebacks")
-
-    p = sub.add_parser("ingest", help="ingest a folder or S3 prefix into DEST as a committed run")
-    p.add_argument("source", metavar="SOURCE", help="a folder, or s3://bucket/prefix")
-    common(p)
-    p.add_argument("--collection", help="collection name recorded on every document")
-    p.add_argument("--metadata", metavar="FILE",
-                   help="a metadata.csv (Dublin Core) to use instead of SOURCE/metadata.csv")
-    p.add_argument("--max-file-bytes", type=_size, default=256 << 20,
-                   help="larger files are kept but quarantined as too-large (default 256M)")
-    p.add_argument("--batch-files", type=int, default=1000, help="files per batch task (default 1000)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes for the batches (default: one per core)")
-    p.add_argument("--dask", metavar="ADDRESS",
-                   help="run the batches on the Dask cluster at ADDRESS (tcp://HOST:8786); SOURCE and DEST must be "
-                        "reachable from its workers (S3, or a shared file system)")
-    p.add_argument("--no-reuse", action="store_true",
-                   help="skip the text reuse step (no reuse rows or band hashes for this run; `archive reuse` "
-                        "catches up)")
-    p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
-    p.set_defaults(func=cmd_ingest)
-
-    p = sub.add_parser("runs", help="list committed runs")
-    common(p, "print a JSON array")
-    p.set_defaults(func=cmd_runs)
-
-    p = sub.add_parser("verify", help="fixity audit: re-hash originals and part files against the manifests")
-    common(p)
-    p.add_argument("--run", action="append", metavar="RUN_ID",
-                   help="only this run (repeatable; default: every committed run)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker processes for re-hashing originals (default: one per core, from 20,000 originals on)")
-    p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
-    p.set_defaults(func=cmd_verify)
-
-    p = sub.add_parser("lineage", help="one record's story: source paths, original, events, publication")
-    p.add_argument("id", metavar="DOC_ID_OR_PATH",
-                   help="a doc_id / sha256, or a source path as recorded in the files dataset")
-    common(p)
-    p.add_argument("--run", help="with a path: the run to look it up in (default: the latest that saw it)")
-    p.set_defaults(func=cmd_lineage)
-
-    p = sub.add_parser("prov", help="export a run as W3C PROV")
-    p.add_argument("run_id", metavar="RUN_ID", help="a committed run (see archive runs)")
-    p.add_argument("--dest", help="store (default: $ARCHIVE_DEST or ./archive-store)")
-    p.add_argument("--format", choices=["json", "provn", "jsonld"], default="json",
-                   help="PROV-JSON (default), PROV-N or JSON-LD (context embedded: PROV-O for any RDF tool)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=cmd_prov)
-
-    p = sub.add_parser("reuse", help="recompute the passages all committed documents share; commit them as a reuse run")
-    common(p)
-    p.set_defaults(func=cmd_reuse)
-
-    p = sub.add_parser("gc", help="list (and with --delete remove) parts and originals no committed run references")
-    common(p)
-    p.add_argument("--older-than", type=_duration, default="1h", metavar="DURATION",
-                   help="only keys written at least this long ago, e.g. 30m, 1h, 2d, 0s (default 1h); younger ones "
-                        "may belong to a run still in progress and are kept")
-    p.add_argument("--delete", action="store_true", help="remove them (default: a dry run that only lists them)")
-    p.set_defaults(func=cmd_gc)
-
-    p = sub.add_parser("service", help="the local Prefect server, deployments and worker: start, stop or status")
-    p.add_argument("action", choices=["start", "stop", "status"],
-                   help="start: server, work pool, deployments of prefect.yaml and a worker, in that order; stop: "
-                        "all of it; status: what runs")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=cmd_service)
-
-    p = sub.add_parser("bag", help="export a run's originals as a BagIt bag (sha256 and sha512)")
-    p.add_argument("run_id", metavar="RUN_ID", help="a committed run (see archive runs)")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="a new or empty directory to write the bag into")
-    common(p)
-    p.set_defaults(func=cmd_bag)
-    export_cmd.add_parser(sub, common)
-    return parser
+    return arguments.build_parser(COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from pathlib import PurePath
 
 import pyarrow.dataset as ds
 
+from .catalogue.history import record_history
 from .errors import NotFoundError
 from .publish import committed_manifests
 from .read import committed_parts, open_dataset
@@ -52,7 +53,8 @@ def _under_sources(store: Store, ident: str, run: str | None) -> list[str]:
 
 
 def lineage(store: Store, ident: str, run: str | None = None) -> dict:
-    """Everything the archive knows of one original and the document made from it."""
+    """Everything the archive knows of one original and the document made from it, and every version of the
+    records at the path given or made from these bytes."""
     sha256 = resolve_id(store, ident, run)
     manifests = {m["run_id"]: m for m in committed_manifests(store)}
     files = open_dataset(store, "files").to_table(filter=ds.field("sha256") == sha256).to_pylist()
@@ -82,6 +84,8 @@ def lineage(store: Store, ident: str, run: str | None = None) -> dict:
                      "media_type": f["media_type"], "puid": f["puid"]}
                     for f in sorted(files, key=lambda f: (f["run_id"], f["path"]))],
         "documents": documents,
+        "records": record_history(store, list(manifests.values()), doc_id=sha256,
+                                  paths=[] if _SHA256.match(ident) else [ident, *_under_sources(store, ident, run)]),
         "events": events,
         "runs": [{"run_id": r, "kind": manifests[r]["kind"], "committed_at": manifests[r]["committed_at"],
                   "software": f"{manifests[r]['software']['name']} {manifests[r]['software']['version']}",

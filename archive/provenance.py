@@ -24,6 +24,9 @@ QUARANTINE = "quarantine"
 DEDUPLICATION = "deduplication"
 PUBLICATION = "publication"
 FIXITY_CHECK = "fixity check"
+METADATA_MODIFICATION = "metadata modification"  # a record's new version: its description or its bytes changed
+DEACCESSION = "deaccession"  # a record withdrawn from the current views
+DELETION = "deletion"  # an original's bytes purged with a withdrawal
 
 SUCCESS, FAILURE, WARNING = "success", "failure", "warning"
 
@@ -40,6 +43,9 @@ PREMIS_EVENT_TYPES = {
     VALIDATION: ("validation", "val"),
     QUARANTINE: ("quarantine", "qua"),
     FIXITY_CHECK: ("fixity check", "fix"),
+    METADATA_MODIFICATION: ("metadata modification", "mem"),
+    DEACCESSION: ("deaccession", "dea"),
+    DELETION: ("deletion", "del"),
     DEDUPLICATION: ("appraisal", "app"),  # the same bytes as a kept document: not made a document again
     PUBLICATION: ("accession", "acc"),  # the document (or the run's records) added to the holdings readers see
 }

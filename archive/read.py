@@ -7,6 +7,7 @@ from typing import Iterable
 
 import pyarrow.dataset as ds
 
+from .catalogue import view
 from .publish import committed_manifests
 from .records import arrow_schema
 from .storage import Store, open_store
@@ -51,10 +52,18 @@ def current_reuse_runs(manifests: list[dict]) -> list[str]:
     return [latest["run_id"]] + [m["run_id"] for m in ingests if m["run_id"] not in covered]
 
 
-def open_dataset(dest: str | os.PathLike | Store | None, name: str, *, runs: Iterable[str] | None = None) -> ds.Dataset:
+def open_dataset(dest: str | os.PathLike | Store | None, name: str, *, runs: Iterable[str] | None = None,
+                 as_of: str | None = None) -> ds.Dataset:
     """A pyarrow Dataset of one published dataset (documents, files, quarantine,
-    events, reuse, reuse_bands) over committed runs only; parts of unfinished or
-    crashed runs are never part of it. Optionally restricted to some run ids.
+    events, reuse, reuse_bands, records) over committed runs only; parts of
+    unfinished or crashed runs are never part of it.
+
+    Without runs it is the current view: records holds each record's latest
+    version, and withdrawn records, and the documents (and their reuse rows and
+    band hashes) no current record uses after a withdrawal, are left out
+    (archive/catalogue/view.py). as_of=RUN_ID gives the view right after that
+    run committed. runs=[...] gives those runs' rows as written instead, every
+    version and withdrawal included.
 
     reuse without runs is the current answer, each pair of documents once: the
     rows of the latest reuse run and of the ingest runs it did not cover (see
@@ -65,16 +74,19 @@ def open_dataset(dest: str | os.PathLike | Store | None, name: str, *, runs: Ite
     >>> import duckdb; duckdb.sql("select title, date from docs").show()
     """
     store = dest if isinstance(dest, Store) else open_store(dest)
-    manifests = list(committed_manifests(store))
-    if name == "reuse" and runs is None:
+    manifests = view.as_of(list(committed_manifests(store)), as_of)
+    current = runs is None
+    if name == "reuse" and current:
         runs = current_reuse_runs(manifests)
     keys = _parts(manifests, name, runs)
-    return ds.dataset(
+    dataset = ds.dataset(
         [store.arrow_path(k) for k in keys],
         schema=arrow_schema(name),
         format="parquet",
         filesystem=store.arrow_filesystem(),
     )
+    where = view.current_filter(store, name, manifests) if current and keys else None
+    return dataset if where is None else dataset.filter(where)
 
 
 def committed_doc_ids(store: Store) -> set[str]:

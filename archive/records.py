@@ -115,6 +115,27 @@ REUSE_BANDS = pa.schema([
     _f("indexed", pa.bool_()),
 ])
 
+# One row per version of a record (schemas/record.schema.json): a file instance, by its recorded path, with its
+# own description. The current view (archive.read.open_dataset) keeps each record's latest version.
+RECORD = pa.schema([
+    _f("record_id", pa.string()),
+    _f("path", pa.string()),
+    _f("version", pa.int64()),
+    _f("run_id", pa.string()),
+    _f("change", pa.string()),
+    _f("changed_fields", pa.list_(pa.string())),
+    _f("reason", pa.string(), True),
+    _f("doc_id", _SHA),
+    _f("collection", pa.string(), True),
+    *(f for f in DOCUMENT if f.name in ("title", "date", "date_text", "creator", "language", "publisher", "source",
+                                        "rights", "description", "subject", "identifier", "type")),
+    _f("sidecar", pa.string(), True),
+    _f("stated", pa.string(), True),
+    _f("derived", pa.string()),
+    _f("description_sha256", _SHA),
+    _f("recorded_at", _TS),
+])
+
 # Published dataset name -> (Arrow schema, JSON Schema record kind).
 DATASETS: dict[str, tuple[pa.Schema, str]] = {
     "documents": (DOCUMENT, "document"),
@@ -123,6 +144,7 @@ DATASETS: dict[str, tuple[pa.Schema, str]] = {
     "events": (EVENT, "event"),
     "reuse": (REUSE, "reuse"),
     "reuse_bands": (REUSE_BANDS, "reuse-band"),
+    "records": (RECORD, "record"),
 }
 
 

@@ -23,6 +23,7 @@ KINDS = {
     "metadata-row": "metadata-row",
     "reuse": "reuse",
     "reuse-band": "reuse-band",
+    "record": "record",
 }
 
 

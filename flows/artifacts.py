@@ -97,6 +97,7 @@ def publish_ingest_artifacts(result: dict) -> None:
 | duplicates | {counts['duplicates']:,} |
 | quarantined | {counts['quarantined']:,} |
 | skipped | {counts['skipped']:,} |
+| records updated | {counts.get('updated', 0):,} |
 | seconds | {result['seconds']:,} |
 
 Notes:

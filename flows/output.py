@@ -46,6 +46,10 @@ def ingest_summary(result: dict, set_aside_before: set[tuple[str, str, str]] = f
     print(f"  manifest     {result['manifest']}")
     for name in ("files", "documents", "duplicates", "quarantined", "skipped"):
         print(f"  {name:<12} {counts[name]:>8,}")
+    updated = counts.get("updated", 0)
+    if updated:
+        print(f"{updated:,} record{'' if updated == 1 else 's'} updated (a new version each: archive lineage PATH "
+              "shows what changed)")
     seconds = result["seconds"]
     # A rate says something of a run long enough for start-up to be a small part of it.
     rate = f" ({counts['files'] / seconds:,.0f} files/s)" if counts["files"] >= RATE_MIN_FILES and seconds else ""
@@ -53,7 +57,7 @@ def ingest_summary(result: dict, set_aside_before: set[tuple[str, str, str]] = f
     problems = result["problems"]
     new = [p for p in problems if (p["path"], p["outcome"], p["reason"]) not in set_aside_before]
     again = len(problems) - len(new)
-    if counts["documents"] == 0 and not new and counts["files"] == counts["duplicates"] + again:
+    if counts["documents"] == 0 and not updated and not new and counts["files"] == counts["duplicates"] + again:
         print("Nothing new: no document was added, and every file set aside was set aside before.")
     if new:
         print(f"Set aside ({counts['quarantined']} quarantined, {counts['skipped']} skipped)"
@@ -118,6 +122,18 @@ def lineage_story(story: dict) -> None:
         print(f"  document in run {d['run_id']}, part {d['part']}: {show(d['title']) if d['title'] else '(no title)'}; "
               f"{d['char_count']:,} characters, text sha256 {d['text_sha256']}, by {d['extractor']} "
               f"{d['extractor_version']}")
+    if story.get("records"):
+        print("records (every version):")
+        shown = None
+        for r in story["records"]:
+            if r["record_id"] != shown:
+                print(f"  {show(r['path'])}  record {r['record_id']}")
+                shown = r["record_id"]
+            what = r["change"] + (f" ({', '.join(r['changed_fields'])})" if r["changed_fields"] else "")
+            why = f"; reason: {show(r['reason'])}" if r["reason"] else ""
+            print(f"    version {r['version']}  run {r['run_id']}  {what}{why}: "
+                  f"{show(r['title']) if r['title'] else '(no title)'}, {r['date_text'] or 'no date'}; "
+                  f"doc {r['doc_id']}")
     if story["shares_text_with"]:
         print("shares text with:")
         for other in story["shares_text_with"]:

@@ -76,7 +76,7 @@ def _committed_run(dest: str, clean_run: dict, result: dict) -> None:
     (manifest,) = committed_manifests(open_store(dest))
     assert manifest["run_id"] == result["run_id"]
     assert result["counts"] == clean_run["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0,
-                                                       "skipped": 0}
+                                                       "skipped": 0, "updated": 0}
     assert _datasets(dest) == {"documents": clean_run["documents"], "files": clean_run["files"]}
     report = fixity_audit(dest=dest)
     assert report["problems"] == []

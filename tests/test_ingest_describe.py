@@ -55,7 +55,8 @@ def test_a_batch_described_in_groups_makes_the_records_it_makes_in_one(tmp_path,
     grouped, tables = _run(tmp_path, source_dir, "grouped")
 
     assert described and max(described) == 3 and len(described) > 1  # groups of three, the rest at the batch's end
-    assert grouped.counts == whole.counts and grouped.counts["document"] == sum(described) - 1
+    # (note-6.txt, whose sidecar row is invalid, is set aside before its text is extracted and described)
+    assert grouped.counts == whole.counts and grouped.counts["document"] == sum(described)
     assert grouped.counts["quarantine"] == 2  # blank.txt, and note-6.txt's sidecar row
 
     def comparable(rows, *dropped):
@@ -89,5 +90,6 @@ def test_files_wait_to_be_made_documents_up_to_a_bound_in_bytes(tmp_path, source
     waited = [g for g in groups if g]
     assert all(sum(g) <= 1000 or len(g) == 1 for g in waited)  # a file over the bound goes alone
     assert any(len(g) > 1 for g in waited) and any(sum(g) > 1000 for g in waited)  # (both kinds were there)
-    assert sum(map(len, waited)) == summary.counts["document"] + summary.counts["quarantine"]
+    # Every file waited but note-6.txt, set aside for its invalid sidecar row before it could.
+    assert sum(map(len, waited)) == summary.counts["document"] + summary.counts["quarantine"] - 1
     assert len(tables["documents"]) == summary.counts["document"]

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
 from .. import provenance as ev
+from ..catalogue.identity import elements
 from ..claims import DocumentClaims
 from ..describe import Description, describe_texts, language_tool_version
 from ..extract import Extracted
@@ -21,9 +22,10 @@ from ..sources import FileRef, Prefetch, Source
 from ..storage import Store
 from ..timing import StageTimer
 from . import stages
-from .descriptions import Descriptions, sidecar_report
+from .descriptions import Descriptions
 from .originals import OriginalsWriter
 from .readahead import read_ahead
+from .recording import BatchRecords
 from .rows import BatchRows
 from .stages import Quarantine
 from .summary import BatchSummary, IngestOptions
@@ -46,6 +48,7 @@ class BatchProcessor:
         self.claims = claims  # the run's other batches' documents (None: the commit settles duplicates alone)
         self.summary = BatchSummary(index)
         self.rows = BatchRows(run, self.summary)
+        self.records = BatchRecords(run, descriptions, self.rows)  # every document and duplicate is a record
         self.originals = OriginalsWriter(store, known, self.summary.reused_originals)
         self.attempt = new_attempt()
         self.first_path: dict[str, str] = {}  # sha256 -> first path in this batch
@@ -69,6 +72,7 @@ class BatchProcessor:
             self.originals.close()  # (and no write)
         self._claim_documents()
         self.rows.write_parts(self.store, self.index, self.attempt, self.documents_key)
+        self.records.write(self.store, self.index, self.attempt, self.summary.parts)
         self.store.flush()  # originals and parts durable before the batch reports them
         return self.summary
 
@@ -113,7 +117,9 @@ class BatchProcessor:
         with self._time("store_originals"):
             self._store_original(ref, sha256, data=data)
         if ref.path == self.descriptions.path:
-            self._sidecar_file(ref, sha256, fmt, len(data))
+            self.records.sidecar_file(ref, sha256, fmt, len(data))
+        elif self.records.badly_described(ref, sha256, fmt, len(data), seen=(self.known, self.first_path)):
+            return  # (quarantined invalid-metadata: a record of its own, never a duplicate of another path)
         elif not self._is_duplicate(ref, sha256, fmt, len(data)):
             if fmt is EMPTY:
                 self.rows.set_aside(ref, sha256, len(data), fmt, "empty", "the file has no bytes")
@@ -130,19 +136,6 @@ class BatchProcessor:
         # A committed document's original is expected in the store: look before sending the bytes.
         probe = sha256 in self.known or sha256 in self.first_path
         self.originals.store_original(ref, sha256, event, probe=probe, data=data, path=path)
-
-    def _sidecar_file(self, ref: FileRef, sha256: str, fmt: Format, size: int) -> None:
-        """The metadata.csv is kept like any original but describes the others instead of becoming a document."""
-        if self.descriptions.error:
-            self.rows.set_aside(ref, sha256, size, fmt, "invalid-metadata",
-                                f"{self.descriptions.error}; no descriptive metadata was applied")
-            return
-        sidecar = self.descriptions.sidecar
-        detail = sidecar_report(sidecar)
-        self.rows.event(ev.VALIDATION, ev.WARNING if sidecar.problems else ev.SUCCESS, f"{ref.path}: {detail}",
-                        sha256=sha256, path=ref.path, tool="jsonschema")
-        self.rows.file_row(ref, "skipped", sha256=sha256, fmt=fmt, reason="sidecar-metadata", detail=detail,
-                           size=size)
 
     def _too_large(self, ref: FileRef) -> None:
         """Keep the bytes (streamed, never whole in memory) but make no document."""
@@ -173,6 +166,7 @@ class BatchProcessor:
             self.first_path[sha256] = ref.path
             return False
         self.rows.duplicate(ref, sha256, fmt, size, reason, detail)
+        self.records.duplicate(ref.path, sha256)
         return True
 
     def _make_documents(self) -> None:
@@ -208,10 +202,7 @@ class BatchProcessor:
 
     def _publish_document(self, ref: FileRef, sha256: str, fmt: Format, size: int, extracted: Extracted, text: str,
                           description: Description) -> None:
-        sidecar, problem = self.descriptions.lookup(ref.path)
-        if problem:
-            self.rows.set_aside(ref, sha256, size, fmt, "invalid-metadata", problem)
-            return
+        sidecar, _ = self.descriptions.lookup(ref.path)  # (a file whose row is invalid was set aside: badly_described)
         values, origin = stages.dublin_core(description, extracted, sidecar)
         self.rows.event(ev.METADATA_EXTRACTION, ev.WARNING if description.notes else ev.SUCCESS,
                         "; ".join([f"{k} from {v}" for k, v in sorted(origin.items())] + list(description.notes))
@@ -235,6 +226,7 @@ class BatchProcessor:
         self.rows.documents.append(document)
         self.summary.documents.append(sha256)
         self.rows.file_row(ref, "document", sha256=sha256, fmt=fmt, doc_id=sha256, size=size)
+        self.records.document(ref.path, sha256, elements(stages.dublin_core(description, extracted, None)[0]))
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import provenance as ev
+from ..catalogue.settle import settle_records
 from ..commitlock import commit_lock
 from ..errors import SourceError, StoreError
 from ..provenance import RunContext
@@ -19,6 +20,7 @@ from ..publish import (
     build_manifest,
     commit_manifest,
     committed_manifest,
+    committed_manifests,
     manifest_key,
     new_attempt,
     part_key,
@@ -56,24 +58,42 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
         if done is not None:
             return CommitResult(manifest_key(run.run_id), done["counts"], done.get("notes", []), done.get("reuse"))
         check_reused_originals(store, summaries)
-        notes = reconcile(store, run, summaries, committed_doc_ids(store))
+        committed = committed_doc_ids(store)
+        notes = reconcile(store, run, summaries, committed)
+        published = {d for s in summaries for d in s.documents}
         # The reuse step's parts, filtered of what reconcile unpublished (and caught up
         # with any run committed since the step looked): no heavy work under the lock.
-        settled = settle_run_reuse(store, run, reuse, {d for s in summaries for d in s.documents}) if reuse else None
-        counts = total_counts(summaries)
-        run_part = publish_run_events(store, run, len(summaries), counts, warnings)
+        settled = settle_run_reuse(store, run, reuse, published) if reuse else None
+        # Each record's next version, numbered after every version committed before this run's.
+        records = settle_records(store, run, [p for s in sorted(summaries, key=lambda s: s.index) for p in s.parts
+                                              if p.dataset == "records"],
+                                 list(committed_manifests(store)), committed | published, len(summaries))
+        counts = {**total_counts(summaries), "updated": records.counts["updated"]}
+        run_part = publish_run_events(store, run, len(summaries), counts, warnings, records.events)
         store.flush()
         notes = warnings + notes + (settled.notes if settled else [])
         manifest = build_manifest(
             run_id=run.run_id, kind="ingest", collection=run.collection, source=run.source,
             started_at=run.started_at, flow_run_id=run.flow_run_id, started_by=run.started_by,
             parameters=parameters, counts=counts, notes=notes,
-            parts=[p for s in summaries for p in s.parts] + [run_part] + (settled.parts if settled else []),
+            parts=[p for s in summaries for p in s.parts if p.dataset != "records"] + records.parts + [run_part]
+            + (settled.parts if settled else []),
         )
         if settled:
             manifest["reuse"] = settled.figures
         key = commit_manifest(store, manifest)
+    delete_unlisted(store, records.unlisted)
     return CommitResult(key, manifest["counts"], notes, manifest.get("reuse"))
+
+
+def delete_unlisted(store: Store, keys: Iterable[str]) -> None:
+    """Remove parts this run wrote but its manifest does not list (replaced at commit); what a failure here leaves,
+    `archive gc` removes."""
+    for key in keys:
+        try:
+            store.delete(key)
+        except (StoreError, OSError):  # (gc's work then)
+            pass
 
 
 def check_reused_originals(store: Store, summaries: list[BatchSummary]) -> None:
@@ -174,9 +194,10 @@ def _rewrite_batch(store: Store, run: RunContext, summary: BatchSummary, doc_ids
 
 
 def publish_run_events(store: Store, run: RunContext, index: int, counts: dict[str, int],
-                       warnings: Iterable[str] = ()) -> PartInfo:
+                       warnings: Iterable[str] = (), settled: Iterable[dict] = ()) -> PartInfo:
     """The run's own events, written as the last events part: who or what started
-    it, and what it published. They concern the run, not one object."""
+    it, and what it published (they concern the run, not one object), and the
+    events made at commit (settled: the records' new versions)."""
     who = run.started_by
     starter = (f"deployment {who['deployment']}" if who.get("deployment")
                else f"user {who.get('user')} on host {who.get('host')}")
@@ -185,6 +206,7 @@ def publish_run_events(store: Store, run: RunContext, index: int, counts: dict[s
                                             f"{run.started_at}" + (f" for collection {run.collection}"
                                                                    if run.collection else "")),
         *(run.event(ev.VALIDATION, ev.WARNING, warning) for warning in warnings),
+        *settled,
         run.event(ev.PUBLICATION, ev.SUCCESS, "run committed: " + ", ".join(f"{v} {k}" for k, v in counts.items())),
     ]
     return write_part(store, "events", part_key("events", run.run_id, index, new_attempt()), events)

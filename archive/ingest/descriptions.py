@@ -32,6 +32,14 @@ class Descriptions:
             return None, f"{self.sidecar.source_name} " + "; ".join(str(p) for p in problems)
         return None, None
 
+    def stated(self, path: str) -> tuple[dict[str, str] | None, str | None]:
+        """(the Dublin Core values a valid row states for the file at path, where: "metadata.csv line 4"), or
+        (None, None)."""
+        row = self.sidecar.lookup(path) if self.sidecar is not None else None
+        if row is None:
+            return None, None
+        return row.dublin_core, f"{self.sidecar.source_name} line {row.line}"
+
 
 def load_descriptions(source: Source, refs_at_root: Iterable[FileRef] = (), explicit: bytes | None = None,
                       explicit_name: str | None = None) -> Descriptions:

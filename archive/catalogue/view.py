@@ -1,0 +1,139 @@
+"""The current view of the records (and of documents and reuse, which withdrawals change), and views as of a run.
+
+Records are write-once rows, one per version (archive/catalogue/settle.py numbers them at commit). The current
+view keeps each record's latest version unless that version is a withdrawal. It is the published parts with a
+filter: the rows it leaves out are named by (record_id, version) or by doc_id, worked out from the few columns
+that say so (record_id, version, change, doc_id), so an analyst's scan reads and filters the parts as before,
+lazily, and only runs that made new versions or withdrew records make a filter at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from ..errors import NotFoundError
+from ..records import arrow_schema
+from ..storage import Store
+
+WITHDRAWN = "withdrawn"
+# Runs whose records rows can supersede or withdraw others: an ingest that made new versions, and these kinds.
+CHANGING_KINDS = ("withdrawal", "reprocess")
+
+
+def in_commit_order(manifests: Iterable[dict]) -> list[dict]:
+    """The manifests in the order their runs committed (committed_at, written under the commit lock)."""
+    return sorted(manifests, key=lambda m: (m["committed_at"], m["run_id"]))
+
+
+def as_of(manifests: list[dict], run_id: str | None) -> list[dict]:
+    """The manifests committed up to and including run_id's (all of them for None)."""
+    if run_id is None:
+        return manifests
+    ordered = in_commit_order(manifests)
+    for position, manifest in enumerate(ordered):
+        if manifest["run_id"] == run_id:
+            return ordered[:position + 1]
+    raise NotFoundError(f"no committed run {run_id} (as_of)")
+
+
+def parts(manifests: Iterable[dict], name: str) -> list[str]:
+    return [p["key"] for m in manifests for p in m["parts"] if p["dataset"] == name]
+
+
+def dataset(store: Store, name: str, keys: list[str]) -> ds.Dataset:
+    return ds.dataset([store.arrow_path(k) for k in keys], schema=arrow_schema(name), format="parquet",
+                      filesystem=store.arrow_filesystem())
+
+
+def changes_records(manifests: Iterable[dict]) -> bool:
+    """Whether any of these runs made a version beyond a record's first, or withdrew one."""
+    return any(m["kind"] in CHANGING_KINDS or m["counts"].get("updated", 0) for m in manifests)
+
+
+def version_key() -> ds.Expression:
+    """A records row's (record_id, version) as one string expression: "<record_id>#<version>"."""
+    return pc.binary_join_element_wise(ds.field("record_id"), ds.field("version").cast(pa.string()), "#")
+
+
+def latest(table: pa.Table) -> pa.Table:
+    """One row per record_id of a table of records rows (at least record_id and version): its highest version."""
+    if table.num_rows == 0:
+        return table
+    order = pc.sort_indices(table, [("record_id", "ascending"), ("version", "descending")])
+    ids = table["record_id"].take(order)
+    first = pa.concat_arrays([pa.array([True]), pc.not_equal(ids[1:], ids[:-1]).combine_chunks()])
+    return table.take(order.filter(first))
+
+
+@dataclass(frozen=True)
+class Withdrawals:
+    """What the current views leave out: superseded record versions, withdrawn records, and the documents no
+    current record uses any more because of a withdrawal."""
+
+    superseded: pa.Array  # "<record_id>#<version>" of versions a later one replaced
+    withdrawn_records: pa.Array  # record_id of records whose latest version is a withdrawal
+    withdrawn_documents: pa.Array  # doc_id of documents withdrawn (no current record uses them)
+
+    def records_filter(self) -> ds.Expression | None:
+        exprs = []
+        if len(self.superseded):
+            exprs.append(~version_key().isin(self.superseded))
+        if len(self.withdrawn_records):
+            exprs.append(~ds.field("record_id").isin(self.withdrawn_records))
+        return _all(exprs)
+
+    def documents_filter(self, *columns: str) -> ds.Expression | None:
+        if not len(self.withdrawn_documents):
+            return None
+        return _all([~ds.field(column).isin(self.withdrawn_documents) for column in columns])
+
+
+def _all(exprs: list[ds.Expression]) -> ds.Expression | None:
+    if not exprs:
+        return None
+    out = exprs[0]
+    for expr in exprs[1:]:
+        out = out & expr
+    return out
+
+
+def withdrawals(store: Store, manifests: list[dict]) -> Withdrawals:
+    """Read the few columns that say which rows the current views leave out (nothing if no run changed any)."""
+    empty = pa.array([], pa.string())
+    if not changes_records(manifests):
+        return Withdrawals(empty, empty, empty)
+    keys = dataset(store, "records", parts(manifests, "records")).to_table(
+        columns=["record_id", "version", "change", "doc_id"])
+    newest = latest(keys)
+    superseded = keys.join(newest.select(["record_id", "version"]).rename_columns(["record_id", "newest"]),
+                           "record_id").filter(pc.field("version") < pc.field("newest"))
+    withdrawn = newest.filter(pc.equal(newest["change"], WITHDRAWN))
+    in_use = newest.filter(pc.not_equal(newest["change"], WITHDRAWN))["doc_id"]
+    documents = pc.unique(withdrawn["doc_id"])
+    documents = documents.filter(pc.invert(pc.is_in(documents, value_set=pc.unique(in_use))))
+    joined = pc.binary_join_element_wise(superseded["record_id"], superseded["version"].cast(pa.string()), "#")
+    return Withdrawals(joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined,
+                       withdrawn["record_id"].combine_chunks(), documents)
+
+
+def current_filter(store: Store, name: str, manifests: list[dict]) -> ds.Expression | None:
+    """The filter that makes a dataset's rows its current view (None: every row is current)."""
+    if name not in ("records", "documents", "reuse", "reuse_bands"):
+        return None
+    found = withdrawals(store, manifests)
+    if name == "records":
+        return found.records_filter()
+    if name == "reuse":
+        return found.documents_filter("doc_id_a", "doc_id_b")
+    return found.documents_filter("doc_id")
+
+
+def record_rows(store: Store, manifests: list[dict], filter: ds.Expression | None = None,
+                columns: list[str] | None = None) -> pa.Table:
+    """Every version of the records the filter selects (all of them for None)."""
+    return dataset(store, "records", parts(manifests, "records")).to_table(filter=filter, columns=columns)

@@ -37,7 +37,8 @@ def test_ingest_json_then_runs(cli_env, seeds_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "committed"
-    assert result["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 0, "updated": 0}
+    assert result["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 0,
+                                "updated": 0}
     assert result["dest"] == str(dest)
     assert "Task run" not in done.stderr and "Flow run" not in done.stderr  # Prefect's chatter stays out
 

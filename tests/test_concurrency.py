@@ -140,3 +140,57 @@ def test_a_retried_commit_whose_manifest_landed_returns_it_instead_of_failing(se
     assert manifest["run_id"] == run.run_id
     assert open_dataset(dest, "documents").count_rows() == 5
     assert not store.exists(LOCK_KEY)
+
+
+def test_two_runs_correcting_the_same_record_at_once_both_land_in_commit_order(prefect_harness, seeds_dir, dest,
+                                                                              tmp_path, monkeypatch):
+    import archive_flows.ingest as flow_module
+
+    seed = sorted(seeds_dir.iterdir())[0]
+    first = flow_module.ingest(str(seeds_dir), dest=dest, workers=1)  # version 1 of each seed's record
+    folders = {}
+    for name in ("a", "b"):  # the same path, each with its own correction
+        folder = folders[name] = tmp_path / name
+        folder.mkdir()
+        shutil.copy(seed, folder / seed.name)
+        (folder / "metadata.csv").write_text(f"filename,dc.title\n{seed.name},Corrected by {name}\n", encoding="utf-8")
+
+    both_processed = threading.Barrier(2, timeout=120)
+    real = flow_module.process_batch
+
+    def process_then_wait(*args, **kwargs):
+        summary = real(*args, **kwargs)
+        both_processed.wait()  # each settles its records against what committed meanwhile, not its start
+        return summary
+
+    monkeypatch.setattr(flow_module, "process_batch", process_then_wait)
+    results, errors = {}, []
+
+    def run(name):
+        try:
+            results[name] = flow_module.ingest(str(folders[name]), dest=dest, workers=1, reuse=False)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in folders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert results["a"]["counts"]["updated"] == results["b"]["counts"]["updated"] == 1
+
+    store = open_store(dest)
+    order = [m["run_id"] for m in sorted(committed_manifests(store), key=lambda m: m["committed_at"])]
+    assert order[0] == first["run_id"] and set(order[1:]) == {r["run_id"] for r in results.values()}
+    by_run = {r["run_id"]: name for name, r in results.items()}
+    versions = [r for r in open_dataset(dest, "records", runs=order).to_table().to_pylist() if r["path"] == seed.name]
+    assert [(v["version"], v["run_id"]) for v in sorted(versions, key=lambda v: v["version"])] == [
+        (1, order[0]), (2, order[1]), (3, order[2])]
+    assert {v["title"] for v in versions if v["version"] > 1} == {"Corrected by a", "Corrected by b"}
+    (now,) = [r for r in open_dataset(dest, "records").to_table().to_pylist() if r["path"] == seed.name]
+    assert (now["version"], now["title"]) == (3, f"Corrected by {by_run[order[2]]}")
+    events = [e for e in open_dataset(dest, "events").to_table().to_pylist()
+              if e["event_type"] == "metadata modification"]
+    assert sorted(e["run_id"] for e in events) == sorted(order[1:])
+    assert not store.exists(LOCK_KEY)

@@ -74,7 +74,8 @@ def test_batches_on_dask_give_the_same_datasets_as_a_local_run(prefect_harness, 
 
     assert on_dask["status"] == local["status"] == "committed"
     assert on_dask["counts"] == local["counts"]
-    assert local["counts"] == {"files": 14, "documents": 11, "duplicates": 1, "quarantined": 2, "skipped": 0, "updated": 0}
+    assert local["counts"] == {"files": 14, "documents": 11, "duplicates": 1, "quarantined": 2, "skipped": 0,
+                               "updated": 0}
     assert on_dask["batches"] == local["batches"] == 7
     assert _datasets(dask_dest) == _datasets(local_dest)
 
@@ -109,7 +110,8 @@ def test_archive_ingest_dask_runs_the_batches_on_the_cluster(prefect_harness, da
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "committed" and result["dest"] == str(tmp_path / "store")
-    assert result["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 0, "updated": 0}
+    assert result["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 0,
+                                "updated": 0}
     assert "Task run" not in done.stderr and "Flow run" not in done.stderr
     assert open_dataset(str(tmp_path / "store"), "documents").count_rows() == 5
     batches = [t for t in stream.data if "process_batch" in str(t["key"])]

@@ -38,7 +38,8 @@ def rows(dest, name, **kw):
 def test_seeds_become_five_valid_documents_with_originals_and_events(run_ingest, seeds_dir, dest):
     result = run_ingest(str(seeds_dir), dest=dest, collection="black-january")
     assert result["status"] == "committed"
-    assert result["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 0, "updated": 0}
+    assert result["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 0,
+                                "updated": 0}
 
     store = open_store(dest)
     documents = rows(dest, "documents")
@@ -88,7 +89,8 @@ def result_flow_run_id(dest):
 def test_rerun_adds_no_documents_and_accounts_for_every_file(run_ingest, seeds_dir, dest):
     first = run_ingest(str(seeds_dir), dest=dest)
     second = run_ingest(str(seeds_dir), dest=dest)
-    assert second["counts"] == {"files": 5, "documents": 0, "duplicates": 5, "quarantined": 0, "skipped": 0, "updated": 0}
+    assert second["counts"] == {"files": 5, "documents": 0, "duplicates": 5, "quarantined": 0, "skipped": 0,
+                                "updated": 0}
     assert len(rows(dest, "documents")) == 5
     files = rows(dest, "files", runs=[second["run_id"]])
     assert sorted(f["path"] for f in files) == sorted(p.name for p in seeds_dir.iterdir())
@@ -136,7 +138,8 @@ def test_a_batch_that_loses_a_document_at_commit_keeps_its_others_with_events_na
     monkeypatch.setattr(worker_pool, "claims_for", lambda run_id: None)
     result = run_ingest(str(source), dest=dest, batch_files=2, reuse=False, workers=1)
 
-    assert result["counts"] == {"files": 4, "documents": 3, "duplicates": 1, "quarantined": 0, "skipped": 0, "updated": 0}
+    assert result["counts"] == {"files": 4, "documents": 3, "duplicates": 1, "quarantined": 0, "skipped": 0,
+                                "updated": 0}
     assert sorted(d["source_path"] for d in rows(dest, "documents")) == ["a.txt", "b.txt", "d.txt"]
     files = {f["path"]: f for f in rows(dest, "files")}
     assert (files["c.txt"]["outcome"], files["c.txt"]["reason"]) == ("duplicate", "duplicate-in-run")
@@ -210,7 +213,8 @@ def test_hostile_input_every_file_accounted_for_with_reason(run_ingest, hostile_
             assert f["detail"] and len(f["detail"]) > 10, f
     assert "NUL" in files["nul.txt"]["detail"]
     assert "8000" in files["big.txt"]["detail"]
-    assert result["counts"] == {"files": 17, "documents": 7, "duplicates": 1, "quarantined": 5, "skipped": 4, "updated": 0}
+    assert result["counts"] == {"files": 17, "documents": 7, "duplicates": 1, "quarantined": 5, "skipped": 4,
+                                "updated": 0}
 
     store = LocalStore(dest)
     # Quarantined files' bytes are kept too (even the too-large one, streamed).

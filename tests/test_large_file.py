@@ -47,7 +47,8 @@ def test_a_2_gib_sparse_file_is_streamed_kept_and_quarantined_too_large(prefect_
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["counts"] == {"files": 6, "documents": 5, "duplicates": 0, "quarantined": 1, "skipped": 0, "updated": 0}
+    assert result["counts"] == {"files": 6, "documents": 5, "duplicates": 0, "quarantined": 1, "skipped": 0,
+                                "updated": 0}
     (problem,) = result["problems"]
     assert problem["path"] == "reel-scan.raw" and problem["reason"] == "too-large"
     assert f"{SIZE} bytes exceeds the limit" in problem["detail"] and "original kept" in problem["detail"]

@@ -64,7 +64,8 @@ def test_unreadable_file_and_folder_are_skipped_with_reasons(unprivileged, seeds
     done = ingest_as(prefix, env, str(source), "--dest", str(dest), "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["counts"] == {"files": 7, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 2, "updated": 0}
+    assert result["counts"] == {"files": 7, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 2,
+                                "updated": 0}
     skipped = {p["path"]: p for p in result["problems"]}
     assert skipped["sealed.txt"]["reason"] == "unreadable"
     assert "Permission denied" in skipped["sealed.txt"]["detail"]

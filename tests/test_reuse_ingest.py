@@ -86,7 +86,8 @@ def test_one_ingest_run_finds_the_seed_reuse_as_archive_reuse_does(prefect_harne
     files["002-crlf.txt"] = files[_seed(seeds_dir, "002").name].replace(b"\n", b"\r\n")
     dest = str(tmp_path / "store")
     result = ingest(str(_source(tmp_path, "source", files)), dest=dest, workers=1)
-    assert result["counts"] == {"files": 7, "documents": 6, "duplicates": 1, "quarantined": 0, "skipped": 0, "updated": 0}
+    assert result["counts"] == {"files": 7, "documents": 6, "duplicates": 1, "quarantined": 0, "skipped": 0,
+                                "updated": 0}
 
     ids = {p: _doc_id(seeds_dir, p) for p in ("000", "001", "002")}
     crlf = hashlib.sha256(files["002-crlf.txt"]).hexdigest()

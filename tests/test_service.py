@@ -184,7 +184,8 @@ def test_ingest_deployment_commits_a_run_with_its_artifacts(service, seeds_dir):
 
     # The committed run: five documents, one files row per seed, started by the deployment.
     assert manifest["status"] == "committed" and manifest["collection"] == "seeds"
-    assert manifest["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 0, "updated": 0}
+    assert manifest["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 0,
+                                  "updated": 0}
     assert manifest["started_by"]["deployment"] == "ingest"
     files = open_dataset(service.store, "files", runs=[manifest["run_id"]]).to_table().to_pylist()
     assert sorted(f["path"] for f in files) == sorted(p.name for p in seeds_dir.iterdir())
@@ -227,7 +228,8 @@ def test_ingest_deployment_runs_its_batches_on_dask(service, seeds_dir, tmp_path
             service.run_ingest(source=str(seeds_dir), dest=dest, dask_address=cluster.scheduler_address, batch_files=2)
         dask_workers = set(cluster.scheduler_info["workers"])
     (manifest,) = committed_manifests(open_store(dest))
-    assert manifest["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 0, "updated": 0}
+    assert manifest["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 0,
+                                  "updated": 0}
     assert manifest["parameters"]["workers"] == 1  # no idle process pool beside the cluster
     batches = [t for t in stream.data if "process_batch" in str(t["key"])]
     assert len(batches) == 3, [t["key"] for t in stream.data]  # 5 files, 2 a batch

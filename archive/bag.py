@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import shutil
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import Callable
 
 from . import SOFTWARE_NAME, __version__
 from .errors import ArchiveError, NotFoundError
@@ -14,10 +17,13 @@ from .read import open_dataset
 from .storage import Store
 
 MANIFEST_TAG_FILE = "archive-run-manifest.json"
+RENAMED_TAG_FILE = "archive-renamed-paths.json"  # recorded path -> name in the bag, for the paths not under their own
+UNSAFE_NAMES = "_unsafe-names"
 
 
 def export_bag(store: Store, run_id: str, out_dir: str | os.PathLike, *, processes: int = 2) -> dict:
-    """Write a bag of every original a run saw, under the paths it had in the source.
+    """Write a bag of every original a run saw, under the paths it had in the source (as recorded: display_path),
+    each in a file of its own (BagNames).
 
     The bag names the run, collection and software in bag-info.txt and carries
     the run's manifest as a tag file, so the bag can be traced back to the store.
@@ -33,18 +39,18 @@ def export_bag(store: Store, run_id: str, out_dir: str | os.PathLike, *, process
         raise ArchiveError(f"{out} is not empty; a bag is written into a new or empty directory")
     out.mkdir(parents=True, exist_ok=True)
     files = open_dataset(store, "files", runs=[run_id]).to_table(columns=["path", "object_key", "sha256"]).to_pylist()
-    count = 0
-    for row in files:
-        if not row["object_key"]:
-            continue
-        relative = _safe_relative(row["path"], row["sha256"])
-        target = out / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with store.open_read(row["object_key"]) as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        count += 1
-    if count == 0:
+    kept = sorted((row for row in files if row["object_key"]), key=lambda row: row["path"])
+    if not kept:
         raise ArchiveError(f"run {run_id} kept no originals; there is nothing to bag")
+    names = BagNames([(row["path"], row["sha256"]) for row in kept])
+    for row, name in zip(kept, names.names):
+        if not _write_original(store, row["object_key"], out / name):
+            # The file system cannot have this name (too long; taken by a name it does not tell apart, such as
+            # another letter case; a file where a folder must be): the original goes under a name of its own.
+            name = names.rename(row["path"], row["sha256"], lambda n: not (out / n).exists())
+            if not _write_original(store, row["object_key"], out / name):
+                raise ArchiveError(f"{row['path']!r} cannot be written into the bag, not even as {name}")
+    count = len(kept)
     manifest_bytes = store.get_bytes(key)
     info = {
         "External-Identifier": run_id,
@@ -61,13 +67,62 @@ def export_bag(store: Store, run_id: str, out_dir: str | os.PathLike, *, process
     bag = bagit.make_bag(str(out), {k: v for k, v in info.items() if v}, processes=processes,
                          checksums=["sha256", "sha512"])
     (out / MANIFEST_TAG_FILE).write_bytes(manifest_bytes)
-    bag.save(processes=processes)  # rewrites the tag manifests to cover the manifest tag file
-    return {"run_id": run_id, "bag": str(out), "files": count, "algorithms": ["sha256", "sha512"]}
+    if names.renamed:
+        (out / RENAMED_TAG_FILE).write_text(json.dumps(names.renamed, indent=1, ensure_ascii=False) + "\n",
+                                            encoding="utf-8")
+    bag.save(processes=processes)  # rewrites the tag manifests to cover the tag files
+    return {"run_id": run_id, "bag": str(out), "files": count, "algorithms": ["sha256", "sha512"],
+            "renamed": names.renamed}
 
 
-def _safe_relative(path: str, sha256: str) -> str:
-    """The source path, or a name made from the checksum when the path could escape the bag."""
-    parts = PurePosixPath(path).parts
-    if not parts or path.startswith("/") or any(p in ("..", ".") for p in parts):
-        return f"_unsafe-names/{sha256}"
-    return path
+class BagNames:
+    """The name under the bag's data/ of each original, from its recorded path: that path, or UNSAFE_NAMES/<sha256>
+    (<sha256>-2, -3... for further paths of the same bytes) when the path cannot be a file of its own. No two paths
+    get one name: recorded paths are distinct for distinct files (display_path is lossless) and a path is moved
+    when it could leave the bag (absolute, `..`), has empty or `.` segments (it would land on another path's file),
+    is a folder another path needs, or repeats a path already named. renamed: recorded path -> its name in the bag.
+    """
+
+    def __init__(self, rows: list[tuple[str, str]]):
+        folders = {path[:i] for path, _ in rows for i, char in enumerate(path) if char == "/"} | {UNSAFE_NAMES}
+        own = {path for path, _ in rows if _own_name(path) and path not in folders}
+        self.renamed: dict[str, str] = {}
+        self._taken = own | folders
+        self.names: list[str] = []
+        given = set()
+        for path, sha256 in rows:
+            name = path if path in own and path not in given else self.rename(path, sha256)
+            given.add(name)
+            self.names.append(name)
+
+    def rename(self, path: str, sha256: str, free: Callable[[str], bool] = lambda name: True) -> str:
+        """A new name for path under UNSAFE_NAMES, taken by no other path and free by the test given."""
+        name, n = f"{UNSAFE_NAMES}/{sha256}", 1
+        while name in self._taken or not free(name):
+            n += 1
+            name = f"{UNSAFE_NAMES}/{sha256}-{n}"
+        self._taken.add(name)
+        self.renamed[path] = name
+        return name
+
+
+def _own_name(path: str) -> bool:
+    """Whether path can name a file in the bag as it is: relative, with no empty, `.` or `..` segment."""
+    return "\0" not in path and all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+def _write_original(store: Store, object_key: str, target: Path) -> bool:
+    """The original copied to target, a new file; False (nothing written) where the file system cannot have
+    that name: too long, not valid for it, a file by that name (as it compares names) or in the way of its folder."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        dst = open(target, "xb")
+    except (FileExistsError, NotADirectoryError, IsADirectoryError, ValueError):
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
+            return False
+        raise
+    with store.open_read(object_key) as src, dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    return True

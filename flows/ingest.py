@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from archive.errors import ConfigurationError
+from archive.fixity import NotRegularFileError, open_for_reading
 from archive.ingest import (
     DEFAULT_MAX_FILE_BYTES,
     BatchSummary,
@@ -96,8 +97,11 @@ def ingest(
     known = frozenset(committed_doc_ids(store))
     warnings = []
     if metadata:
-        with open(metadata, "rb") as stream:
-            explicit = stream.read()
+        try:
+            with open_for_reading(metadata) as stream:  # (a regular file only: no pipe, no device)
+                explicit = stream.read()
+        except NotRegularFileError as exc:
+            raise ConfigurationError(f"--metadata {metadata}: {exc.strerror}") from None
         descriptions = load_descriptions(src, explicit=explicit, explicit_name=metadata)
         warnings.append(f"sidecar metadata {metadata} (outside the source) kept at {store_sidecar(store, explicit)}")
     else:

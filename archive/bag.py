@@ -1,4 +1,6 @@
-"""BagIt (RFC 8493) export of a run's originals, with sha256 and sha512 manifests, via bagit-python."""
+"""BagIt (RFC 8493) export of a run as an archival information package, with sha256 and sha512 manifests, via
+bagit-python: the originals under their source paths, the derived texts, the run's datasets, METS with PREMIS, PREMIS,
+PROV-O and the events, all in the payload (data/); the run's manifest as a tag file."""
 
 from __future__ import annotations
 
@@ -21,14 +23,27 @@ RENAMED_TAG_FILE = "archive-renamed-paths.json"  # recorded path -> name in the 
 UNSAFE_NAMES = "_unsafe-names"
 
 
-def export_bag(store: Store, run_id: str, out_dir: str | os.PathLike, *, processes: int = 2) -> dict:
-    """Write a bag of every original a run saw, under the paths it had in the source (as recorded: display_path),
-    each in a file of its own (BagNames).
+OBJECTS, TEXTS, DATASETS, METADATA = "objects", "texts", "datasets", "metadata"  # folders under the bag's data/
+METS_FILE = "METS.xml"
 
-    The bag names the run, collection and software in bag-info.txt and carries
-    the run's manifest as a tag file, so the bag can be traced back to the store.
+
+def export_bag(store: Store, run_id: str, out_dir: str | os.PathLike, *, processes: int = 2,
+               organisation: str | None = None) -> dict:
+    """Write a bag of a run, laid out under data/ as an Archivematica AIP is:
+
+    objects/   every original the run saw, under the path it had in the source (as recorded: display_path), each
+               in a file of its own (BagNames)
+    texts/     the normalised text of each document the run published, <doc_id>.txt (UTF-8)
+    datasets/  the run's Parquet part files (documents, files, quarantine, events, reuse), as the manifest lists them
+    METS.xml   METS of the run (PREMIS 3.0 inside), its file section pointing at the files above
+    metadata/  premis.xml (PREMIS 3.0), prov.jsonld (PROV-O, context embedded), events.jsonl (one event a line)
+
+    bag-info.txt names the run, collection and software; the run's manifest is a tag file, so the bag can be traced
+    back to the store.
     """
     import bagit
+
+    from .export.gather import gather_run
 
     key = manifest_key(run_id)
     if not store.exists(key):
@@ -43,18 +58,28 @@ def export_bag(store: Store, run_id: str, out_dir: str | os.PathLike, *, process
     if not kept:
         raise ArchiveError(f"run {run_id} kept no originals; there is nothing to bag")
     names = BagNames([(row["path"], row["sha256"]) for row in kept])
+    placed: dict[tuple[str, str], str] = {}
     for row, name in zip(kept, names.names):
-        if not _write_original(store, row["object_key"], out / name):
+        if not _write_original(store, row["object_key"], out / OBJECTS / name):
             # The file system cannot have this name (too long; taken by a name it does not tell apart, such as
             # another letter case; a file where a folder must be): the original goes under a name of its own.
-            name = names.rename(row["path"], row["sha256"], lambda n: not (out / n).exists())
-            if not _write_original(store, row["object_key"], out / name):
+            name = names.rename(row["path"], row["sha256"], lambda n: not (out / OBJECTS / n).exists())
+            if not _write_original(store, row["object_key"], out / OBJECTS / name):
                 raise ArchiveError(f"{row['path']!r} cannot be written into the bag, not even as {name}")
-    count = len(kept)
+        placed[(row["sha256"], row["path"])] = f"{OBJECTS}/{name}"
+    records = gather_run(store, run_id)
+    texts = _write_texts(store, manifest, out / TEXTS)
+    for part in manifest["parts"]:
+        target = out / DATASETS / _part_name(part["key"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with store.open_read(part["key"]) as src, open(target, "xb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    _write_metadata(store, run_id, records, placed, out, organisation)
     manifest_bytes = store.get_bytes(key)
     info = {
         "External-Identifier": run_id,
-        "External-Description": f"Original bitstreams of archive run {run_id}, under their source paths",
+        "External-Description": f"Archival information package of archive run {run_id}: originals under their "
+                                "source paths, derived texts, datasets, METS, PREMIS and PROV",
         "Bag-Group-Identifier": manifest.get("collection") or "",
         "Archive-Run-Id": run_id,
         "Archive-Collection": manifest.get("collection") or "",
@@ -71,8 +96,65 @@ def export_bag(store: Store, run_id: str, out_dir: str | os.PathLike, *, process
         (out / RENAMED_TAG_FILE).write_text(json.dumps(names.renamed, indent=1, ensure_ascii=False) + "\n",
                                             encoding="utf-8")
     bag.save(processes=processes)  # rewrites the tag manifests to cover the tag files
-    return {"run_id": run_id, "bag": str(out), "files": count, "algorithms": ["sha256", "sha512"],
+    return {"run_id": run_id, "bag": str(out), "files": len(kept), "texts": texts,
+            "parts": len(manifest["parts"]), "events": len(records.events), "algorithms": ["sha256", "sha512"],
             "renamed": names.renamed}
+
+
+def _part_name(key: str) -> str:
+    """datasets/<name>/run=<id>/part-....parquet -> <name>/run=<id>/part-....parquet (its folder made)."""
+    return key.removeprefix("datasets/")
+
+
+def _write_texts(store: Store, manifest: dict, folder: Path) -> int:
+    """Each document's text as <doc_id>.txt, a documents part at a time, a batch of rows at a time."""
+    import pyarrow.dataset as ds
+
+    from .records import arrow_schema
+
+    count = 0
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in manifest["parts"]:
+        if part["dataset"] != "documents":
+            continue
+        dataset = ds.dataset(store.arrow_path(part["key"]), schema=arrow_schema("documents"), format="parquet",
+                             filesystem=store.arrow_filesystem())
+        for batch in dataset.to_batches(columns=["doc_id", "text"], batch_size=256):
+            for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+                (folder / f"{doc_id}.txt").write_text(text, encoding="utf-8")
+                count += 1
+    return count
+
+
+def _write_metadata(store: Store, run_id: str, records, placed: dict[tuple[str, str], str], out: Path,
+                    organisation: str | None) -> None:
+    """METS.xml (its file section pointing into the bag), metadata/premis.xml, prov.jsonld and events.jsonl."""
+    from .export.mets import mets_xml
+    from .export.premis import premis_of, to_bytes
+    from .provenance import export_run_prov, prov_text
+
+    first_place: dict[str, str] = {}
+    for (sha256, _), name in sorted(placed.items()):
+        first_place.setdefault(sha256, name)
+
+    class InTheBag:
+        def original(self, original, path: str) -> str:  # (a path another run saw: the bytes where this run's are)
+            return placed.get((original.sha256, path)) or first_place[original.sha256]
+
+        def text(self, document: dict) -> str:
+            return f"{TEXTS}/{document['doc_id']}.txt"
+
+        def part(self, part: dict) -> str:
+            return f"{DATASETS}/{_part_name(part['key'])}"
+
+    (out / METS_FILE).write_bytes(to_bytes(mets_xml(records, organisation, InTheBag())))
+    (out / METADATA).mkdir()
+    (out / METADATA / "premis.xml").write_bytes(to_bytes(premis_of(records, organisation).document()))
+    (out / METADATA / "prov.jsonld").write_text(prov_text(export_run_prov(store, run_id, organisation), "jsonld"),
+                                                encoding="utf-8")
+    with open(out / METADATA / "events.jsonl", "w", encoding="utf-8") as events:
+        for event in records.events:
+            events.write(json.dumps(event, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 class BagNames:

@@ -75,15 +75,15 @@ def test_names_that_differ_as_bytes_are_recorded_apart_and_bagged_apart(confusab
     out = tmp_path / "bag"
     result = export_bag(store, run_id, out)
     assert result["files"] == 3
-    assert (out / "data" / "report-\\xff.txt").read_text() == texts[BYTE_NAME]
-    assert (out / "data" / "report-\\\\xff.txt").read_text() == texts[BACKSLASH_NAME]
+    assert (out / "data" / "objects" / "report-\\xff.txt").read_text() == texts[BYTE_NAME]
+    assert (out / "data" / "objects" / "report-\\\\xff.txt").read_text() == texts[BACKSLASH_NAME]
     # The long name cannot be a file name in the bag (1,000 characters shown): it is under a name of its own,
     # said in the result and in a tag file.
     long = display_path(os.fsdecode(b"\xe9" * 200 + b".txt"))
     sha256 = hashlib.sha256(texts[b"\xe9" * 200 + b".txt"].encode()).hexdigest()
     assert result["renamed"] == {long: f"{UNSAFE_NAMES}/{sha256}"}
     assert json.loads((out / RENAMED_TAG_FILE).read_text(encoding="utf-8")) == result["renamed"]
-    assert (out / "data" / UNSAFE_NAMES / sha256).read_text() == texts[b"\xe9" * 200 + b".txt"]
+    assert (out / "data" / "objects" / UNSAFE_NAMES / sha256).read_text() == texts[b"\xe9" * 200 + b".txt"]
     bagit.Bag(str(out)).validate()
 
 

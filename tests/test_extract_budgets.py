@@ -94,6 +94,25 @@ def test_a_form_limit_that_holds_quarantines_the_page_instead_of_cutting_it(monk
     assert "page 1 of 1 invokes XObjects 30 times; pypdf reads no more than 10 form XObjects a page" in error.detail
 
 
+def test_a_page_that_shows_no_text_is_not_parsed_for_the_meter(monkeypatch):
+    # The meter's visitor would make pypdf parse a drawing of a million operators that it otherwise skips.
+    writer = pypdf.PdfWriter()
+    page = writer.add_blank_page(width=612, height=792)
+    drawing = pypdf.generic.DecodedStreamObject()
+    drawing.set_data(b"0 0 m 600 700 l S\n" * 1000)
+    page[pypdf.generic.NameObject("/Contents")] = writer._add_object(drawing)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    figure = buffer.getvalue()
+
+    def parsed(*args, **kwargs):
+        raise AssertionError("pypdf was asked for the text of a page that shows none")
+
+    monkeypatch.setattr(pypdf.PageObject, "extract_text", parsed)
+    assert "none of 1 page has a text layer" in pytest.raises(ExtractionError, extract, figure,
+                                                              identify(figure)).value.detail
+
+
 # -- HTML nested deeper than the parser's default limit ----------------------------------------------------------
 
 

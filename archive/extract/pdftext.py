@@ -103,18 +103,19 @@ def _form_limit() -> int | None:
 def _shows_text(page: Any) -> bool:
     """Whether the page's own content has an operator that shows text (as pypdf tests before it parses);
     True when it cannot be told, for pypdf to say why."""
-    from pypdf.generic import ArrayObject, StreamObject
+    from pypdf.generic import ArrayObject, ContentStream, StreamObject
 
     try:
         contents = page.get("/Contents")
         if contents is None:
             return False
         contents = contents.get_object()
-        streams = list(contents) if isinstance(contents, ArrayObject) else [contents]
-        for stream in streams:
-            stream = stream.get_object()
-            if not isinstance(stream, StreamObject) or _TEXT_OPERATOR.search(stream.get_data()):
-                return True
-        return False
+        if isinstance(contents, ArrayObject):  # joined as pypdf joins them, within its limits on arrays
+            data = ContentStream(contents, page.pdf).get_data()
+        elif isinstance(contents, StreamObject):
+            data = contents.get_data()  # (decoded once: pypdf keeps it for its own reading)
+        else:
+            return True
     except Exception:  # noqa: BLE001 - damaged content: pypdf's own reading of it raises what it means
         return True
+    return _TEXT_OPERATOR.search(data) is not None

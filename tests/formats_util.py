@@ -173,10 +173,11 @@ def render_blank_pdf(page_count: int) -> bytes:
 
 def form_bomb_pdf(invocations: int = 200, chars_per_form: int = 100_000, chars_per_show: int = 2) -> bytes:
     """A PDF of about 2 KB whose one page invokes a compressed form XObject `invocations` times, each drawing
-    chars_per_form characters in shows (Tj) of chars_per_show: its text would be invocations x chars_per_form
-    characters, at pypdf's cost per show (with 2 a show, about 10 us a character: minutes for the defaults)."""
-    show = b"(" + b"A" * (chars_per_show - 1) + b" ) Tj T*\n"
-    form = b"BT /F1 1 Tf 0 0 Td 1 TL\n" + show * (chars_per_form // chars_per_show) + b"ET\n"
+    about chars_per_form characters in lines of one show (Tj) of chars_per_show: its text would be about
+    invocations x chars_per_form characters, at pypdf's cost per show (with 2 a show, about 10 us a character:
+    minutes for the defaults' 20 million)."""
+    show = b"(" + b"A" * (chars_per_show - 1) + b" ) Tj T*\n"  # chars_per_show characters and a line break
+    form = b"BT /F1 1 Tf 0 0 Td 1 TL\n" + show * max(1, chars_per_form // (chars_per_show + 1)) + b"ET\n"
     page = b"q " + b"/Fm0 Do " * invocations + b"Q\n"
     form_z, page_z = zlib.compress(form, 9), zlib.compress(page, 9)
     objects = [

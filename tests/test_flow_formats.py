@@ -109,7 +109,7 @@ def test_a_costly_file_is_quarantined_naming_its_budget_and_the_batch_goes_on(pr
     seeds = sorted(seeds_dir.iterdir())
     shutil.copy(seeds[0], src / "agency.txt")
     (src / "release.pdf").write_bytes(fu.render_pdf([fu.excerpt(seeds[2].read_text(encoding="utf-8"), 600)]))
-    (src / "form-200-times.pdf").write_bytes(fu.form_bomb_pdf())  # 1.9 KB that would give 20 million characters
+    (src / "form-200-times.pdf").write_bytes(fu.form_bomb_pdf())  # 1.6 KB that would give 20 million characters
     (src / "unclosed-fonts.html").write_bytes(fu.unclosed_font_page(400))
     dest = str(tmp_path / "store")
     result = ingest(str(src), dest=dest, extract_seconds=30, reuse=False)

@@ -182,7 +182,7 @@ class BatchProcessor:
     def _text(self, ref: FileRef, sha256: str, fmt: Format, data: bytes) -> tuple[Extracted, str] | None:
         """The file's text, extracted and normalised, or None (quarantined: no text to be had)."""
         with self._time("extract"):
-            extracted = stages.extract_text(data, fmt)
+            extracted = stages.extract_text(data, fmt, self.options.budgets)
         if not isinstance(extracted, Quarantine):
             with self._time("normalise"):
                 extracted = stages.normalised(extracted)

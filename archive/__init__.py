@@ -4,8 +4,8 @@ The public API, importable from `archive` itself:
 
 - stores and sources: `open_store`, `resolve_dest`, `Store`, `LocalStore`, `object_key`; `open_source`, `Source`,
   `FileRef`, `batches`;
-- ingest: `process_batch`, `commit_run`, `IngestOptions`, `BatchSummary`, `CommitResult`, `RunContext`,
-  `new_run_id`;
+- ingest: `process_batch`, `commit_run`, `IngestOptions` (with the extraction `Budgets`), `BatchSummary`,
+  `CommitResult`, `RunContext`, `new_run_id`;
 - reading: `open_dataset`, `committed_manifests`;
 - auditing: `export_run_prov`, `export_bag`, `export_premis`, `export_mets`, `export_ocfl`, `find_garbage`,
   `delete_garbage`;
@@ -41,7 +41,7 @@ _LAZY = {
     "object_key": ".storage",
     "open_source": ".sources", "Source": ".sources", "FileRef": ".sources", "batches": ".sources",
     "process_batch": ".ingest", "commit_run": ".ingest", "IngestOptions": ".ingest", "BatchSummary": ".ingest",
-    "CommitResult": ".ingest",
+    "CommitResult": ".ingest", "Budgets": ".extract.budget",
     "RunContext": ".provenance", "new_run_id": ".provenance", "export_run_prov": ".provenance",
     "open_dataset": ".read", "committed_manifests": ".publish",
     "export_bag": ".bag", "find_garbage": ".gc", "delete_garbage": ".gc",

@@ -7,6 +7,7 @@ import re
 from typing import Callable
 
 from archive import __version__
+from archive.extract.budget import EXTRACT_SECONDS, MIN_TEXT_CHARS, OCR_PAGE_SECONDS, TEXT_PER_BYTE
 
 from . import export_cmd
 
@@ -19,6 +20,27 @@ def _duration(text: str) -> float:
     if not re.fullmatch(r"(\d+(\.\d+)?[smhdw])+|\d+(\.\d+)?", spec):
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30m, 1h, 2d, 0s)")
     return float(sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smhdw]?)", spec)))
+
+
+def _seconds(text: str) -> float:
+    """A duration above zero: 90, 1.5, 10m, 1h."""
+    try:
+        seconds = _duration(text)
+    except argparse.ArgumentTypeError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"not a time above zero: {text!r} (e.g. 600, 90s, 10m)")
+    return seconds
+
+
+def _above_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number above zero: {text!r}")
+    return value
 
 
 def _size(text: str) -> int:
@@ -52,6 +74,15 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
                    help="a metadata.csv (Dublin Core) to use instead of SOURCE/metadata.csv")
     p.add_argument("--max-file-bytes", type=_size, default=256 << 20,
                    help="larger files are kept but quarantined as too-large (default 256M)")
+    p.add_argument("--extract-seconds", type=_seconds, default=EXTRACT_SECONDS, metavar="SECONDS",
+                   help=f"time extracting one file's text may take, OCR included, e.g. 600 or 10m; over it the file "
+                        f"is quarantined as too-costly (default {EXTRACT_SECONDS:g})")
+    p.add_argument("--ocr-page-seconds", type=_seconds, default=OCR_PAGE_SECONDS, metavar="SECONDS",
+                   help=f"time OCR, or rendering a PDF page for it, may take a page; over it, too-costly "
+                        f"(default {OCR_PAGE_SECONDS:g})")
+    p.add_argument("--text-per-byte", type=_above_zero, default=TEXT_PER_BYTE, metavar="N",
+                   help=f"characters of text a file may give for each byte of its size, and {MIN_TEXT_CHARS:,} "
+                        f"whatever its size; over it, too-costly (default {TEXT_PER_BYTE:g})")
     p.add_argument("--batch-files", type=int, default=1000, help="files per batch task (default 1000)")
     p.add_argument("--workers", type=int, default=None, help="worker processes for the batches (default: one per core)")
     p.add_argument("--dask", metavar="ADDRESS",

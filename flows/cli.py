@@ -91,7 +91,8 @@ def cmd_ingest(args) -> int:
                 source=source, dest=dest, collection=args.collection,
                 max_file_bytes=args.max_file_bytes, batch_files=args.batch_files,
                 metadata=os.path.abspath(args.metadata) if args.metadata else None, workers=workers,
-                reuse=not args.no_reuse,
+                reuse=not args.no_reuse, extract_seconds=args.extract_seconds,
+                ocr_page_seconds=args.ocr_page_seconds, text_per_byte=args.text_per_byte,
             )
     except KeyboardInterrupt:
         return _fail("ingest interrupted; nothing was committed", args)

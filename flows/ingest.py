@@ -12,6 +12,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from archive.errors import ConfigurationError
+from archive.extract.budget import EXTRACT_SECONDS, OCR_PAGE_SECONDS, TEXT_PER_BYTE, Budgets
+from archive.fixity import NotRegularFileError, open_for_reading
 from archive.ingest import (
     DEFAULT_MAX_FILE_BYTES,
     BatchSummary,
@@ -75,15 +77,21 @@ def ingest(
     metadata: str | None = None,
     workers: int | None = None,
     reuse: bool = True,
+    extract_seconds: float = EXTRACT_SECONDS,
+    ocr_page_seconds: float = OCR_PAGE_SECONDS,
+    text_per_byte: float = TEXT_PER_BYTE,
 ) -> dict:
     """Ingest every file under SOURCE (a folder or s3://bucket/prefix) into DEST.
 
     metadata: a metadata.csv to use instead of the one at the top of SOURCE.
+    extract_seconds, ocr_page_seconds, text_per_byte: what extracting one file may cost (seconds a file, seconds a
+        page of OCR, characters of text a byte of the file, at least 100,000); over it, quarantined too-costly.
     workers: processes for the batches (default: one per core; 1 runs them in this process).
     reuse: find the passages the new documents share with each other and with committed documents (text reuse),
         committed with the run; off, the run publishes no band hashes and `archive reuse` catches up later.
     """
     started = time.monotonic()
+    budgets = Budgets(seconds=extract_seconds, ocr_page_seconds=ocr_page_seconds, text_per_byte=text_per_byte)
     dest = resolve_dest(dest)
     apart = overlap(source, dest)
     if apart:  # (before anything is written to DEST)
@@ -91,13 +99,17 @@ def ingest(
     store = open_store(dest)
     store.check_writable()
     src = open_source(source)
-    options = IngestOptions(max_file_bytes=max_file_bytes, batch_files=batch_files, batch_bytes=batch_bytes)
+    options = IngestOptions(max_file_bytes=max_file_bytes, batch_files=batch_files, batch_bytes=batch_bytes,
+                            budgets=budgets)
     run = RunContext(new_run_id(), collection, src.url, **started_by())
     known = frozenset(committed_doc_ids(store))
     warnings = []
     if metadata:
-        with open(metadata, "rb") as stream:
-            explicit = stream.read()
+        try:
+            with open_for_reading(metadata) as stream:  # (a regular file only: no pipe, no device)
+                explicit = stream.read()
+        except NotRegularFileError as exc:
+            raise ConfigurationError(f"--metadata {metadata}: {exc.strerror}") from None
         descriptions = load_descriptions(src, explicit=explicit, explicit_name=metadata)
         warnings.append(f"sidecar metadata {metadata} (outside the source) kept at {store_sidecar(store, explicit)}")
     else:
@@ -127,8 +139,8 @@ def ingest(
 
     reuse_params = ReuseParams()
     parameters = {"source": source, "dest": store.url, "collection": collection, "max_file_bytes": max_file_bytes,
-                  "batch_files": batch_files, "batch_bytes": batch_bytes, "metadata": metadata, "workers": workers,
-                  "reuse": reuse_parameters(reuse_params) if reuse else None}
+                  **budgets.parameters(), "batch_files": batch_files, "batch_bytes": batch_bytes,
+                  "metadata": metadata, "workers": workers, "reuse": reuse_parameters(reuse_params) if reuse else None}
     reuse_started = time.monotonic()
     found = reuse_task(dest, run, summaries, reuse_params) if reuse else None
     reuse_seconds = time.monotonic() - reuse_started

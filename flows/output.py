@@ -154,7 +154,16 @@ def lineage_story(story: dict) -> None:
 
 def bag_written(result: dict) -> None:
     print(f"Bag of run {result['run_id']} written to {result['bag']}: {result['files']:,} original(s), "
-          f"manifests {' and '.join(result['algorithms'])}.")
+          f"{result['texts']:,} text(s), {result['parts']:,} part file(s), {result['events']:,} event(s) with METS, "
+          f"PREMIS and PROV; manifests {' and '.join(result['algorithms'])}.")
+    renamed = result.get("renamed") or {}
+    if renamed:
+        from archive.bag import RENAMED_TAG_FILE
+
+        print(f"{len(renamed):,} path(s) could not be a file of their own in the bag and are under other names "
+              f"(listed in {RENAMED_TAG_FILE}):")
+        for path, name in sorted(renamed.items()):
+            print(f"  {show(path)} -> data/objects/{show(name)}")
 
 
 def export_written(result: dict) -> None:

@@ -9,6 +9,7 @@ from prefect import Flow, flow
 from prefect.utilities.annotations import quote
 from prefect_dask import DaskTaskRunner
 
+from archive.extract.budget import EXTRACT_SECONDS, OCR_PAGE_SECONDS, TEXT_PER_BYTE
 from archive.ingest import DEFAULT_MAX_FILE_BYTES
 from archive.storage import resolve_dest
 
@@ -84,6 +85,9 @@ def ingest_deployment(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     workers: int | None = None,
     reuse: bool = True,
+    extract_seconds: float = EXTRACT_SECONDS,
+    ocr_page_seconds: float = OCR_PAGE_SECONDS,
+    text_per_byte: float = TEXT_PER_BYTE,
 ) -> dict:
     """Ingest every file under SOURCE into DEST as one committed run (the `ingest` deployment).
 
@@ -99,6 +103,10 @@ def ingest_deployment(
         workers: Local worker processes for the batches (default: one per core); not used with dask_address.
         reuse: Find the passages the new documents share with each other and with the archive (text reuse),
             committed with the run; off, `archive reuse` catches up later.
+        extract_seconds: Seconds extracting one file's text may take, OCR included; over it, too-costly.
+        ocr_page_seconds: Seconds OCR (or rendering for OCR) may take a page; over it, too-costly.
+        text_per_byte: Characters of text a file may give a byte of its size (at least 100,000); over it,
+            too-costly.
     """
     # The run itself is the ingest flow, as a subflow: the same artifacts and
     # manifest as from `archive ingest`, and it knows the deployment that started it.
@@ -112,4 +120,7 @@ def ingest_deployment(
         # On Dask the batches run on the cluster: a local process pool would only sit idle.
         workers=1 if dask_address else workers,
         reuse=reuse,
+        extract_seconds=extract_seconds,
+        ocr_page_seconds=ocr_page_seconds,
+        text_per_byte=text_per_byte,
     )

@@ -110,6 +110,14 @@ def render_html(
     return page.encode(charset)
 
 
+def unclosed_font_page(count: int) -> bytes:
+    """An old page's shape: count paragraphs, each opening a <font> it never closes, so they nest count deep."""
+    body = "".join(f"<font face='Times'><p>Paragraph {number} of the story, in words of its own.</p>"
+                   for number in range(1, count + 1))
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Unclosed fonts</title></head>"
+            f"<body><article>{body}</article></body></html>").encode("utf-8")
+
+
 # -- PDF -------------------------------------------------------------------------------------------
 
 
@@ -161,6 +169,38 @@ def render_blank_pdf(page_count: int) -> bytes:
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
+
+
+def form_bomb_pdf(invocations: int = 200, chars_per_form: int = 100_000, chars_per_show: int = 2) -> bytes:
+    """A PDF of about 2 KB whose one page invokes a compressed form XObject `invocations` times, each drawing
+    about chars_per_form characters in lines of one show (Tj) of chars_per_show: its text would be about
+    invocations x chars_per_form characters, at pypdf's cost per show (with 2 a show, about 10 us a character:
+    minutes for the defaults' 20 million)."""
+    show = b"(" + b"A" * (chars_per_show - 1) + b" ) Tj T*\n"  # chars_per_show characters and a line break
+    form = b"BT /F1 1 Tf 0 0 Td 1 TL\n" + show * max(1, chars_per_form // (chars_per_show + 1)) + b"ET\n"
+    page = b"q " + b"/Fm0 Do " * invocations + b"Q\n"
+    form_z, page_z = zlib.compress(form, 9), zlib.compress(page, 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Fm0 5 0 R >> "
+        b"/Font << /F1 6 0 R >> >> /Contents 4 0 R >>",
+        b"<< /Filter /FlateDecode /Length %d >>\nstream\n" % len(page_z) + page_z + b"\nendstream",
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /Font << /F1 6 0 R >> >> "
+        b"/Filter /FlateDecode /Length %d >>\nstream\n" % len(form_z) + form_z + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
+    return out.getvalue()
 
 
 def render_scanned_pdf(images: list, dpi: int = 300) -> bytes:

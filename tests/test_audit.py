@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+from urllib.parse import unquote
 
 import pytest
 
 from archive.publish import committed_manifests
+from archive.read import open_dataset
 from archive.storage import LocalStore, object_key, open_store
 from tests.s3server import server_of
 
@@ -223,8 +225,49 @@ def test_bag_of_a_run_validates_with_bagit(ingested, seeds_dir, tmp_path):
     assert bag.info["Archive-Run-Id"] == run_id
     assert bag.info["Archive-Collection"] == "black-january"
     for seed in seeds_dir.iterdir():
-        assert (out / "data" / seed.name).read_bytes() == seed.read_bytes()
+        assert (out / "data" / "objects" / seed.name).read_bytes() == seed.read_bytes()
     # A bag with a changed payload fails bagit's own validation.
-    (out / "data" / seed.name).write_bytes(b"tampered")
+    (out / "data" / "objects" / seed.name).write_bytes(b"tampered")
+    with pytest.raises(bagit.BagValidationError):
+        bagit.Bag(str(out)).validate()
+
+
+def test_a_bag_is_an_archival_information_package(ingested, tmp_path):
+    """Beside the originals: each document's text, the run's part files, METS (PREMIS inside) whose file section
+    points at the bag's own files, PREMIS, PROV-O and the events; the official XSDs, rdflib and bagit accept them."""
+    import bagit
+    import rdflib
+    from lxml import etree
+
+    from archive.bag import export_bag
+    from tests import xsd
+
+    dest, run_id = ingested
+    out = tmp_path / "bag"
+    result = export_bag(open_store(dest), run_id, out)
+    bagit.Bag(str(out)).validate()
+    data = out / "data"
+    documents = open_dataset(dest, "documents", runs=[run_id]).to_table(columns=["doc_id", "text"]).to_pylist()
+    assert result["texts"] == len(documents) == 5
+    for document in documents:
+        assert (data / "texts" / f"{document['doc_id']}.txt").read_text(encoding="utf-8") == document["text"]
+    manifest = json.loads((out / "archive-run-manifest.json").read_text())
+    for part in manifest["parts"]:
+        copy = data / "datasets" / part["key"].removeprefix("datasets/")
+        assert hashlib.sha256(copy.read_bytes()).hexdigest() == part["sha256"]
+    mets = etree.parse(str(data / "METS.xml"))
+    assert xsd.problems(xsd.mets_schema(), mets) == []
+    hrefs = [unquote(el.get("{http://www.w3.org/1999/xlink}href"))  # (a URI reference: %-encoded)
+             for el in mets.iter("{http://www.loc.gov/METS/}FLocat")]
+    assert len(hrefs) == 5 + 5 + len(manifest["parts"])
+    assert all((data / href).is_file() for href in hrefs), [h for h in hrefs if not (data / h).is_file()]
+    assert xsd.problems(xsd.premis_schema(), etree.parse(str(data / "metadata" / "premis.xml"))) == []
+    graph = rdflib.Graph().parse(data=(data / "metadata" / "prov.jsonld").read_text(encoding="utf-8"),
+                                 format="json-ld")
+    assert len(graph) > 0
+    events = [json.loads(line) for line in (data / "metadata" / "events.jsonl").read_text().splitlines()]
+    assert len(events) == result["events"] == open_dataset(dest, "events", runs=[run_id]).count_rows()
+    # A changed text fails bagit's validation as a changed original does.
+    (data / "texts" / f"{documents[0]['doc_id']}.txt").write_text("tampered", encoding="utf-8")
     with pytest.raises(bagit.BagValidationError):
         bagit.Bag(str(out)).validate()

@@ -33,10 +33,13 @@ def archive(*args, env, cwd=None):
 
 def test_ingest_json_then_runs(cli_env, seeds_dir, tmp_path):
     dest = tmp_path / "store"
-    done = archive("ingest", str(seeds_dir), "--dest", str(dest), "--collection", "seeds", "--json", env=cli_env)
+    done = archive("ingest", str(seeds_dir), "--dest", str(dest), "--collection", "seeds", "--json",
+                   "--extract-seconds", "5m", env=cli_env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["status"] == "committed"
+    manifest = json.loads((dest / "runs" / f"{result['run_id']}.json").read_text())
+    assert (manifest["parameters"]["extract_seconds"], manifest["parameters"]["text_per_byte"]) == (300, 100)
     assert result["counts"] == {"files": 5, "documents": 5, "duplicates": 0, "quarantined": 0, "skipped": 0,
                                 "updated": 0}
     assert result["dest"] == str(dest)
@@ -74,6 +77,10 @@ def test_usage_errors_exit_2(cli_env, tmp_path):
     assert "no-such-folder" in missing.stderr and "does not exist" in missing.stderr
     assert archive("ingest", env=cli_env).returncode == 2
     assert archive("frobnicate", env=cli_env).returncode == 2
+    for flag, value in (("--extract-seconds", "0"), ("--ocr-page-seconds", "-5"), ("--text-per-byte", "nan")):
+        refused = archive("ingest", str(tmp_path), "--dest", str(tmp_path / "store"), flag, value, env=cli_env)
+        assert refused.returncode == 2 and flag in refused.stderr and "above zero" in refused.stderr
+    assert not (tmp_path / "store").exists()
 
 
 def test_unwritable_dest_fails_with_exit_1_and_one_line(cli_env, seeds_dir, tmp_path):

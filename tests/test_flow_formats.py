@@ -97,3 +97,39 @@ def test_metadata_file_given_outside_the_source(prefect_harness, seeds_dir, tmp_
 
     assert (open_store(dest).get_bytes(object_key(hashlib.sha256(sidecar.read_bytes()).hexdigest()))
             == sidecar.read_bytes())
+
+
+def test_a_costly_file_is_quarantined_naming_its_budget_and_the_batch_goes_on(prefect_harness, seeds_dir, tmp_path):
+    from archive.publish import load_manifest
+    from archive.storage import open_store
+    from archive_flows.ingest import ingest
+
+    src = tmp_path / "batch"
+    src.mkdir()
+    seeds = sorted(seeds_dir.iterdir())
+    shutil.copy(seeds[0], src / "agency.txt")
+    (src / "release.pdf").write_bytes(fu.render_pdf([fu.excerpt(seeds[2].read_text(encoding="utf-8"), 600)]))
+    (src / "form-200-times.pdf").write_bytes(fu.form_bomb_pdf())  # 1.6 KB that would give 20 million characters
+    (src / "unclosed-fonts.html").write_bytes(fu.unclosed_font_page(400))
+    dest = str(tmp_path / "store")
+    result = ingest(str(src), dest=dest, extract_seconds=30, reuse=False)
+
+    files = {f["path"]: f for f in open_dataset(dest, "files").to_table().to_pylist()}
+    assert {p: (f["outcome"], f["reason"]) for p, f in files.items()} == {
+        "agency.txt": ("document", None),
+        "release.pdf": ("document", None),
+        "form-200-times.pdf": ("quarantine", "too-costly"),
+        "unclosed-fonts.html": ("document", None),
+    }
+    (problem,) = result["problems"]
+    assert problem["path"] == "form-200-times.pdf" and problem["detail"] == files["form-200-times.pdf"]["detail"]
+    assert problem["detail"].startswith("text extraction stopped at ")
+    assert problem["detail"].endswith("(100 a byte, at least 100,000; --text-per-byte 100)")
+    assert result["stage_seconds"]["extract"] < 30  # stopped by its text budget, long before its time budget
+
+    docs = {d["source_path"]: d for d in open_dataset(dest, "documents").to_table().to_pylist()}
+    fonts = docs["unclosed-fonts.html"]["text"]
+    assert all(f"Paragraph {n} of the story" in fonts for n in range(1, 401))
+    manifest = load_manifest(open_store(dest), f"runs/{result['run_id']}.json")
+    assert {k: manifest["parameters"][k] for k in ("extract_seconds", "ocr_page_seconds", "text_per_byte")} == {
+        "extract_seconds": 30, "ocr_page_seconds": 60, "text_per_byte": 100}

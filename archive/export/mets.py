@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 from ..errors import ArchiveError
 from ..provenance import NORMALIZATION
 from ..storage import Store
-from .gather import Records, gather_run
+from .gather import Original, Records, gather_run
 from .premis import (
     Agents,
     agent_element,
@@ -43,9 +43,24 @@ def _folder(root, folders: dict, path: str):
     return parent
 
 
-def mets_of(records: Records, organisation: str | None = None):
-    """A metsrw.METSDocument of one run's records."""
+class StoreLocations:
+    """Where each file of a METS is: in the store (an export beside the store), by its key."""
+
+    def original(self, original: Original, path: str) -> str:
+        return original.object_key
+
+    def text(self, document: dict) -> str:
+        return f"{document['part']}#doc_id={document['doc_id']}"
+
+    def part(self, part: dict) -> str:
+        return part["key"]
+
+
+def mets_of(records: Records, organisation: str | None = None, locations=None):
+    """A metsrw.METSDocument of one run's records; locations (StoreLocations by default) gives each file's href."""
     import metsrw
+
+    locations = locations or StoreLocations()
 
     manifest = records.manifest
     agents = Agents(records.manifests, organisation)
@@ -74,7 +89,7 @@ def mets_of(records: Records, organisation: str | None = None):
     for original in sorted(records.originals.values(), key=lambda o: (o.paths, o.sha256)):
         for n, path in enumerate(original.paths or [original.sha256]):
             first = entries.get(original.sha256)
-            entry = metsrw.FSEntry(path=original.object_key, label=xml_text(PurePosixPath(path).name),
+            entry = metsrw.FSEntry(path=locations.original(original, path), label=xml_text(PurePosixPath(path).name),
                                    use=USE_ORIGINAL, file_uuid=f"original-{original.sha256}-{n}",
                                    checksum=original.sha256, checksumtype="SHA-256", derived_from=first)
             _folder(originals_dir, folders, path).add_child(entry)
@@ -85,13 +100,13 @@ def mets_of(records: Records, organisation: str | None = None):
     made = {(e["run_id"], e["object_sha256"]): e["event_id"] for e in records.events
             if e["event_type"] == NORMALIZATION}
     for d in records.documents:
-        entry = metsrw.FSEntry(path=f"{d['part']}#doc_id={d['doc_id']}", label=f"{d['doc_id']}.txt", use=USE_TEXT,
+        entry = metsrw.FSEntry(path=locations.text(d), label=f"{d['doc_id']}.txt", use=USE_TEXT,
                                file_uuid=f"text-{d['doc_id']}", checksum=d["text_sha256"], checksumtype="SHA-256",
                                derived_from=entries.get(d["doc_id"]))
         entry.add_premis_object(text_object(d, made.get((d["run_id"], d["doc_id"]))))
         texts_dir.add_child(entry)
     for part in sorted(records.parts.values(), key=lambda p: p["key"]):
-        entry = metsrw.FSEntry(path=part["key"], label=PurePosixPath(part["key"]).name, use=USE_DATASET,
+        entry = metsrw.FSEntry(path=locations.part(part), label=PurePosixPath(part["key"]).name, use=USE_DATASET,
                                file_uuid=f"part-{part['sha256']}", checksum=part["sha256"], checksumtype="SHA-256")
         entry.add_premis_object(part_object(part))
         add_events(entry, part["sha256"])
@@ -111,13 +126,18 @@ def mets_of(records: Records, organisation: str | None = None):
 def export_mets(store: Store, run_id: str, out: str | os.PathLike, *, organisation: str | None = None) -> dict:
     """Write one run as a METS document (PREMIS 3.0 inside) to the file out."""
     records = gather_run(store, run_id)
-    document = mets_of(records, organisation)
-    root = document.serialize()
-    for struct_map in root.iter(f"{{{METS_NS}}}structMap"):
-        if struct_map.get("TYPE") == "physical":  # (metsrw labels it "Archivematica default")
-            struct_map.set("LABEL", "the run's files: originals by source folder, texts, part files")
+    root = mets_xml(records, organisation)
     write_atomically(out, to_bytes(root))
     files = root.findall(f".//{{{METS_NS}}}file")
     return {"run_id": run_id, "format": "mets", "out": str(out), "files": len(files),
             "objects": len(records.originals) + len(records.documents) + len(records.parts),
             "events": len(records.events)}
+
+
+def mets_xml(records: Records, organisation: str | None = None, locations=None):
+    """The METS document of one run's records as an lxml element."""
+    root = mets_of(records, organisation, locations).serialize()
+    for struct_map in root.iter(f"{{{METS_NS}}}structMap"):
+        if struct_map.get("TYPE") == "physical":  # (metsrw labels it "Archivematica default")
+            struct_map.set("LABEL", "the run's files: originals by source folder, texts, part files")
+    return root

@@ -1,16 +1,20 @@
 """Text out of each supported format; a format with no extractor is quarantined, not guessed at.
 
-Every extractor is a function ``(data: bytes, fmt: Format) -> Extracted`` that
-raises ExtractionError with a quarantine reason code when it cannot produce text.
+Every extractor is a function ``(data: bytes, fmt: Format, *, meter: Meter | None = None) -> Extracted`` that
+raises ExtractionError with a quarantine reason code when it cannot produce text, too-costly among them when
+the file's work goes over its budgets (budget.py), which the extractor checks on its meter as it goes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import TerminalError
 from ..identify import Format
+
+if TYPE_CHECKING:
+    from .budget import Budgets
 
 
 @dataclass
@@ -37,7 +41,7 @@ class ExtractionError(TerminalError):
         self.detail = detail
 
 
-Extractor = Callable[[bytes, Format], Extracted]
+Extractor = Callable[..., Extracted]  # (data, fmt, *, meter=None)
 
 
 def _registry() -> dict[str, Extractor]:
@@ -64,12 +68,17 @@ def extractor_for(fmt: Format) -> Extractor | None:
     return _EXTRACTORS.get(fmt.media_type)
 
 
-def extract(data: bytes, fmt: Format) -> Extracted:
-    """The text of data, by the extractor for its identified format."""
+def extract(data: bytes, fmt: Format, budgets: Budgets | None = None) -> Extracted:
+    """The text of data, by the extractor for its identified format, within budgets (the defaults when None)."""
+    from .budget import Meter
+
     extractor = extractor_for(fmt)
     if extractor is None:
         raise ExtractionError(
             "unsupported-format",
             f"{fmt.name} ({fmt.media_type}{', ' + fmt.puid if fmt.puid else ''}): no text extractor for this format",
         )
-    return extractor(data, fmt)
+    meter = Meter(budgets, len(data))
+    extracted = extractor(data, fmt, meter=meter)
+    meter.finish(extracted.text)
+    return extracted

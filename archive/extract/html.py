@@ -2,6 +2,11 @@
 
 The bytes are decoded here, not by trafilatura, so the charset the page
 declares (byte-order mark, then <meta charset>) is honoured and recorded.
+The page is parsed here too, as trafilatura would but without libxml2's
+default nesting limit of 256 elements, which old pages' unclosed <font> tags
+reach: the parser stops there and drops the rest of the page without an
+error. A page deeper than the parser goes even so (2,048) is quarantined
+too-costly, never published cut short.
 """
 
 from __future__ import annotations
@@ -9,10 +14,15 @@ from __future__ import annotations
 import codecs
 import re
 from datetime import date
+from typing import TYPE_CHECKING, Any
 
 from ..identify import Format
 from . import Extracted, ExtractionError
+from .budget import TOO_COSTLY, Meter
 from .text import decode_text
+
+if TYPE_CHECKING:
+    from lxml.html import HtmlElement
 
 MAX_BYTES = 20_000_000  # trafilatura's own default ceiling for one page
 EARLIEST_DATE = "1800-01-01"
@@ -77,7 +87,7 @@ _BCP47 = re.compile(
 )
 
 
-def extract(data: bytes, fmt: Format, *, max_bytes: int = MAX_BYTES) -> Extracted:
+def extract(data: bytes, fmt: Format, *, max_bytes: int = MAX_BYTES, meter: Meter | None = None) -> Extracted:
     try:
         import trafilatura
     except ImportError:
@@ -87,14 +97,17 @@ def extract(data: bytes, fmt: Format, *, max_bytes: int = MAX_BYTES) -> Extracte
 
     if len(data) > max_bytes:
         raise ExtractionError("too-large", f"HTML page of {len(data):,} bytes; the limit is {max_bytes:,}")
+    meter = meter or Meter(size=len(data))
     markup, encoding, notes = decode_html(data)
     try:
-        tree = trafilatura.load_html(markup)
+        tree = parse_html(markup)
         protected = tree is not None and AMPERSAND_STANDIN not in markup
         if protected:
             _protect_ampersands(tree)
-        document = trafilatura.bare_extraction(
-            tree if tree is not None else markup,
+        meter.check(" (parsing the page)")
+        # (with no tree, not HTML trafilatura reads: it finds no document either)
+        document = None if tree is None else trafilatura.bare_extraction(
+            tree,
             with_metadata=True,
             include_comments=False,
             include_tables=True,
@@ -111,7 +124,10 @@ def extract(data: bytes, fmt: Format, *, max_bytes: int = MAX_BYTES) -> Extracte
             },
         )
     except RecursionError:
-        raise ExtractionError("corrupt", "HTML nests too deeply to parse") from None
+        raise ExtractionError(TOO_COSTLY, "the page nests elements too deeply for trafilatura (RecursionError)"
+                              ) from None
+    # trafilatura cannot be stopped halfway; MAX_BYTES bounds its work, and its time counts against the file's.
+    meter.check(" (trafilatura)")
     text = (document.text or "") if document is not None else ""
     if not text.strip():
         raise ExtractionError(
@@ -129,6 +145,49 @@ def extract(data: bytes, fmt: Format, *, max_bytes: int = MAX_BYTES) -> Extracte
         metadata=metadata,
         notes=notes,
     )
+
+
+def parse_html(markup: str) -> HtmlElement | None:
+    """The page's tree as trafilatura.load_html makes it (or None where it finds no HTML), by a parser without
+    libxml2's default limits (huge_tree); ExtractionError(too-costly) where the parser's own limit cut it."""
+    from lxml.html import HTMLParser, fromstring
+    from trafilatura.utils import is_dubious_html, repair_faulty_html
+
+    beginning = markup[:50].lower()
+    markup = repair_faulty_html(markup, beginning)
+    parser = HTMLParser(collect_ids=False, default_doctype=False, encoding="utf-8", remove_comments=True,
+                        remove_pis=True, huge_tree=True)
+    tree = None
+    try:
+        tree = fromstring(markup, parser=parser)
+    except Exception:  # noqa: BLE001 - as trafilatura: tried again as bytes (ValueError: a str declaring a charset)
+        pass
+    if tree is None or len(tree) < 1:
+        try:
+            tree = fromstring(markup.encode("utf-8", "surrogatepass"), parser=parser)
+        except Exception:  # noqa: BLE001 - as trafilatura: a page lxml cannot parse has no article text
+            return None
+    _check_not_cut(parser.error_log)
+    if is_dubious_html(beginning) and len(tree) < 2:
+        return None
+    return tree
+
+
+def _check_not_cut(error_log: Any) -> None:
+    """ExtractionError(too-costly) if the parser stopped at one of its resource limits (the nesting depth):
+    libxml2 then drops the rest of the page and says so only in its error log."""
+    errors = list(error_log)
+    if error_log.last_error is not None:
+        errors.append(error_log.last_error)
+    for error in errors:
+        # (libxml2 before 2.11 reported the depth limit as an internal error)
+        if error.type_name == "ERR_RESOURCE_LIMIT" or "Excessive depth" in error.message:
+            message = error.message.split(", use XML_PARSE_HUGE")[0]  # (it is in use: this is the higher limit)
+            raise ExtractionError(
+                TOO_COSTLY,
+                f"the HTML parser (libxml2) stopped at line {error.line}, column {error.column}: {message}, its "
+                "limit; the page's text after that point would be lost",
+            )
 
 
 # trafilatura runs html.unescape over the text it has already parsed, so a

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..identify import Format
 from . import Extracted, ExtractionError
+from .budget import Meter
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -52,7 +53,6 @@ class OcrSettings:
 
     tesseract_cmd: str = "tesseract"
     languages: str = "eng"  # Tesseract's -l argument, e.g. "eng+deu"
-    page_timeout: float = 120.0  # seconds of Tesseract time allowed per page
     max_pixels: int = MAX_IMAGE_PIXELS  # per page
     max_pages: int = MAX_PAGES
     # Tesseract's OpenMP threads fight each other when batches run side by
@@ -106,18 +106,21 @@ def _probe(path: str) -> Tesseract:
     )
 
 
-def extract(data: bytes, fmt: Format, *, settings: OcrSettings = OcrSettings()) -> Extracted:
+def extract(data: bytes, fmt: Format, *, settings: OcrSettings = OcrSettings(), meter: Meter | None = None
+            ) -> Extracted:
     """The OCR text of an image; the pages of a multi-page TIFF are separated by form feeds."""
+    meter = meter or Meter(size=len(data))
     tesseract = find_tesseract(settings)
     resolutions: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="archive-ocr-") as workdir:
         pages: list[Path] = []
         for number, (page, dpi) in enumerate(_pages(data, fmt, settings), start=1):
+            meter.check(f" decoding page {number}")
             path = Path(workdir) / f"page-{number:05d}.png"
             page.save(path, format="PNG", **({"dpi": (dpi, dpi)} if dpi else {}))
             pages.append(path)
             resolutions.add(f"{dpi} dpi" if dpi else "resolution unknown (estimated by Tesseract)")
-        texts = ocr_files(pages, tesseract, settings)
+        texts = ocr_files(pages, tesseract, settings, meter)
     text = "\f".join(texts)
     if not text.strip():
         raise ExtractionError(
@@ -222,22 +225,23 @@ def _dpi(image: Image) -> int | None:
     return value if 100 <= value <= 2400 else None
 
 
-def ocr_files(paths: list[Path], tesseract: Tesseract, settings: OcrSettings) -> list[str]:
-    """The text of each page image, in order: one Tesseract run over a list of pages, which loads the model once."""
+def ocr_files(paths: list[Path], tesseract: Tesseract, settings: OcrSettings, meter: Meter) -> list[str]:
+    """The text of each page image, in order: one Tesseract run over a list of pages, which loads the model once,
+    within the OCR budget of as many pages (or the file's time left)."""
     if not paths:
         return []
     listing = paths[0].parent / "pages.txt"
     listing.write_text("".join(f"{path}\n" for path in paths), encoding="utf-8")
     # Tesseract writes a form feed between pages, so n pages give n parts.
-    parts = _run_tesseract(str(listing), len(paths), tesseract, settings).split("\f")
+    parts = _run_tesseract(str(listing), len(paths), tesseract, settings, meter).split("\f")
     if len(parts) != len(paths):
         # Not the output shape this Tesseract version is known for: page by page instead.
-        parts = [_run_tesseract(str(path), 1, tesseract, settings) for path in paths]
+        parts = [_run_tesseract(str(path), 1, tesseract, settings, meter) for path in paths]
     return [part.rstrip() for part in parts]
 
 
-def _run_tesseract(source: str, pages: int, tesseract: Tesseract, settings: OcrSettings) -> str:
-    timeout = settings.page_timeout * pages
+def _run_tesseract(source: str, pages: int, tesseract: Tesseract, settings: OcrSettings, meter: Meter) -> str:
+    timeout = meter.command_timeout(pages, f" before OCR of {count_of(pages, 'page')}")
     env = dict(os.environ)
     env.setdefault("OMP_THREAD_LIMIT", str(settings.threads))
     try:
@@ -249,9 +253,7 @@ def _run_tesseract(source: str, pages: int, tesseract: Tesseract, settings: OcrS
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise ExtractionError(
-            "too-large", f"Tesseract did not finish {count_of(pages, 'page')} within {timeout:.0f} s"
-        ) from None
+        raise meter.overran(f"OCR by Tesseract of {count_of(pages, 'page')}", pages, timeout) from None
     except OSError as exc:
         raise ExtractionError("needs-ocr", f"Tesseract at {tesseract.path} does not run: {exc}") from None
     if result.returncode != 0:

@@ -3,7 +3,8 @@
 Whatever a damaged or hostile PDF makes pypdf raise comes out as one
 ExtractionError with a quarantine reason, and the work one file can cause is
 bounded: a page cap, pypdf's own stream-size limits, a pixel cap on rendered
-pages and a time limit on each external command.
+pages, and the file's budgets (budget.py): its time and its text, checked as
+pypdf reads each page (pdftext.py), and the timeouts of the external commands.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from typing import Any
 
 from ..identify import Format
 from . import Extracted, ExtractionError
+from .budget import Meter
 from .image import OcrSettings, Tesseract, count_of, find_tesseract, ocr_files
+from .pdftext import form_limit_lifted, page_text
 
 MAX_PAGES = 2000
 MAX_OCR_PAGES = 500
@@ -37,20 +40,21 @@ class PdfSettings:
     max_ocr_pages: int = MAX_OCR_PAGES  # more image-only pages than this: too-large
     ocr_dpi: int = OCR_DPI
     # None: take the scanned images embedded in the PDF instead of rendering pages.
-    pdftoppm_cmd: str | None = "pdftoppm"
-    render_timeout: float = 120.0  # seconds per page
+    pdftoppm_cmd: str | None = "pdftoppm"  # rendering a page takes at most the meter's OCR budget of a page
     ocr: OcrSettings = field(default_factory=OcrSettings)
 
 
-def extract(data: bytes, fmt: Format, *, settings: PdfSettings = PdfSettings()) -> Extracted:
+def extract(data: bytes, fmt: Format, *, settings: PdfSettings = PdfSettings(), meter: Meter | None = None
+            ) -> Extracted:
     """Text of each page joined by form feeds, and the Info dictionary's title, author and date."""
     try:
         import pypdf
     except ImportError:
         raise ExtractionError("unsupported-format", "PDF extraction needs pypdf: pip install pypdf") from None
 
+    meter = meter or Meter(size=len(data))
     notes: list[str] = []
-    with _pypdf_errors(data):
+    with _pypdf_errors(data), form_limit_lifted():
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
             _decrypt(reader)
@@ -60,7 +64,8 @@ def extract(data: bytes, fmt: Format, *, settings: PdfSettings = PdfSettings()) 
         texts: list[str] = []
         scanned: dict[int, list[tuple[int, int]]] = {}  # page index -> sizes of its images
         for index, page in enumerate(reader.pages):
-            text = page.extract_text() or ""
+            meter.check(f" at page {index + 1} of {page_count}")
+            text = page_text(page, meter, index + 1, page_count)
             texts.append(text if text.strip() else "")
             if not text.strip():
                 images = _image_sizes(page)
@@ -87,7 +92,7 @@ def extract(data: bytes, fmt: Format, *, settings: PdfSettings = PdfSettings()) 
                 ) from None
             notes.append(f"{_pages_list(scanned)} no text layer and not OCR'd: {exc.detail}")
         else:
-            ocr_texts, how = _ocr_pages(data, reader, scanned, tesseract, settings)
+            ocr_texts, how = _ocr_pages(data, reader, scanned, tesseract, settings, meter)
             for index, text in ocr_texts.items():
                 texts[index] = text
             notes.append(
@@ -189,19 +194,20 @@ def _number(value: Any) -> int:
 
 
 def _ocr_pages(
-    data: bytes, reader: Any, scanned: dict[int, list[tuple[int, int]]], tesseract: Tesseract, settings: PdfSettings
+    data: bytes, reader: Any, scanned: dict[int, list[tuple[int, int]]], tesseract: Tesseract, settings: PdfSettings,
+    meter: Meter,
 ) -> tuple[dict[int, str], str]:
     """OCR text of the image-only pages: rendered by pdftoppm where it is installed, else their embedded images."""
     pdftoppm = shutil.which(settings.pdftoppm_cmd) if settings.pdftoppm_cmd else None
     with tempfile.TemporaryDirectory(prefix="archive-pdf-ocr-") as workdir:
         work = Path(workdir)
         if pdftoppm:
-            images = _render(data, reader, sorted(scanned), pdftoppm, work, settings)
+            images = _render(data, reader, sorted(scanned), pdftoppm, work, settings, meter)
             how = f"rendered at up to {settings.ocr_dpi} dpi by pdftoppm {_pdftoppm_version(pdftoppm)}"
         else:
-            images = _embedded_images(reader, scanned, work, settings)
+            images = _embedded_images(reader, scanned, work, settings, meter)
             how = "embedded images (pdftoppm not installed)"
-        texts = ocr_files([path for _, path in images], tesseract, settings.ocr)
+        texts = ocr_files([path for _, path in images], tesseract, settings.ocr, meter)
     by_page: dict[int, list[str]] = {}
     for (index, _), text in zip(images, texts):
         by_page.setdefault(index, []).append(text)
@@ -209,7 +215,7 @@ def _ocr_pages(
 
 
 def _render(
-    data: bytes, reader: Any, pages: list[int], pdftoppm: str, work: Path, settings: PdfSettings
+    data: bytes, reader: Any, pages: list[int], pdftoppm: str, work: Path, settings: PdfSettings, meter: Meter
 ) -> list[tuple[int, Path]]:
     source = work / "source.pdf"
     source.write_bytes(data)
@@ -241,12 +247,11 @@ def _render(
             str(source),
             str(prefix),
         ]
+        timeout = meter.command_timeout(1, f" before rendering page {index + 1} for OCR")
         try:
-            result = subprocess.run(command, capture_output=True, timeout=settings.render_timeout, check=False)
+            result = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
-            raise ExtractionError(
-                "too-large", f"pdftoppm did not render page {index + 1} within {settings.render_timeout:.0f} s"
-            ) from None
+            raise meter.overran(f"pdftoppm rendering page {index + 1}", 1, timeout) from None
         output = prefix.with_suffix(".png")
         if result.returncode != 0 or not output.exists():
             stderr = result.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -259,12 +264,13 @@ def _render(
 
 
 def _embedded_images(
-    reader: Any, scanned: dict[int, list[tuple[int, int]]], work: Path, settings: PdfSettings
+    reader: Any, scanned: dict[int, list[tuple[int, int]]], work: Path, settings: PdfSettings, meter: Meter
 ) -> list[tuple[int, Path]]:
     from .image import greyscale_page, pillow_errors
 
     found: list[tuple[int, Path]] = []
     for index, sizes in sorted(scanned.items()):
+        meter.check(f" taking the images of page {index + 1}")
         for width, height in sizes:
             if width * height > settings.ocr.max_pixels:
                 raise ExtractionError(

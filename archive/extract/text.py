@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from typing import TYPE_CHECKING
 
 import charset_normalizer
 
 from ..identify import BOMS, Format
 from . import Extracted, ExtractionError
+
+if TYPE_CHECKING:
+    from .budget import Meter
 
 # Codecs charset-normalizer may propose for Western text that real files in
 # these archives almost never use; Windows-1252 reads the same bytes and is
@@ -102,7 +106,8 @@ def _looks_utf16(data: bytes) -> bool:
     return len(head) >= 4 and max(head[0::2].count(0), head[1::2].count(0)) > 0.4 * (len(head) // 2)
 
 
-def extract(data: bytes, fmt: Format) -> Extracted:
+def extract(data: bytes, fmt: Format, *, meter: Meter | None = None) -> Extracted:
+    # Decoding gives at most a character a byte: within any output budget; extract() checks the time after.
     text, encoding, notes = decode_text(data)
     controls = stray_controls(text)
     if controls > max(2, len(text) // 100):

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
+from typing import Iterable
 
 from .. import provenance as ev
 from ..catalogue.identity import elements
@@ -14,7 +10,7 @@ from ..claims import DocumentClaims
 from ..describe import Description, describe_texts, language_tool_version
 from ..extract import Extracted
 from ..fixity import TOOL as DIGEST_TOOL
-from ..fixity import digest_file, open_for_reading, sha256_hex
+from ..fixity import FileChangedError, sha256_hex
 from ..identify import EMPTY, Format, identify
 from ..provenance import RunContext
 from ..publish import new_attempt, part_key
@@ -28,6 +24,7 @@ from .readahead import read_ahead
 from .recording import BatchRecords
 from .rows import BatchRows
 from .stages import Quarantine
+from .streamed import keep_too_large
 from .summary import BatchSummary, IngestOptions
 
 # A batch makes its files documents (extract, normalise, describe) so many at a time, of so many bytes at most
@@ -63,7 +60,11 @@ class BatchProcessor:
         reads = read_ahead(self.source, refs, self.options.max_file_bytes)
         try:
             for ref, pending in reads:
-                self.process_file(ref, pending)
+                try:
+                    self.process_file(ref, pending)
+                except Exception as exc:  # a failure of the batch (the store's, or a bug): said with its file
+                    exc.add_note(f"while ingesting {ref.path!r} ({ref.location})")
+                    raise
             self._make_documents()
             with self._time("store_originals"):
                 self.originals.settle_all()  # the parts only ever name originals that are in the store
@@ -97,13 +98,16 @@ class BatchProcessor:
             self.rows.skip(ref, ref.skip_reason, ref.skip_detail or ref.skip_reason)
             return
         if ref.size is not None and ref.size > self.options.max_file_bytes:
-            self._too_large(ref)
+            keep_too_large(self, ref)
             return
+        unstable = None
         with self._time("read_hash"):
             try:
                 data = pending.result() if pending is not None else self.source.read(ref)
+            except FileChangedError as exc:  # the bytes read are kept, and made no document
+                data, unstable = exc.data, exc.strerror
             except OSError as exc:
-                self.rows.skip(ref, "unreadable", f"cannot be read: {getattr(exc, 'strerror', None) or exc}")
+                self.rows.unread(ref, exc)
                 return
             sha256 = sha256_hex(data)
         self.summary.bytes_read += len(data)
@@ -116,7 +120,10 @@ class BatchProcessor:
                         sha256=sha256, path=ref.path, tool="archive.identify")
         with self._time("store_originals"):
             self._store_original(ref, sha256, data=data)
-        if ref.path == self.descriptions.path:
+        if unstable:
+            self.rows.set_aside(ref, sha256, len(data), fmt, "unstable", f"{unstable}; the {len(data)} bytes read "
+                                "are kept, no text extracted; ingest it again once it is complete")
+        elif ref.path == self.descriptions.path:
             self.records.sidecar_file(ref, sha256, fmt, len(data))
         elif self.records.badly_described(ref, sha256, fmt, len(data), seen=(self.known, self.first_path)):
             return  # (quarantined invalid-metadata: a record of its own, never a duplicate of another path)
@@ -130,32 +137,13 @@ class BatchProcessor:
             if len(self._waiting) >= DOCUMENTS_TOGETHER:
                 self._make_documents()
 
-    def _store_original(self, ref: FileRef, sha256: str, *, data: bytes | None = None, path: str | None = None):
+    def _store_original(self, ref: FileRef, sha256: str, *, data: bytes | None = None, path: str | None = None,
+                        size: int | None = None):
         # The event is made now (its time is when the store was asked), its detail once the write has ended.
         event = self.rows.event(ev.INGESTION, ev.SUCCESS, "", sha256=sha256, path=ref.path)
         # A committed document's original is expected in the store: look before sending the bytes.
         probe = sha256 in self.known or sha256 in self.first_path
-        self.originals.store_original(ref, sha256, event, probe=probe, data=data, path=path)
-
-    def _too_large(self, ref: FileRef) -> None:
-        """Keep the bytes (streamed, never whole in memory) but make no document."""
-        with _local_copy(self.source, ref) as local:
-            with self._time("read_hash"):
-                try:
-                    digests, size = digest_file(local())
-                except OSError as exc:
-                    self.rows.skip(ref, "unreadable", f"cannot be read: {exc.strerror or exc}")
-                    return
-            sha256 = digests["sha256"]
-            with open_for_reading(local()) as stream:
-                fmt = identify(stream.read(8192))
-            self.rows.event(ev.MESSAGE_DIGEST, ev.SUCCESS, f"sha256 over {size} bytes (streamed)", sha256=sha256,
-                            path=ref.path, tool=DIGEST_TOOL)
-            with self._time("store_originals"):
-                self._store_original(ref, sha256, path=local())
-            self.rows.set_aside(ref, sha256, size, fmt, "too-large",
-                                f"{size} bytes exceeds the limit of {self.options.max_file_bytes} bytes "
-                                "(max_file_bytes); original kept, no text extracted")
+        self.originals.store_original(ref, sha256, event, probe=probe, data=data, path=path, size=size)
 
     def _is_duplicate(self, ref: FileRef, sha256: str, fmt: Format, size: int) -> bool:
         if sha256 in self.known:
@@ -188,7 +176,7 @@ class BatchProcessor:
     def _text(self, ref: FileRef, sha256: str, fmt: Format, data: bytes) -> tuple[Extracted, str] | None:
         """The file's text, extracted and normalised, or None (quarantined: no text to be had)."""
         with self._time("extract"):
-            extracted = stages.extract_text(data, fmt)
+            extracted = stages.extract_text(data, fmt, self.options.budgets)
         if not isinstance(extracted, Quarantine):
             with self._time("normalise"):
                 extracted = stages.normalised(extracted)
@@ -227,30 +215,6 @@ class BatchProcessor:
         self.summary.documents.append(sha256)
         self.rows.file_row(ref, "document", sha256=sha256, fmt=fmt, doc_id=sha256, size=size)
         self.records.document(ref.path, sha256, elements(stages.dublin_core(description, extracted, None)[0]))
-
-
-@contextmanager
-def _local_copy(source: Source, ref: FileRef) -> Iterator[Callable[[], str]]:
-    """A function giving the path of the file on local disk: its own, or a spooled copy (made on first call, removed
-    when the block ends). The copy is made inside the caller's read timing and error handling."""
-    spool: list[str] = []
-
-    def path() -> str:
-        local = source.local_path(ref)
-        if local is not None:
-            return local
-        if not spool:
-            with tempfile.NamedTemporaryFile(prefix="archive-spool-", delete=False) as copy:
-                spool.append(copy.name)
-                with source.open(ref) as stream:
-                    shutil.copyfileobj(stream, copy, 1 << 20)
-        return spool[0]
-
-    try:
-        yield path
-    finally:
-        for name in spool:
-            os.unlink(name)
 
 
 def process_batch(store: Store, source: Source, run: RunContext, index: int, refs: list[FileRef], *,

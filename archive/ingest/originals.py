@@ -30,8 +30,9 @@ class OriginalsWriter:
         self._pool: ThreadPoolExecutor | None = None
 
     def store_original(self, ref: FileRef, sha256: str, event: dict, *, probe: bool, data: bytes | None = None,
-                       path: str | None = None) -> None:
-        """Keep the original (data, or the file at path) under its checksum; event["detail"] says what happened.
+                       path: str | None = None, size: int | None = None) -> None:
+        """Keep the original (data, or the file at path, of size bytes when hashed) under its checksum;
+        event["detail"] says what happened.
 
         probe: look (HEAD) before sending the bytes: where the original is expected there already, or where
         looking is cheap. A store failure is not the file's fault: StoreError leaves the batch.
@@ -40,7 +41,7 @@ class OriginalsWriter:
         if key in self._writes:  # the same bytes earlier in this batch, still on their way
             self.settle(key)
         probe = probe or self.store.probe_before_put
-        expected = len(data) if data is not None else os.path.getsize(path)
+        expected = len(data) if data is not None else size if size is not None else os.path.getsize(path)
         if data is None or self.store.concurrent_writes <= 1:
             self._record(ref, key, sha256, expected, event, self._write, key, sha256, data, path, probe)
             return

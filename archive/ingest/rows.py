@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import provenance as ev
+from ..fixity import NotRegularFileError
 from ..identify import Format
 from ..provenance import RunContext
 from ..publish import part_key, write_part
@@ -54,6 +55,14 @@ class BatchRows:
         """Not ingested at all (unreadable, not a regular file): its files row says why."""
         self.event(ev.INGESTION, ev.FAILURE, f"not ingested ({reason}): {detail}", path=ref.path)
         self.file_row(ref, "skipped", reason=reason, detail=detail)
+
+    def unread(self, ref: FileRef, exc: OSError) -> None:
+        """A file that could not be read: skipped not-a-regular-file, naming its kind, or unreadable, with the
+        system's reason."""
+        if isinstance(exc, NotRegularFileError):
+            self.skip(ref, "not-a-regular-file", f"{exc.strerror}: nothing to read")
+        else:
+            self.skip(ref, "unreadable", f"cannot be read: {exc.strerror or exc}")
 
     def set_aside(self, ref: FileRef, sha256: str, size: int, fmt: Format, reason: str, detail: str) -> None:
         """Kept, but made no document: a quarantine row with a reason a person can act on."""

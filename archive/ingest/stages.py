@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..describe import Description
 from ..errors import StoreError
 from ..extract import Extracted, ExtractionError, extract
+from ..extract.budget import Budgets
 from ..fixity import sha256_hex
 from ..identify import Format
 from ..normalise import normalise_text
@@ -31,10 +32,10 @@ class Quarantine:
     detail: str
 
 
-def extract_text(data: bytes, fmt: Format) -> Extracted | Quarantine:
-    """The text of the bytes, by the extractor for their format."""
+def extract_text(data: bytes, fmt: Format, budgets: Budgets | None = None) -> Extracted | Quarantine:
+    """The text of the bytes, by the extractor for their format, within budgets (over them: too-costly)."""
     try:
-        return extract(data, fmt)
+        return extract(data, fmt, budgets)
     except ExtractionError as exc:
         return Quarantine(exc.reason, exc.detail)
     except StoreError:  # not the file's fault

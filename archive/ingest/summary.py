@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from ..extract.budget import Budgets
 from ..publish import PartInfo
 
 DEFAULT_MAX_FILE_BYTES = 256 << 20
@@ -19,6 +20,7 @@ class IngestOptions:
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES  # larger files are kept but quarantined as too-large
     batch_files: int = 1000
     batch_bytes: int = 64 << 20
+    budgets: Budgets = Budgets()  # what extracting one file may cost; over it, quarantined as too-costly
 
 
 @dataclass(frozen=True)

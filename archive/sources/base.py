@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator
@@ -16,7 +17,7 @@ SIDECAR_NAME = "metadata.csv"
 class FileRef:
     """One file of a source. Small: batches of these travel between tasks."""
 
-    path: str  # relative POSIX path, as records show it (undecodable bytes as \xNN)
+    path: str  # relative POSIX path, as records show it (display_path: \\ for a backslash, \xNN for a byte not UTF-8)
     location: str  # how the source finds it again (absolute path, or object key)
     size: int | None
     skip_reason: str | None = None  # set when discovery already knows the file cannot be ingested
@@ -24,8 +25,29 @@ class FileRef:
 
 
 def display_path(relative: str) -> str:
-    """A file name as text: bytes that are not UTF-8 (kept by os as surrogates) become \\xNN."""
-    return relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A file name as records show it, readable and lossless: UTF-8 text as it is, but a backslash written \\\\ and
+    each byte that is not part of valid UTF-8 (kept by os as a surrogate) written \\xNN (two lowercase hex digits).
+    Names that differ as bytes differ here too; path_bytes gives the bytes back."""
+    if relative.isascii() and "\\" not in relative:
+        return relative
+    escaped = relative.replace("\\", "\\\\").encode("utf-8", "surrogateescape")
+    return escaped.decode("utf-8", "backslashreplace")
+
+
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-fA-F]{2})")
+
+
+def path_bytes(shown: str) -> bytes:
+    """The bytes of the name display_path showed as shown: \\\\ is a backslash, \\xNN the byte NN, anything
+    else its UTF-8 (a backslash followed by neither stays as it is)."""
+    out, at = bytearray(), 0
+    for escape in _ESCAPE.finditer(shown):
+        out += shown[at:escape.start()].encode("utf-8", "surrogateescape")
+        code = escape.group(1)
+        out += b"\\" if code == "\\" else bytes((int(code[1:], 16),))
+        at = escape.end()
+    out += shown[at:].encode("utf-8", "surrogateescape")
+    return bytes(out)
 
 
 class Source(ABC):

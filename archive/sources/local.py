@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from ..errors import SourceError
-from ..fixity import open_for_reading
+from ..fixity import file_kind, open_for_reading, read_unchanged
 from .base import FileRef, Source, display_path
 
 
 class LocalSource(Source):
-    """A directory tree. Symlinks are followed only to files inside the tree;
-    a link out of it, a dangling link, a linked directory, a device or a FIFO
-    gets a skipped row with the reason instead."""
+    """A directory tree, walked to any depth. Symlinks are followed only to regular files inside the tree;
+    a link out of it, a dangling link, a linked directory, a device, a socket or a FIFO (linked or not)
+    gets a skipped row with the reason instead. Only regular files are ever opened (open_for_reading)."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).absolute()
@@ -27,57 +28,71 @@ class LocalSource(Source):
         self._real_root = os.path.realpath(self.root)
 
     def iter_files(self) -> Iterator[FileRef]:
-        yield from self._walk(str(self.root), "")
-
-    def _walk(self, directory: str, prefix: str) -> Iterator[FileRef]:
+        """Depth first, each folder's entries sorted by name, a folder's files where the folder comes: with a
+        stack of the folders being listed, not recursion, so no depth of folders is too deep."""
         try:
-            with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda e: e.name)
+            top = _listing(str(self.root))
         except OSError as exc:
-            if not prefix:
-                raise SourceError(f"source {self.root} cannot be listed: {exc.strerror or exc}") from exc
-            rel = prefix.rstrip("/")
-            yield FileRef(display_path(rel), directory, None, "unreadable",
-                          f"directory cannot be listed ({exc.strerror or exc}); the files in it were not seen")
-            return
-        for entry in entries:
+            raise SourceError(f"source {self.root} cannot be listed: {exc.strerror or exc}") from exc
+        stack: list[tuple[str, Iterator[os.DirEntry]]] = [("", iter(top))]
+        while stack:
+            prefix, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                continue
             rel = prefix + entry.name
             shown = display_path(rel)
             try:
                 if entry.is_symlink():
-                    yield from self._symlink(entry, rel, shown)
+                    yield self._symlink(entry, shown)
                 elif entry.is_dir(follow_symlinks=False):
-                    yield from self._walk(entry.path, rel + "/")
+                    try:
+                        inside = _listing(entry.path)
+                    except OSError as exc:
+                        yield FileRef(shown, entry.path, None, "unreadable",
+                                      f"directory cannot be listed ({exc.strerror or exc}); "
+                                      "the files in it were not seen")
+                        continue
+                    stack.append((rel + "/", iter(inside)))
                 elif entry.is_file(follow_symlinks=False):
                     yield FileRef(shown, entry.path, entry.stat(follow_symlinks=False).st_size)
                 else:
-                    kind = _kind(entry.stat(follow_symlinks=False).st_mode)
-                    yield FileRef(shown, entry.path, None, "not-a-regular-file",
-                                  f"{kind}, not a regular file: nothing to read")
+                    yield _not_regular(shown, entry.path, entry.stat(follow_symlinks=False).st_mode)
             except OSError as exc:
                 yield FileRef(shown, entry.path, None, "unreadable", exc.strerror or str(exc))
 
-    def _symlink(self, entry: os.DirEntry, rel: str, shown: str) -> Iterator[FileRef]:
+    def _symlink(self, entry: os.DirEntry, shown: str) -> FileRef:
         target = os.path.realpath(entry.path)
         link = os.readlink(entry.path)
         inside = target == self._real_root or target.startswith(self._real_root + os.sep)
         if not inside:
-            yield FileRef(shown, entry.path, None, "symlink-outside-source",
-                          f"symbolic link to {display_path(link)}, outside the source: not followed")
-        elif not os.path.exists(target):
-            yield FileRef(shown, entry.path, None, "broken-symlink",
-                          f"symbolic link to {display_path(link)}, which does not exist")
-        elif os.path.isdir(target):
-            yield FileRef(shown, entry.path, None, "symlinked-directory",
-                          f"symbolic link to directory {display_path(link)}: "
-                          "its files are ingested where they really are")
-        else:
-            # A link to a file inside the source: the same bytes under a second
-            # name, which deduplication accounts for.
-            yield FileRef(shown, target, os.stat(target).st_size)
+            return FileRef(shown, entry.path, None, "symlink-outside-source",
+                           f"symbolic link to {display_path(link)}, outside the source: not followed")
+        try:
+            status = os.stat(target)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                raise
+            return FileRef(shown, entry.path, None, "broken-symlink",
+                           f"symbolic link to {display_path(link)}, which does not exist")
+        if stat.S_ISDIR(status.st_mode):
+            return FileRef(shown, entry.path, None, "symlinked-directory",
+                           f"symbolic link to directory {display_path(link)}: "
+                           "its files are ingested where they really are")
+        if not stat.S_ISREG(status.st_mode):
+            return _not_regular(shown, entry.path, status.st_mode, f"symbolic link to {display_path(link)}, a ")
+        # A link to a file inside the source: the same bytes under a second
+        # name, which deduplication accounts for.
+        return FileRef(shown, target, status.st_size)
 
     def open(self, ref: FileRef) -> BinaryIO:
         return open_for_reading(ref.location)
+
+    def read(self, ref: FileRef) -> bytes:
+        """The file's bytes; FileChangedError (with them) if it changed while read or since it was listed."""
+        with self.open(ref) as stream:
+            return read_unchanged(stream, ref.size)
 
     def root_file(self, name: str) -> FileRef | None:
         path = self.root / name
@@ -89,16 +104,19 @@ class LocalSource(Source):
         return ref.location
 
     def prefetch(self, ref: FileRef) -> "Prefetch":
-        return Prefetch(ref.location)
+        return Prefetch(ref.location, ref.size)
 
 
 class Prefetch:
     """A local file opened ahead of its turn, its pages asked of the kernel (POSIX_FADV_WILLNEED): the disk
     reads them while the batch works on the files before it. result() reads the bytes, or raises what
-    opening the file raised; close() lets go of a file that is not to be read after all (idempotent)."""
+    opening the file raised (NotRegularFileError: not a regular file) or FileChangedError (the file is not
+    expected_size bytes, or changed while read); close() lets go of a file that is not to be read after all
+    (idempotent)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, expected_size: int | None = None):
         self._stream = None
+        self._expected_size = expected_size
         self._error: OSError | None = None
         try:
             self._stream = open_for_reading(path, buffering=0)
@@ -120,18 +138,18 @@ class Prefetch:
             finally:
                 error = None  # (an exception in a local of the frame it is raised from: a reference cycle)
         with self._stream as stream:
-            return stream.readall()
+            return read_unchanged(stream, self._expected_size)
 
     def close(self) -> None:
         if self._stream is not None:
             self._stream.close()
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "named pipe (FIFO)"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    return "special file"
+def _listing(directory: str) -> list[os.DirEntry]:
+    with os.scandir(directory) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def _not_regular(shown: str, location: str, mode: int, how: str = "") -> FileRef:
+    return FileRef(shown, location, None, "not-a-regular-file", f"{how}{file_kind(mode)}, not a regular file: "
+                                                                  "nothing to read")

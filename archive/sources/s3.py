@@ -8,7 +8,7 @@ from typing import BinaryIO, Iterator
 
 from ..errors import ConfigurationError, SourceError
 from ..storage import S3Store
-from .base import FileRef, Source
+from .base import FileRef, Source, display_path
 
 
 def iter_s3_source(url: str) -> Iterator[tuple[str, int]]:
@@ -62,12 +62,14 @@ class S3Source(Source):
         return _Fetch(self._readers.submit(self.read, ref))
 
     def iter_files(self) -> Iterator[FileRef]:
+        # A key is UTF-8 text, used as it is to read the object; its path is written as a local name's is (a
+        # backslash doubled), so a recorded path means one name whatever the source.
         for key, size in iter_s3_source(self.url):
-            yield FileRef(path=key, location=key, size=size)
+            yield FileRef(path=display_path(key), location=key, size=size)
 
     def open(self, ref: FileRef) -> BinaryIO:
         return self.store.open_read(ref.location)
 
     def root_file(self, name: str) -> FileRef | None:
         size = self.store.size(name)
-        return None if size is None else FileRef(path=name, location=name, size=size)
+        return None if size is None else FileRef(path=display_path(name), location=name, size=size)

@@ -1,0 +1,121 @@
+"""The text layer of a PDF page by pypdf, on the file's meter: stopped when its time or output budget is spent.
+
+pypdf cannot be interrupted from outside, and one page can cost minutes: a 2 KB file can invoke one compressed
+form XObject hundreds of times, each drawing a hundred thousand characters. So the page's operators pass by a
+visitor that consults the meter at every form XObject invoked (each one parses its content stream anew) and
+every 64 operators, and counts the characters pypdf reports as it goes. pypdf catches every Exception a form
+raises, so the visitor's error leaves it as a BaseException and becomes an ExtractionError again here.
+
+pypdf also stops reading form XObjects after 5,000 on a page, dropping the rest of its text with only a log
+line: that limit is lifted while the meter bounds the work instead, and a page over whatever limit holds is
+quarantined too-costly, never cut short.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from . import ExtractionError
+from .budget import TOO_COSTLY, Meter
+
+CHECK_EVERY = 64  # operators between two looks at the clock (a form XObject is always looked at)
+# pypdf parses the content stream of a page only when it shows text (its Tj, TJ, ', " or Do operators);
+# a visitor would make it parse the rest too, so such pages are skipped here as pypdf would.
+_TEXT_OPERATOR = re.compile(rb"T[jJ]|Do|['\"]")
+_FORM_LIMIT = "xform_maximum_invocations_per_extraction"
+UNLIMITED = 1 << 62
+
+
+class _Stop(BaseException):
+    """An ExtractionError on its way out through pypdf's `except Exception` around each form XObject."""
+
+    def __init__(self, error: ExtractionError):
+        super().__init__(error.detail)
+        self.error = error
+
+
+@contextmanager
+def form_limit_lifted() -> Iterator[None]:
+    """Within the block (this thread or task only), pypdf reads every form XObject a page invokes."""
+    try:
+        from pypdf import apply_configuration, get_configuration
+    except ImportError:  # a pypdf before 7: no such setting
+        yield
+        return
+    if not hasattr(get_configuration(), _FORM_LIMIT):
+        yield
+        return
+    with apply_configuration(**{_FORM_LIMIT: UNLIMITED}):
+        yield
+
+
+def page_text(page: Any, meter: Meter, number: int, pages: int) -> str:
+    """The text of page number (from 1) of pages, as page.extract_text() gives it."""
+    if not _shows_text(page):
+        return ""
+    where = f" at page {number} of {pages}"
+    operators = forms = 0
+
+    def before(operator: bytes, operands: Any, cm: Any, tm: Any) -> None:
+        nonlocal operators, forms
+        operators += 1
+        if operator == b"Do":
+            forms += 1
+        elif operators % CHECK_EVERY:
+            return
+        try:
+            meter.check(where)
+        except ExtractionError as exc:
+            raise _Stop(exc) from None
+
+    def shown(text: str, cm: Any, tm: Any, font: Any, size: Any) -> None:
+        if text:
+            try:
+                meter.count(len(text), where)
+            except ExtractionError as exc:
+                raise _Stop(exc) from None
+
+    try:
+        text = page.extract_text(visitor_operand_before=before, visitor_text=shown) or ""
+    except _Stop as stop:
+        raise stop.error from None
+    limit = _form_limit()
+    if limit is not None and forms > limit:
+        raise ExtractionError(
+            TOO_COSTLY,
+            f"page {number} of {pages} invokes XObjects {forms:,} times; pypdf reads no more than "
+            f"{limit:,} form XObjects a page, so its text would be cut short",
+        )
+    return text
+
+
+def _form_limit() -> int | None:
+    try:
+        from pypdf import get_configuration
+    except ImportError:
+        return None
+    return getattr(get_configuration(), _FORM_LIMIT, None)
+
+
+def _shows_text(page: Any) -> bool:
+    """Whether the page's own content has an operator that shows text (as pypdf tests before it parses);
+    True when it cannot be told, for pypdf to say why."""
+    from pypdf.generic import ArrayObject, ContentStream, StreamObject
+
+    try:
+        contents = page.get("/Contents")
+        if contents is None:
+            return False
+        contents = contents.get_object()
+        if isinstance(contents, ArrayObject):  # joined as pypdf joins them, within its limits on arrays
+            data = ContentStream(contents, page.pdf).get_data()
+        elif isinstance(contents, StreamObject):
+            data = contents.get_data()  # (decoded once: pypdf keeps it for its own reading)
+        else:
+            return True
+    except Exception:  # noqa: BLE001 - damaged content: pypdf's own reading of it raises what it means
+        return True
+    return _TEXT_OPERATOR.search(data) is not None

@@ -25,7 +25,7 @@ OBJECT_PREFIX = "objects/sha256/"
 class Finding:
     """One difference between what a manifest recorded and what the store holds."""
 
-    kind: str  # "missing", "changed", "unreadable"
+    kind: str  # "missing", "changed", "unreadable"; "purged" (gone by a withdrawal run's purge: not a problem)
     key: str
     expected_sha256: str | None
     found_sha256: str | None = None
@@ -118,18 +118,25 @@ def check_objects(store: Store, referenced: pa.Table) -> Iterator[Check]:
     audit's chunks already run in two processes)."""
     keys = referenced.column("object_key").to_pylist()
     sizes = referenced.column("size").to_pylist()
+    # (purged_by: the withdrawal run that purged an original and why; archive.catalogue.withdraw.mark_purged)
+    purged = (referenced.column("purged_by").to_pylist() if "purged_by" in referenced.column_names
+              else [None] * len(keys))
 
-    def one(key: str, size: int | None) -> Check:
-        return check(store, "object", key, key.rsplit("/", 1)[-1], size)
+    def one(key: str, size: int | None, purged_by: str | None = None) -> Check:
+        found = check(store, "object", key, key.rsplit("/", 1)[-1], size)
+        if purged_by and found.finding and found.finding.kind == "missing":
+            return Check("object", key, found.expected_sha256, None,
+                         Finding("purged", key, found.expected_sha256, detail=purged_by))
+        return found
 
     if store.concurrent_reads <= 1:
-        yield from map(one, keys, sizes)
+        yield from map(one, keys, sizes, purged)
         return
     with ThreadPoolExecutor(store.concurrent_reads, thread_name_prefix="audit-read") as pool:
         pending: deque = deque()
         try:
-            for key, size in zip(keys, sizes):
-                pending.append(pool.submit(one, key, size))
+            for key, size, purged_by in zip(keys, sizes, purged):
+                pending.append(pool.submit(one, key, size, purged_by))
                 if len(pending) >= 2 * store.concurrent_reads:
                     yield pending.popleft().result()
             while pending:
@@ -146,8 +153,8 @@ def fixity_events(run: ev.RunContext, checks: Iterable[Check]) -> Iterator[dict]
             detail = f"{c.key}: sha256 matches ({c.size} bytes)"
         else:
             detail = str(c.finding)
-        yield run.event(ev.FIXITY_CHECK, ev.SUCCESS if c.ok else ev.FAILURE, detail, sha256=c.expected_sha256,
-                        tool=DIGEST_TOOL)
+        outcome = ev.SUCCESS if c.ok else ev.WARNING if c.finding.kind == "purged" else ev.FAILURE
+        yield run.event(ev.FIXITY_CHECK, outcome, detail, sha256=c.expected_sha256, tool=DIGEST_TOOL)
 
 
 @dataclass
@@ -184,7 +191,8 @@ def commit_audit(store: Store, run: ev.RunContext, summaries: list[AuditSummary]
     counts = {
         "objects": sum(s.checked["object"] for s in summaries),
         "parts": sum(s.checked["part"] for s in summaries),
-        "problems": len(findings),
+        "problems": sum(f.kind != "purged" for f in findings),
+        "purged": sum(f.kind == "purged" for f in findings),
     }
     manifest = build_manifest(
         run_id=run.run_id, kind="audit", collection=None, source=store.url, started_at=run.started_at,

@@ -9,6 +9,7 @@ from pathlib import PurePath
 import pyarrow.dataset as ds
 
 from .catalogue.history import record_history
+from .catalogue.withdraw import purged_objects
 from .errors import NotFoundError
 from .publish import committed_manifests
 from .read import committed_parts, open_dataset
@@ -79,7 +80,8 @@ def lineage(store: Store, ident: str, run: str | None = None) -> dict:
     return {
         "sha256": sha256,
         "shares_text_with": shared_with(store, sha256),
-        "original": {"key": key, "stored": size is not None, "bytes": size},
+        "original": {"key": key, "stored": size is not None, "bytes": size,
+                     "purged_by": purged_objects(manifests.values()).get(key)},
         "sources": [{"path": f["path"], "run_id": f["run_id"], "outcome": f["outcome"], "reason": f["reason"],
                      "media_type": f["media_type"], "puid": f["puid"]}
                     for f in sorted(files, key=lambda f: (f["run_id"], f["path"]))],

@@ -90,8 +90,10 @@ def open_dataset(dest: str | os.PathLike | Store | None, name: str, *, runs: Ite
 
 
 def committed_doc_ids(store: Store) -> set[str]:
-    """doc_id of every document already published by a committed run."""
-    table = open_dataset(store, "documents").to_table(columns=["doc_id"])
+    """doc_id of every document already published by a committed run (withdrawn ones too: their bytes met again
+    are duplicates, never published a second time)."""
+    runs = [m["run_id"] for m in committed_manifests(store)]
+    table = open_dataset(store, "documents", runs=runs).to_table(columns=["doc_id"])
     return set(table.column("doc_id").to_pylist())
 
 

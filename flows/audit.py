@@ -21,7 +21,9 @@ from archive.audit import (
     referenced_objects,
     selected_manifests,
 )
+from archive.catalogue.withdraw import mark_purged, purged_objects
 from archive.provenance import RunContext, new_run_id
+from archive.publish import committed_manifests
 from archive.storage import open_store, resolve_dest
 
 from . import progress
@@ -78,7 +80,8 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers
     with worker_pool.process_pool(run.run_id, workers, preload=("archive.audit",)):
         parts = check_parts_task(dest, run, quote(manifests))
         good_parts = {p["key"] for m in manifests for p in m["parts"]} - {f.key for f in parts.findings}
-        referenced = referenced_objects(store, manifests, good_parts)
+        referenced = mark_purged(referenced_objects(store, manifests, good_parts),
+                                 purged_objects(manifests if runs is None else committed_manifests(store)))
         summaries, done = [parts], 0
         futures = [check_objects_task.submit(dest, run, index, quote(chunk))
                    for index, chunk in enumerate(chunks(referenced, OBJECTS_PER_TASK), start=1)]
@@ -88,7 +91,7 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers
             done += summary.checked["object"]
             progress.report(done, referenced.num_rows, time.monotonic() - started)
     manifest = commit_audit_task(dest, run, summaries, {"dest": store.url, "runs": runs, "workers": workers})
-    findings = [f for s in sorted(summaries, key=lambda s: s.index) for f in s.findings]
+    findings = [f for s in sorted(summaries, key=lambda s: s.index) for f in s.findings if f.kind != "purged"]
     report = {
         "run_id": run.run_id,
         "status": "ok" if not findings else "problems",
@@ -99,6 +102,8 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers
         "problems": [{"kind": f.kind, "key": f.key, "expected_sha256": f.expected_sha256,
                       "found_sha256": f.found_sha256, "expected_bytes": f.expected_bytes,
                       "found_bytes": f.found_bytes, "message": str(f)} for f in findings],
+        "purged": [{"key": f.key, "detail": f.detail, "message": str(f)}
+                   for s in sorted(summaries, key=lambda s: s.index) for f in s.findings if f.kind == "purged"],
         "seconds": round(time.monotonic() - started, 3),
     }
     publish_audit_artifacts(report)

@@ -11,6 +11,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from archive.catalogue.withdraw import skip_withdrawn, withdrawn_paths
 from archive.errors import ConfigurationError
 from archive.extract.budget import EXTRACT_SECONDS, OCR_PAGE_SECONDS, TEXT_PER_BYTE, Budgets
 from archive.fixity import NotRegularFileError, open_for_reading
@@ -27,6 +28,7 @@ from archive.ingest import (
     unmatched_rows,
 )
 from archive.provenance import RunContext, new_run_id
+from archive.publish import committed_manifests
 from archive.read import committed_doc_ids
 from archive.reuse import ReuseParams, RunReuse, find_run_reuse, reuse_parameters
 from archive.sources import batches, open_source, overlap
@@ -103,6 +105,7 @@ def ingest(
                             budgets=budgets)
     run = RunContext(new_run_id(), collection, src.url, **started_by())
     known = frozenset(committed_doc_ids(store))
+    withdrawn = withdrawn_paths(store, list(committed_manifests(store)))  # skipped, never read again
     warnings = []
     if metadata:
         try:
@@ -122,7 +125,7 @@ def ingest(
     summaries, done = [], 0
     bar = ProgressBar(run.run_id)
     with worker_pool.batch_workers(run.run_id, workers, known):
-        for index, refs in enumerate(batches(src.iter_files(), batch_files, batch_bytes)):
+        for index, refs in enumerate(batches(skip_withdrawn(src.iter_files(), withdrawn), batch_files, batch_bytes)):
             total += len(refs)
             if descriptions.sidecar is not None:
                 seen.extend(ref.path for ref in refs)

@@ -92,6 +92,12 @@ def runs_table(manifests: list[dict]) -> None:
             print(f"{head} {c['pairs']:,} document pairs share {c['passages']:,} passages")
         elif m["kind"] == "audit":
             print(f"{head} checked {c['objects']:,} originals, {c['parts']:,} parts: {c['problems']:,} problem(s)")
+        elif m["kind"] == "withdrawal":
+            print(f"{head} withdrew {c['records']:,} record(s), {c['documents']:,} document(s); purged "
+                  f"{c['purged']:,}: {show(m['parameters'].get('reason', ''))}")
+        elif m["kind"] == "reprocess":
+            print(f"{head} re-derived {c['documents']:,} document(s): {c['changed']:,} new text(s), "
+                  f"{c.get('updated', 0):,} record(s) updated")
         else:
             print(f"{head} {c['files']:>7,} {c['documents']:>7,} {c['duplicates']:>7,} {c['quarantined']:>6,} "
                   f"{c['skipped']:>6,}  {show(m['collection'] or '')}")
@@ -101,7 +107,11 @@ def verify_report(report: dict) -> None:
     checked = report["checked"]
     for problem in report["problems"]:
         print(show(problem["message"]))
+    for purged in report.get("purged", []):
+        print(show(purged["message"]))
     verdict = "all hold" if not report["problems"] else f"{len(report['problems'])} problem(s)"
+    if report.get("purged"):
+        verdict += f" ({len(report['purged']):,} original(s) purged by withdrawal runs, as they record)"
     print(f"Fixity of {report['dest']}: {verdict}. Checked {checked['parts']:,} part file(s) of "
           f"{checked['runs']:,} run(s) and {checked['objects']:,} original(s) in {report['seconds']:.1f} s; "
           f"audit recorded as run {report['run_id']}.")
@@ -110,6 +120,8 @@ def verify_report(report: dict) -> None:
 def lineage_story(story: dict) -> None:
     original = story["original"]
     stored = f"stored, {original['bytes']:,} bytes" if original["stored"] else "MISSING from the store"
+    if not original["stored"] and original.get("purged_by"):
+        stored = f"purged by withdrawal run {original['purged_by'][0]}: {show(original['purged_by'][1])}"
     print(f"sha256 {story['sha256']}")
     print(f"original  {original['key']} ({stored})")
     print("sources:")

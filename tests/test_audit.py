@@ -160,7 +160,8 @@ def test_lineage_of_a_seed_shows_its_events_in_order_and_its_part(ingested, seed
     seed = seeds_dir / "003_383d63a257376c65.txt"
     sha = hashlib.sha256(seed.read_bytes()).hexdigest()
     story = lineage(store, sha)
-    assert story["original"] == {"key": object_key(sha), "stored": True, "bytes": seed.stat().st_size}
+    assert story["original"] == {"key": object_key(sha), "stored": True, "bytes": seed.stat().st_size,
+                                 "purged_by": None}
     assert [(s["path"], s["run_id"], s["outcome"]) for s in story["sources"]] == [(seed.name, run_id, "document")]
     assert [e["event_type"] for e in story["events"] if e["run_id"] == run_id] == [
         "message digest calculation", "format identification", "ingestion", "normalization",

@@ -17,13 +17,13 @@ def record_history(store, manifests: list[dict], *, paths: Iterable[str] = (), d
     """Every version of the records at these paths and of the records that ever pointed at doc_id, oldest first
     for each record, with the time their runs committed."""
     ids = sorted({record_id(path) for path in paths})
-    where = ds.field("record_id").isin(ids) if ids else None
+    where = view.among("record_id", ids) if ids else None
     if doc_id:
         where = ds.field("doc_id") == doc_id if where is None else where | (ds.field("doc_id") == doc_id)
     if where is None or not view.parts(manifests, "records"):
         return []
     found = view.record_rows(store, manifests, where, ["record_id"])["record_id"].unique()
-    rows = view.record_rows(store, manifests, ds.field("record_id").isin(found), SHOWN).to_pylist()
+    rows = view.record_rows(store, manifests, view.among("record_id", found), SHOWN).to_pylist()
     committed = {m["run_id"]: m["committed_at"] for m in manifests}
     for row in rows:
         row["committed_at"] = committed.get(row["run_id"])

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .. import provenance as ev
@@ -96,7 +95,7 @@ def settle_records(store: Store, run: RunContext, candidate_parts: list[PartInfo
 
 def _latest(store: Store, manifests: list[dict], record_ids: pa.Array) -> pa.Table:
     """The latest committed version of each of these records."""
-    rows = view.record_rows(store, manifests, ds.field("record_id").isin(record_ids))
+    rows = view.record_rows(store, manifests, view.among("record_id", record_ids))
     return view.latest(rows)
 
 
@@ -162,14 +161,14 @@ def _derived(store: Store, manifests: list[dict], candidates: pa.Table, doc_ids:
     found: dict[str, str] = {}
     wanted = pa.array(sorted(doc_ids), pa.string())
     for source in (candidates.filter(pc.not_equal(candidates["change"], PENDING)),
-                   view.record_rows(store, manifests, ds.field("doc_id").isin(wanted), ["doc_id", "derived"])):
+                   view.record_rows(store, manifests, view.among("doc_id", wanted), ["doc_id", "derived"])):
         mine = source.filter(pc.is_in(source["doc_id"], value_set=wanted)).select(["doc_id", "derived"])
         for doc_id, derived in zip(mine["doc_id"].to_pylist(), mine["derived"].to_pylist()):
             found.setdefault(doc_id, derived)
     missing = pa.array(sorted(doc_ids - set(found)), pa.string())
     if len(missing):
         documents = view.dataset(store, "documents", view.parts(manifests, "documents")).to_table(
-            filter=ds.field("doc_id").isin(missing), columns=["doc_id", "text"])
+            filter=view.among("doc_id", missing), columns=["doc_id", "text"])
         for doc_id, text in zip(documents["doc_id"].to_pylist(), documents["text"].to_pylist()):
             described = describe_text(text)
             found.setdefault(doc_id, as_json({k: v for k, v in (("title", described.title), ("date", described.date),

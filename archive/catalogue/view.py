@@ -55,6 +55,13 @@ def changes_records(manifests: Iterable[dict]) -> bool:
     return any(m["kind"] in CHANGING_KINDS or m["counts"].get("updated", 0) for m in manifests)
 
 
+def among(column: str, values) -> ds.Expression:
+    """column is one of values (strings; an empty list matches nothing)."""
+    if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = pa.array(list(values), pa.string())
+    return ds.field(column).isin(values)
+
+
 def version_key() -> ds.Expression:
     """A records row's (record_id, version) as one string expression: "<record_id>#<version>"."""
     return pc.binary_join_element_wise(ds.field("record_id"), ds.field("version").cast(pa.string()), "#")

@@ -1,0 +1,59 @@
+"""`archive withdraw` and `archive reprocess`: records withdrawn (a takedown, a privacy request) and texts re-derived
+from the kept originals (archive.catalogue)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+
+from archive.errors import ArchiveError
+
+from .output import show
+
+FORMATS = ("text", "html", "pdf", "image")
+
+
+def add_parser(sub, common) -> None:
+    p = sub.add_parser("withdraw", help="withdraw records: they leave the current views of documents, records and "
+                                        "reuse; lineage, events and PROV keep them with the reason")
+    p.add_argument("ids", nargs="+", metavar="PATH_OR_DOC_ID",
+                   help="a record's path as recorded (or a path under a run's SOURCE), or a doc_id: every current "
+                        "record of those bytes")
+    p.add_argument("--reason", required=True, help="why (a rights holder's takedown, a privacy request...): kept "
+                                                   "with each withdrawn version and its events")
+    p.add_argument("--purge", action="store_true",
+                   help="also delete the originals of the documents that leave (the only deletion of an original "
+                        "the archive makes; archive verify reports them purged by this run)")
+    common(p)
+    p.set_defaults(func=cmd_withdraw)
+
+
+def cmd_withdraw(args) -> int:
+    from archive.catalogue.withdraw import withdraw
+    from archive.storage import open_store
+
+    try:
+        result = withdraw(open_store(args.dest), args.ids, args.reason, purge=args.purge)
+    except ArchiveError as exc:
+        return _fail(f"withdraw failed: {exc}", args)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    c = result["counts"]
+    print(f"Withdrawal run {result['run_id']} committed: {c['records']:,} record(s) withdrawn, {c['documents']:,} "
+          f"document(s) left the current views, {c['purged']:,} original(s) purged. Reason: {show(result['reason'])}")
+    for record in result["records"]:
+        print(f"  withdrawn {show(record['path'])}  (record {record['record_id']}, version {record['version']})")
+    for key in result["purged"]:
+        print(f"  purged {key}")
+    for note in result["notes"]:
+        print(f"Note: {show(note)}")
+    return 0
+
+
+def _fail(message: str, args) -> int:
+    if getattr(args, "debug", False):
+        traceback.print_exc()
+    print(f"archive: {message}", file=sys.stderr)
+    return 1

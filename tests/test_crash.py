@@ -115,7 +115,14 @@ def datasets(dest: Path) -> dict[str, list[tuple]]:
     quarantine = open_dataset(str(dest), "quarantine", runs=runs).to_table(columns=["sha256", "reason"])
     return {"documents": sorted(tuple(r.values()) for r in documents.to_pylist()),
             "files": sorted(tuple(r.values()) for r in files.to_pylist()),
-            "quarantine": sorted(tuple(r.values()) for r in quarantine.to_pylist())}
+            "quarantine": sorted(tuple(r.values()) for r in quarantine.to_pylist()),
+            "records": sorted(records_view(dest).items())}
+
+
+def records_view(dest: Path) -> dict[str, tuple]:
+    """The current view of the records: path -> (version, title, doc_id)."""
+    table = open_dataset(str(dest), "records").to_table(columns=["path", "version", "title", "doc_id"])
+    return {r["path"]: (r["version"], r["title"], r["doc_id"]) for r in table.to_pylist()}
 
 
 def count_keys(root: Path, prefix: str) -> int:
@@ -208,3 +215,60 @@ def test_the_points_cover_every_phase_of_a_run(request):
     points = _points(request)
     assert len(points) == POINTS and len(set(points)) == POINTS
     assert {p.phase for p in points} == set(PHASES[:min(POINTS, len(PHASES))])
+
+
+# kill -9 of a run that corrects descriptions: at a seeded number of its part files, while it holds the commit lock,
+# or just after its manifest. Either every correction is visible (the manifest landed) or none is.
+CORRECTION_PHASES = ("parts", "commit-lock", "manifest")
+CORRECTED_LETTERS = 60
+
+
+def describe_letters(source: Path, suffix: str) -> None:
+    rows = [f"box-{n // 40:02d}/letter-{n:03d}.txt,Letter {n}{suffix}" for n in range(CORRECTED_LETTERS)]
+    (source / "metadata.csv").write_text("filename,dc.title\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("phase", CORRECTION_PHASES)
+def test_kill_9_during_a_correction_leaves_no_half_visible_version(phase, crash_source, cli_env, tmp_path):
+    import shutil
+
+    source, dest = tmp_path / "source", tmp_path / "store"
+    shutil.copytree(crash_source, source)
+    describe_letters(source, " (described)")
+    run_to_completion(source, dest, cli_env)
+    before = records_view(dest)
+    describe_letters(source, " (corrected)")
+    corrected = {path: (2, f"{title.removesuffix(' (described)')} (corrected)", doc_id) if path in {
+        f"box-{n // 40:02d}/letter-{n:03d}.txt" for n in range(CORRECTED_LETTERS)} else (version, title, doc_id)
+        for path, (version, title, doc_id) in before.items()}
+    parts, runs = count_keys(dest, "datasets"), count_keys(dest, "runs")
+    rng = random.Random(f"{SEED}-{phase}")
+    threshold = {"parts": rng.randint(1, 20), "commit-lock": rng.uniform(0, 0.05), "manifest": rng.uniform(0, 0.3)}
+
+    started = time.monotonic()
+    process = subprocess.Popen(ingest_command(source, dest), env=cli_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    while not {"parts": lambda: count_keys(dest, "datasets") >= parts + threshold["parts"],
+               "commit-lock": lambda: (dest / LOCK_KEY).exists(),
+               "manifest": lambda: count_keys(dest, "runs") > runs}[phase]():
+        if process.poll() is not None:
+            break
+        assert time.monotonic() - started < RUN_SECONDS, f"{phase} not reached in {RUN_SECONDS} s"
+        time.sleep(0.002)
+    if phase != "parts":
+        time.sleep(threshold[phase])
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+
+    committed = count_keys(dest, "runs") > runs
+    print(f"correction killed at {phase} {threshold[phase]:g} after {time.monotonic() - started:.2f} s: "
+          f"{'committed' if committed else 'not committed'}, lock {(dest / LOCK_KEY).exists()}")
+    assert records_view(dest) == (corrected if committed else before), f"{phase}: a half-visible correction"
+    after = run_to_completion(source, dest, cli_env)
+    assert after["counts"]["updated"] == (0 if committed else CORRECTED_LETTERS)
+    assert records_view(dest) == corrected
+    versions = open_dataset(str(dest), "records", runs=[m["run_id"] for m in committed_manifests(LocalStore(dest))])
+    assert versions.count_rows() == len(before) + CORRECTED_LETTERS  # each correction landed once
+    verify = subprocess.run([sys.executable, "-m", "archive_flows.cli", "verify", "--dest", str(dest), "--json"],
+                            env=cli_env, capture_output=True, text=True, timeout=RUN_SECONDS)
+    assert verify.returncode == 0 and json.loads(verify.stdout)["problems"] == [], verify.stdout + verify.stderr

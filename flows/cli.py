@@ -405,7 +405,7 @@ def run() -> None:
         code = main()
     except SystemExit as exc:  # argparse: --help, usage errors
         code = exc.code
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - whatever main() raised becomes a traceback and exit 1
         traceback.print_exc()
         code = EXIT_FAILED
     if code is None:

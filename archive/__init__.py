@@ -6,7 +6,7 @@ The public API, importable from `archive` itself:
   `FileRef`, `batches`;
 - ingest: `process_batch`, `commit_run`, `IngestOptions`, `BatchSummary`, `CommitResult`, `RunContext`,
   `new_run_id`;
-- reading: `open_dataset`, `committed_manifests`;
+- reading: `open_dataset`, `committed_manifests`, `DamagedManifestWarning`;
 - auditing: `export_run_prov`, `export_bag`, `find_garbage`, `delete_garbage`;
 - text reuse: `publish_reuse`, `ReuseParams`;
 - errors: `ArchiveError`, `TransientError`, `TerminalError`, `is_transient` and the kinds in `archive.errors`.
@@ -20,6 +20,7 @@ from __future__ import annotations
 from .errors import (
     ArchiveError,
     ConfigurationError,
+    DamagedPartError,
     ManifestError,
     NotFoundError,
     ObjectExistsError,
@@ -42,15 +43,15 @@ _LAZY = {
     "process_batch": ".ingest", "commit_run": ".ingest", "IngestOptions": ".ingest", "BatchSummary": ".ingest",
     "CommitResult": ".ingest",
     "RunContext": ".provenance", "new_run_id": ".provenance", "export_run_prov": ".provenance",
-    "open_dataset": ".read", "committed_manifests": ".publish",
+    "open_dataset": ".read", "committed_manifests": ".publish", "DamagedManifestWarning": ".publish",
     "export_bag": ".bag", "find_garbage": ".gc", "delete_garbage": ".gc",
     "publish_reuse": ".reuse", "ReuseParams": ".reuse",
 }
 
 __all__ = [
     "SOFTWARE_NAME", "__version__", *sorted(_LAZY),
-    "ArchiveError", "ConfigurationError", "ManifestError", "NotFoundError", "ObjectExistsError", "ObjectNotFoundError",
-    "SourceError", "StoreError", "TerminalError", "TransientError", "is_transient",
+    "ArchiveError", "ConfigurationError", "DamagedPartError", "ManifestError", "NotFoundError", "ObjectExistsError",
+    "ObjectNotFoundError", "SourceError", "StoreError", "TerminalError", "TransientError", "is_transient",
 ]
 
 

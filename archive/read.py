@@ -7,6 +7,7 @@ from typing import Iterable
 
 import pyarrow.dataset as ds
 
+from .partcheck import verify_parts
 from .publish import committed_manifests
 from .records import arrow_schema
 from .storage import Store, open_store
@@ -52,7 +53,8 @@ def current_reuse_runs(manifests: list[dict]) -> list[str]:
     return [latest["run_id"]] + [m["run_id"] for m in ingests if m["run_id"] not in covered]
 
 
-def open_dataset(dest: str | os.PathLike | Store | None, name: str, *, runs: Iterable[str] | None = None) -> ds.Dataset:
+def open_dataset(dest: str | os.PathLike | Store | None, name: str, *, runs: Iterable[str] | None = None,
+                 verify: bool = True) -> ds.Dataset:
     """A pyarrow Dataset of one published dataset (documents, files, quarantine,
     events, reuse, reuse_bands) over committed runs only; parts of unfinished or
     crashed runs are never part of it. Optionally restricted to some run ids.
@@ -63,20 +65,26 @@ def open_dataset(dest: str | os.PathLike | Store | None, name: str, *, runs: Ite
     run's rows together would count a pair once per run that found it).
 
     A run whose manifest is damaged is left out, with a DamagedManifestWarning
-    naming it.
+    naming it. Each part is checked against the sha256 and size its manifest
+    records before the Dataset is returned, once per process and part
+    (archive.partcheck); DamagedPartError names a part that differs. verify=False
+    skips the check.
 
     >>> docs = open_dataset("./archive-store", "documents")
     >>> import duckdb; duckdb.sql("select title, date from docs").show()
     """
     store = dest if isinstance(dest, Store) else open_store(dest)
-    return dataset_of(store, list(committed_manifests(store)), name, runs=runs)
+    return dataset_of(store, list(committed_manifests(store)), name, runs=runs, verify=verify)
 
 
-def dataset_of(store: Store, manifests: list[dict], name: str, *, runs: Iterable[str] | None = None) -> ds.Dataset:
+def dataset_of(store: Store, manifests: list[dict], name: str, *, runs: Iterable[str] | None = None,
+               verify: bool = True) -> ds.Dataset:
     """open_dataset over manifests already read (committed_manifests)."""
     if name == "reuse" and runs is None:
         runs = current_reuse_runs(manifests)
     parts = _parts(manifests, name, runs)
+    if verify:
+        verify_parts(store, parts)
     return ds.dataset(
         [store.arrow_path(part["key"]) for _, part in parts],
         schema=arrow_schema(name),
@@ -86,10 +94,13 @@ def dataset_of(store: Store, manifests: list[dict], name: str, *, runs: Iterable
 
 
 def committed_doc_ids(store: Store, manifests: list[dict] | None = None) -> set[str]:
-    """doc_id of every document already published by a committed run (of manifests, if given)."""
+    """doc_id of every document already published by a committed run (of manifests, if given).
+
+    Read without the part check, which would read every documents part in full in every ingest run, where only
+    the doc_id column is needed (archive verify checks the parts)."""
     if manifests is None:
         manifests = list(committed_manifests(store))
-    table = dataset_of(store, manifests, "documents").to_table(columns=["doc_id"])
+    table = dataset_of(store, manifests, "documents", verify=False).to_table(columns=["doc_id"])
     return set(table.column("doc_id").to_pylist())
 
 

@@ -1,4 +1,5 @@
-"""A damaged store does not freeze: a damaged manifest leaves its own run out, named, and every command goes on."""
+"""A damaged store does not freeze: a damaged manifest leaves its own run out, named, and every command goes on;
+a part whose bytes differ from its manifest's sha256 fails the read that would use it, naming the part and run."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import warnings
 
 import pytest
 
-from archive.audit import selected_manifests
-from archive.errors import ManifestError
+from archive import partcheck
+from archive.audit import check_parts, selected_manifests
+from archive.errors import DamagedPartError, ManifestError
 from archive.ingest import commit_run, process_batch
 from archive.provenance import RunContext, new_run_id
 from archive.publish import DamagedManifestWarning, committed_manifests, load_manifest, manifest_key
@@ -202,3 +204,54 @@ def test_every_command_goes_on_without_a_damaged_run_and_names_it(cli_env, seeds
     assert [str(w.message) for w in caught if w.category is DamagedManifestWarning][0].startswith(
         f"run {bad} left out")
 
+
+def documents_part(store, run_id: str) -> dict:
+    (manifest,) = [m for m in committed_manifests(store) if m["run_id"] == run_id]
+    return next(p for p in manifest["parts"] if p["dataset"] == "documents")
+
+
+def test_a_bit_flip_in_a_part_fails_the_read_naming_the_part_and_its_run(any_store, seeds_dir, tmp_path, request):
+    store = any_store
+    good, flipped = ingest_runs(store, seeds_dir, tmp_path)
+    part = documents_part(store, flipped)
+    data = bytearray(store.get_bytes(part["key"]))
+    data[len(data) // 2] ^= 0x04
+    replace(store, request, part["key"], bytes(data))
+
+    with pytest.raises(DamagedPartError, match=f"part {part['key']} of run {flipped} does not match its manifest"):
+        open_dataset(store, "documents").to_table()
+    # The other run's rows are still readable on their own; archive verify names the part.
+    assert open_dataset(store, "documents", runs=[good]).to_table().num_rows == 3
+    findings = [c.finding for c in check_parts(store, selected_manifests(store)) if not c.ok]
+    assert [(f.kind, f.key) for f in findings] == [("changed", part["key"])]
+
+
+def test_a_missing_part_fails_the_read_naming_it(tmp_path, seeds_dir):
+    store = LocalStore(tmp_path / "store")
+    _, gone = ingest_runs(store, seeds_dir, tmp_path)
+    part = documents_part(store, gone)
+    store.delete(part["key"])
+    with pytest.raises(DamagedPartError, match=f"part {part['key']} of run {gone} is missing"):
+        open_dataset(store, "documents")
+
+
+def test_each_part_is_hashed_once_per_process(tmp_path, seeds_dir, monkeypatch):
+    store = LocalStore(tmp_path / "store")
+    ingest_runs(store, seeds_dir, tmp_path)
+    hashed = []
+    real = partcheck._digest
+    monkeypatch.setattr(partcheck, "_digest", lambda store, key: hashed.append(key) or real(store, key))
+    parts = [p["key"] for m in committed_manifests(store) for p in m["parts"] if p["dataset"] == "documents"]
+    assert len(parts) == 2
+
+    assert open_dataset(store, "documents").to_table().num_rows == 5
+    assert sorted(hashed) == sorted(parts)
+    # Again, and through another store object of the same DEST: nothing is hashed again.
+    assert open_dataset(store, "documents").to_table().num_rows == 5
+    assert open_dataset(str(tmp_path / "store"), "documents").count_rows() == 5
+    assert sorted(hashed) == sorted(parts)
+    # verify=False reads without the check.
+    files = open_dataset(store, "files", verify=False).to_table()
+    assert files.num_rows == 5 and sorted(hashed) == sorted(parts)
+    open_dataset(store, "files").to_table()
+    assert len(hashed) == 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Container, Iterator
 
@@ -146,28 +147,99 @@ def commit_manifest(store: Store, manifest: dict) -> str:
 
 
 def committed_manifest(store: Store, run_id: str) -> dict | None:
-    """run_id's manifest if the run is committed, else None."""
+    """run_id's manifest if the run is committed, else None (DamagedManifestError if it is damaged)."""
     try:
         return load_manifest(store, manifest_key(run_id))
     except ObjectNotFoundError:
         return None
 
 
-def load_manifest(store: Store, key: str) -> dict:
+@dataclass(frozen=True)
+class DamagedManifest:
+    """A manifest under runs/ that cannot be used: it does not parse, or does not validate. Its run is left out of
+    every read and command, and named, until the manifest is restored."""
+
+    run_id: str  # from the key's name: the manifest itself cannot be trusted to say it
+    key: str
+    damage: str  # what is wrong, e.g. "truncated JSON at byte 812"
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} left out: its manifest {self.key} is damaged: {self.damage}"
+
+
+class DamagedManifestWarning(UserWarning):
+    """Warned by readers (open_dataset) that go on without a run whose manifest is damaged."""
+
+    def __init__(self, damaged: DamagedManifest):
+        super().__init__(str(damaged))
+        self.damaged = damaged
+
+    def __reduce__(self):
+        return (type(self), (self.damaged,))
+
+
+class DamagedManifestError(ManifestError):
+    """The manifest asked for is damaged (DamagedManifest says how)."""
+
+    def __init__(self, damaged: DamagedManifest):
+        super().__init__(f"{damaged.key} is damaged: {damaged.damage}")
+        self._init_args = (damaged,)
+        self.damaged = damaged
+
+
+def _run_of(key: str) -> str:
+    return key[len(MANIFEST_PREFIX):].removesuffix(".json")
+
+
+def parse_manifest(key: str, data: bytes) -> dict:
+    """The manifest stored under key, checked: DamagedManifestError if it does not parse, does not validate, or
+    names another run than its key."""
+
+    def damaged(damage: str) -> DamagedManifestError:
+        return DamagedManifestError(DamagedManifest(_run_of(key), key, damage))
+
     try:
-        manifest = json.loads(store.get_bytes(key))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{key} is not valid JSON: {exc}") from exc
-    found = problems("manifest", manifest)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise damaged(f"not UTF-8 at byte {exc.start}") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = len(text[:exc.pos].encode("utf-8"))
+        if not text.strip():
+            raise damaged(f"empty ({len(data)} bytes)") from None
+        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):  # the bytes stop short
+            raise damaged(f"truncated JSON at byte {len(data)}") from None
+        raise damaged(f"not valid JSON at byte {at}: {exc.msg}") from None
+    found = problems("manifest", manifest) if isinstance(manifest, dict) else None
+    if found is None:
+        raise damaged(f"not a JSON object but {type(manifest).__name__}")
     if found:
-        raise ManifestError(f"{key} does not validate: {describe_problems(found)}")
+        raise damaged(f"does not validate: {describe_problems(found)}")
+    if manifest["run_id"] != _run_of(key):
+        raise damaged(f"records run_id {manifest['run_id']!r}, not the run its key names")
     return manifest
 
 
-def committed_manifests(store: Store, *, skip: Container[str] = ()) -> Iterator[dict]:
+def load_manifest(store: Store, key: str) -> dict:
+    return parse_manifest(key, store.get_bytes(key))
+
+
+def committed_manifests(store: Store, *, skip: Container[str] = (),
+                        damaged: list[DamagedManifest] | None = None) -> Iterator[dict]:
     """Every committed run's manifest, oldest first (run ids sort by time); one listing of runs/,
-    and a read per manifest but those of the run ids in skip."""
+    and a read per manifest but those of the run ids in skip.
+
+    A damaged manifest (it does not parse or validate) is left out, so that every other run stays readable:
+    appended to damaged when a list is given (the caller reports it), else warned (DamagedManifestWarning)."""
     for info in store.list(MANIFEST_PREFIX):
-        if info.key.endswith(".json") and info.key.count("/") == 1:
-            if info.key[len(MANIFEST_PREFIX):].removesuffix(".json") not in skip:
-                yield load_manifest(store, info.key)
+        if info.key.endswith(".json") and info.key.count("/") == 1 and _run_of(info.key) not in skip:
+            try:
+                manifest = load_manifest(store, info.key)
+            except DamagedManifestError as exc:
+                if damaged is None:
+                    warnings.warn(DamagedManifestWarning(exc.damaged), stacklevel=2)
+                else:
+                    damaged.append(exc.damaged)
+                continue
+            yield manifest

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 
 from ..provenance import RunContext
 from ..publish import build_manifest, commit_manifest, committed_manifests, new_attempt
-from ..read import open_dataset
+from ..read import dataset_of, open_dataset
 from ..storage import Store
 from ..timing import StageTimer
 from .bands import _band_parts, _BandWriter, _RowWriter, _scan_bands, _sketched, banded_runs
@@ -99,11 +99,12 @@ def latest_reuse_run(store: Store) -> str | None:
     return max(runs) if runs else None
 
 
-def shared_with(store: Store, doc_id: str) -> list[dict]:
+def shared_with(store: Store, doc_id: str, manifests: list[dict] | None = None) -> list[dict]:
     """The documents doc_id shares passages with, per the current reuse answer
-    (open_dataset(store, "reuse"): the latest reuse run and the ingest runs after it);
-    run_id names the run that found each pair."""
-    table = open_dataset(store, "reuse").to_table(
+    (open_dataset(store, "reuse"): the latest reuse run and the ingest runs after it;
+    of manifests, if given); run_id names the run that found each pair."""
+    reuse = open_dataset(store, "reuse") if manifests is None else dataset_of(store, manifests, "reuse")
+    table = reuse.to_table(
         filter=(pc.field("doc_id_a") == doc_id) | (pc.field("doc_id_b") == doc_id))
     found: dict[str, dict] = {}
     for row in table.to_pylist():

@@ -250,7 +250,8 @@ def _unpublish(store: Store, run: RunContext, step: RunReuse, parts: list[PartIn
     if partners:
         ours = _text_shas(_batches(store, "documents", step.document_parts, ["doc_id", "text_sha256"], BAND_BATCH),
                           partners)
-        theirs = _text_shas(open_dataset(store, "documents").to_batches(
+        # (Under the commit lock: read as the commit's duplicate check reads, without the part check.)
+        theirs = _text_shas(open_dataset(store, "documents", verify=False).to_batches(
             columns=["doc_id", "text_sha256"], filter=pc.field("doc_id").isin(sorted(partners))), partners)
         differ = {d for d in partners if ours.get(d) != theirs.get(d)}
         if differ:

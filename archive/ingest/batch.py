@@ -121,6 +121,7 @@ class BatchProcessor:
             if self._waiting and sum(len(d) for *_, d in self._waiting) + len(data) > DOCUMENTS_TOGETHER_BYTES:
                 self._make_documents()
             self._waiting.append((ref, sha256, fmt, data))
+            del data  # (the waiting list holds the bytes: _make_documents lets go of them)
             if len(self._waiting) >= DOCUMENTS_TOGETHER:
                 self._make_documents()
 
@@ -179,11 +180,19 @@ class BatchProcessor:
         """The documents of the files waiting: extracted and normalised one by one, then described together."""
         waiting, self._waiting = self._waiting, []
         made = []
-        for ref, sha256, fmt, data in waiting:
-            text = self._text(ref, sha256, fmt, data)
+        waiting.reverse()
+        while waiting:
+            # Each file's bytes are let go as soon as its text is extracted, and its raw text once normalised:
+            # a long file is not held as bytes through its normalisation, nor as either while the next is made.
+            ref, sha256, fmt, data = waiting.pop()
+            size = len(data)
+            with self._time("extract"):
+                extracted = stages.extract_text(data, fmt)
+            del data
+            text = self._text(ref, sha256, fmt, size, extracted)
+            del extracted
             if text:
-                made.append((ref, sha256, fmt, len(data), *text))
-        del waiting  # (the files' bytes: only their texts are needed from here on)
+                made.append((ref, sha256, fmt, size, *text))
         if not made:
             return
         with self._time("normalise"):
@@ -191,15 +200,14 @@ class BatchProcessor:
         for (ref, sha256, fmt, size, extracted, text), description in zip(made, descriptions):
             self._publish_document(ref, sha256, fmt, size, extracted, text, description)
 
-    def _text(self, ref: FileRef, sha256: str, fmt: Format, data: bytes) -> tuple[Extracted, str] | None:
-        """The file's text, extracted and normalised, or None (quarantined: no text to be had)."""
-        with self._time("extract"):
-            extracted = stages.extract_text(data, fmt)
+    def _text(self, ref: FileRef, sha256: str, fmt: Format, size: int,
+              extracted: Extracted | Quarantine) -> tuple[Extracted, str] | None:
+        """The file's text, normalised, or None (quarantined: no text to be had)."""
         if not isinstance(extracted, Quarantine):
             with self._time("normalise"):
                 extracted = stages.normalised(extracted)
         if isinstance(extracted, Quarantine):
-            self.rows.set_aside(ref, sha256, len(data), fmt, extracted.reason, extracted.detail)
+            self.rows.set_aside(ref, sha256, size, fmt, extracted.reason, extracted.detail)
             return None
         extracted, text = extracted
         self.rows.event(ev.NORMALIZATION, ev.SUCCESS, stages.normalisation_detail(extracted, text), sha256=sha256,

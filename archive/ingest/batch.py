@@ -180,17 +180,8 @@ class BatchProcessor:
         """The documents of the files waiting: extracted and normalised one by one, then described together."""
         waiting, self._waiting = self._waiting, []
         made = []
-        waiting.reverse()
-        while waiting:
-            # Each file's bytes are let go as soon as its text is extracted, and its raw text once normalised:
-            # a long file is not held as bytes through its normalisation, nor as either while the next is made.
-            ref, sha256, fmt, data = waiting.pop()
-            size = len(data)
-            with self._time("extract"):
-                extracted = stages.extract_text(data, fmt)
-            del data
+        for ref, sha256, fmt, size, extracted in _extracted(waiting, self._time):
             text = self._text(ref, sha256, fmt, size, extracted)
-            del extracted
             if text:
                 made.append((ref, sha256, fmt, size, *text))
         if not made:
@@ -243,6 +234,21 @@ class BatchProcessor:
         self.rows.documents.append(document)
         self.summary.documents.append(sha256)
         self.rows.file_row(ref, "document", sha256=sha256, fmt=fmt, doc_id=sha256, size=size)
+
+
+def _extracted(waiting: list[tuple[FileRef, str, Format, bytes]], timer: Callable[[str], StageTimer]
+               ) -> Iterator[tuple[FileRef, str, Format, int, Extracted | Quarantine]]:
+    """The waiting files (emptied) with their sizes and extracted texts, in order. Each file's bytes are let go as
+    soon as its text is extracted: a long file is not held as bytes through its normalisation, nor while the next
+    file is made a document."""
+    waiting.reverse()
+    while waiting:
+        ref, sha256, fmt, data = waiting.pop()
+        size = len(data)
+        with timer("extract"):
+            extracted = stages.extract_text(data, fmt)
+        del data
+        yield ref, sha256, fmt, size, extracted
 
 
 @contextmanager

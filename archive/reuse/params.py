@@ -60,9 +60,9 @@ class ReuseParams:
         its passages come from that part alone, and its similarity with
         another text is measured on it. What reuse holds for one text (its
         words, band hashes, and the tokens and seeds of an alignment) grows
-        with this, never with the length of the text: about 50 bytes a
-        character at the most (BENCHMARKS.md, "One long text"). A run's
-        reuse figures count the texts cut (texts_cut).
+        with this, never with the length of the text: about 20 bytes a
+        character, some 60 MiB at the default (BENCHMARKS.md, "One long
+        text"). A run's reuse figures count the texts cut (texts_cut).
 
     All but min_words, min_similarity, max_bucket_texts and max_text_chars
     shape the band hashes; band_scheme() names them, and hashes of different

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import secrets
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Container, Iterator
@@ -14,7 +16,7 @@ import pyarrow.parquet as pq
 
 from . import SOFTWARE_NAME, __version__
 from .errors import ManifestError, ObjectExistsError, ObjectNotFoundError, StoreError
-from .fixity import sha256_hex
+from .fixity import digest_file, sha256_hex
 from .records import DATASETS, arrow_schema, to_table, utc_now
 from .storage import Store
 from .validate import describe_problems, problems, schema_id
@@ -52,12 +54,38 @@ def write_part(store: Store, dataset: str, key: str, rows: list[dict]) -> PartIn
     return write_table_part(store, dataset, key, to_table(dataset, rows))
 
 
+# A table of more than this many bytes is written to a temporary file and streamed into the store from there,
+# instead of into memory (the Parquet file, and a copy of it, beside the table).
+SPOOL_PART_BYTES = 32 << 20
+
+
+def parquet_options(schema: pa.Schema) -> dict:
+    """How a part is written: zstd, dictionaries and statistics, but for whole texts (the large_string columns,
+    such as documents' text), written plain and without statistics: a dictionary of texts that never repeat, or
+    a column's minimum and maximum (each a copy of a text, in the footer and in each page's header) cost time and,
+    for a long text, several times its size in memory while it is written."""
+    texts = {f.name for f in schema if pa.types.is_large_string(f.type)}
+    if not texts:
+        return {"compression": "zstd", "write_statistics": True}
+    others = [f.name for f in schema if f.name not in texts]
+    return {"compression": "zstd", "use_dictionary": others, "write_statistics": others}
+
+
 def write_table_part(store: Store, dataset: str, key: str, table: pa.Table) -> PartInfo:
     """Write an Arrow table of a dataset's schema as one Parquet file (zstd) under key, write-once."""
     table = table.cast(arrow_schema(dataset))
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd", write_statistics=True)
-    return put_part(store, dataset, key, buffer.getvalue(), table.num_rows)
+    options = parquet_options(table.schema)
+    if table.nbytes <= SPOOL_PART_BYTES:
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, **options)
+        return put_part(store, dataset, key, buffer.getvalue(), table.num_rows)
+    spool = tempfile.NamedTemporaryFile(prefix="archive-part-", suffix=".parquet", delete=False)
+    try:
+        with spool:
+            pq.write_table(table, spool, **options)
+        return put_part_file(store, dataset, key, spool.name, table.num_rows)
+    finally:
+        os.unlink(spool.name)
 
 
 def put_part(store: Store, dataset: str, key: str, data: bytes, rows: int) -> PartInfo:
@@ -67,6 +95,16 @@ def put_part(store: Store, dataset: str, key: str, data: bytes, rows: int) -> Pa
     if result.stored_sha256 is not None and result.stored_sha256 != digest:
         raise StoreError(key, f"store reports sha256 {result.stored_sha256}, wrote {digest}")
     return PartInfo(dataset, key, digest, len(data), rows)
+
+
+def put_part_file(store: Store, dataset: str, key: str, path: str, rows: int) -> PartInfo:
+    """put_part of a Parquet file on local disk, streamed from it."""
+    digests, size = digest_file(path)
+    digest = digests["sha256"]
+    result = store.put_file(key, path, sha256=digest)
+    if result.stored_sha256 is not None and result.stored_sha256 != digest:
+        raise StoreError(key, f"store reports sha256 {result.stored_sha256}, wrote {digest}")
+    return PartInfo(dataset, key, digest, size, rows)
 
 
 def manifest_key(run_id: str) -> str:

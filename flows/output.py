@@ -70,6 +70,9 @@ def ingest_summary(result: dict, set_aside_before: set[tuple[str, str, str]] = f
         print(f"Text reuse: {reuse.get('pairs', 0):,} pair(s) of documents share {reuse.get('passages', 0):,} "
               f"passage(s) (new documents against {reuse.get('runs_compared', 0):,} committed run(s); "
               "see archive lineage DOC_ID)")
+        if reuse.get("texts_cut"):
+            print(f"  {reuse['texts_cut']:,} text(s) longer than max_text_chars (parameters.reuse in the manifest) "
+                  "searched in their first part only")
     for note in result.get("notes", []):
         print(f"Note: {show(note)}")
 

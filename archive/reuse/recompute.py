@@ -76,13 +76,13 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
         with StageTimer(stats.timings, "lsh"):
             search.find_pairs()
         with StageTimer(stats.timings, "fetch"):
-            _load_texts(search, store, _Texts(manifests))
+            _load_texts(search, store, _Texts(manifests), params)
         _align_pairs(search, run.run_id, params, stats, rows_out.add)
         search.close()
     parts = bands_out.close() + rows_out.close()
     documents = sum(p["rows"] for m in ingests for p in m["parts"] if p["dataset"] == "documents")
     counts = {"documents": documents, "pairs": rows_out.pairs, "passages": rows_out.passages,
-              "candidate_pairs": stats.candidate_pairs, "documents_sketched": sketched,
+              "candidate_pairs": stats.candidate_pairs, "documents_sketched": sketched, "texts_cut": stats.texts_cut,
               "band_rows": search.band_rows}
     parameters = {**asdict(params), "bands": scheme.name, "documents_of_runs": [m["run_id"] for m in ingests],
                   "bands_for_runs": bands_for_runs}

@@ -10,7 +10,7 @@ lazily, and only runs that made new versions or withdrew records make a filter a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -109,11 +109,14 @@ def _all(exprs: list[ds.Expression]) -> ds.Expression | None:
     return out
 
 
-def withdrawals(store: Store, manifests: list[dict]) -> Withdrawals:
-    """Read the few columns that say which rows the current views leave out (nothing if no run changed any)."""
+def withdrawals(store: Store, manifests: list[dict], verify: Callable | None = None) -> Withdrawals:
+    """Read the few columns that say which rows the current views leave out (nothing if no run changed any).
+    verify: archive.partcheck.verify_parts, to check the records parts read against their manifests first."""
     empty = pa.array([], pa.string())
     if not changes_records(manifests):
         return Withdrawals(empty, empty, empty)
+    if verify is not None:
+        verify(store, [(m["run_id"], p) for m in manifests for p in m["parts"] if p["dataset"] == "records"])
     keys = dataset(store, "records", parts(manifests, "records")).to_table(
         columns=["record_id", "version", "change", "doc_id"])
     newest = latest(keys)
@@ -128,11 +131,12 @@ def withdrawals(store: Store, manifests: list[dict]) -> Withdrawals:
                        withdrawn["record_id"].combine_chunks(), documents)
 
 
-def current_filter(store: Store, name: str, manifests: list[dict]) -> ds.Expression | None:
+def current_filter(store: Store, name: str, manifests: list[dict],
+                   verify: Callable | None = None) -> ds.Expression | None:
     """The filter that makes a dataset's rows its current view (None: every row is current)."""
     if name not in ("records", "documents", "reuse", "reuse_bands"):
         return None
-    found = withdrawals(store, manifests)
+    found = withdrawals(store, manifests, verify)
     if name == "records":
         return found.records_filter()
     if name == "reuse":

@@ -85,7 +85,7 @@ def _plan(store: Store, manifests: list[dict], idents: list[str], reason: str, p
     from ..lineage import _under_sources  # (a path on this machine under a run's local SOURCE)
 
     for path in paths:
-        for relative in _under_sources(store, path, None):
+        for relative in _under_sources(manifests, path, None):
             by_path.setdefault(record_id(relative), path)
     touched = view.record_rows(store, manifests, view.among("record_id", sorted(by_path))
                                | view.among("doc_id", doc_ids), ["record_id"])["record_id"].unique()

@@ -16,6 +16,7 @@ from ..commitlock import commit_lock
 from ..errors import SourceError, StoreError
 from ..provenance import RunContext
 from ..publish import (
+    DamagedManifest,
     PartInfo,
     build_manifest,
     commit_manifest,
@@ -37,12 +38,14 @@ from .summary import BatchSummary, total_counts
 
 @dataclass(frozen=True)
 class CommitResult:
-    """What a committed run's manifest says: its key, counts, notes and text-reuse figures."""
+    """What a committed run's manifest says: its key, counts, notes and text-reuse figures; and the runs whose
+    manifests were damaged at the commit (left out of its duplicate check)."""
 
     manifest: str
     counts: dict[str, int]
     notes: list[str]
     reuse: dict | None = None
+    damaged: tuple[DamagedManifest, ...] = ()
 
 
 def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, parameters: dict,
@@ -50,6 +53,9 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
     """Settle duplicates across batches and concurrent runs, then write the manifest: the run exists.
 
     Safe to call again after a lost answer: a run already committed is reported as it stands.
+
+    A run whose manifest is damaged is left out (its documents are not known to the duplicate check, so this run
+    may publish them again); a note of the manifest names it.
     """
     # Under the lock, the committed doc_ids read here cannot change before the
     # manifest lands: two concurrent runs never both publish a document.
@@ -58,8 +64,12 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
         if done is not None:
             return CommitResult(manifest_key(run.run_id), done["counts"], done.get("notes", []), done.get("reuse"))
         check_reused_originals(store, summaries)
-        committed = committed_doc_ids(store)
-        notes = reconcile(store, run, summaries, committed)
+        damaged: list[DamagedManifest] = []
+        manifests = list(committed_manifests(store, damaged=damaged))
+        committed = committed_doc_ids(store, manifests)
+        notes = [f"{d}; the documents that run published were not known to this run's commit, which may publish "
+                 "them again" for d in damaged]
+        notes += reconcile(store, run, summaries, committed)
         published = {d for s in summaries for d in s.documents}
         # The reuse step's parts, filtered of what reconcile unpublished (and caught up
         # with any run committed since the step looked): no heavy work under the lock.
@@ -67,7 +77,7 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
         # Each record's next version, numbered after every version committed before this run's.
         records = settle_records(store, run, [p for s in sorted(summaries, key=lambda s: s.index) for p in s.parts
                                               if p.dataset == "records"],
-                                 list(committed_manifests(store)), committed | published, len(summaries))
+                                 manifests, committed | published, len(summaries))
         counts = {**total_counts(summaries), "updated": records.counts["updated"]}
         run_part = publish_run_events(store, run, len(summaries), counts, warnings, records.events)
         store.flush()
@@ -83,7 +93,7 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
             manifest["reuse"] = settled.figures
         key = commit_manifest(store, manifest)
     delete_unlisted(store, records.unlisted)
-    return CommitResult(key, manifest["counts"], notes, manifest.get("reuse"))
+    return CommitResult(key, manifest["counts"], notes, manifest.get("reuse"), tuple(damaged))
 
 
 def delete_unlisted(store: Store, keys: Iterable[str]) -> None:

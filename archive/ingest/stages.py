@@ -13,7 +13,7 @@ from ..describe import Description
 from ..errors import StoreError
 from ..extract import Extracted, ExtractionError, extract
 from ..extract.budget import Budgets
-from ..fixity import sha256_hex
+from ..fixity import text_sha256
 from ..identify import Format
 from ..normalise import normalise_text
 from ..records import utc_now
@@ -85,7 +85,7 @@ def document_record(*, sha256: str, run_id: str, collection: str | None, path: s
     """The documents row of a file."""
     return {
         "doc_id": sha256,
-        "text_sha256": sha256_hex(text.encode("utf-8")),
+        "text_sha256": text_sha256(text),
         "run_id": run_id,
         "collection": collection,
         "source_path": path,

@@ -79,7 +79,7 @@ def _story(store: Store, ident: str, run: str | None, read: list[dict], damaged:
     events = dataset_of(store, read, "events").to_table(filter=ds.field("object_sha256") == sha256).to_pylist()
     events.sort(key=lambda e: (e["event_time"], e["run_id"]))
     documents = []
-    published = dataset_of(store, read, "documents")
+    published = dataset_of(store, read, "documents", runs=[m["run_id"] for m in read])  # (every row, as written)
     keys = {store.arrow_path(p["key"]): p["key"] for m in read for p in m["parts"] if p["dataset"] == "documents"}
     for fragment in published.get_fragments(filter=ds.field("doc_id") == sha256):
         table = fragment.to_table(filter=ds.field("doc_id") == sha256, schema=published.schema,

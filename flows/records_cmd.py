@@ -28,6 +28,17 @@ def add_parser(sub, common) -> None:
     common(p)
     p.set_defaults(func=cmd_withdraw)
 
+    p = sub.add_parser("reprocess", help="re-extract texts from the kept originals with the current extractors and "
+                                         "settings (no SOURCE needed); a new text version only where the text changed")
+    p.add_argument("--format", action="append", choices=FORMATS, metavar="FORMAT",
+                   help=f"only documents of this format: {', '.join(FORMATS)} (repeatable; default: all)")
+    p.add_argument("--run", action="append", metavar="RUN_ID", help="only documents this run published (repeatable)")
+    p.add_argument("--doc", action="append", metavar="DOC_ID", help="only this document (repeatable)")
+    p.add_argument("--batch-documents", type=int, default=200, help="documents per batch task (default 200)")
+    p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
+    common(p)
+    p.set_defaults(func=cmd_reprocess)
+
 
 def cmd_withdraw(args) -> int:
     from archive.catalogue.withdraw import withdraw
@@ -47,6 +58,37 @@ def cmd_withdraw(args) -> int:
         print(f"  withdrawn {show(record['path'])}  (record {record['record_id']}, version {record['version']})")
     for key in result["purged"]:
         print(f"  purged {key}")
+    for note in result["notes"]:
+        print(f"Note: {show(note)}")
+    return 0
+
+
+def cmd_reprocess(args) -> int:
+    from archive.storage import open_store, resolve_dest
+
+    from .cli import _flow_run, _quiet_prefect, _reason
+
+    dest = resolve_dest(args.dest)
+    try:
+        open_store(dest).check_writable()
+    except ArchiveError as exc:
+        return _fail(f"reprocess failed before it started: {exc}", args)
+    _quiet_prefect(args.verbose)
+    from .reprocess import reprocess
+
+    try:
+        with _flow_run(args):
+            result = reprocess(dest=dest, formats=args.format, runs=args.run, doc_ids=args.doc,
+                               batch_documents=args.batch_documents)
+    except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn any failure into one clear line
+        return _fail(f"reprocess failed, nothing was committed: {_reason(exc)}", args)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    c = result["counts"]
+    print(f"Reprocess run {result['run_id']} committed to {result['dest']}: {c['documents']:,} document(s) "
+          f"re-derived, {c['changed']:,} with a new text version, {c['unchanged']:,} unchanged, {c['failed']:,} "
+          f"not re-derived; {c['updated']:,} record(s) updated")
     for note in result["notes"]:
         print(f"Note: {show(note)}")
     return 0

@@ -1,4 +1,5 @@
-"""The archivist's commands: correct (archive ingest again), withdraw, verify after a purge, lineage and runs."""
+"""The archivist's commands: correct (archive ingest again), withdraw, verify after a purge, re-derive, lineage and
+runs."""
 
 from __future__ import annotations
 
@@ -61,6 +62,13 @@ def test_correct_then_withdraw_with_purge_as_an_archivist_would(cli_env, seeds_d
     gone = archive("lineage", TAKEN, "--dest", dest, env=cli_env)
     assert "withdrawn; reason: takedown request" in gone.stdout and "MISSING" not in gone.stdout
     assert "(purged by withdrawal run " in gone.stdout
+
+    # Re-derive from the kept originals: the extractors have not changed, so no text version is published; the
+    # withdrawn document is not among the current ones.
+    redone = archive("reprocess", "--format", "text", "--dest", dest, env=cli_env)
+    assert redone.returncode == 0, redone.stderr
+    assert "4 document(s) re-derived, 0 with a new text version, 4 unchanged, 0 not re-derived" in redone.stdout
+    assert archive("reprocess", "--doc", "0" * 64, "--dest", dest, env=cli_env).returncode == 1
 
     unknown = archive("withdraw", "no-such.txt", "--reason", "typo", "--dest", dest, env=cli_env)
     assert unknown.returncode == 1 and "no record at 'no-such.txt'" in unknown.stderr and "nothing was withdrawn" \

@@ -50,10 +50,13 @@ class SettledRecords:
 
 
 def settle_records(store: Store, run: RunContext, candidate_parts: list[PartInfo], manifests: list[dict],
-                   documents: set[str], index: int) -> SettledRecords:
+                   documents: set[str], index: int, *, rederived: bool = False) -> SettledRecords:
     """Settle the candidates in candidate_parts against the records of manifests (every committed run, read under
     the commit lock). documents: the doc_ids that are documents once this run commits. index: the part number of a
-    part written here."""
+    part written here.
+
+    rederived: the candidates carry their documents' re-derived descriptions (archive reprocess): a record still
+    at those bytes, not withdrawn, whose description they change gets a "rederived" version, its statement kept."""
     if not candidate_parts:
         return SettledRecords()
     written = pa.concat_tables([pq.read_table(io.BytesIO(store.get_bytes(p.key))) for p in candidate_parts])
@@ -73,6 +76,9 @@ def settle_records(store: Store, run: RunContext, candidate_parts: list[PartInfo
     unchanged = pc.and_(same_bytes, nothing_said)
     withdrawn = pc.fill_null(pc.equal(joined["cur_change"], view.WITHDRAWN), False)
     settled = SettledRecords()
+    if rederived:  # (no new records, and each record's statement stands: the descriptions are compared below)
+        new = pc.equal(joined["change"], "(none)")
+        unchanged = pc.invert(same_bytes)
     settled.counts["records"] = pc.sum(new).as_py() or 0
     work = joined.filter(pc.invert(pc.or_(pc.or_(new, unchanged), withdrawn)))
     if table.num_rows == written.num_rows and pc.all(new).as_py():
@@ -80,7 +86,7 @@ def settle_records(store: Store, run: RunContext, candidate_parts: list[PartInfo
         return settled
 
     kept = joined.filter(new).select(table.column_names)
-    made = _versions(store, run, manifests, work, current, table, settled)
+    made = _versions(store, run, manifests, work, current, table, settled, "rederived" if rederived else None)
     if made:
         found = [p for row in made[:1] + made[-1:] for p in problems("record", row)]
         if found:  # our own bug, not the input's: fail loudly
@@ -100,7 +106,7 @@ def _latest(store: Store, manifests: list[dict], record_ids: pa.Array) -> pa.Tab
 
 
 def _versions(store: Store, run: RunContext, manifests: list[dict], work: pa.Table, current: pa.Table,
-              candidates: pa.Table, settled: SettledRecords) -> list[dict]:
+              candidates: pa.Table, settled: SettledRecords, change: str | None = None) -> list[dict]:
     """The rows (JSON form) of the versions the candidates in work make; their events go to settled."""
     previous = {row["record_id"]: json_form(row) for row in current.to_pylist()}
     rows = [json_form(row) for row in work.select(candidates.column_names).to_pylist()]
@@ -126,7 +132,7 @@ def _versions(store: Store, run: RunContext, manifests: list[dict], work: pa.Tab
             content = before["doc_id"] != row["doc_id"]
             changed = ["doc_id"] * content + [("date" if c == "date_text" else c) for c in HASHED
                                               if before[c] != row[c]]
-            row.update(version=before["version"] + 1, change="content" if content else "metadata",
+            row.update(version=before["version"] + 1, change=change or ("content" if content else "metadata"),
                        changed_fields=changed)
             settled.counts["updated"] += 1
             settled.events.append(modification_event(run, row, before))

@@ -131,6 +131,41 @@ def withdrawals(store: Store, manifests: list[dict], verify: Callable | None = N
                        withdrawn["record_id"].combine_chunks(), documents)
 
 
+@dataclass(frozen=True)
+class TextVersions:
+    """The documents a reprocess run gave a new text (archive/catalogue/reprocess.py), and which of their rows
+    hold the current one: the latest re-derivation in commit order."""
+
+    redone: pa.Array  # doc_id
+    rows: pa.Array  # "<doc_id>#<run_id>" of the documents rows with the current texts
+    texts: pa.Array  # "<doc_id>#<text_sha256>" of the current texts
+
+    def filter(self, name: str) -> ds.Expression | None:
+        if not len(self.redone):
+            return None
+        if name == "reuse":  # (passages found in an older text: their offsets are not the current text's)
+            return ~ds.field("doc_id_a").isin(self.redone) & ~ds.field("doc_id_b").isin(self.redone)
+        key, current = ("run_id", self.rows) if name == "documents" else ("text_sha256", self.texts)
+        joined = pc.binary_join_element_wise(ds.field("doc_id"), ds.field(key), "#")
+        return ~ds.field("doc_id").isin(self.redone) | joined.isin(current)
+
+
+def text_versions(store: Store, manifests: list[dict], verify: Callable | None = None) -> TextVersions:
+    """Read the doc_id and text_sha256 of the documents rows reprocess runs published (nothing without them)."""
+    latest: dict[str, tuple[str, str]] = {}
+    for manifest in in_commit_order(manifests):
+        if manifest["kind"] != "reprocess":
+            continue
+        if verify is not None:
+            verify(store, [(manifest["run_id"], p) for p in manifest["parts"] if p["dataset"] == "documents"])
+        table = dataset(store, "documents", parts([manifest], "documents")).to_table(columns=["doc_id", "text_sha256"])
+        for doc_id, text in zip(table["doc_id"].to_pylist(), table["text_sha256"].to_pylist()):
+            latest[doc_id] = (manifest["run_id"], text)
+    return TextVersions(pa.array(sorted(latest), pa.string()),
+                        pa.array([f"{d}#{run}" for d, (run, _) in latest.items()], pa.string()),
+                        pa.array([f"{d}#{text}" for d, (_, text) in latest.items()], pa.string()))
+
+
 def current_filter(store: Store, name: str, manifests: list[dict],
                    verify: Callable | None = None) -> ds.Expression | None:
     """The filter that makes a dataset's rows its current view (None: every row is current)."""
@@ -139,9 +174,10 @@ def current_filter(store: Store, name: str, manifests: list[dict],
     found = withdrawals(store, manifests, verify)
     if name == "records":
         return found.records_filter()
+    texts = text_versions(store, manifests, verify).filter(name)
     if name == "reuse":
-        return found.documents_filter("doc_id_a", "doc_id_b")
-    return found.documents_filter("doc_id")
+        return _all([e for e in (found.documents_filter("doc_id_a", "doc_id_b"), texts) if e is not None])
+    return _all([e for e in (found.documents_filter("doc_id"), texts) if e is not None])
 
 
 def record_rows(store: Store, manifests: list[dict], filter: ds.Expression | None = None,

@@ -211,7 +211,7 @@ def commit_reprocess(store: Store, run: RunContext, summaries: list[ReprocessSum
                 flow_run_id=run.flow_run_id, started_by=run.started_by, parameters=parameters, counts=counts,
                 parts=[p for s in summaries for p in s.parts if p.dataset != "records"] + records.parts + [run_part],
                 notes=notes[:1000])
-            commit_manifest(store, done)
+            commit_manifest(store, done, locked=True)
             for key in records.unlisted:
                 try:
                     store.delete(key)

@@ -65,7 +65,7 @@ def withdraw(store: Store, idents: Iterable[str], reason: str, *, purge: bool = 
             parameters={"ids": idents, "reason": reason, "purge": purge}, counts=counts, parts=parts,
             notes=plan.notes)
         manifest["purged"] = [object_key(doc_id) for doc_id in plan.purge]
-        key = commit_manifest(store, manifest)
+        key = commit_manifest(store, manifest, locked=True)
         for doc_id in plan.purge:  # (after the manifest: see the module's docstring)
             try:
                 store.delete(object_key(doc_id))

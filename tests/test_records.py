@@ -150,7 +150,7 @@ def test_a_run_that_did_not_commit_leaves_no_version_and_the_next_lands_it_once(
     run_ingest(str(press), dest=dest)
     sidecar(press, ("Envoy, corrected", "2021-01-22", "AA"))
 
-    def fail(store, manifest):
+    def fail(store, manifest, **kwargs):
         raise OSError("the machine went away before the manifest")
 
     with monkeypatch.context() as patched:

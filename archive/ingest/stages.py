@@ -71,6 +71,9 @@ def dublin_core(description: Description, extracted: Extracted,
     for name, value in extracted.metadata.items():
         if name in values and value:
             values[name], origin[name] = value, extracted.extractor
+    if origin.get("title") == "text" and extracted.ocr is not None and extracted.ocr.low_pages:
+        values["title"] = None  # a line of text OCR'd below the quality thresholds is no title
+        del origin["title"]
     for name, value in (sidecar or {}).items():
         if name in values and value:
             values[name], origin[name] = value, "metadata.csv"
@@ -81,8 +84,10 @@ def dublin_core(description: Description, extracted: Extracted,
 
 
 def document_record(*, sha256: str, run_id: str, collection: str | None, path: str, fmt: Format,
-                    extracted: Extracted, text: str, description: Description, values: dict) -> dict:
-    """The documents row of a file."""
+                    extracted: Extracted, text: str, description: Description, values: dict,
+                    ocr_key: str | None = None) -> dict:
+    """The documents row of a file; ocr_key: where the ALTO of its OCR is kept, if it has one."""
+    ocr = extracted.ocr
     return {
         "doc_id": sha256,
         "text_sha256": sha256_hex(text.encode("utf-8")),
@@ -98,6 +103,10 @@ def document_record(*, sha256: str, run_id: str, collection: str | None, path: s
         **values,
         "char_count": description.char_count,
         "word_count": description.word_count,
+        "ocr_confidence": ocr.confidence if ocr is not None else None,
+        "dictionary_share": ocr.dictionary_share if ocr is not None else None,
+        "low_ocr_quality": bool(ocr.low_pages) if ocr is not None else None,
+        "ocr_key": ocr_key,
         "text": text,
         "ingested_at": utc_now(),
     }

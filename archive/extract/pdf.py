@@ -32,6 +32,7 @@ from .pdftext import form_limit_lifted, page_text
 
 MAX_PAGES = 2000
 MAX_OCR_PAGES = 500
+ENCRYPTED = "encrypted"  # the quarantine reason of a file that needs a password
 OCR_DPI = 300
 
 
@@ -64,15 +65,19 @@ def extract(data: bytes, fmt: Format, *, settings: PdfSettings = PdfSettings(), 
             raise ExtractionError("too-large", f"the PDF has {page_count} pages; the limit is {settings.max_pages}")
         texts: list[str] = []
         scanned: dict[int, list[tuple[int, int]]] = {}  # page index -> sizes of its images
+        overdrawn = [0]
         for index, page in enumerate(reader.pages):
             meter.check(f" at page {index + 1} of {page_count}")
-            text = page_text(page, meter, index + 1, page_count)
+            text = page_text(page, meter, index + 1, page_count, overdrawn)
             texts.append(text if text.strip() else "")
             if not text.strip():
                 images = _image_sizes(page)
                 if images:
                     scanned[index] = images
         metadata = _info_metadata(reader, notes)
+    if overdrawn[0]:
+        notes.append(f"{count_of(overdrawn[0], 'run')} of text drawn again at the same place (fake bold, shadow) "
+                     "read once")
     if page_count == 0:
         raise ExtractionError("no-text", "the PDF has no pages")
 
@@ -136,7 +141,8 @@ def _pypdf_errors(data: bytes | None = None) -> Iterator[None]:
     except MemoryError:
         raise ExtractionError("too-large", "not enough memory to parse the PDF") from None
     except (FileNotDecryptedError, DependencyError) as exc:
-        raise ExtractionError("unsupported-format", f"encrypted PDF: pypdf {type(exc).__name__}: {exc}") from None
+        raise ExtractionError(ENCRYPTED if isinstance(exc, FileNotDecryptedError) else "unsupported-format",
+                              f"encrypted PDF: pypdf {type(exc).__name__}: {exc}") from None
     except RecursionError:
         raise ExtractionError("corrupt", "pypdf RecursionError: the PDF's object graph nests without end") from None
     except Exception as exc:  # noqa: BLE001 - untrusted bytes: any parser error means unreadable
@@ -157,7 +163,8 @@ def _decrypt(reader: Any) -> None:
 
     # Many PDFs are "encrypted" only to set permissions and open with an empty password.
     if reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-        raise ExtractionError("unsupported-format", "encrypted PDF that needs a password to open")
+        raise ExtractionError(ENCRYPTED, "encrypted PDF that needs a password to open: ingest a copy saved without "
+                                         "the password, or one the depositor opens")
 
 
 def _image_sizes(page: Any) -> list[tuple[int, int]]:

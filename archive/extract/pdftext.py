@@ -6,6 +6,11 @@ visitor that consults the meter at every form XObject invoked (each one parses i
 every 64 operators, and counts the characters pypdf reports as it goes. pypdf catches every Exception a form
 raises, so the visitor's error leaves it as a BaseException and becomes an ExtractionError again here.
 
+Some producers draw a run of glyphs twice or more at (almost) the same place: fake bold, a shadow, a text layer laid
+over itself. pypdf would give the words as often as they are drawn; here a run that shows the same string with the
+same operator within OVERDRAWN points of one shown before on the page is emptied before pypdf reads it, as
+poppler's pdftotext drops such overlapping duplicates, and counted.
+
 pypdf also stops reading form XObjects after 5,000 on a page, dropping the rest of its text with only a log
 line: that limit is lifted while the meter bounds the work instead, and a page over whatever limit holds is
 quarantined too-costly, never cut short.
@@ -27,6 +32,8 @@ CHECK_EVERY = 64  # operators between two looks at the clock (a form XObject is 
 _TEXT_OPERATOR = re.compile(rb"T[jJ]|Do|['\"]")
 _FORM_LIMIT = "xform_maximum_invocations_per_extraction"
 UNLIMITED = 1 << 62
+OVERDRAWN = 1.5  # points either way within which the same run drawn again is the same text
+_SHOWS = (b"Tj", b"TJ", b"'", b'"')
 
 
 class _Stop(BaseException):
@@ -52,16 +59,21 @@ def form_limit_lifted() -> Iterator[None]:
         yield
 
 
-def page_text(page: Any, meter: Meter, number: int, pages: int) -> str:
-    """The text of page number (from 1) of pages, as page.extract_text() gives it."""
+def page_text(page: Any, meter: Meter, number: int, pages: int, overdrawn: list[int] | None = None) -> str:
+    """The text of page number (from 1) of pages, as page.extract_text() gives it, less the runs drawn again at
+    the same place (their count added to overdrawn[0])."""
     if not _shows_text(page):
         return ""
     where = f" at page {number} of {pages}"
     operators = forms = 0
+    drawn: set[tuple] = set()  # (operator, the run's bytes, x cell, y cell) of each run shown on the page
 
     def before(operator: bytes, operands: Any, cm: Any, tm: Any) -> None:
         nonlocal operators, forms
         operators += 1
+        if operator in _SHOWS and operands and _drawn_before(operator, operands, cm, tm, drawn):
+            if overdrawn is not None:
+                overdrawn[0] += 1
         if operator == b"Do":
             forms += 1
         elif operators % CHECK_EVERY:
@@ -90,6 +102,42 @@ def page_text(page: Any, meter: Meter, number: int, pages: int) -> str:
             f"{limit:,} form XObjects a page, so its text would be cut short",
         )
     return text
+
+
+def _drawn_before(operator: bytes, operands: list, cm: Any, tm: Any, drawn: set[tuple]) -> bool:
+    """Whether this run of text was shown before on the page within OVERDRAWN points; if so its string operand is
+    emptied (in the list pypdf reads next), else the run is remembered."""
+    from pypdf.generic import ArrayObject, TextStringObject
+
+    index = len(operands) - 1 if operator == b'"' else 0  # (" takes its string last)
+    run = operands[index]
+    content = (tuple(_run_bytes(item) for item in run) if isinstance(run, ArrayObject) else _run_bytes(run))
+    if not content or not any(content if isinstance(content, tuple) else [content]):
+        return False
+    try:
+        x = float(tm[4]) * float(cm[0]) + float(tm[5]) * float(cm[2]) + float(cm[4])
+        y = float(tm[4]) * float(cm[1]) + float(tm[5]) * float(cm[3]) + float(cm[5])
+    except (TypeError, ValueError, IndexError):
+        return False
+    cell_x, cell_y = int(x // OVERDRAWN), int(y // OVERDRAWN)
+    key = (operator, content)
+    if any((*key, cell_x + dx, cell_y + dy) in drawn for dx in (-1, 0, 1) for dy in (-1, 0, 1)):
+        operands[index] = ArrayObject() if isinstance(run, ArrayObject) else TextStringObject("")
+        return True
+    drawn.add((*key, cell_x, cell_y))
+    return False
+
+
+def _run_bytes(item: Any) -> bytes | float | None:
+    if isinstance(item, bytes):
+        return bytes(item)
+    if isinstance(item, str):
+        original = getattr(item, "original_bytes", None)
+        return bytes(original) if original is not None else item.encode("utf-8", "surrogatepass")
+    try:
+        return float(item)
+    except (TypeError, ValueError):
+        return None
 
 
 def _form_limit() -> int | None:

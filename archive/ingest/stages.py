@@ -15,7 +15,7 @@ from ..extract import Extracted, ExtractionError, extract
 from ..extract.budget import Budgets
 from ..fixity import sha256_hex
 from ..identify import Format
-from ..normalise import normalise_text
+from ..normalise import ligature_count, normalise_text
 from ..records import utc_now
 from ..storage import object_key
 from ..validate import describe_problems, problems, schema_id
@@ -50,14 +50,18 @@ def normalised(extracted: Extracted) -> tuple[Extracted, str] | Quarantine:
     if not text:
         return Quarantine("no-text", f"decoded as {extracted.encoding or extracted.extractor} but only whitespace "
                                      "or invisible characters remain")
-    return dataclasses.replace(extracted, text=""), text
+    folded = ligature_count(extracted.text)
+    notes = extracted.notes + [f"{folded} compatibility ligature{'s' if folded > 1 else ''} (\ufb01, \ufb02...) "
+                               "folded into their letters"] if folded else extracted.notes
+    return dataclasses.replace(extracted, text="", notes=notes), text
 
 
 def normalisation_detail(extracted: Extracted, text: str) -> str:
     """The normalisation event's detail: how the text was had and what was done to it."""
     notes = "; ".join(extracted.notes)
     return (f"text extracted{' as ' + extracted.encoding if extracted.encoding else ''}"
-            f"{' (' + notes + ')' if notes else ''}; normalised (line endings, NFC, spacing, line-break hyphens): "
+            f"{' (' + notes + ')' if notes else ''}; normalised (line endings, NFC, compatibility ligatures, spacing, "
+            "line-break hyphens): "
             f"{len(text)} characters")
 
 

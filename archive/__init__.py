@@ -6,7 +6,7 @@ The public API, importable from `archive` itself:
   `FileRef`, `batches`;
 - ingest: `process_batch`, `commit_run`, `IngestOptions` (with the extraction `Budgets`), `BatchSummary`,
   `CommitResult`, `RunContext`, `new_run_id`;
-- reading: `open_dataset`, `committed_manifests`;
+- reading: `open_dataset`, `committed_manifests`, `DamagedManifestWarning`;
 - auditing: `export_run_prov`, `export_bag`, `export_premis`, `export_mets`, `export_ocfl`, `find_garbage`,
   `delete_garbage`;
 - text reuse: `publish_reuse`, `ReuseParams`;
@@ -21,6 +21,7 @@ from __future__ import annotations
 from .errors import (
     ArchiveError,
     ConfigurationError,
+    DamagedPartError,
     ManifestError,
     NotFoundError,
     ObjectExistsError,
@@ -43,7 +44,7 @@ _LAZY = {
     "process_batch": ".ingest", "commit_run": ".ingest", "IngestOptions": ".ingest", "BatchSummary": ".ingest",
     "CommitResult": ".ingest", "Budgets": ".extract.budget",
     "RunContext": ".provenance", "new_run_id": ".provenance", "export_run_prov": ".provenance",
-    "open_dataset": ".read", "committed_manifests": ".publish",
+    "open_dataset": ".read", "committed_manifests": ".publish", "DamagedManifestWarning": ".publish",
     "export_bag": ".bag", "find_garbage": ".gc", "delete_garbage": ".gc",
     "export_premis": ".export.premis", "export_mets": ".export.mets", "export_ocfl": ".export.ocfl",
     "publish_reuse": ".reuse", "ReuseParams": ".reuse",
@@ -51,8 +52,8 @@ _LAZY = {
 
 __all__ = [
     "SOFTWARE_NAME", "__version__", *sorted(_LAZY),
-    "ArchiveError", "ConfigurationError", "ManifestError", "NotFoundError", "ObjectExistsError", "ObjectNotFoundError",
-    "SourceError", "StoreError", "TerminalError", "TransientError", "is_transient",
+    "ArchiveError", "ConfigurationError", "DamagedPartError", "ManifestError", "NotFoundError", "ObjectExistsError",
+    "ObjectNotFoundError", "SourceError", "StoreError", "TerminalError", "TransientError", "is_transient",
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 from . import provenance as ev
 from .errors import NotFoundError, ObjectNotFoundError, StoreError
 from .fixity import TOOL as DIGEST_TOOL
-from .publish import committed_manifests
+from .publish import DamagedManifest, DamagedManifestWarning, committed_manifests
 from .storage import Store
 
 OBJECT_PREFIX = "objects/sha256/"
@@ -25,7 +26,7 @@ OBJECT_PREFIX = "objects/sha256/"
 class Finding:
     """One difference between what a manifest recorded and what the store holds."""
 
-    kind: str  # "missing", "changed", "unreadable"
+    kind: str  # "missing", "changed", "unreadable", "damaged-manifest"
     key: str
     expected_sha256: str | None
     found_sha256: str | None = None
@@ -47,9 +48,9 @@ class Finding:
 class Check:
     """The result of re-hashing one stored thing."""
 
-    kind: str  # "object" or "part"
+    kind: str  # "object", "part" or "manifest"
     key: str
-    expected_sha256: str
+    expected_sha256: str | None
     size: int | None
     finding: Finding | None
 
@@ -73,15 +74,34 @@ def check(store: Store, kind: str, key: str, expected_sha256: str, expected_byte
     return Check(kind, key, expected_sha256, size, None)
 
 
-def selected_manifests(store: Store, runs: Iterable[str] | None = None) -> list[dict]:
-    manifests = list(committed_manifests(store))
+def selected_manifests(store: Store, runs: Iterable[str] | None = None,
+                       damaged: list[DamagedManifest] | None = None) -> list[dict]:
+    """The manifests of every committed run (or of runs); those of them that are damaged are left out and appended
+    to damaged (warned, without a list)."""
+    found: list[DamagedManifest] = []
+    manifests = list(committed_manifests(store, damaged=found))
     if runs is not None:
         wanted = set(runs)
-        unknown = wanted - {m["run_id"] for m in manifests}
+        unknown = wanted - {m["run_id"] for m in manifests} - {d.run_id for d in found}
         if unknown:
             raise NotFoundError(f"no committed run {', '.join(sorted(unknown))} in {store.url}")
         manifests = [m for m in manifests if m["run_id"] in wanted]
+        found = [d for d in found if d.run_id in wanted]
+    if damaged is not None:
+        damaged.extend(found)
+    else:
+        for d in found:
+            warnings.warn(DamagedManifestWarning(d), stacklevel=2)
     return manifests
+
+
+def check_manifests(damaged: Iterable[DamagedManifest]) -> Iterator[Check]:
+    """A failed check for each damaged manifest: its run's parts and originals cannot be checked at all."""
+    for d in damaged:
+        yield Check("manifest", d.key, None, None, Finding(
+            "damaged-manifest", d.key, None, detail=f"{d.damage}; run {d.run_id} is left out of every command (its "
+                                                    "parts and originals are not checked) until the manifest is "
+                                                    "restored"))
 
 
 def check_parts(store: Store, manifests: list[dict]) -> Iterator[Check]:
@@ -183,7 +203,7 @@ def record_checks(store: Store, run: ev.RunContext, index: int, checks: Iterable
     from .publish import new_attempt, part_key, write_part
 
     checks = list(checks)
-    summary = AuditSummary(index, {"object": 0, "part": 0}, [], [])
+    summary = AuditSummary(index, {"object": 0, "part": 0, "manifest": 0}, [], [])
     for c in checks:
         summary.checked[c.kind] += 1
         if c.finding:

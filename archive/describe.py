@@ -14,9 +14,10 @@ from functools import cache
 # that are only punctuation (a dash standing alone) are not counted. In a
 # normalised text the whitespace is single spaces and newlines; a pattern that
 # starts with a plain character is searched for twice as fast as one that
-# starts with \s, hence one pattern for each.
-_PUNCTUATION_TOKEN_AFTER_SPACE = re.compile(r" [^\w\s]+(?=[ \n])")
-_PUNCTUATION_TOKEN_AFTER_NEWLINE = re.compile(r"\n[^\w\s]+(?=[ \n])")
+# starts with \s, hence one pattern for each, and one for the text's first token.
+_PUNCTUATION_TOKEN_AFTER_SPACE = re.compile(r" [^\w\s]+(?=[ \n]|\Z)")
+_PUNCTUATION_TOKEN_AFTER_NEWLINE = re.compile(r"\n[^\w\s]+(?=[ \n]|\Z)")
+_PUNCTUATION_TOKEN_FIRST = re.compile(r"[^\w\s]+(?=[ \n]|\Z)")
 
 _LEADING_DATE = re.compile(
     r"^\s*(?:(?:date|dated|published)\s*[:\-]?\s*)?(\d{4})-(\d{2})-(\d{2})(?![\d-])[\s,;:.\-]*", re.IGNORECASE
@@ -63,16 +64,16 @@ def describe_texts(texts: Sequence[str]) -> list[Description]:
 def _describe(text: str, language: str | None) -> Description:
     notes: list[str] = []
     date = None
-    rest = text
+    rest = 0  # where the text after any date starts
     match = _LEADING_DATE.match(text)
     if match:
         year, month, day = (int(g) for g in match.groups())
         try:
             date = dt.date(year, month, day).isoformat()
-            rest = text[match.end():]
+            rest = match.end()
         except ValueError:
             notes.append(f"the text starts with {match.group(0).strip()!r}, which is not a real date")
-    first_line = rest.lstrip().split("\n", 1)[0].strip()
+    first_line = _first_line(text, rest)
     title = first_line if 0 < len(first_line) <= MAX_TITLE_CHARS and not _ends_like_prose(first_line) else None
     return Description(
         title=title,
@@ -84,15 +85,28 @@ def _describe(text: str, language: str | None) -> Description:
     )
 
 
+def _first_line(text: str, start: int) -> str:
+    """text[start:].lstrip().split("\n", 1)[0].strip(), without copying the rest of the text: the first line
+    that is not blank from start, trimmed; "" if it is longer than MAX_TITLE_CHARS (no title, whatever it says)."""
+    end = len(text)
+    while start < end and text[start].isspace():
+        start += 1
+    stop = text.find("\n", start)
+    stop = end if stop < 0 else stop
+    while stop > start and text[stop - 1].isspace():
+        stop -= 1
+    return text[start:stop] if stop - start <= MAX_TITLE_CHARS else ""
+
+
 def count_words(text: str) -> int:
     """The words of a normalised text (see normalise_text: one space between words, lines trimmed, at most one
     blank line in a row), counted without splitting it (no list of words is made)."""
     if not text:
         return 0
     tokens = text.count(" ") + text.count("\n") - text.count("\n\n") + 1
-    padded = f" {text} "
-    return (tokens - len(_PUNCTUATION_TOKEN_AFTER_SPACE.findall(padded))
-            - len(_PUNCTUATION_TOKEN_AFTER_NEWLINE.findall(padded)))
+    punctuation = sum(1 for _ in _PUNCTUATION_TOKEN_AFTER_SPACE.finditer(text))
+    punctuation += sum(1 for _ in _PUNCTUATION_TOKEN_AFTER_NEWLINE.finditer(text))
+    return tokens - punctuation - bool(_PUNCTUATION_TOKEN_FIRST.match(text))
 
 
 def _ends_like_prose(line: str) -> bool:

@@ -81,3 +81,16 @@ class ConfigurationError(TerminalError):
 
 class NotFoundError(TerminalError):
     """What a command names (a run, a path, a doc_id) is not in the store."""
+
+
+class DamagedPartError(TerminalError):
+    """A part file a committed manifest lists is missing or differs from the sha256 and size the manifest records:
+    nothing is read from it."""
+
+    def __init__(self, key: str, run_id: str, reason: str):
+        super().__init__(f"part {key} of run {run_id} {reason}; nothing was read from it (archive verify names every "
+                         "damaged part)")
+        self._init_args = (key, run_id, reason)
+        self.key = key
+        self.run_id = run_id
+        self.reason = reason

@@ -21,6 +21,21 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Characters of a text encoded at once by text_sha256.
+TEXT_CHUNK = 1 << 22
+
+
+def text_sha256(text: str) -> str:
+    """sha256 hex of text's UTF-8 bytes, encoded TEXT_CHUNK characters at a time: never a copy of a whole long
+    text. (A character is encoded alone, so the pieces' bytes are the whole text's.)"""
+    if len(text) <= TEXT_CHUNK:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256()
+    for start in range(0, len(text), TEXT_CHUNK):
+        digest.update(text[start:start + TEXT_CHUNK].encode("utf-8"))
+    return digest.hexdigest()
+
+
 def digest_stream(stream: BinaryIO, algorithms: Iterable[str] = ("sha256",)) -> tuple[dict[str, str], int]:
     """({algorithm: hex digest}, size) of everything stream yields, read once in chunks."""
     hashes = {name: hashlib.new(name) for name in algorithms}

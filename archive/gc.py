@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from .audit import referenced_objects
 from .commitlock import commit_lock
 from .errors import ObjectNotFoundError, StoreError, TerminalError
-from .publish import committed_manifests
+from .publish import DamagedManifest, committed_manifests
 from .storage import ObjectInfo, Store, validate_key
 
 # What runs write and manifests reference. Nothing else is ever looked at:
@@ -30,6 +30,16 @@ _OBJECT_IN_TEXT = re.compile(r"objects/sha256/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{6
 
 class ReferencesUnknown(TerminalError):
     """What a committed run references cannot be read, so nothing can safely be called unreferenced."""
+
+
+def refuse_damaged(damaged: Iterable[DamagedManifest]) -> None:
+    """Raise ReferencesUnknown naming the damaged manifests, if any: what their runs reference (parts, originals,
+    a sidecar named only in the notes) cannot be told, so no key may be removed while one is damaged."""
+    damaged = list(damaged)
+    if damaged:
+        raise ReferencesUnknown(f"{'; '.join(str(d) for d in damaged)}: what that run references is unknown, so gc "
+                                "removes nothing until the manifest is restored from a copy (archive verify names "
+                                "it)")
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,12 @@ def read_references(store: Store, manifests: Iterable[dict]) -> References:
     return References(frozenset(runs), frozenset(parts), pc.unique(pa.chunked_array(objects, pa.string())))
 
 
+def _run_folder(key: str) -> str | None:
+    """run=<id> of a key under datasets/<name>/run=<id>/, else None."""
+    parts = key.split("/")
+    return parts[2] if len(parts) > 3 and parts[0] == "datasets" else None
+
+
 def kind_of(key: str) -> str:
     if _PART.fullmatch(key):
         return "part"
@@ -102,6 +118,10 @@ class GcPlan:
     too_recent: tuple[Candidate, ...]  # unreferenced but younger: a run may still be writing them; kept
     referenced: int  # keys under the collected prefixes that committed runs reference; kept
     foreign: tuple[str, ...] = ()  # keys this package never writes (not valid store keys); never touched
+    # Runs whose manifests are damaged: what they reference is unknown, so delete_garbage refuses to remove anything.
+    # Their own parts (datasets/*/run=<id>/) are kept out of the candidates; the originals they reference cannot be.
+    damaged: tuple[DamagedManifest, ...] = ()
+    of_damaged: int = 0  # keys under a damaged run's datasets/*/run=<id>/ prefix; kept
 
     def count(self, kind: str) -> int:
         return sum(1 for c in self.candidates if c.kind == kind)
@@ -124,13 +144,18 @@ def find_garbage(store: Store, older_than: float = DEFAULT_OLDER_THAN, *, now: f
     now = time.time() if now is None else now
     # Manifests before the listings: a run that commits in between has its parts
     # listed as unreferenced, and delete_garbage's re-check finds its manifest.
-    references = read_references(store, committed_manifests(store))
-    candidates, too_recent, foreign, referenced = [], [], [], 0
+    damaged: list[DamagedManifest] = []
+    references = read_references(store, committed_manifests(store, damaged=damaged))
+    damaged_runs = {f"run={d.run_id}" for d in damaged}
+    candidates, too_recent, foreign, referenced, of_damaged = [], [], [], 0, 0
     for prefix in COLLECTED_PREFIXES:
         for chunk in _chunks(store.list(prefix), LISTING_CHUNK):
             for info, is_referenced in zip(chunk, references.contains([i.key for i in chunk])):
                 if is_referenced:
                     referenced += 1
+                    continue
+                if damaged_runs and _run_folder(info.key) in damaged_runs:
+                    of_damaged += 1
                     continue
                 try:
                     validate_key(info.key)
@@ -145,7 +170,7 @@ def find_garbage(store: Store, older_than: float = DEFAULT_OLDER_THAN, *, now: f
                 else:
                     too_recent.append(candidate)
     return GcPlan(store.url, older_than, references.runs, tuple(candidates), tuple(too_recent), referenced,
-                  tuple(foreign))
+                  tuple(foreign), tuple(damaged), of_damaged)
 
 
 @dataclass(frozen=True)
@@ -164,13 +189,19 @@ def delete_garbage(store: Store, plan: GcPlan, *, chunk: int = DELETE_CHUNK,
     and removed; runs waiting to commit get their turn between chunks), gc reads
     every manifest committed since the plan and keeps whatever those reference.
     Manifests are write-once and never removed, so those are the only new references.
+
+    Refuses (ReferencesUnknown, nothing removed) while a manifest is damaged: in the plan, or found in a re-check
+    (then what was removed before is in on_removed's calls).
     """
+    refuse_damaged(plan.damaged)
     references = References(runs=plan.runs)
     removed, kept, gone = [], [], []
     for start in range(0, len(plan.candidates), chunk):
         batch = plan.candidates[start:start + chunk]
         with commit_lock(store, "gc"):
-            new = list(committed_manifests(store, skip=references.runs))
+            damaged: list[DamagedManifest] = []
+            new = list(committed_manifests(store, skip=references.runs, damaged=damaged))
+            refuse_damaged(damaged)
             if new:
                 references = references.merged(read_references(store, new))
             for candidate, is_referenced in zip(batch, references.contains([c.key for c in batch])):

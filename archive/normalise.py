@@ -34,15 +34,15 @@ def normalise_text(text: str) -> str:
     breaks (blank lines) survive; spacing inside lines does not.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    kinds = _kinds(text)
-    text = nfc(text, kinds)
+    debris, unstable = _scan(text)
+    text = nfc(text, unstable)
     if not text.isascii() and _LIGATURE.search(text):
         text = text.translate(LIGATURES)
     text = text.replace("\f", "\n\n")  # page breaks become paragraph breaks
     # Within each line, any run of whitespace (tabs, NBSP...) becomes one space and lines are trimmed,
     # as "\n".join(" ".join(line.split()) for line in text.split("\n")) would once the dropped characters are
     # out, without a Python step for each line.
-    if (kinds & DEBRIS).any():
+    if debris:
         text = _DROPPED_OR_SPACE.sub(_space_or_nothing, text)
     if "  " in text:
         text = _SPACE_RUN.sub(" ", text)
@@ -52,7 +52,7 @@ def normalise_text(text: str) -> str:
     return text.strip()
 
 
-# Below this code point each character's kind is looked up in a table (_kinds);
+# Below this code point each character's kind is looked up in a table (_scan);
 # from it up, every character counts as both kinds.
 KINDS_TABLE_LIMIT = 0x3000
 UNSTABLE = 1  # NFC may change it or join it to the character before it
@@ -89,41 +89,58 @@ def _kinds_table():
     return np.array(kinds + [UNSTABLE | DEBRIS], dtype=np.uint8)
 
 
-def _kinds(text: str):
-    """The kind of each character of text (see _kinds_table), one numpy lookup for all."""
+# Characters looked up at once by _scan: its arrays are a few times this many bytes, whatever the text's length.
+SCAN_CHARS = 1 << 20
+
+
+def _scan(text: str) -> tuple[bool, list[tuple[int, int]]]:
+    """(whether text has a DEBRIS character, the runs of UNSTABLE characters as (start, end) offsets), from the
+    kind of each character (see _kinds_table): a numpy lookup a slice of SCAN_CHARS characters at a time."""
     import numpy as np
 
-    if text.isascii():
-        codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
-    else:
-        # (a lone surrogate, which a PDF's text may hold, is its own code point: from the limit up)
-        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    return _kinds_table().take(codes, mode="clip")
+    table = _kinds_table()
+    debris = False
+    runs: list[tuple[int, int]] = []
+    for offset in range(0, len(text), SCAN_CHARS):
+        piece = text[offset:offset + SCAN_CHARS]
+        if piece.isascii():
+            codes = np.frombuffer(piece.encode("ascii"), dtype=np.uint8)
+        else:
+            # (a lone surrogate, which a PDF's text may hold, is its own code point: from the limit up)
+            codes = np.frombuffer(piece.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        kinds = table.take(codes, mode="clip")
+        debris = debris or bool((kinds & DEBRIS).any())
+        marked = np.flatnonzero(kinds & UNSTABLE)
+        if not len(marked):
+            continue
+        gaps = np.flatnonzero(np.diff(marked) != 1)  # a run ends where the next marked character is not adjacent
+        starts = (marked[np.r_[0, gaps + 1]] + offset).tolist()
+        ends = (marked[np.r_[gaps, len(marked) - 1]] + offset + 1).tolist()
+        if runs and runs[-1][1] == starts[0]:  # a run the slice's edge cut in two
+            starts[0] = runs.pop()[0]
+        runs.extend(zip(starts, ends))
+    return debris, runs
 
 
-def nfc(text: str, kinds=None) -> str:
-    """unicodedata.normalize("NFC", text), normalising only the pieces that need it (kinds: _kinds(text), if
-    already made).
+def nfc(text: str, unstable: list[tuple[int, int]] | None = None) -> str:
+    """unicodedata.normalize("NFC", text), normalising only the pieces that need it (unstable: the runs of
+    UNSTABLE characters, as _scan(text) gives them, if already found).
 
     CPython's normalize() looks every character up in its tables before it
     knows there is nothing to do, decomposed accents or not. Here the UNSTABLE
     characters (combining marks, singletons, CJK...)
-    are found by one numpy lookup; each run of them is normalised with the
+    are found by numpy lookups; each run of them is normalised with the
     character before it, where a mark may compose with its letter.
     """
     if text.isascii():
         return text
-    import numpy as np
-
-    marked = np.flatnonzero((_kinds(text) if kinds is None else kinds) & UNSTABLE)
-    if not len(marked):
+    if unstable is None:
+        unstable = _scan(text)[1]
+    if not unstable:
         return text
-    gaps = np.flatnonzero(np.diff(marked) != 1)  # a run ends where the next marked character is not adjacent
-    starts = [int(marked[0]), *(marked[gaps + 1]).tolist()]
-    ends = [*(marked[gaps] + 1).tolist(), int(marked[-1]) + 1]
     pieces = []
     done = 0
-    for start, end in zip(starts, ends):
+    for start, end in unstable:
         start = max(start - 1, done)  # (the character before a run is stable: the run's piece starts there)
         pieces.append(text[done:start])
         pieces.append(unicodedata.normalize("NFC", text[start:end]))

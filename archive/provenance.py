@@ -279,6 +279,7 @@ def export_run_prov(store, run_id: str, organisation: str | None = None):
     import pyarrow.dataset as ds
 
     from .errors import NotFoundError
+    from .partcheck import verify_parts
     from .publish import load_manifest, manifest_key
     from .read import open_dataset
 
@@ -289,6 +290,7 @@ def export_run_prov(store, run_id: str, organisation: str | None = None):
     files = open_dataset(store, "files", runs=runs).to_table().to_pylist()
     events = open_dataset(store, "events", runs=runs).to_table().to_pylist()
     documents = []
+    verify_parts(store, [(run_id, part) for part in manifest["parts"] if part["dataset"] == "documents"])
     for part in manifest["parts"]:
         if part["dataset"] == "documents":
             part_data = ds.dataset(store.arrow_path(part["key"]), format="parquet",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import secrets
+import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Container, Iterator
 
@@ -13,7 +16,7 @@ import pyarrow.parquet as pq
 
 from . import SOFTWARE_NAME, __version__
 from .errors import ManifestError, ObjectExistsError, ObjectNotFoundError, StoreError
-from .fixity import sha256_hex
+from .fixity import digest_file, sha256_hex
 from .records import DATASETS, arrow_schema, to_table, utc_now
 from .storage import Store
 from .validate import describe_problems, problems, schema_id
@@ -51,12 +54,38 @@ def write_part(store: Store, dataset: str, key: str, rows: list[dict]) -> PartIn
     return write_table_part(store, dataset, key, to_table(dataset, rows))
 
 
+# A table of more than this many bytes is written to a temporary file and streamed into the store from there,
+# instead of into memory (the Parquet file, and a copy of it, beside the table).
+SPOOL_PART_BYTES = 32 << 20
+
+
+def parquet_options(schema: pa.Schema) -> dict:
+    """How a part is written: zstd, dictionaries and statistics, but for whole texts (the large_string columns,
+    such as documents' text), written plain and without statistics: a dictionary of texts that never repeat, or
+    a column's minimum and maximum (each a copy of a text, in the footer and in each page's header) cost time and,
+    for a long text, several times its size in memory while it is written."""
+    texts = {f.name for f in schema if pa.types.is_large_string(f.type)}
+    if not texts:
+        return {"compression": "zstd", "write_statistics": True}
+    others = [f.name for f in schema if f.name not in texts]
+    return {"compression": "zstd", "use_dictionary": others, "write_statistics": others}
+
+
 def write_table_part(store: Store, dataset: str, key: str, table: pa.Table) -> PartInfo:
     """Write an Arrow table of a dataset's schema as one Parquet file (zstd) under key, write-once."""
     table = table.cast(arrow_schema(dataset))
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd", write_statistics=True)
-    return put_part(store, dataset, key, buffer.getvalue(), table.num_rows)
+    options = parquet_options(table.schema)
+    if table.nbytes <= SPOOL_PART_BYTES:
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, **options)
+        return put_part(store, dataset, key, buffer.getvalue(), table.num_rows)
+    spool = tempfile.NamedTemporaryFile(prefix="archive-part-", suffix=".parquet", delete=False)
+    try:
+        with spool:
+            pq.write_table(table, spool, **options)
+        return put_part_file(store, dataset, key, spool.name, table.num_rows)
+    finally:
+        os.unlink(spool.name)
 
 
 def put_part(store: Store, dataset: str, key: str, data: bytes, rows: int) -> PartInfo:
@@ -66,6 +95,16 @@ def put_part(store: Store, dataset: str, key: str, data: bytes, rows: int) -> Pa
     if result.stored_sha256 is not None and result.stored_sha256 != digest:
         raise StoreError(key, f"store reports sha256 {result.stored_sha256}, wrote {digest}")
     return PartInfo(dataset, key, digest, len(data), rows)
+
+
+def put_part_file(store: Store, dataset: str, key: str, path: str, rows: int) -> PartInfo:
+    """put_part of a Parquet file on local disk, streamed from it."""
+    digests, size = digest_file(path)
+    digest = digests["sha256"]
+    result = store.put_file(key, path, sha256=digest)
+    if result.stored_sha256 is not None and result.stored_sha256 != digest:
+        raise StoreError(key, f"store reports sha256 {result.stored_sha256}, wrote {digest}")
+    return PartInfo(dataset, key, digest, size, rows)
 
 
 def manifest_key(run_id: str) -> str:
@@ -146,28 +185,99 @@ def commit_manifest(store: Store, manifest: dict) -> str:
 
 
 def committed_manifest(store: Store, run_id: str) -> dict | None:
-    """run_id's manifest if the run is committed, else None."""
+    """run_id's manifest if the run is committed, else None (DamagedManifestError if it is damaged)."""
     try:
         return load_manifest(store, manifest_key(run_id))
     except ObjectNotFoundError:
         return None
 
 
-def load_manifest(store: Store, key: str) -> dict:
+@dataclass(frozen=True)
+class DamagedManifest:
+    """A manifest under runs/ that cannot be used: it does not parse, or does not validate. Its run is left out of
+    every read and command, and named, until the manifest is restored."""
+
+    run_id: str  # from the key's name: the manifest itself cannot be trusted to say it
+    key: str
+    damage: str  # what is wrong, e.g. "truncated JSON at byte 812"
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} left out: its manifest {self.key} is damaged: {self.damage}"
+
+
+class DamagedManifestWarning(UserWarning):
+    """Warned by readers (open_dataset) that go on without a run whose manifest is damaged."""
+
+    def __init__(self, damaged: DamagedManifest):
+        super().__init__(str(damaged))
+        self.damaged = damaged
+
+    def __reduce__(self):
+        return (type(self), (self.damaged,))
+
+
+class DamagedManifestError(ManifestError):
+    """The manifest asked for is damaged (DamagedManifest says how)."""
+
+    def __init__(self, damaged: DamagedManifest):
+        super().__init__(f"{damaged.key} is damaged: {damaged.damage}")
+        self._init_args = (damaged,)
+        self.damaged = damaged
+
+
+def _run_of(key: str) -> str:
+    return key[len(MANIFEST_PREFIX):].removesuffix(".json")
+
+
+def parse_manifest(key: str, data: bytes) -> dict:
+    """The manifest stored under key, checked: DamagedManifestError if it does not parse, does not validate, or
+    names another run than its key."""
+
+    def damaged(damage: str) -> DamagedManifestError:
+        return DamagedManifestError(DamagedManifest(_run_of(key), key, damage))
+
     try:
-        manifest = json.loads(store.get_bytes(key))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{key} is not valid JSON: {exc}") from exc
-    found = problems("manifest", manifest)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise damaged(f"not UTF-8 at byte {exc.start}") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = len(text[:exc.pos].encode("utf-8"))
+        if not text.strip():
+            raise damaged(f"empty ({len(data)} bytes)") from None
+        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):  # the bytes stop short
+            raise damaged(f"truncated JSON at byte {len(data)}") from None
+        raise damaged(f"not valid JSON at byte {at}: {exc.msg}") from None
+    found = problems("manifest", manifest) if isinstance(manifest, dict) else None
+    if found is None:
+        raise damaged(f"not a JSON object but {type(manifest).__name__}")
     if found:
-        raise ManifestError(f"{key} does not validate: {describe_problems(found)}")
+        raise damaged(f"does not validate: {describe_problems(found)}")
+    if manifest["run_id"] != _run_of(key):
+        raise damaged(f"records run_id {manifest['run_id']!r}, not the run its key names")
     return manifest
 
 
-def committed_manifests(store: Store, *, skip: Container[str] = ()) -> Iterator[dict]:
+def load_manifest(store: Store, key: str) -> dict:
+    return parse_manifest(key, store.get_bytes(key))
+
+
+def committed_manifests(store: Store, *, skip: Container[str] = (),
+                        damaged: list[DamagedManifest] | None = None) -> Iterator[dict]:
     """Every committed run's manifest, oldest first (run ids sort by time); one listing of runs/,
-    and a read per manifest but those of the run ids in skip."""
+    and a read per manifest but those of the run ids in skip.
+
+    A damaged manifest (it does not parse or validate) is left out, so that every other run stays readable:
+    appended to damaged when a list is given (the caller reports it), else warned (DamagedManifestWarning)."""
     for info in store.list(MANIFEST_PREFIX):
-        if info.key.endswith(".json") and info.key.count("/") == 1:
-            if info.key[len(MANIFEST_PREFIX):].removesuffix(".json") not in skip:
-                yield load_manifest(store, info.key)
+        if info.key.endswith(".json") and info.key.count("/") == 1 and _run_of(info.key) not in skip:
+            try:
+                manifest = load_manifest(store, info.key)
+            except DamagedManifestError as exc:
+                if damaged is None:
+                    warnings.warn(DamagedManifestWarning(exc.damaged), stacklevel=2)
+                else:
+                    damaged.append(exc.damaged)
+                continue
+            yield manifest

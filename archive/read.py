@@ -7,6 +7,7 @@ from typing import Iterable
 
 import pyarrow.dataset as ds
 
+from .partcheck import verify_parts
 from .publish import committed_manifests
 from .records import arrow_schema
 from .storage import Store, open_store
@@ -14,18 +15,19 @@ from .storage import Store, open_store
 
 def committed_parts(store: Store, name: str, runs: Iterable[str] | None = None) -> list[str]:
     """Keys of the part files of dataset name that committed manifests list."""
-    return _parts(list(committed_manifests(store)), name, runs)
+    return [part["key"] for _, part in _parts(list(committed_manifests(store)), name, runs)]
 
 
-def _parts(manifests: list[dict], name: str, runs: Iterable[str] | None) -> list[str]:
+def _parts(manifests: list[dict], name: str, runs: Iterable[str] | None) -> list[tuple[str, dict]]:
+    """(run_id, part) of each part of dataset name the manifests (those of runs, if given) list."""
     arrow_schema(name)  # fails early on an unknown name
     wanted = set(runs) if runs is not None else None
-    keys = []
+    parts = []
     for manifest in manifests:
         if wanted is not None and manifest["run_id"] not in wanted:
             continue
-        keys.extend(p["key"] for p in manifest["parts"] if p["dataset"] == name)
-    return keys
+        parts.extend((manifest["run_id"], p) for p in manifest["parts"] if p["dataset"] == name)
+    return parts
 
 
 def current_reuse_runs(manifests: list[dict]) -> list[str]:
@@ -51,7 +53,8 @@ def current_reuse_runs(manifests: list[dict]) -> list[str]:
     return [latest["run_id"]] + [m["run_id"] for m in ingests if m["run_id"] not in covered]
 
 
-def open_dataset(dest: str | os.PathLike | Store | None, name: str, *, runs: Iterable[str] | None = None) -> ds.Dataset:
+def open_dataset(dest: str | os.PathLike | Store | None, name: str, *, runs: Iterable[str] | None = None,
+                 verify: bool = True) -> ds.Dataset:
     """A pyarrow Dataset of one published dataset (documents, files, quarantine,
     events, reuse, reuse_bands) over committed runs only; parts of unfinished or
     crashed runs are never part of it. Optionally restricted to some run ids.
@@ -61,25 +64,43 @@ def open_dataset(dest: str | os.PathLike | Store | None, name: str, *, runs: Ite
     current_reuse_runs). Give runs to read particular runs' rows instead (every
     run's rows together would count a pair once per run that found it).
 
+    A run whose manifest is damaged is left out, with a DamagedManifestWarning
+    naming it. Each part is checked against the sha256 and size its manifest
+    records before the Dataset is returned, once per process and part
+    (archive.partcheck); DamagedPartError names a part that differs. verify=False
+    skips the check.
+
     >>> docs = open_dataset("./archive-store", "documents")
     >>> import duckdb; duckdb.sql("select title, date from docs").show()
     """
     store = dest if isinstance(dest, Store) else open_store(dest)
-    manifests = list(committed_manifests(store))
+    return dataset_of(store, list(committed_manifests(store)), name, runs=runs, verify=verify)
+
+
+def dataset_of(store: Store, manifests: list[dict], name: str, *, runs: Iterable[str] | None = None,
+               verify: bool = True) -> ds.Dataset:
+    """open_dataset over manifests already read (committed_manifests)."""
     if name == "reuse" and runs is None:
         runs = current_reuse_runs(manifests)
-    keys = _parts(manifests, name, runs)
+    parts = _parts(manifests, name, runs)
+    if verify:
+        verify_parts(store, parts)
     return ds.dataset(
-        [store.arrow_path(k) for k in keys],
+        [store.arrow_path(part["key"]) for _, part in parts],
         schema=arrow_schema(name),
         format="parquet",
         filesystem=store.arrow_filesystem(),
     )
 
 
-def committed_doc_ids(store: Store) -> set[str]:
-    """doc_id of every document already published by a committed run."""
-    table = open_dataset(store, "documents").to_table(columns=["doc_id"])
+def committed_doc_ids(store: Store, manifests: list[dict] | None = None) -> set[str]:
+    """doc_id of every document already published by a committed run (of manifests, if given).
+
+    Read without the part check, which would read every documents part in full in every ingest run, where only
+    the doc_id column is needed (archive verify checks the parts)."""
+    if manifests is None:
+        manifests = list(committed_manifests(store))
+    table = dataset_of(store, manifests, "documents", verify=False).to_table(columns=["doc_id"])
     return set(table.column("doc_id").to_pylist())
 
 
@@ -87,10 +108,11 @@ def set_aside_before(store: Store, run_id: str, paths: Iterable[str]) -> set[tup
     """(path, outcome, reason) of the files among paths that committed runs before run_id set aside already
     (quarantined or skipped): what a re-run's summary need not list as news."""
     paths = sorted(set(paths))
-    earlier = [m["run_id"] for m in committed_manifests(store) if m["run_id"] < run_id and m["kind"] == "ingest"]
+    manifests = list(committed_manifests(store))
+    earlier = [m["run_id"] for m in manifests if m["run_id"] < run_id and m["kind"] == "ingest"]
     if not paths or not earlier:
         return set()
-    table = open_dataset(store, "files", runs=earlier).to_table(
+    table = dataset_of(store, manifests, "files", runs=earlier).to_table(
         filter=ds.field("path").isin(paths) & ds.field("outcome").isin(["quarantine", "skipped"]),
         columns=["path", "outcome", "reason"])
     return {(r["path"], r["outcome"], r["reason"]) for r in table.to_pylist()}

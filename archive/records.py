@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import numpy as np
 import pyarrow as pa
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -151,7 +152,43 @@ def to_table(dataset: str, rows: list[dict]) -> pa.Table:
     columns = {f.name: [row[f.name] for row in rows] for f in schema}
     for name, convert in converters.items():
         columns[name] = [None if v is None else convert(v) for v in columns[name]]
+    for f in schema:
+        if pa.types.is_large_string(f.type):
+            columns[f.name] = _texts(columns[f.name])
     return pa.table(columns, schema=schema)
+
+
+# Texts joined into one chunk of a text column, up to so many bytes; a longer text is a chunk of its own.
+TEXT_CHUNK_BYTES = 16 << 20
+
+
+def _texts(values: list) -> pa.ChunkedArray:
+    """Whole texts as a large_string column, each chunk made from the texts' UTF-8 bytes and wrapped as they are:
+    an Arrow builder, growing, held a long text up to three times over (two of them in memory Arrow's allocator
+    kept afterwards)."""
+    if any(v is None for v in values):
+        return pa.chunked_array([pa.array(values, pa.large_string())])
+    chunks: list[pa.Array] = []
+    pending: list[bytes] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal pending, size
+        if pending:
+            offsets = np.zeros(len(pending) + 1, dtype=np.int64)
+            np.cumsum([len(b) for b in pending], out=offsets[1:])
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            chunks.append(pa.LargeStringArray.from_buffers(len(pending), pa.py_buffer(offsets), pa.py_buffer(data)))
+            pending, size = [], 0
+
+    for value in values:
+        encoded = value.encode("utf-8")
+        if size + len(encoded) > TEXT_CHUNK_BYTES:
+            flush()
+        pending.append(encoded)
+        size += len(encoded)
+    flush()
+    return pa.chunked_array(chunks, pa.large_string())
 
 
 def json_form(row: dict) -> dict:

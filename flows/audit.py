@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from itertools import chain
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -13,6 +14,7 @@ from prefect.utilities.annotations import quote
 
 from archive.audit import (
     AuditSummary,
+    check_manifests,
     check_objects,
     check_parts,
     chunks,
@@ -37,9 +39,9 @@ MIN_CHUNKS_FOR_PROCESSES = 4
 
 
 @task(name="check-parts", retries=1, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
-def check_parts_task(dest: str, run: RunContext, manifests) -> AuditSummary:
+def check_parts_task(dest: str, run: RunContext, manifests, damaged) -> AuditSummary:
     store = open_store(dest)
-    return record_checks(store, run, 0, check_parts(store, manifests))
+    return record_checks(store, run, 0, chain(check_manifests(damaged), check_parts(store, manifests)))
 
 
 @task(name="check-objects", retries=1, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
@@ -58,7 +60,8 @@ def commit_audit_task(dest: str, run: RunContext, summaries: list[AuditSummary],
 
 @flow(name="fixity-audit", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=False)
 def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers: int | None = None) -> dict:
-    """Re-hash every part file and every original that committed runs (or the given runs) reference.
+    """Re-hash every part file and every original that committed runs (or the given runs) reference. A damaged
+    manifest (it does not parse or validate) is a problem of its own (damaged-manifest); its run cannot be checked.
 
     workers: processes for the chunks of originals (default: one per core, when there are at least
         MIN_CHUNKS_FOR_PROCESSES chunks; 1: all in this process).
@@ -66,7 +69,8 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers
     started = time.monotonic()
     dest = resolve_dest(dest)
     store = open_store(dest)
-    manifests = selected_manifests(store, runs)
+    damaged = []
+    manifests = selected_manifests(store, runs, damaged)
     run = RunContext(new_run_id(), None, store.url, **started_by())
 
     # The worker processes start first (about half a second each), while this
@@ -76,7 +80,7 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers
     if workers > 1 and -(-most // OBJECTS_PER_TASK) < MIN_CHUNKS_FOR_PROCESSES:
         workers = 1
     with worker_pool.process_pool(run.run_id, workers, preload=("archive.audit",)):
-        parts = check_parts_task(dest, run, quote(manifests))
+        parts = check_parts_task(dest, run, quote(manifests), quote(damaged))
         good_parts = {p["key"] for m in manifests for p in m["parts"]} - {f.key for f in parts.findings}
         referenced = referenced_objects(store, manifests, good_parts)
         summaries, done = [parts], 0
@@ -99,6 +103,7 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers
         "problems": [{"kind": f.kind, "key": f.key, "expected_sha256": f.expected_sha256,
                       "found_sha256": f.found_sha256, "expected_bytes": f.expected_bytes,
                       "found_bytes": f.found_bytes, "message": str(f)} for f in findings],
+        "damaged_runs": [{"run_id": d.run_id, "key": d.key, "damage": d.damage} for d in damaged],
         "seconds": round(time.monotonic() - started, 3),
     }
     publish_audit_artifacts(report)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from archive.errors import ArchiveError, ConfigurationError, SourceError
 
 from . import arguments, output, server
+from .damage import damage
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_RUNNING = 3  # archive service status: nothing runs
@@ -98,10 +99,10 @@ def cmd_ingest(args) -> int:
         return _fail("ingest interrupted; nothing was committed", args)
     except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn any failure into one clear line
         return _fail(f"ingest failed, nothing was committed: {_reason(exc)}", args)
+    damage.add(result["damaged_runs"])
     if args.json:
         keys = ("run_id", "status", "dest", "manifest", "counts", "problems", "seconds", "stage_seconds")
-        print(json.dumps({k: result[k] for k in keys},
-                         ensure_ascii=False))
+        print(json.dumps({**{k: result[k] for k in keys}, "damaged_runs": damage.json()}, ensure_ascii=False))
     else:
         output.ingest_summary(result, _set_aside_before(dest, result))
     return EXIT_OK
@@ -122,16 +123,21 @@ def cmd_runs(args) -> int:
     from archive.publish import committed_manifests
     from archive.storage import open_store
 
+    damaged = []
     try:
-        manifests = list(committed_manifests(open_store(args.dest)))
+        manifests = list(committed_manifests(open_store(args.dest), damaged=damaged))
     except ArchiveError as exc:
         return _fail(str(exc), args)
+    damage.said(damaged)  # listed among the runs, as damaged
     if args.json:
         keys = ("run_id", "kind", "status", "collection", "source", "started_at", "committed_at", "counts",
                 "started_by")
-        print(json.dumps([{k: m[k] for k in keys} for m in manifests], ensure_ascii=False))
+        rows = [{k: m[k] for k in keys} for m in manifests]
+        rows += [{**dict.fromkeys(keys), "run_id": d.run_id, "status": "damaged", "key": d.key, "damage": d.damage}
+                 for d in damaged]
+        print(json.dumps(sorted(rows, key=lambda r: r["run_id"]), ensure_ascii=False))
         return EXIT_OK
-    output.runs_table(manifests)
+    output.runs_table(manifests, damaged)
     return EXIT_OK
 
 
@@ -148,8 +154,9 @@ def cmd_verify(args) -> int:
             report = fixity_audit(dest=dest, runs=args.run or None, workers=args.workers)
     except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn any failure into one clear line
         return _fail(f"verify could not run: {_reason(exc)}", args)
+    damage.said(report["damaged_runs"])  # among the problems
     if args.json:
-        print(json.dumps(report, ensure_ascii=False))
+        print(json.dumps({**report, "damaged_runs": damage.json()}, ensure_ascii=False))
     else:
         output.verify_report(report)
     return EXIT_OK if not report["problems"] else EXIT_FAILED
@@ -163,8 +170,9 @@ def cmd_lineage(args) -> int:
         story = lineage(open_store(args.dest), args.id, run=args.run)
     except ArchiveError as exc:
         return _fail(str(exc), args)
+    damage.add(story["damaged_runs"])
     if args.json:
-        print(json.dumps(story, default=str, ensure_ascii=False))
+        print(json.dumps({**story, "damaged_runs": damage.json()}, default=str, ensure_ascii=False))
         return EXIT_OK
     output.lineage_story(story)
     return EXIT_OK
@@ -222,13 +230,17 @@ def cmd_gc(args) -> int:
     try:
         store = open_store(args.dest)
         plan = find_garbage(store, args.older_than)
+        damage.add(plan.damaged)
+        if args.delete and plan.damaged:
+            damage.said(plan.damaged)  # the refusal names them
         result = delete_garbage(store, plan, on_removed=removed.append) if args.delete else None
     except ArchiveError as exc:
         done = (f"{len(removed):,} unreferenced key(s) were removed before it stopped" if removed
                 else "nothing was removed")
         return _fail(f"gc failed, {done}: {exc}", args)
     if args.json:
-        print(json.dumps(output.gc_json(plan, result, args.delete), ensure_ascii=False))
+        print(json.dumps({**output.gc_json(plan, result, args.delete), "damaged_runs": damage.json()},
+                         ensure_ascii=False))
     else:
         output.gc_report(plan, result)
     return EXIT_OK
@@ -261,6 +273,8 @@ def _reason(exc: BaseException) -> str:
 def _fail(message: str, args) -> int:
     if getattr(args, "debug", False):
         traceback.print_exc()
+    damage.in_json = False  # no JSON is printed
+    damage.tell()
     print(f"archive: {message}", file=sys.stderr)
     return EXIT_FAILED
 
@@ -281,8 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "service":
+        damage.watch()
     try:
         code = args.func(args)
+        damage.tell()  # what the command met and did not say in its output
         sys.stdout.flush()  # (a closed pipe is found here, not at the interpreter's exit)
         return code
     except ConfigurationError as exc:

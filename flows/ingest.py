@@ -159,6 +159,7 @@ def ingest(
         "counts": committed.counts,
         "problems": [vars(p) for s in sorted(summaries, key=lambda s: s.index) for p in s.problems],
         "notes": committed.notes,
+        "damaged_runs": [{"run_id": d.run_id, "key": d.key, "damage": d.damage} for d in committed.damaged],
         "reuse": committed.reuse,
         "batches": len(summaries),
         "bytes": sum(s.bytes_read for s in summaries),

@@ -70,18 +70,26 @@ def ingest_summary(result: dict, set_aside_before: set[tuple[str, str, str]] = f
         print(f"Text reuse: {reuse.get('pairs', 0):,} pair(s) of documents share {reuse.get('passages', 0):,} "
               f"passage(s) (new documents against {reuse.get('runs_compared', 0):,} committed run(s); "
               "see archive lineage DOC_ID)")
+        if reuse.get("texts_cut"):
+            print(f"  {reuse['texts_cut']:,} text(s) longer than max_text_chars (parameters.reuse in the manifest) "
+                  "searched in their first part only")
     for note in result.get("notes", []):
         print(f"Note: {show(note)}")
 
 
-def runs_table(manifests: list[dict]) -> None:
-    if not manifests:
+def runs_table(manifests: list[dict], damaged=()) -> None:
+    """One line a run, in run order; a run whose manifest is damaged (DamagedManifest) as such."""
+    if not manifests and not damaged:
         print("No committed runs.")
         return
     width = max(len("started by"), *(len(started_by(m)) for m in manifests))
     print(f"{'run':<24} {'kind':<7} {'committed':<20} {'started by':<{width}} {'files':>7} {'docs':>7} {'dups':>7} "
           f"{'quar':>6} {'skip':>6}  collection")
-    for m in manifests:
+    rows = [(m["run_id"], m) for m in manifests] + [(d.run_id, d) for d in damaged]
+    for _, m in sorted(rows, key=lambda row: row[0]):
+        if not isinstance(m, dict):
+            print(f"{show(m.run_id):<24} DAMAGED {show(m.key)}: {show(m.damage)} (left out of every command)")
+            continue
         c = m["counts"]
         head = f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20} {show(started_by(m)):<{width}}"
         if m["kind"] == "reuse":
@@ -185,7 +193,7 @@ def gc_json(plan, result, delete: bool) -> dict:
         "removed": [c.key for c in result.removed] if result else [],
         "totals": gc_totals(gone),
         "kept": {"too_recent": len(plan.too_recent), "too_recent_bytes": sum(c.bytes for c in plan.too_recent),
-                 "referenced": plan.referenced,
+                 "referenced": plan.referenced, "of_damaged_runs": plan.of_damaged,
                  "referenced_meanwhile": [c.key for c in result.referenced_meanwhile] if result else [],
                  "foreign": list(plan.foreign)},
         "already_gone": [c.key for c in result.already_gone] if result else [],
@@ -204,6 +212,8 @@ def gc_report(plan, result) -> None:
         kept.append(f"{len(result.referenced_meanwhile):,} referenced by a run committed meanwhile")
     if plan.foreign:
         kept.append(f"{len(plan.foreign):,} not written by archive (left alone)")
+    if plan.damaged:
+        kept.append(f"{plan.of_damaged:,} of run(s) whose manifest is damaged")
     what = (f"{totals['parts']:,} part(s), {totals['objects']:,} object(s), {totals['other']:,} other: "
             f"{totals['bytes']:,} bytes")
     if result:
@@ -212,7 +222,13 @@ def gc_report(plan, result) -> None:
             print(f"  {len(result.already_gone):,} were already gone (removed by someone else meanwhile).")
     else:
         print(f"Would remove {what} from {plan.dest}. Kept: {', '.join(kept)}.")
-        print("Dry run: nothing was removed; --delete removes them.")
+        if plan.damaged:
+            runs = ", ".join(d.run_id for d in plan.damaged)
+            print(f"Dry run: nothing was removed. --delete removes nothing while a manifest is damaged (run {runs}): "
+                  "what that run references is unknown, and the originals listed may be among them. Restore the "
+                  "manifest first.")
+        else:
+            print("Dry run: nothing was removed; --delete removes them.")
 
 
 def service_status(state: dict) -> None:

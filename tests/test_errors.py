@@ -10,6 +10,7 @@ from archive.commitlock import CommitLockTimeout
 from archive.errors import (
     ArchiveError,
     ConfigurationError,
+    DamagedPartError,
     ManifestError,
     NotFoundError,
     ObjectExistsError,
@@ -23,6 +24,7 @@ from archive.errors import (
 from archive.extract import ExtractionError
 from archive.gc import ReferencesUnknown
 from archive.metadata import SidecarError
+from archive.publish import DamagedManifest, DamagedManifestError
 
 
 @pytest.mark.parametrize("error", [
@@ -41,6 +43,8 @@ def test_failures_that_may_pass_are_retried(error):
     ConfigurationError("no such bucket"),
     SourceError("not a directory"),
     ManifestError("runs/x.json does not validate"),
+    DamagedManifestError(DamagedManifest("x", "runs/x.json", "truncated JSON at byte 812")),
+    DamagedPartError("datasets/files/run=x/part-00000.parquet", "x", "is missing from the store"),
     NotFoundError("no committed run x"),
     ArchiveError("raised as itself"),
     ReferencesUnknown("a manifest cannot be read"),
@@ -53,7 +57,9 @@ def test_failures_that_last_are_not_retried(error):
 
 
 def test_every_error_is_one_or_the_other_and_survives_pickling():
-    for error in (StoreError("k", "r"), ObjectExistsError("k"), ConfigurationError("c"), NotFoundError("n")):
+    for error in (StoreError("k", "r"), ObjectExistsError("k"), ConfigurationError("c"), NotFoundError("n"),
+                  DamagedManifestError(DamagedManifest("x", "runs/x.json", "truncated JSON at byte 812")),
+                  DamagedPartError("datasets/files/run=x/part-00000.parquet", "x", "is missing from the store")):
         assert isinstance(error, (TransientError, TerminalError))
         back = pickle.loads(pickle.dumps(error))
         assert type(back) is type(error) and str(back) == str(error)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 from .. import provenance as ev
 from ..claims import DocumentClaims
 from ..describe import Description, describe_texts, language_tool_version
 from ..extract import Extracted
+from ..extract.budget import Budgets
 from ..fixity import TOOL as DIGEST_TOOL
 from ..fixity import FileChangedError, sha256_hex
 from ..identify import EMPTY, Format, identify
@@ -129,6 +130,7 @@ class BatchProcessor:
             if self._waiting and sum(len(d) for *_, d in self._waiting) + len(data) > DOCUMENTS_TOGETHER_BYTES:
                 self._make_documents()
             self._waiting.append((ref, sha256, fmt, data))
+            del data  # (the waiting list holds the bytes: _make_documents lets go of them)
             if len(self._waiting) >= DOCUMENTS_TOGETHER:
                 self._make_documents()
 
@@ -168,11 +170,10 @@ class BatchProcessor:
         """The documents of the files waiting: extracted and normalised one by one, then described together."""
         waiting, self._waiting = self._waiting, []
         made = []
-        for ref, sha256, fmt, data in waiting:
-            text = self._text(ref, sha256, fmt, data)
+        for ref, sha256, fmt, size, extracted in _extracted(waiting, self._time, self.options.budgets):
+            text = self._text(ref, sha256, fmt, size, extracted)
             if text:
-                made.append((ref, sha256, fmt, len(data), *text))
-        del waiting  # (the files' bytes: only their texts are needed from here on)
+                made.append((ref, sha256, fmt, size, *text))
         if not made:
             return
         with self._time("normalise"):
@@ -180,16 +181,15 @@ class BatchProcessor:
         for (ref, sha256, fmt, size, extracted, text, ocr_key), description in zip(made, descriptions):
             self._publish_document(ref, sha256, fmt, size, extracted, text, description, ocr_key)
 
-    def _text(self, ref: FileRef, sha256: str, fmt: Format, data: bytes) -> tuple[Extracted, str, str | None] | None:
-        """The file's text, extracted and normalised, and the key of its OCR's ALTO where it has one; or None
-        (quarantined: no text to be had)."""
-        with self._time("extract"):
-            extracted = stages.extract_text(data, fmt, self.options.budgets)
+    def _text(self, ref: FileRef, sha256: str, fmt: Format, size: int,
+              extracted: Extracted | Quarantine) -> tuple[Extracted, str, str | None] | None:
+        """The file's text, normalised, and the key of its OCR's ALTO where it has one; or None (quarantined: no
+        text to be had)."""
         if not isinstance(extracted, Quarantine):
             with self._time("normalise"):
                 extracted = stages.normalised(extracted)
         if isinstance(extracted, Quarantine):
-            self.rows.set_aside(ref, sha256, len(data), fmt, extracted.reason, extracted.detail)
+            self.rows.set_aside(ref, sha256, size, fmt, extracted.reason, extracted.detail)
             return None
         extracted, text = extracted
         detail, ocr_key = stages.normalisation_detail(extracted, text), None
@@ -231,6 +231,21 @@ class BatchProcessor:
         self.rows.documents.append(document)
         self.summary.documents.append(sha256)
         self.rows.file_row(ref, "document", sha256=sha256, fmt=fmt, doc_id=sha256, size=size)
+
+
+def _extracted(waiting: list[tuple[FileRef, str, Format, bytes]], timer: Callable[[str], StageTimer],
+               budgets: Budgets) -> Iterator[tuple[FileRef, str, Format, int, Extracted | Quarantine]]:
+    """The waiting files (emptied) with their sizes and extracted texts, in order. Each file's bytes are let go as
+    soon as its text is extracted: a long file is not held as bytes through its normalisation, nor while the next
+    file is made a document."""
+    waiting.reverse()
+    while waiting:
+        ref, sha256, fmt, data = waiting.pop()
+        size = len(data)
+        with timer("extract"):
+            extracted = stages.extract_text(data, fmt, budgets)
+        del data
+        yield ref, sha256, fmt, size, extracted
 
 
 def process_batch(store: Store, source: Source, run: RunContext, index: int, refs: list[FileRef], *,

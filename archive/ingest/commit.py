@@ -15,10 +15,12 @@ from ..commitlock import commit_lock
 from ..errors import SourceError, StoreError
 from ..provenance import RunContext
 from ..publish import (
+    DamagedManifest,
     PartInfo,
     build_manifest,
     commit_manifest,
     committed_manifest,
+    committed_manifests,
     manifest_key,
     new_attempt,
     part_key,
@@ -35,12 +37,14 @@ from .summary import BatchSummary, total_counts
 
 @dataclass(frozen=True)
 class CommitResult:
-    """What a committed run's manifest says: its key, counts, notes and text-reuse figures."""
+    """What a committed run's manifest says: its key, counts, notes and text-reuse figures; and the runs whose
+    manifests were damaged at the commit (left out of its duplicate check)."""
 
     manifest: str
     counts: dict[str, int]
     notes: list[str]
     reuse: dict | None = None
+    damaged: tuple[DamagedManifest, ...] = ()
 
 
 def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, parameters: dict,
@@ -48,6 +52,9 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
     """Settle duplicates across batches and concurrent runs, then write the manifest: the run exists.
 
     Safe to call again after a lost answer: a run already committed is reported as it stands.
+
+    A run whose manifest is damaged is left out (its documents are not known to the duplicate check, so this run
+    may publish them again); a note of the manifest names it.
     """
     # Under the lock, the committed doc_ids read here cannot change before the
     # manifest lands: two concurrent runs never both publish a document.
@@ -56,7 +63,11 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
         if done is not None:
             return CommitResult(manifest_key(run.run_id), done["counts"], done.get("notes", []), done.get("reuse"))
         check_reused_originals(store, summaries)
-        notes = reconcile(store, run, summaries, committed_doc_ids(store))
+        damaged: list[DamagedManifest] = []
+        committed = committed_doc_ids(store, list(committed_manifests(store, damaged=damaged)))
+        notes = [f"{d}; the documents that run published were not known to this run's commit, which may publish "
+                 "them again" for d in damaged]
+        notes += reconcile(store, run, summaries, committed)
         # The reuse step's parts, filtered of what reconcile unpublished (and caught up
         # with any run committed since the step looked): no heavy work under the lock.
         settled = settle_run_reuse(store, run, reuse, {d for s in summaries for d in s.documents}) if reuse else None
@@ -73,7 +84,7 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
         if settled:
             manifest["reuse"] = settled.figures
         key = commit_manifest(store, manifest)
-    return CommitResult(key, manifest["counts"], notes, manifest.get("reuse"))
+    return CommitResult(key, manifest["counts"], notes, manifest.get("reuse"), tuple(damaged))
 
 
 def check_reused_originals(store: Store, summaries: list[BatchSummary]) -> None:

@@ -6,8 +6,8 @@ from .. import provenance as ev
 from ..fixity import NotRegularFileError
 from ..identify import Format
 from ..provenance import RunContext
-from ..publish import part_key, write_part
-from ..records import utc_now
+from ..publish import part_key, write_part, write_table_part
+from ..records import to_table, utc_now
 from ..sources import FileRef
 from ..storage import Store, object_key
 from ..timing import StageTimer
@@ -93,7 +93,9 @@ class BatchRows:
         self.events += make_duplicates(self.run, self.summary, self.files, found)
 
     def write_parts(self, store: Store, index: int, attempt: str, documents_key: str) -> None:
-        """Check the rows' shapes, then write a part per dataset that has rows; their infos go to the summary."""
+        """Check the rows' shapes, then write a part per dataset that has rows; their infos go to the summary.
+        The documents rows are handed over to their Arrow table (self.documents is empty after): a long text is
+        not held twice, as a str and in the table, while its Parquet is written."""
         with self._time("validate"):
             # Events all come from RunContext.event; validating the first of each type and outcome catches a
             # wrong shape at a fraction of the cost (the tests validate every event row).
@@ -108,11 +110,14 @@ class BatchRows:
                         raise ValueError(f"{kind} row for {row.get('path') or row.get('source_path')!r} is invalid: "
                                          f"{describe_problems(found)}")
         with self._time("write_parts"):
-            for dataset, rows in (("documents", self.documents), ("files", self.files),
-                                  ("quarantine", self.quarantine), ("events", self.events)):
+            if self.documents:
+                table = to_table("documents", self.documents)
+                self.documents = []  # (their texts are in the table: not held twice while it is written)
+                self.summary.parts.append(write_table_part(store, "documents", documents_key, table))
+                del table
+            for dataset, rows in (("files", self.files), ("quarantine", self.quarantine), ("events", self.events)):
                 if rows:
-                    key = documents_key if dataset == "documents" else part_key(dataset, self.run.run_id, index,
-                                                                                  attempt)
+                    key = part_key(dataset, self.run.run_id, index, attempt)
                     self.summary.parts.append(write_part(store, dataset, key, rows))
 
     def _time(self, stage: str) -> StageTimer:

@@ -13,7 +13,7 @@ from ..describe import Description
 from ..errors import StoreError
 from ..extract import Extracted, ExtractionError, extract
 from ..extract.budget import Budgets
-from ..fixity import sha256_hex
+from ..fixity import text_sha256
 from ..identify import Format
 from ..normalise import ligature_count, normalise_text
 from ..records import utc_now
@@ -45,7 +45,8 @@ def extract_text(data: bytes, fmt: Format, budgets: Budgets | None = None) -> Ex
 
 
 def normalised(extracted: Extracted) -> tuple[Extracted, str] | Quarantine:
-    """The extracted text normalised (line endings, NFC, spacing, line-break hyphens); the raw text is dropped."""
+    """The extracted text normalised (line endings, NFC, compatibility ligatures, spacing, line-break hyphens); the
+    raw text is dropped."""
     text = normalise_text(extracted.text)
     if not text:
         return Quarantine("no-text", f"decoded as {extracted.encoding or extracted.extractor} but only whitespace "
@@ -94,7 +95,7 @@ def document_record(*, sha256: str, run_id: str, collection: str | None, path: s
     ocr = extracted.ocr
     return {
         "doc_id": sha256,
-        "text_sha256": sha256_hex(text.encode("utf-8")),
+        "text_sha256": text_sha256(text),
         "run_id": run_id,
         "collection": collection,
         "source_path": path,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import asdict
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import provenance as ev
@@ -22,9 +24,11 @@ from .sketch import DocumentBands, band_scheme, document_bands
 TOOL = "archive.reuse: MinHash LSH band hashes + exact alignment"
 ROWS_PER_PART = 50_000  # reuse and event rows per part file
 BAND_ROWS_PER_PART = 1_000_000  # reuse_bands rows per part file
-BAND_ROWS_PER_GROUP = 65_536  # reuse_bands rows per Parquet row group, the most held while writing
+BAND_ROWS_PER_GROUP = 65_536  # reuse_bands rows per Parquet row group, about the most held while writing
+BAND_ROWS_AT_ONCE = 4 * BAND_ROWS_PER_GROUP  # the most made a table at once (one long document's rows, in pieces)
 DOCUMENT_BATCH = 256  # documents per record batch read: texts held at once while sketching or loading
 BAND_BATCH = 32_768  # reuse_bands rows per record batch read
+LET_GO_BYTES = 64 << 20  # a part file of more bytes (uncompressed) is handed back to the system once read
 
 
 # -- what manifests say about bands --------------------------------------------
@@ -86,20 +90,53 @@ def _batches(store: Store, dataset: str, keys: list[str], columns: list[str],
     consumer and holds far more in memory; this reads what is asked for."""
     filesystem = store.arrow_filesystem()
     schema = arrow_schema(dataset)
+    target = pa.schema([schema.field(c) for c in columns])
     for key in keys:
         with filesystem.open_input_file(store.arrow_path(key)) as stream:
-            for batch in pq.ParquetFile(stream).iter_batches(batch_size=batch_size, columns=columns, use_threads=False):
-                yield batch.cast(pa.schema([schema.field(c) for c in columns]))
+            reader = pq.ParquetFile(stream)
+            size = sum(reader.metadata.row_group(i).total_byte_size for i in range(reader.metadata.num_row_groups))
+            # (yield from: this frame holds no batch while the consumer works)
+            yield from map(lambda batch: batch.cast(target),
+                           reader.iter_batches(batch_size=batch_size, columns=columns, use_threads=False))
+            del reader
+        if size > LET_GO_BYTES:
+            # Arrow's allocator keeps what it freed for its next arrays: a long text's (read, decompressed and
+            # decoded, some 2.5 times its size) goes back to the system, for the work that follows.
+            pa.default_memory_pool().release_unused()
+
+
+def _heads(texts: pa.Array, params: ReuseParams, rows: list[int] | None = None) -> list[str]:
+    """The texts (of these rows) as str, each cut to its first params.max_text_chars + 1 characters where Arrow
+    holds it (all that searched_text reads of a text): a long text is never made a str whole."""
+    if len(texts) and pc.max(pc.binary_length(texts)).as_py() > params.max_text_chars:  # (bytes >= characters)
+        texts = pc.utf8_slice_codeunits(texts, 0, params.max_text_chars + 1)
+    if rows is not None:
+        texts = texts.take(pa.array(rows, pa.int64()))
+    return texts.to_pylist()
+
+
+def _text_digests(texts: pa.Array, rows: list[int]) -> list[str]:
+    """The sha256 hex of the texts of these rows, hashed where Arrow holds their UTF-8 bytes (no copy)."""
+    texts = texts.cast(pa.large_string())
+    _, offsets, data = texts.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int64)[texts.offset:texts.offset + len(texts) + 1]
+    data = memoryview(data) if data is not None else memoryview(b"")
+    return [hashlib.sha256(data[offsets[row]:offsets[row + 1]]).hexdigest() for row in rows]
 
 
 def _sketched(store: Store, document_parts: list[str], params: ReuseParams, stats: ReuseStats,
               wanted: Callable[[str], bool] = lambda doc_id: True) -> Iterator[tuple[str, str, DocumentBands]]:
     """(doc_id, text_sha256, band hashes) of the documents in these parts that wanted() takes and that
-    are long enough to sketch; counted in stats."""
+    are long enough to sketch; counted in stats. A long text is read, but made a str only as far as
+    its searched_text goes (_heads)."""
     for batch in _batches(store, "documents", document_parts, ["doc_id", "text_sha256", "text"], DOCUMENT_BATCH):
-        for doc_id, sha, text in zip(*(batch.column(c).to_pylist() for c in ("doc_id", "text_sha256", "text"))):
+        columns = batch.column("doc_id").to_pylist(), batch.column("text_sha256").to_pylist()
+        texts = _heads(batch.column("text"), params)
+        del batch
+        for doc_id, sha, text in zip(*columns, texts):
             if not wanted(doc_id):
                 continue
+            stats.texts_cut += len(text) > params.max_text_chars
             with StageTimer(stats.timings, "signatures"):
                 bands = document_bands(text, params)
             if bands is None:
@@ -165,18 +202,24 @@ class _BandWriter:
         if not self._pending:
             return
         counts = [len(bands) for _, _, bands in self._pending]
-        codes = pa.array(np.repeat(np.arange(len(counts), dtype=np.int32), counts))
-        rows = int(sum(counts))
-        table = pa.table({
-            "run_id": pa.array([self.run_id], pa.string()).take(pa.array(np.zeros(rows, dtype=np.int32))),
-            "doc_id": pa.array([doc_id for doc_id, _, _ in self._pending], pa.string()).take(codes),
-            "text_sha256": pa.array([sha for _, sha, _ in self._pending], pa.string()).take(codes),
-            "band": pa.array(np.concatenate([bands.bands for _, _, bands in self._pending]), pa.int16()),
-            "hash": pa.array(np.concatenate([bands.hashes for _, _, bands in self._pending]), pa.int64()),
-            "indexed": pa.array(np.concatenate([bands.indexed for _, _, bands in self._pending]), pa.bool_()),
-        }, schema=REUSE_BANDS)
+        codes = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+        doc_ids = pa.array([doc_id for doc_id, _, _ in self._pending], pa.string())
+        shas = pa.array([sha for _, sha, _ in self._pending], pa.string())
+        columns = [np.concatenate([getattr(bands, name) for _, _, bands in self._pending])
+                   for name in ("bands", "hashes", "indexed")]
         self._pending, self._pending_rows = [], 0
-        self._write(table)
+        # A long document's rows are not all made strings at once.
+        for start in range(0, len(codes), BAND_ROWS_AT_ONCE):
+            at = pa.array(codes[start:start + BAND_ROWS_AT_ONCE])
+            band, hashes, indexed = (column[start:start + BAND_ROWS_AT_ONCE] for column in columns)
+            self._write(pa.table({
+                "run_id": pa.array([self.run_id], pa.string()).take(pa.array(np.zeros(len(at), dtype=np.int32))),
+                "doc_id": doc_ids.take(at),
+                "text_sha256": shas.take(at),
+                "band": pa.array(band, pa.int16()),
+                "hash": pa.array(hashes, pa.int64()),
+                "indexed": pa.array(indexed, pa.bool_()),
+            }, schema=REUSE_BANDS))
 
     def _write(self, table: pa.Table) -> None:
         if table.num_rows == 0:

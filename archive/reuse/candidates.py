@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from ..fixity import text_sha256
 from ..timing import StageTimer
 from .align import aligned_pair, reuse_rows
 from .params import ReuseError, ReuseParams, ReuseStats
-from .sketch import _bands_of_words, _sketch_words, band_scheme
+from .sketch import _bands_of_shingles, band_scheme, searched_text, shingle_hashes
 
 
 def candidate_pairs(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray,
@@ -91,17 +91,19 @@ class CandidateIndex:
         self._seen.add(doc_id)
         self.stats.documents += 1
         with StageTimer(self.stats.timings, "signatures"):
-            words = _sketch_words(text)
-            if len(words) < self.params.shingle_words:
+            searched = searched_text(text, self.params)
+            words, shingles = shingle_hashes(searched, self.params.shingle_words)
+            if words < self.params.shingle_words:
                 self.stats.too_short += 1
                 return None
-            digest = hashlib.sha256(text.encode("utf-8")).digest()
+            digest = bytes.fromhex(text_sha256(text))
             first = self._by_digest.get(digest)
             if first is not None:
                 self.twins.setdefault(first, []).append(doc_id)
                 self.stats.identical_texts += 1
                 return None
-            bands = _bands_of_words(words, self.params)
+            self.stats.texts_cut += len(text) > self.params.max_text_chars
+            bands = _bands_of_shingles(words, shingles, self.params)
         index = len(self.doc_ids)
         self.doc_ids.append(doc_id)
         self.digests.append(digest)
@@ -207,7 +209,7 @@ def _fetch(index: CandidateIndex, get_texts: GetTexts, wanted: list[int], stats:
             i = by_id.get(doc_id)
             if i is None:
                 continue
-            if hashlib.sha256(text.encode("utf-8")).digest() != index.digests[i]:
+            if bytes.fromhex(text_sha256(text)) != index.digests[i]:
                 raise ReuseError(doc_id, "get_texts returned a text other than the one indexed")
             found[i] = text
     stats.fetches += 1

@@ -53,10 +53,21 @@ class ReuseParams:
         makes no candidate pairs: without the cap, a phrase in every document
         would make every pair a candidate, n * n alignments. Reuse between two
         documents still counts through their other, rarer windows.
+    max_text_chars: the most characters of one text that reuse is looked for
+        in (4,000,000: some 650,000 words, a long book). A longer text is
+        searched in its first max_text_chars characters, cut at the last
+        whitespace before that point (see searched_text): its band hashes and
+        its passages come from that part alone, and its similarity with
+        another text is measured on it. What reuse holds for one text (its
+        words, band hashes, and the tokens and seeds of an alignment) grows
+        with this, never with the length of the text: about 20 bytes a
+        character, some 60 MiB at the default (BENCHMARKS.md, "One long
+        text"). A run's reuse figures count the texts cut (texts_cut).
 
-    All but min_words, min_similarity and max_bucket_texts shape the band
-    hashes; band_scheme() names them, and hashes of different schemes are
-    never compared.
+    All but min_words, min_similarity, max_bucket_texts and max_text_chars
+    shape the band hashes; band_scheme() names them, and hashes of different
+    schemes are never compared (max_text_chars decides only how much of a
+    long text has band hashes, not what they are).
     """
 
     shingle_words: int = 5
@@ -68,6 +79,7 @@ class ReuseParams:
     min_similarity: float = 0.0
     seed: int = 1
     max_bucket_texts: int = 50
+    max_text_chars: int = 4_000_000
 
     def __post_init__(self):
         if self.shingle_words < 1:
@@ -88,6 +100,8 @@ class ReuseParams:
             raise ValueError(f"min_similarity must be in [0, 1], not {self.min_similarity}")
         if self.max_bucket_texts < 2:
             raise ValueError(f"max_bucket_texts must be at least 2, not {self.max_bucket_texts}")
+        if self.max_text_chars < 1:
+            raise ValueError(f"max_text_chars must be at least 1, not {self.max_text_chars}")
 
 
 STAGES = ("signatures", "lsh", "fetch", "align")
@@ -100,6 +114,7 @@ class ReuseStats:
     documents: int = 0
     identical_texts: int = 0  # documents whose text equals an earlier one's (reported as duplicates elsewhere)
     too_short: int = 0  # fewer words than a shingle: nothing to compare
+    texts_cut: int = 0  # longer than max_text_chars: searched in their first max_text_chars characters
     windows_indexed: int = 0
     windows_queried: int = 0
     candidate_pairs: int = 0  # distinct texts aligned: the pairs actually compared

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 
 from ..provenance import RunContext
 from ..publish import build_manifest, commit_manifest, committed_manifests, new_attempt
-from ..read import open_dataset
+from ..read import dataset_of, open_dataset
 from ..storage import Store
 from ..timing import StageTimer
 from .bands import _band_parts, _BandWriter, _RowWriter, _scan_bands, _sketched, banded_runs
@@ -76,13 +76,13 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
         with StageTimer(stats.timings, "lsh"):
             search.find_pairs()
         with StageTimer(stats.timings, "fetch"):
-            _load_texts(search, store, _Texts(manifests))
+            _load_texts(search, store, _Texts(manifests), params)
         _align_pairs(search, run.run_id, params, stats, rows_out.add)
         search.close()
     parts = bands_out.close() + rows_out.close()
     documents = sum(p["rows"] for m in ingests for p in m["parts"] if p["dataset"] == "documents")
     counts = {"documents": documents, "pairs": rows_out.pairs, "passages": rows_out.passages,
-              "candidate_pairs": stats.candidate_pairs, "documents_sketched": sketched,
+              "candidate_pairs": stats.candidate_pairs, "documents_sketched": sketched, "texts_cut": stats.texts_cut,
               "band_rows": search.band_rows}
     parameters = {**asdict(params), "bands": scheme.name, "documents_of_runs": [m["run_id"] for m in ingests],
                   "bands_for_runs": bands_for_runs}
@@ -99,11 +99,12 @@ def latest_reuse_run(store: Store) -> str | None:
     return max(runs) if runs else None
 
 
-def shared_with(store: Store, doc_id: str) -> list[dict]:
+def shared_with(store: Store, doc_id: str, manifests: list[dict] | None = None) -> list[dict]:
     """The documents doc_id shares passages with, per the current reuse answer
-    (open_dataset(store, "reuse"): the latest reuse run and the ingest runs after it);
-    run_id names the run that found each pair."""
-    table = open_dataset(store, "reuse").to_table(
+    (open_dataset(store, "reuse"): the latest reuse run and the ingest runs after it;
+    of manifests, if given); run_id names the run that found each pair."""
+    reuse = open_dataset(store, "reuse") if manifests is None else dataset_of(store, manifests, "reuse")
+    table = reuse.to_table(
         filter=(pc.field("doc_id_a") == doc_id) | (pc.field("doc_id_b") == doc_id))
     found: dict[str, dict] = {}
     for row in table.to_pylist():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import sqlite3
@@ -14,9 +13,10 @@ import pyarrow.compute as pc
 
 from ..storage import Store
 from .align import aligned_pair, reuse_rows
-from .bands import DOCUMENT_BATCH, _batches
+from .bands import DOCUMENT_BATCH, _batches, _heads, _text_digests
 from .candidates import candidate_pairs
 from .params import ReuseError, ReuseParams, ReuseStats
+from .sketch import searched_text
 
 # Band rows grouped at once: a partition larger than this is split again by further bits of the hash.
 MAX_PARTITION_ROWS = 1_000_000
@@ -128,7 +128,10 @@ class _Search:
     def add_document(self, doc_id: str, sha: str, hashes: np.ndarray, indexed: np.ndarray, *, role: int = 0,
                      source: str) -> None:
         key = self._register(doc_id, sha, role, source)
-        self.partitions.add(hashes, np.full(len(hashes), key, dtype=np.int32), indexed)
+        for start in range(0, len(hashes), self.partitions.max_rows):  # (a long text's rows, in pieces)
+            piece = hashes[start:start + self.partitions.max_rows]
+            self.partitions.add(piece, np.full(len(piece), key, dtype=np.int32),
+                                indexed[start:start + self.partitions.max_rows])
         self.band_rows += len(hashes)
 
     def add_rows(self, batch: pa.RecordBatch | pa.Table, *, role: int = 0, source: str) -> None:
@@ -176,31 +179,36 @@ class _Search:
         return [s for (s,) in self.db.execute(
             "SELECT DISTINCT d.source FROM docs d JOIN texts t ON t.key = d.key WHERE t.needed = 1 ORDER BY 1")]
 
-    def load_texts(self, batches: Iterable[pa.RecordBatch]) -> None:
-        """Keep the texts of candidate pairs from documents record batches (text_sha256, text),
-        each checked against its sha256: offsets must point into the very text published."""
+    def load_texts(self, batches: Iterable[pa.RecordBatch], params: ReuseParams = ReuseParams()) -> None:
+        """Keep the texts of candidate pairs from documents record batches (text_sha256, text), each
+        checked against its sha256: offsets must point into the very text published. What is kept
+        of a text is its searched_text (a long text's first params.max_text_chars characters)."""
         for batch in batches:
-            shas = batch.column("text_sha256").to_pylist()
-            wanted = {sha for (sha,) in self.db.execute(
-                f"SELECT sha FROM texts WHERE needed = 1 AND body IS NULL AND sha IN ({','.join('?' * len(shas))})",
-                shas)}
-            if not wanted:
-                continue
-            rows = [i for i, sha in enumerate(shas) if sha in wanted]
-            texts = batch.column("text").take(pa.array(rows, pa.int64())).to_pylist()
-            for i, text in zip(rows, texts):
-                sha = shas[i]
-                if sha not in wanted:
-                    continue
-                if hashlib.sha256(text.encode("utf-8")).hexdigest() != sha:
-                    raise ReuseError(batch.column("doc_id")[i].as_py() if "doc_id" in batch.schema.names else sha,
-                                     f"its text does not hash to its text_sha256 {sha}")
-                self.db.execute("UPDATE texts SET body = ? WHERE sha = ?", (text, sha))
-                wanted.discard(sha)
+            self._load_batch(batch, params)
+            del batch  # (before the next is read: a long text's memory goes back once its file is read)
         missing = self.db.execute("SELECT d.doc_id FROM texts t JOIN docs d ON d.key = t.key "
                                   "WHERE t.needed = 1 AND t.body IS NULL LIMIT 1").fetchone()
         if missing:
             raise ReuseError(missing[0], "its text is in no documents part of the runs whose band hashes name it")
+
+    def _load_batch(self, batch: pa.RecordBatch, params: ReuseParams) -> None:
+        shas = batch.column("text_sha256").to_pylist()
+        wanted = {sha for (sha,) in self.db.execute(
+            f"SELECT sha FROM texts WHERE needed = 1 AND body IS NULL AND sha IN ({','.join('?' * len(shas))})",
+            shas)}
+        if not wanted:
+            return
+        rows = [i for i, sha in enumerate(shas) if sha in wanted]
+        column = batch.column("text")
+        for i, digest, head in zip(rows, _text_digests(column, rows), _heads(column, params, rows)):
+            sha = shas[i]
+            if sha not in wanted:
+                continue
+            if digest != sha:
+                raise ReuseError(batch.column("doc_id")[i].as_py() if "doc_id" in batch.schema.names else sha,
+                                 f"its text does not hash to its text_sha256 {sha}")
+            self.db.execute("UPDATE texts SET body = ? WHERE sha = ?", (searched_text(head, params), sha))
+            wanted.discard(sha)
 
     def _docs(self, key: int) -> list[tuple[str, int]]:
         return self.db.execute("SELECT doc_id, role FROM docs WHERE key = ? ORDER BY doc_id", (key,)).fetchall()
@@ -282,8 +290,8 @@ def _align_pairs(search: _Search, run_id: str, params: ReuseParams, stats: Reuse
             emit(rows)
 
 
-def _load_texts(search: _Search, store: Store, texts: _Texts) -> None:
+def _load_texts(search: _Search, store: Store, texts: _Texts, params: ReuseParams) -> None:
     sources = search.needed_sources()
     if sources:
         search.load_texts(_batches(store, "documents", texts.parts(sources), ["doc_id", "text_sha256", "text"],
-                                   DOCUMENT_BATCH))
+                                   DOCUMENT_BATCH), params)

@@ -79,51 +79,110 @@ def _fmix32(values: np.ndarray) -> np.ndarray:
     return values ^ (values >> np.uint32(16))
 
 
+# Characters of a text whose words are made at once while it is sketched; windows whose band hashes are computed
+# at once. Memory while sketching: these, and a few bytes for each word of the text (see document_bands).
+SKETCH_CHARS = 1 << 20
+WINDOWS_AT_ONCE = 4096
+# How far back from max_text_chars a long text's cut looks for whitespace (searched_text).
+CUT_LOOKBACK = 4096
+_WHITESPACE = re.compile(r"\s")
+
+
 def _sketch_words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+def searched_text(text: str, params: ReuseParams = ReuseParams()) -> str:
+    """What reuse is looked for in: the whole text, or for a text of more than params.max_text_chars characters
+    its first max_text_chars, cut at the last whitespace within CUT_LOOKBACK characters of that point, so that no
+    word or token is cut (a text without any there is cut at max_text_chars). Offsets in it are the text's own.
+
+    Only the first max_text_chars + 1 characters of text are read: given those, the answer is the same."""
+    limit = params.max_text_chars
+    if len(text) <= limit:
+        return text
+    for at in range(limit, max(limit - CUT_LOOKBACK, 0) - 1, -1):
+        if text[at].isspace():
+            return text[:at]
+    return text[:limit]
+
+
 def document_bands(text: str, params: ReuseParams = ReuseParams()) -> DocumentBands | None:
-    """The band hashes of a text's windows, or None when it has fewer words than a shingle.
+    """The band hashes of a text's windows (of its searched_text), or None when it has fewer words than a shingle.
 
     Windows as CandidateIndex has always cut them: indexed windows of
     window_words words every window_words words, query windows every
     query_stride words, each set ending with one flush with the text's end;
     here every indexed window is also a query window. A window's sketch is
     exactly datasketch's MinHash.update_batch over its shingles (sha1_hash32
-    of five lower-cased words), computed for all windows at once.
+    of five lower-cased words).
+
+    Memory: the words of SKETCH_CHARS characters at a time, 4 bytes a word
+    for its shingle's hash, the permuted hashes of WINDOWS_AT_ONCE windows at
+    a time, and the band hashes (bands / query_stride a word, with their
+    flags and the arrays that make them distinct): a few tens of bytes a word
+    of the searched text, whatever the text's length.
     """
-    return _bands_of_words(_sketch_words(text), params)
+    return _bands_of_shingles(*shingle_hashes(searched_text(text, params), params.shingle_words), params)
 
 
-def _bands_of_words(words: list[str], params: ReuseParams) -> DocumentBands | None:
+def shingle_hashes(text: str, k: int) -> tuple[int, np.ndarray]:
+    """(the number of words of text, the sha1_hash32 of each shingle of k words: a uint32 array), the words
+    made SKETCH_CHARS characters at a time."""
     from datasketch.hashfunc import sha1_hash32
 
+    hashes = []
+    carry: list[str] = []  # the words of the pieces before whose shingles need words of the next
+    words = 0
+    for piece in _pieces(text, SKETCH_CHARS):
+        found = carry + _sketch_words(piece)
+        words += len(found) - len(carry)
+        count = len(found) - k + 1
+        if count > 0:
+            hashes.append(np.fromiter((sha1_hash32(" ".join(found[i:i + k]).encode("utf-8")) for i in range(count)),
+                                      dtype=np.uint32, count=count))
+            carry = found[count:]
+        else:
+            carry = found
+    return words, np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint32)
+
+
+def _pieces(text: str, size: int):
+    """text in consecutive pieces of about size characters, each but the last ending before whitespace (which no
+    word holds: the words of the pieces are the text's)."""
+    start = 0
+    while len(text) - start > size:
+        cut = _WHITESPACE.search(text, start + size)
+        if cut is None:
+            break
+        yield text[start:cut.start()]
+        start = cut.start()
+    yield text[start:]
+
+
+def _bands_of_shingles(words: int, shingles: np.ndarray, params: ReuseParams) -> DocumentBands | None:
     k = params.shingle_words
-    if len(words) < k:
+    if words < k:
         return None
     scheme = band_scheme(params)
-    count = len(words) - k + 1
-    shingles = np.fromiter((sha1_hash32(" ".join(words[i:i + k]).encode("utf-8")) for i in range(count)),
-                           dtype=np.uint32, count=count)
-    permuted = _fmix32(shingles)[:, None] * scheme.a + scheme.b  # uint32 arithmetic wraps, as datasketch's does
-    index_starts = _window_starts(len(words), params.window_words, params.window_words)
-    starts = sorted(set(index_starts) | set(_window_starts(len(words), params.window_words, params.query_stride)))
+    count = len(shingles)
+    index_starts = _window_starts(words, params.window_words, params.window_words)
+    starts = sorted(set(index_starts) | set(_window_starts(words, params.window_words, params.query_stride)))
     span = params.window_words - k + 1
     if count <= span:  # one window: the whole text
-        sketches = permuted.min(axis=0, keepdims=True)
+        hashes = _band_hashes((_fmix32(shingles)[:, None] * scheme.a + scheme.b).min(axis=0, keepdims=True), scheme)
     else:
-        windows = np.lib.stride_tricks.sliding_window_view(permuted, span, axis=0)  # (count - span + 1, num_perm, span)
-        sketches = windows[starts].min(axis=2)
-    bands, rows = scheme.bands, scheme.rows
-    raw = np.ascontiguousarray(sketches[:, :bands * rows], dtype="<u4").tobytes()
-    size = 4 * rows
-    prefixes = [band.to_bytes(2, "little") for band in range(bands)]
-    digests = b"".join(
-        hashlib.blake2b(prefixes[offset % bands] + raw[offset * size:(offset + 1) * size], digest_size=8,
-                        person=_BAND_PERSON).digest()
-        for offset in range(len(starts) * bands))
-    hashes = np.frombuffer(digests, dtype="<i8")
+        found = []
+        at = np.array(starts, dtype=np.int64)
+        for first in range(0, len(at), WINDOWS_AT_ONCE):
+            chunk = at[first:first + WINDOWS_AT_ONCE]
+            low, high = int(chunk[0]), int(chunk[-1]) + span
+            # uint32 arithmetic wraps, as datasketch's does
+            permuted = _fmix32(shingles[low:high])[:, None] * scheme.a + scheme.b
+            windows = np.lib.stride_tricks.sliding_window_view(permuted, span, axis=0)  # (windows, num_perm, span)
+            found.append(_band_hashes(windows[chunk - low].min(axis=2), scheme))
+        hashes = np.concatenate(found)
+    bands = scheme.bands
     indexed_set = set(index_starts)
     flags = np.repeat(np.array([start in indexed_set for start in starts]), bands)
     unique, inverse = np.unique(hashes, return_inverse=True)
@@ -132,6 +191,19 @@ def _bands_of_words(words: list[str], params: ReuseParams) -> DocumentBands | No
     band_of = np.empty(len(unique), dtype=np.int16)
     band_of[inverse] = np.tile(np.arange(bands, dtype=np.int16), len(starts))
     return DocumentBands(unique.astype(np.int64), band_of, indexed, len(index_starts), len(starts))
+
+
+def _band_hashes(sketches: np.ndarray, scheme: BandScheme) -> np.ndarray:
+    """The band hashes of windows' sketches (windows x num_perm), window by window, band by band: int64."""
+    bands, rows = scheme.bands, scheme.rows
+    raw = np.ascontiguousarray(sketches[:, :bands * rows], dtype="<u4").tobytes()
+    size = 4 * rows
+    prefixes = [band.to_bytes(2, "little") for band in range(bands)]
+    digests = b"".join(
+        hashlib.blake2b(prefixes[offset % bands] + raw[offset * size:(offset + 1) * size], digest_size=8,
+                        person=_BAND_PERSON).digest()
+        for offset in range(len(sketches) * bands))
+    return np.frombuffer(digests, dtype="<i8")
 
 
 def _window_starts(words: int, size: int, stride: int) -> list[int]:

@@ -77,6 +77,10 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
     that matched them (see publish_reuse for the bound). Reading is what grows
     with the archive: every committed reuse_bands part of the scheme, once.
     bench/reuse_scale.py measures both (BENCHMARKS.md, "Text reuse at scale").
+    One document's share is bounded by params.max_text_chars, whatever its
+    length: its searched_text is sketched and aligned, never the rest; a long
+    text is only read whole, from its part (about 2.5 times its size, for the
+    moment it takes). bench/large_text.py measures that ("One long text").
     """
     scheme = band_scheme(params)
     stats = ReuseStats()
@@ -112,7 +116,7 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
                 stats_extra = {"committed_band_rows_matched": matched}
                 search.find_pairs()
             with StageTimer(stats.timings, "fetch"):
-                _load_texts(search, store, texts)
+                _load_texts(search, store, texts, params)
             _align_pairs(search, run.run_id, params, stats, rows_out.add, emitted)
         else:
             stats_extra = {"committed_band_rows_matched": 0}
@@ -130,7 +134,8 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
 
 def _step_stats(stats: ReuseStats, rows_out: _RowWriter, extra: dict) -> dict:
     return {
-        "documents": stats.documents, "too_short": stats.too_short, "windows_indexed": stats.windows_indexed,
+        "documents": stats.documents, "too_short": stats.too_short, "texts_cut": stats.texts_cut,
+        "windows_indexed": stats.windows_indexed,
         "windows_queried": stats.windows_queried, "candidate_pairs": stats.candidate_pairs,
         "pairs": rows_out.pairs, "passages": rows_out.passages, **extra,
         "seconds": {k: round(v, 3) for k, v in stats.timings.items()},
@@ -176,7 +181,7 @@ def _pairs_with_fresh(store: Store, run: RunContext, step: RunReuse, manifests: 
                     lambda batch, run_id: search.add_rows(batch, role=OURS, source=run_id))
         search.find_pairs()
         texts = _Texts(manifests, own=(run.run_id, step.document_parts))
-        _load_texts(search, store, texts)
+        _load_texts(search, store, texts, step.params)
         rows_out = _RowWriter(store, run, new_attempt(), step.next_index)
         _align_pairs(search, run.run_id, step.params, stats, rows_out.add, emitted)
         step.parts.extend(rows_out.close())
@@ -219,6 +224,7 @@ def settle_run_reuse(store: Store, run: RunContext, step: RunReuse, published: I
     pairs = _pairs_in(store, [p for p in parts if p.dataset == "reuse"])
     figures = {
         "documents": len(set(step.documents) & published),
+        "texts_cut": step.stats.get("texts_cut", 0),
         "band_rows": sum(p.rows for p in parts if p.dataset == "reuse_bands"),
         "runs_compared": len(step.seen_runs),
         "candidate_pairs": step.stats.get("candidate_pairs", 0),
@@ -250,7 +256,8 @@ def _unpublish(store: Store, run: RunContext, step: RunReuse, parts: list[PartIn
     if partners:
         ours = _text_shas(_batches(store, "documents", step.document_parts, ["doc_id", "text_sha256"], BAND_BATCH),
                           partners)
-        theirs = _text_shas(open_dataset(store, "documents").to_batches(
+        # (Under the commit lock: read as the commit's duplicate check reads, without the part check.)
+        theirs = _text_shas(open_dataset(store, "documents", verify=False).to_batches(
             columns=["doc_id", "text_sha256"], filter=pc.field("doc_id").isin(sorted(partners))), partners)
         differ = {d for d in partners if ours.get(d) != theirs.get(d)}
         if differ:

@@ -53,6 +53,7 @@ class Check:
     expected_sha256: str | None
     size: int | None
     finding: Finding | None
+    note: str = ""  # what a passed check says, where not "sha256 matches"
 
     @property
     def ok(self) -> bool:
@@ -102,6 +103,23 @@ def check_manifests(damaged: Iterable[DamagedManifest]) -> Iterator[Check]:
             "damaged-manifest", d.key, None, detail=f"{d.damage}; run {d.run_id} is left out of every command (its "
                                                     "parts and originals are not checked) until the manifest is "
                                                     "restored"))
+
+
+def check_chain(store: Store, expected_head: str | None = None) -> Iterator[Check]:
+    """The run log's hash chain (archive/chain.py), every manifest read again: a failed check for each manifest
+    missing, changed or inserted, and for a head other than expected_head; else one passed check naming the head."""
+    from . import chain
+
+    entries = chain.entries(store, fresh=True)
+    found = list(chain.breaks(entries, expected_head))
+    for b in found:
+        yield Check("manifest", b.key, None, None, Finding(f"chain-{b.kind}", b.key, None, detail=b.detail))
+    head = chain.head(entries)
+    if not found and head is not None:
+        linked = sum(1 for e in entries if e.link is not None)
+        yield Check("manifest", head.key, head.sha256, None, None,
+                    note=f"the run log's hash chain holds: {linked} manifest(s) linked; head {head.key}, sha256 "
+                         f"{head.sha256}")
 
 
 def check_parts(store: Store, manifests: list[dict]) -> Iterator[Check]:
@@ -181,7 +199,7 @@ def fixity_events(run: ev.RunContext, checks: Iterable[Check]) -> Iterator[dict]
     """One PREMIS fixity check event per object or part checked."""
     for c in checks:
         if c.ok:
-            detail = f"{c.key}: sha256 matches ({c.size} bytes)"
+            detail = c.note or f"{c.key}: sha256 matches ({c.size} bytes)"
         else:
             detail = str(c.finding)
         yield run.event(ev.FIXITY_CHECK, ev.SUCCESS if c.ok else ev.FAILURE, detail, sha256=c.expected_sha256,

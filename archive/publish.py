@@ -14,7 +14,7 @@ from typing import Container, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import SOFTWARE_NAME, __version__
+from . import SOFTWARE_NAME, __version__, chain
 from .errors import ManifestError, ObjectExistsError, ObjectNotFoundError, StoreError
 from .fixity import digest_file, sha256_hex
 from .records import DATASETS, arrow_schema, to_table, utc_now
@@ -159,12 +159,20 @@ def build_manifest(
     return manifest
 
 
-def commit_manifest(store: Store, manifest: dict) -> str:
-    """Validate and write runs/<run_id>.json once. From this moment the run exists.
+def commit_manifest(store: Store, manifest: dict, *, locked: bool = False) -> str:
+    """Link the manifest into the run log's hash chain (archive/chain.py), validate it and write runs/<run_id>.json
+    once. From this moment the run exists. Under the store's commit lock, taken here unless the caller holds it
+    (locked), so that the chain stays one line.
 
     Every part it lists must already be in the store with the recorded size:
     a manifest never points at bytes that are not there.
     """
+    if not locked:
+        from .commitlock import commit_lock
+
+        with commit_lock(store, manifest["run_id"]):
+            return commit_manifest(store, manifest, locked=True)
+    manifest["chain"] = chain.next_link(store)
     found = problems("manifest", manifest)
     if found:
         raise ManifestError(f"manifest of run {manifest.get('run_id')} is invalid: {describe_problems(found)}")
@@ -181,6 +189,7 @@ def commit_manifest(store: Store, manifest: dict) -> str:
     except ObjectExistsError:
         raise ManifestError(f"run {manifest['run_id']} is already committed ({key} exists); manifests are never "
                             "overwritten") from None
+    chain.remember(store, key, data)
     return key
 
 

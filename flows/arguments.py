@@ -43,6 +43,13 @@ def _above_zero(text: str) -> float:
     return value
 
 
+def _sha256(text: str) -> str:
+    value = text.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise argparse.ArgumentTypeError(f"not a sha256 (64 hexadecimal digits): {text!r}")
+    return value
+
+
 def _size(text: str) -> int:
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     text = text.strip().lower().removesuffix("b").removesuffix("i")
@@ -94,8 +101,10 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
     p.set_defaults(func=commands["ingest"])
 
-    p = sub.add_parser("runs", help="list committed runs")
+    p = sub.add_parser("runs", help="list committed runs, and the head of the run log's hash chain")
     common(p, "print a JSON array")
+    p.add_argument("--head", action="store_true",
+                   help="print only the sha256 of the hash chain's head (with --json: its run, key and sequence)")
     p.set_defaults(func=commands["runs"])
 
     p = sub.add_parser("verify", help="fixity audit: re-hash originals and part files against the manifests")
@@ -104,6 +113,9 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
                    help="only this run (repeatable; default: every committed run)")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes for re-hashing originals (default: one per core, from 20,000 originals on)")
+    p.add_argument("--head", metavar="SHA256", type=_sha256,
+                   help="a sha256 of the run log's head kept elsewhere (archive runs prints it): the chain must still "
+                        "hold that manifest, unchanged")
     p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
     p.set_defaults(func=commands["verify"])
 

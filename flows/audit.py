@@ -14,6 +14,7 @@ from prefect.utilities.annotations import quote
 
 from archive.audit import (
     AuditSummary,
+    check_chain,
     check_manifests,
     check_objects,
     check_parts,
@@ -39,9 +40,10 @@ MIN_CHUNKS_FOR_PROCESSES = 4
 
 
 @task(name="check-parts", retries=1, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
-def check_parts_task(dest: str, run: RunContext, manifests, damaged) -> AuditSummary:
+def check_parts_task(dest: str, run: RunContext, manifests, damaged, head: str | None = None) -> AuditSummary:
     store = open_store(dest)
-    return record_checks(store, run, 0, chain(check_manifests(damaged), check_parts(store, manifests)))
+    return record_checks(store, run, 0, chain(check_manifests(damaged), check_chain(store, head),
+                                              check_parts(store, manifests)))
 
 
 @task(name="check-objects", retries=1, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
@@ -59,9 +61,13 @@ def commit_audit_task(dest: str, run: RunContext, summaries: list[AuditSummary],
 
 
 @flow(name="fixity-audit", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=False)
-def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers: int | None = None) -> dict:
-    """Re-hash every part file and every original that committed runs (or the given runs) reference. A damaged
-    manifest (it does not parse or validate) is a problem of its own (damaged-manifest); its run cannot be checked.
+def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers: int | None = None,
+                 head: str | None = None) -> dict:
+    """Re-hash every part file and every original that committed runs (or the given runs) reference, and walk the
+    run log's hash chain (every manifest, whatever runs). A damaged manifest (it does not parse or validate) is a
+    problem of its own (damaged-manifest); its run cannot be checked.
+
+    head: the sha256 of the chain's head as kept elsewhere (`archive runs` prints it); another head is a problem.
 
     workers: processes for the chunks of originals (default: one per core, when there are at least
         MIN_CHUNKS_FOR_PROCESSES chunks; 1: all in this process).
@@ -80,7 +86,7 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers
     if workers > 1 and -(-most // OBJECTS_PER_TASK) < MIN_CHUNKS_FOR_PROCESSES:
         workers = 1
     with worker_pool.process_pool(run.run_id, workers, preload=("archive.audit",)):
-        parts = check_parts_task(dest, run, quote(manifests), quote(damaged))
+        parts = check_parts_task(dest, run, quote(manifests), quote(damaged), head)
         good_parts = {p["key"] for m in manifests for p in m["parts"]} - {f.key for f in parts.findings}
         referenced = referenced_objects(store, manifests, good_parts)
         summaries, done = [parts], 0
@@ -91,7 +97,8 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers
             summaries.append(summary)
             done += summary.checked["object"]
             progress.report(done, referenced.num_rows, time.monotonic() - started)
-    manifest = commit_audit_task(dest, run, summaries, {"dest": store.url, "runs": runs, "workers": workers})
+    manifest = commit_audit_task(dest, run, summaries,
+                                 {"dest": store.url, "runs": runs, "workers": workers, "head": head})
     findings = [f for s in sorted(summaries, key=lambda s: s.index) for f in s.findings]
     report = {
         "run_id": run.run_id,

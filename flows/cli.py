@@ -125,20 +125,41 @@ def cmd_runs(args) -> int:
 
     damaged = []
     try:
-        manifests = list(committed_manifests(open_store(args.dest), damaged=damaged))
+        store = open_store(args.dest)
+        manifests = list(committed_manifests(store, damaged=damaged))
+        head = chain_head(store, manifests)
     except ArchiveError as exc:
         return _fail(str(exc), args)
+    if args.head:
+        if head is None:
+            return _fail("no manifest of this store is in a hash chain yet", args)
+        print(json.dumps(head) if args.json else head["sha256"])
+        return EXIT_OK
     damage.said(damaged)  # listed among the runs, as damaged
     if args.json:
         keys = ("run_id", "kind", "status", "collection", "source", "started_at", "committed_at", "counts",
-                "started_by")
-        rows = [{k: m[k] for k in keys} for m in manifests]
+                "started_by", "chain")
+        rows = [{k: m.get(k) for k in keys} for m in manifests]
         rows += [{**dict.fromkeys(keys), "run_id": d.run_id, "status": "damaged", "key": d.key, "damage": d.damage}
                  for d in damaged]
         print(json.dumps(sorted(rows, key=lambda r: r["run_id"]), ensure_ascii=False))
         return EXIT_OK
-    output.runs_table(manifests, damaged)
+    output.runs_table(manifests, damaged, head)
     return EXIT_OK
+
+
+def chain_head(store, manifests: list[dict]) -> dict | None:
+    """The head of the run log's hash chain: the manifest with the highest sequence, and its bytes' sha256."""
+    from archive.fixity import sha256_hex
+    from archive.publish import manifest_key
+
+    linked = [m for m in manifests if m.get("chain")]
+    if not linked:
+        return None
+    last = max(linked, key=lambda m: m["chain"]["sequence"])
+    key = manifest_key(last["run_id"])
+    return {"run_id": last["run_id"], "key": key, "sequence": last["chain"]["sequence"],
+            "sha256": sha256_hex(store.get_bytes(key))}
 
 
 def cmd_verify(args) -> int:
@@ -151,7 +172,7 @@ def cmd_verify(args) -> int:
 
     try:
         with _flow_run(args):
-            report = fixity_audit(dest=dest, runs=args.run or None, workers=args.workers)
+            report = fixity_audit(dest=dest, runs=args.run or None, workers=args.workers, head=args.head)
     except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn any failure into one clear line
         return _fail(f"verify could not run: {_reason(exc)}", args)
     damage.said(report["damaged_runs"])  # among the problems

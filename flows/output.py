@@ -77,8 +77,9 @@ def ingest_summary(result: dict, set_aside_before: set[tuple[str, str, str]] = f
         print(f"Note: {show(note)}")
 
 
-def runs_table(manifests: list[dict], damaged=()) -> None:
-    """One line a run, in run order; a run whose manifest is damaged (DamagedManifest) as such."""
+def runs_table(manifests: list[dict], damaged=(), head: dict | None = None) -> None:
+    """One line a run, in run order; a run whose manifest is damaged (DamagedManifest) as such; then the head of
+    the run log's hash chain."""
     if not manifests and not damaged:
         print("No committed runs.")
         return
@@ -91,14 +92,18 @@ def runs_table(manifests: list[dict], damaged=()) -> None:
             print(f"{show(m.run_id):<24} DAMAGED {show(m.key)}: {show(m.damage)} (left out of every command)")
             continue
         c = m["counts"]
-        head = f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20} {show(started_by(m)):<{width}}"
+        line = f"{m['run_id']:<24} {m['kind']:<7} {m['committed_at'][:19]:<20} {show(started_by(m)):<{width}}"
         if m["kind"] == "reuse":
-            print(f"{head} {c['pairs']:,} document pairs share {c['passages']:,} passages")
+            print(f"{line} {c['pairs']:,} document pairs share {c['passages']:,} passages")
         elif m["kind"] == "audit":
-            print(f"{head} checked {c['objects']:,} originals, {c['parts']:,} parts: {c['problems']:,} problem(s)")
+            print(f"{line} checked {c['objects']:,} originals, {c['parts']:,} parts: {c['problems']:,} problem(s)")
         else:
-            print(f"{head} {c['files']:>7,} {c['documents']:>7,} {c['duplicates']:>7,} {c['quarantined']:>6,} "
+            print(f"{line} {c['files']:>7,} {c['documents']:>7,} {c['duplicates']:>7,} {c['quarantined']:>6,} "
                   f"{c['skipped']:>6,}  {show(m['collection'] or '')}")
+    if head is not None:
+        print(f"Head of the run log's hash chain: {head['key']} (sequence {head['sequence']}), sha256 "
+              f"{head['sha256']}. Kept elsewhere, it lets `archive verify --head SHA256` check later that nothing "
+              "up to it was changed or removed.")
 
 
 def verify_report(report: dict) -> None:

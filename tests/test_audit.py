@@ -146,7 +146,8 @@ def test_verify_in_worker_processes_finds_what_verify_in_threads_finds(prefect_h
     events = open_dataset(dest, "events").to_table().to_pylist()
     for report in (in_threads, in_processes):
         fixity = [e for e in events if e["run_id"] == report["run_id"] and e["event_type"] == "fixity check"]
-        assert len(fixity) == report["checked"]["objects"] + report["checked"]["parts"]
+        assert len(fixity) == report["checked"]["objects"] + report["checked"]["parts"] + 1  # + the hash chain's
+        assert sum("hash chain holds" in e["detail"] for e in fixity) == 1
         assert [e["object_sha256"] for e in fixity if e["outcome"] == "failure"] == [changed.rsplit("/", 1)[1]]
     (audit,) = [m for m in committed_manifests(store) if m["run_id"] == in_processes["run_id"]]
     assert audit["parameters"]["workers"] == 2

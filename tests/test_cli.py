@@ -226,7 +226,8 @@ def test_runs_shows_who_started_each_run(cli_env, seeds_dir, tmp_path):
     dest = str(tmp_path / "store")
     assert archive("ingest", str(seeds_dir), "--dest", dest, "--json", env=cli_env).returncode == 0
     listed = archive("runs", "--dest", dest, env=cli_env)
-    header, row = listed.stdout.splitlines()
+    header, row, head = listed.stdout.splitlines()
+    assert head.startswith("Head of the run log's hash chain:")
     assert "started by" in header
     assert f"{getpass.getuser()}@{socket.gethostname()}" in row
 

@@ -237,7 +237,7 @@ def test_a_crash_before_the_manifest_leaves_nothing_visible(run_ingest, seeds_di
 
     dest = str(tmp_path / "store")
 
-    def crash(store, manifest):
+    def crash(store, manifest, **kwargs):
         raise RuntimeError("simulated crash between the part files and the manifest")
 
     monkeypatch.setattr(commit_module, "commit_manifest", crash)

@@ -83,7 +83,7 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
         )
         if settled:
             manifest["reuse"] = settled.figures
-        key = commit_manifest(store, manifest)
+        key = commit_manifest(store, manifest, locked=True)
     return CommitResult(key, manifest["counts"], notes, manifest.get("reuse"), tuple(damaged))
 
 

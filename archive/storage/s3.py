@@ -13,6 +13,7 @@ from .base import ObjectInfo, PutResult, Store, validate_key
 from .s3_client import S3Connection, parse_s3_url
 from .s3_errors import archive_error, error_code, unusable_bucket
 from .s3_read import ObjectStream
+from .s3_retention import Retention, check_bucket
 from .s3_write import DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, MIN_PART_SIZE, TMP_PREFIX, S3Writer
 
 DEFAULT_LIST_PAGE_SIZE = 1000
@@ -56,6 +57,7 @@ class S3Store(Store):
         list_page_size: int = DEFAULT_LIST_PAGE_SIZE,
         connect_timeout: float = 10,
         read_timeout: float = 120,
+        retention: Retention | None = None,
     ):
         bucket, prefix = parse_s3_url(f"s3://{bucket}/{prefix}")
         if part_size < MIN_PART_SIZE:
@@ -70,7 +72,10 @@ class S3Store(Store):
         self.list_page_size = list_page_size
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.retention = retention  # Object Lock on originals and manifests (s3_retention.py)
         self._connect()
+        if retention is not None:
+            check_bucket(self._client, bucket, retention)
 
     def _connect(self) -> None:
         """The store's working parts, never pickled: a worker that unpickles the store makes its own."""
@@ -81,7 +86,8 @@ class S3Store(Store):
     @classmethod
     def from_url(cls, url: str, **settings) -> "S3Store":
         """The store at url. Timeouts may also come from ARCHIVE_S3_CONNECT_TIMEOUT and
-        ARCHIVE_S3_READ_TIMEOUT (seconds), e.g. for workers that must give up sooner."""
+        ARCHIVE_S3_READ_TIMEOUT (seconds), e.g. for workers that must give up sooner; Object Lock retention of
+        originals and manifests from ARCHIVE_S3_RETENTION (governance:DAYS or compliance:DAYS)."""
         for name, variable in (("connect_timeout", "ARCHIVE_S3_CONNECT_TIMEOUT"),
                                ("read_timeout", "ARCHIVE_S3_READ_TIMEOUT")):
             if name not in settings and os.environ.get(variable):
@@ -90,6 +96,8 @@ class S3Store(Store):
                 except ValueError:
                     value = os.environ[variable]
                     raise ConfigurationError(f"{variable}={value!r} is not a number of seconds") from None
+        if "retention" not in settings and os.environ.get("ARCHIVE_S3_RETENTION"):
+            settings["retention"] = Retention.parse(os.environ["ARCHIVE_S3_RETENTION"])
         bucket, prefix = parse_s3_url(url)
         return cls(bucket, prefix, **settings)
 

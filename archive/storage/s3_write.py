@@ -82,22 +82,24 @@ class S3Writer:
             return self._store.put_bytes(key, data, sha256=sha256)
         return self._multipart.put(key, path, size, sha256)
 
-    def _send_put(self, full: str, body: bytes, digest: bytes) -> dict:
-        """One conditional PutObject (with its retries): small bodies through the CRT's client when there is one."""
+    def _send_put(self, key: str, full: str, body: bytes, digest: bytes) -> dict:
+        """One conditional PutObject (with its retries): small bodies through the CRT's client when there is one,
+        but for a key kept under Object Lock retention (its headers go through botocore's)."""
         client = self._connection.client
         crt_put = self._connection.crt_put
-        if crt_put is not None and len(body) <= SMALL_BODY:
+        locked = _lock_arguments(self._store, key)
+        if crt_put is not None and len(body) <= SMALL_BODY and not locked:
             return crt_put.put_object(full, body, _b64(digest))
         return client.put_object(
             Bucket=self._store.bucket, Key=full, Body=body, IfNoneMatch="*", ChecksumAlgorithm="SHA256",
-            ChecksumSHA256=_b64(digest)
+            ChecksumSHA256=_b64(digest), **locked
         )
 
     def put_object(self, key: str, full: str, body: bytes, digest: bytes) -> dict:
         """PUT body at full (key's object name) if nothing is there: the server's response, or an ArchiveError."""
         for attempt in range(SEND_ATTEMPTS):
             try:
-                return self._send_put(full, body, digest)
+                return self._send_put(key, full, body, digest)
             except ClientError as exc:
                 code, status = error_code(exc)
                 if code == "PreconditionFailed" or status == 412:
@@ -196,7 +198,7 @@ class S3Multipart:
             raise ObjectExistsError(key)
         try:
             upload_id = self._connection.client.create_multipart_upload(
-                Bucket=store.bucket, Key=full, ChecksumAlgorithm="SHA256"
+                Bucket=store.bucket, Key=full, ChecksumAlgorithm="SHA256", **_lock_arguments(store, key)
             )["UploadId"]
         except (ClientError, BotoCoreError) as exc:
             raise store._error(exc, key, "CreateMultipartUpload") from exc
@@ -321,6 +323,12 @@ def _holds(connection: S3Connection, full: str, sha256_hex: str) -> dict | None:
     if reported is None or _hex_of_b64(reported) != sha256_hex:
         return None
     return {"ChecksumSHA256": reported}
+
+
+def _lock_arguments(store, key: str) -> dict:
+    """Object Lock retention for key, when the store keeps it (originals and manifests): else nothing."""
+    retention = getattr(store, "retention", None)
+    return retention.put_arguments() if retention is not None and retention.applies_to(key) else {}
 
 
 def _b64(digest: bytes) -> str:

@@ -8,8 +8,9 @@ STAMP  := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed
 DEST   ?= ./archive-store
 
-# OCR and PDF rendering come from Debian's packages (installed when missing; needs root or sudo).
-SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-eng poppler-utils fonts-dejavu-core
+# OCR (Tesseract, its English and orientation-detection data) and PDF rendering come from Debian's packages
+# (installed when missing; needs root or sudo).
+SYSTEM_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd poppler-utils fonts-dejavu-core
 # The browser test of the Prefect UI needs a headless Chromium (Debian's package).
 TEST_PACKAGES   := chromium
 
@@ -32,6 +33,7 @@ install: system-deps $(RUN_STAMP)
 
 system-deps:
 	@if command -v tesseract >/dev/null && command -v pdftoppm >/dev/null \
+	    && tesseract --list-langs 2>/dev/null | grep -qx osd \
 	    && [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then :; \
 	else $(call apt_install,$(SYSTEM_PACKAGES),page scans will be quarantined as needs-ocr); fi
 

@@ -130,7 +130,8 @@ def check_parts(store: Store, manifests: list[dict]) -> Iterator[Check]:
 
 
 def referenced_objects(store: Store, manifests: list[dict], good_parts: set[str]) -> pa.Table:
-    """Distinct object keys (with sizes) the files rows of these runs point at, sorted.
+    """Distinct object keys (with sizes) the files rows of these runs point at, and the objects derived from them
+    that their documents rows point at (the ALTO of an OCR, ocr_key; its size unrecorded), sorted.
 
     Read part by part, from parts that passed their own check only: a changed
     part file cannot be trusted to say what it references. Kept as one compact
@@ -142,10 +143,27 @@ def referenced_objects(store: Store, manifests: list[dict], good_parts: set[str]
             if part["dataset"] == "files" and part["key"] in good_parts:
                 table = pq.read_table(io.BytesIO(store.get_bytes(part["key"])), columns=["object_key", "size"])
                 tables.append(table.filter(pc.is_valid(table["object_key"])))
+            elif part["dataset"] == "documents" and part["key"] in good_parts:
+                derived = _derived_objects(store.get_bytes(part["key"]))
+                if derived is not None:
+                    tables.append(derived)
     if not tables:
         return pa.table({"object_key": pa.array([], pa.string()), "size": pa.array([], pa.int64())})
     table = pa.concat_tables(tables).group_by("object_key").aggregate([("size", "max")])
     return table.select(["object_key", "size_max"]).rename_columns(["object_key", "size"]).sort_by("object_key")
+
+
+def _derived_objects(part: bytes) -> pa.Table | None:
+    """The ocr_key of the documents rows of a part (None for parts written before there was one), as object keys
+    of unknown size."""
+    file = pq.ParquetFile(io.BytesIO(part))
+    if "ocr_key" not in file.schema_arrow.names:
+        return None
+    keys = file.read(columns=["ocr_key"]).column("ocr_key")
+    keys = pc.drop_null(keys)
+    if not len(keys):
+        return None
+    return pa.table({"object_key": keys.cast(pa.string()), "size": pa.nulls(len(keys), pa.int64())})
 
 
 def check_objects(store: Store, referenced: pa.Table) -> Iterator[Check]:

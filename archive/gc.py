@@ -79,7 +79,8 @@ def read_references(store: Store, manifests: Iterable[dict]) -> References:
     for manifest in manifests:
         runs.add(manifest["run_id"])
         parts.update(p["key"] for p in manifest["parts"])
-        files_parts = {p["key"] for p in manifest["parts"] if p["dataset"] == "files"}
+        # (the documents parts name the objects derived from originals: the ALTO of their OCR)
+        files_parts = {p["key"] for p in manifest["parts"] if p["dataset"] in ("files", "documents")}
         try:
             table = referenced_objects(store, [manifest], files_parts)
         except (ObjectNotFoundError, pa.ArrowException) as exc:

@@ -50,7 +50,6 @@ _SIGNATURES = (
     (b"PK\x03\x04", Format("application/zip", "x-fmt/263", "ZIP Format")),
     (b"\x1f\x8b", Format("application/gzip", "x-fmt/266", "GZIP Format")),
     (b"7z\xbc\xaf\x27\x1c", Format("application/x-7z-compressed", "fmt/484", "7Zip format")),
-    (b"{\\rtf", Format("application/rtf", None, "Rich Text Format")),
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", Format("application/x-ole-storage", None, "OLE2 Compound Document")),
 )
 
@@ -71,14 +70,24 @@ def identify(data: bytes) -> Format:
         return Format("application/pdf", _PDF_PUIDS.get(version), f"Portable Document Format {version}")
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
         return Format("image/webp", "fmt/567", "WebP")
+    from . import containers
+
+    if head.startswith(b"{\\rtf"):
+        return containers.RTF
     for signature, fmt in _SIGNATURES:
         if head.startswith(signature):
-            return fmt
+            # A ZIP may be a format of its own: its container signature says (containers.py).
+            return containers.zip_container(data) if fmt.media_type == "application/zip" else fmt
+    if head[257:262] == b"ustar":
+        return containers.TAR
     encoding = _text_encoding_hint(head)
     if encoding is None:
         return OCTET_STREAM
     # Markup is recognised on the decoded prologue so UTF-16 HTML counts too.
     prologue = head.decode(encoding, "replace").lstrip("\ufeff \t\r\n").encode("utf-8", "replace")
+    vocabulary = containers.markup_format(prologue) or containers.mail_format(prologue)
+    if vocabulary is not None:
+        return vocabulary
     if _HTML5_DOCTYPE.match(prologue):
         return Format("text/html", "fmt/471", "Hypertext Markup Language 5")
     if _HTML_DOCTYPE.match(prologue) or (prologue[:1] == b"<" and _HTML_TAG.search(prologue[:2048])):

@@ -1,4 +1,4 @@
-"""Text normalisation: line endings, Unicode NFC, spacing, line-break hyphens."""
+"""Text normalisation: line endings, Unicode NFC, compatibility ligatures, spacing, line-break hyphens."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ _DROPPED_OR_SPACE = re.compile(f"[{_DROPPED}{_SPACES}]")
 _SPACE = re.compile(f"[{_SPACES}]")
 _SPACE_RUN = re.compile("  +")
 _MANY_BLANK_LINES = re.compile(r"\n\n\n+")  # (faster than \n{3,} in CPython's engine)
+# The Latin compatibility ligatures of Unicode's Alphabetic Presentation Forms (U+FB00-FB06): a typesetter's glyph
+# for two or three letters, which PDFs' text layers keep ("De\ufb01nition"), so a search for the letters misses them.
+# Folded as NFKC folds them, and only them: NFKC would also change superscripts, fractions and full-width forms.
+LIGATURES = {0xFB00: "ff", 0xFB01: "fi", 0xFB02: "fl", 0xFB03: "ffi", 0xFB04: "ffl", 0xFB05: "st", 0xFB06: "st"}
+_LIGATURE = re.compile("[\ufb00-\ufb06]")
 
 
 def normalise_text(text: str) -> str:
@@ -31,6 +36,8 @@ def normalise_text(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     debris, unstable = _scan(text)
     text = nfc(text, unstable)
+    if not text.isascii() and _LIGATURE.search(text):
+        text = text.translate(LIGATURES)
     text = text.replace("\f", "\n\n")  # page breaks become paragraph breaks
     # Within each line, any run of whitespace (tabs, NBSP...) becomes one space and lines are trimmed,
     # as "\n".join(" ".join(line.split()) for line in text.split("\n")) would once the dropped characters are
@@ -140,6 +147,11 @@ def nfc(text: str, unstable: list[tuple[int, int]] | None = None) -> str:
         done = end
     pieces.append(text[done:])
     return "".join(pieces)
+
+
+def ligature_count(text: str) -> int:
+    """How many compatibility ligatures normalise_text folds in text."""
+    return 0 if text.isascii() else len(_LIGATURE.findall(text))
 
 
 def _space_or_nothing(char: re.Match) -> str:

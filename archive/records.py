@@ -42,6 +42,13 @@ DOCUMENT = pa.schema([
     _f("type", pa.string(), True),
     _f("char_count", pa.int64()),
     _f("word_count", pa.int64()),
+    # Documents whose text is OCR'd (null for the others): mean word confidence (0-1), share of words in the
+    # dictionary of the OCR language, whether any page is below the quality thresholds, and the key of the ALTO
+    # (word boxes and confidences) kept in the store. Absent from parts written before them: read as null.
+    _f("ocr_confidence", pa.float64(), True),
+    _f("dictionary_share", pa.float64(), True),
+    _f("low_ocr_quality", pa.bool_(), True),
+    _f("ocr_key", pa.string(), True),
     _f("text", pa.large_string()),
     _f("ingested_at", _TS),
 ])

@@ -304,3 +304,35 @@ def character_error_rate(recognised: str, reference: str) -> float:
     """Levenshtein distance over reference length, both compared with whitespace collapsed."""
     reference, recognised = squash(reference), squash(recognised)
     return levenshtein(recognised, reference) / max(1, len(reference))
+
+
+# -- worn scans ------------------------------------------------------------------------------------
+
+# How worn a scan is: (blur sigma, paper brightness at its lightest and darkest corner, ink, noise s.d., share of
+# speckled pixels, JPEG quality). "heavy" is where Tesseract's own (global Otsu) binarisation turns the page black.
+WEAR = {
+    "mild": (0.6, (245, 225), 40, 8, 0.0005, 75),
+    "moderate": (0.8, (235, 195), 60, 14, 0.002, 55),
+    "heavy": (0.9, (235, 175), 70, 18, 0.004, 45),
+}
+
+
+def worn_scan(text: str, *, level: str = "moderate", dpi: int = 200, seed: int = 0, points: float = 10) -> bytes:
+    """A JPEG of the text as an old page scans: blurred, faded ink on yellowed and unevenly lit paper, grain,
+    specks, compressed hard."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    blur, (light, dark), ink, noise, specks, quality = WEAR[level]
+    rng = np.random.default_rng(seed)
+    page = render_page_image(text, dpi=dpi, points=points).filter(ImageFilter.GaussianBlur(blur))
+    pixels = np.asarray(page, dtype=np.float32)
+    height, width = pixels.shape
+    shade = np.linspace(0, 1, width)[None, :] * np.linspace(0.6, 1, height)[:, None]
+    paper = light - (light - dark) * shade
+    pixels = ink + pixels / 255.0 * (paper - ink) + rng.normal(0, noise, pixels.shape)
+    pixels[rng.random(pixels.shape) < specks] = 40
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=quality,
+                                                                  dpi=(dpi, dpi))
+    return buffer.getvalue()

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from archive.errors import ConfigurationError
-from archive.extract import ExtractionError, extract, pdf
-from archive.extract.budget import MIN_TEXT_CHARS, Budgets, Meter
+from archive.extract import ExtractionError, extract, image, pdf
+from archive.extract.budget import MIN_TEXT_CHARS, TOO_COSTLY, Budgets, Meter
 from archive.identify import identify
 from archive.ingest.stages import Quarantine, extract_text
 from tests.formats_util import (
@@ -136,11 +136,25 @@ def test_nesting_beyond_the_parser_s_reach_is_too_costly_never_cut_short():
 
 @needs_tesseract
 def test_ocr_over_its_page_budget_is_too_costly():
+    # The page's orientation detection (Tesseract OSD, before the OCR) is the first to run over.
     scan = png_bytes(render_page_image("A page of text that Tesseract would need a while to read."))
     error, seconds = too_costly(scan, Budgets(ocr_page_seconds=0.01))
-    assert error.detail == ("OCR by Tesseract of 1 page did not finish within 0.01 s: over the OCR budget of "
-                            "0.01 s a page (--ocr-page-seconds 0.01)")
+    assert error.detail == ("orientation detection by Tesseract of 1 page did not finish within 0.01 s: over the "
+                            "OCR budget of 0.01 s a page (--ocr-page-seconds 0.01)")
     assert seconds < 5
+
+
+@needs_tesseract
+def test_ocr_without_clean_up_over_its_page_budget_is_too_costly():
+    scan = png_bytes(render_page_image("A page of text that Tesseract would need a while to read."))
+    started = time.monotonic()
+    with pytest.raises(ExtractionError) as caught:
+        image.extract(scan, identify(scan), settings=image.OcrSettings(cleanup=False),
+                      meter=Meter(Budgets(ocr_page_seconds=0.01), len(scan)))
+    assert caught.value.reason == TOO_COSTLY
+    assert caught.value.detail == ("OCR by Tesseract of 1 page did not finish within 0.01 s: over the OCR budget "
+                                   "of 0.01 s a page (--ocr-page-seconds 0.01)")
+    assert time.monotonic() - started < 5
 
 
 @needs_tesseract

@@ -315,13 +315,14 @@ def test_pdf_over_the_page_limit_is_too_large():
     assert reason_of(render_blank_pdf(11), lambda d, f: pdf.extract(d, f, settings=small)).reason == "too-large"
 
 
-def test_pdf_needing_a_password_is_unsupported():
+@pytest.mark.parametrize("algorithm", ["RC4-128", "AES-256"])
+def test_pdf_needing_a_password_is_encrypted(algorithm):
     writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(render_pdf(["Secret text."]))))
-    writer.encrypt(user_password="s3cret", owner_password="owner", algorithm="RC4-128")
+    writer.encrypt(user_password="s3cret", owner_password="owner", algorithm=algorithm)
     buffer = io.BytesIO()
     writer.write(buffer)
     error = reason_of(buffer.getvalue())
-    assert error.reason == "unsupported-format"
+    assert error.reason == "encrypted"
     assert "password" in error.detail
 
 

@@ -17,9 +17,13 @@ GOOD_DOCUMENT = {
     "encoding": "utf-8", "extractor": "charset-normalizer", "extractor_version": "3.5.2", "title": "A letter",
     "date": "1923-04-17", "date_text": "1923-04-17", "creator": None, "language": "en", "publisher": None,
     "source": None, "rights": None, "description": None, "subject": None, "identifier": None, "type": None,
-    "char_count": 5, "word_count": 1, "text": "Hello",
+    "char_count": 5, "word_count": 1, "ocr_confidence": None, "dictionary_share": None, "low_ocr_quality": None,
+    "ocr_key": None, "text": "Hello",
     "ingested_at": "2026-11-22T15:30:00.000001Z",
 }
+OCR_DOCUMENT = {**GOOD_DOCUMENT, "media_type": "image/png", "puid": "fmt/11", "encoding": None,
+                "extractor": "tesseract", "extractor_version": "5.3.0", "ocr_confidence": 0.94,
+                "dictionary_share": 0.99, "low_ocr_quality": False, "ocr_key": object_key("c" * 64)}
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
@@ -53,6 +57,14 @@ def _common_def(name: str) -> dict:
 
 def test_a_good_document_validates():
     assert problems("document", GOOD_DOCUMENT) == []
+    assert problems("document", OCR_DOCUMENT) == []
+
+
+@pytest.mark.parametrize("field, value", [("ocr_confidence", 1.5), ("dictionary_share", -0.1),
+                                          ("low_ocr_quality", "yes"), ("ocr_key", "objects/alto.xml")])
+def test_ocr_quality_fields_are_checked(field, value):
+    found = problems("document", {**OCR_DOCUMENT, field: value})
+    assert found and {p.path for p in found} == {f"$.{field}"}
 
 
 @pytest.mark.parametrize("field, value, path, words", [

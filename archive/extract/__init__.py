@@ -15,6 +15,7 @@ from ..identify import Format
 
 if TYPE_CHECKING:
     from .budget import Budgets
+    from .ocrquality import OcrQuality
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Extracted:
     pages: int | None = None
     # Human-readable notes for the normalization event (e.g. "decoded as cp1252").
     notes: list[str] = field(default_factory=list)
+    # Where pages were OCR'd: their ALTO (word boxes and confidences) and what it says of their quality.
+    ocr: OcrQuality | None = None
 
 
 class ExtractionError(TerminalError):

@@ -1,6 +1,7 @@
-"""The extractors for digitised formats (HTML, PDF, scanned images), by media type, with their work limits.
+"""The extractors for digitised formats (HTML, PDF, scanned images), office documents and e-books (DOCX, ODT,
+RTF, EPUB), e-mail, TEI and the OCR vendors deliver (ALTO, hOCR, PAGE), by media type, with their work limits.
 
-Importing this module is cheap: trafilatura, pypdf and Pillow are imported by
+Importing this module is cheap: trafilatura, pypdf, Pillow, python-docx, odfpy, striprtf and lxml are imported by
 the extractor functions on first use.
 """
 
@@ -9,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import partial
 
-from . import Extractor, html, image, pdf
+from .. import containers
+from . import Extractor, html, image, mail, markup, office, pdf
 from .image import OcrSettings
 from .pdf import PdfSettings
 
@@ -35,6 +37,17 @@ def make_extractors(limits: Limits | None = None) -> dict[str, Extractor]:
     }
     for media_type in IMAGE_TYPES:
         extractors[media_type] = partial(image.extract, settings=limits.ocr)
+    extractors.update({
+        containers.DOCX.media_type: office.extract_docx,
+        containers.ODT_TYPE: office.extract_odt,
+        containers.RTF.media_type: office.extract_rtf,
+        containers.EPUB.media_type: office.extract_epub,
+        containers.EML.media_type: mail.extract_eml,
+        containers.TEI.media_type: markup.extract_tei,
+        containers.ALTO.media_type: markup.extract_alto,
+        containers.HOCR.media_type: markup.extract_hocr,
+        containers.PAGE.media_type: markup.extract_page,
+    })
     return extractors
 
 

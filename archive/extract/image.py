@@ -10,7 +10,6 @@ as a normalised greyscale PNG.
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 from ..identify import Format
 from . import Extracted, ExtractionError
 from .budget import Meter
+from .ocr import ocr_files
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -58,6 +58,9 @@ class OcrSettings:
     # Tesseract's OpenMP threads fight each other when batches run side by
     # side; one thread per process gives more pages per second overall.
     threads: int = 1
+    # Each page turned upright, straightened and denoised where it needs it, and binarised by Sauvola's method
+    # (cleanup.py); False: the page as it is, to Tesseract's defaults.
+    cleanup: bool = True
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,8 @@ def extract(data: bytes, fmt: Format, *, settings: OcrSettings = OcrSettings(), 
             page.save(path, format="PNG", **({"dpi": (dpi, dpi)} if dpi else {}))
             pages.append(path)
             resolutions.add(f"{dpi} dpi" if dpi else "resolution unknown (estimated by Tesseract)")
-        texts = ocr_files(pages, tesseract, settings, meter)
+        output = ocr_files(pages, tesseract, settings, meter)
+    texts = output.texts
     text = "\f".join(texts)
     if not text.strip():
         raise ExtractionError(
@@ -133,9 +137,11 @@ def extract(data: bytes, fmt: Format, *, settings: OcrSettings = OcrSettings(), 
         extractor_version=tesseract.version,
         pages=len(texts),
         notes=[
-            f"OCR by Tesseract {tesseract.version} (-l {settings.languages}) of {count_of(len(texts), 'page')}, "
-            + ", ".join(sorted(resolutions))
+            f"OCR by Tesseract {tesseract.version} (-l {settings.languages}{', Sauvola' if settings.cleanup else ''})"
+            f" of {count_of(len(texts), 'page')}, " + ", ".join(sorted(resolutions)),
+            *output.notes(),
         ],
+        ocr=output.quality,
     )
 
 
@@ -223,45 +229,6 @@ def _dpi(image: Image) -> int | None:
         return None
     # Scanners write 1 or 72 when they do not know; Tesseract estimates better then.
     return value if 100 <= value <= 2400 else None
-
-
-def ocr_files(paths: list[Path], tesseract: Tesseract, settings: OcrSettings, meter: Meter) -> list[str]:
-    """The text of each page image, in order: one Tesseract run over a list of pages, which loads the model once,
-    within the OCR budget of as many pages (or the file's time left)."""
-    if not paths:
-        return []
-    listing = paths[0].parent / "pages.txt"
-    listing.write_text("".join(f"{path}\n" for path in paths), encoding="utf-8")
-    # Tesseract writes a form feed between pages, so n pages give n parts.
-    parts = _run_tesseract(str(listing), len(paths), tesseract, settings, meter).split("\f")
-    if len(parts) != len(paths):
-        # Not the output shape this Tesseract version is known for: page by page instead.
-        parts = [_run_tesseract(str(path), 1, tesseract, settings, meter) for path in paths]
-    return [part.rstrip() for part in parts]
-
-
-def _run_tesseract(source: str, pages: int, tesseract: Tesseract, settings: OcrSettings, meter: Meter) -> str:
-    timeout = meter.command_timeout(pages, f" before OCR of {count_of(pages, 'page')}")
-    env = dict(os.environ)
-    env.setdefault("OMP_THREAD_LIMIT", str(settings.threads))
-    try:
-        result = subprocess.run(
-            [tesseract.path, source, "stdout", "-l", settings.languages],
-            capture_output=True,
-            timeout=timeout,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise meter.overran(f"OCR by Tesseract of {count_of(pages, 'page')}", pages, timeout) from None
-    except OSError as exc:
-        raise ExtractionError("needs-ocr", f"Tesseract at {tesseract.path} does not run: {exc}") from None
-    if result.returncode != 0:
-        stderr = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise ExtractionError(
-            "needs-ocr", f"Tesseract {tesseract.version} failed (exit {result.returncode}): {' / '.join(stderr[-3:])}"
-        )
-    return result.stdout.decode("utf-8", "replace")
 
 
 def count_of(n: int, noun: str) -> str:

@@ -26,11 +26,13 @@ from typing import Any
 from ..identify import Format
 from . import Extracted, ExtractionError
 from .budget import Meter
-from .image import OcrSettings, Tesseract, count_of, find_tesseract, ocr_files
+from .image import OcrSettings, Tesseract, count_of, find_tesseract
+from .ocr import OcrOutput, ocr_files
 from .pdftext import form_limit_lifted, page_text
 
 MAX_PAGES = 2000
 MAX_OCR_PAGES = 500
+ENCRYPTED = "encrypted"  # the quarantine reason of a file that needs a password
 OCR_DPI = 300
 
 
@@ -63,19 +65,24 @@ def extract(data: bytes, fmt: Format, *, settings: PdfSettings = PdfSettings(), 
             raise ExtractionError("too-large", f"the PDF has {page_count} pages; the limit is {settings.max_pages}")
         texts: list[str] = []
         scanned: dict[int, list[tuple[int, int]]] = {}  # page index -> sizes of its images
+        overdrawn = [0]
         for index, page in enumerate(reader.pages):
             meter.check(f" at page {index + 1} of {page_count}")
-            text = page_text(page, meter, index + 1, page_count)
+            text = page_text(page, meter, index + 1, page_count, overdrawn)
             texts.append(text if text.strip() else "")
             if not text.strip():
                 images = _image_sizes(page)
                 if images:
                     scanned[index] = images
         metadata = _info_metadata(reader, notes)
+    if overdrawn[0]:
+        notes.append(f"{count_of(overdrawn[0], 'run')} of text drawn again at the same place (fake bold, shadow) "
+                     "read once")
     if page_count == 0:
         raise ExtractionError("no-text", "the PDF has no pages")
 
     extractor, version = "pypdf", pypdf.__version__
+    ocr = None
     if scanned:
         if len(scanned) > settings.max_ocr_pages:
             raise ExtractionError(
@@ -92,13 +99,15 @@ def extract(data: bytes, fmt: Format, *, settings: PdfSettings = PdfSettings(), 
                 ) from None
             notes.append(f"{_pages_list(scanned)} no text layer and not OCR'd: {exc.detail}")
         else:
-            ocr_texts, how = _ocr_pages(data, reader, scanned, tesseract, settings, meter)
+            ocr_texts, how, output = _ocr_pages(data, reader, scanned, tesseract, settings, meter)
             for index, text in ocr_texts.items():
                 texts[index] = text
             notes.append(
                 f"{_pages_list(scanned)} no text layer: {how}, OCR by Tesseract {tesseract.version} "
-                f"(-l {settings.ocr.languages})"
+                f"(-l {settings.ocr.languages}{', Sauvola' if settings.ocr.cleanup else ''})"
             )
+            notes.extend(output.notes())
+            ocr = output.quality
             if has_text_layer:
                 extractor, version = "pypdf+tesseract", f"{pypdf.__version__}+{tesseract.version}"
             else:
@@ -113,7 +122,8 @@ def extract(data: bytes, fmt: Format, *, settings: PdfSettings = PdfSettings(), 
             else f"OCR found no text on {count_of(len(scanned), 'scanned page')}",
         )
     return Extracted(
-        text=text, extractor=extractor, extractor_version=version, metadata=metadata, pages=page_count, notes=notes
+        text=text, extractor=extractor, extractor_version=version, metadata=metadata, pages=page_count, notes=notes,
+        ocr=ocr,
     )
 
 
@@ -131,7 +141,8 @@ def _pypdf_errors(data: bytes | None = None) -> Iterator[None]:
     except MemoryError:
         raise ExtractionError("too-large", "not enough memory to parse the PDF") from None
     except (FileNotDecryptedError, DependencyError) as exc:
-        raise ExtractionError("unsupported-format", f"encrypted PDF: pypdf {type(exc).__name__}: {exc}") from None
+        raise ExtractionError(ENCRYPTED if isinstance(exc, FileNotDecryptedError) else "unsupported-format",
+                              f"encrypted PDF: pypdf {type(exc).__name__}: {exc}") from None
     except RecursionError:
         raise ExtractionError("corrupt", "pypdf RecursionError: the PDF's object graph nests without end") from None
     except Exception as exc:  # noqa: BLE001 - untrusted bytes: any parser error means unreadable
@@ -152,7 +163,8 @@ def _decrypt(reader: Any) -> None:
 
     # Many PDFs are "encrypted" only to set permissions and open with an empty password.
     if reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-        raise ExtractionError("unsupported-format", "encrypted PDF that needs a password to open")
+        raise ExtractionError(ENCRYPTED, "encrypted PDF that needs a password to open: ingest a copy saved without "
+                                         "the password, or one the depositor opens")
 
 
 def _image_sizes(page: Any) -> list[tuple[int, int]]:
@@ -196,8 +208,9 @@ def _number(value: Any) -> int:
 def _ocr_pages(
     data: bytes, reader: Any, scanned: dict[int, list[tuple[int, int]]], tesseract: Tesseract, settings: PdfSettings,
     meter: Meter,
-) -> tuple[dict[int, str], str]:
-    """OCR text of the image-only pages: rendered by pdftoppm where it is installed, else their embedded images."""
+) -> tuple[dict[int, str], str, OcrOutput]:
+    """OCR text of the image-only pages, how they were had (rendered by pdftoppm where it is installed, else their
+    embedded images) and the OCR's output."""
     pdftoppm = shutil.which(settings.pdftoppm_cmd) if settings.pdftoppm_cmd else None
     with tempfile.TemporaryDirectory(prefix="archive-pdf-ocr-") as workdir:
         work = Path(workdir)
@@ -207,11 +220,12 @@ def _ocr_pages(
         else:
             images = _embedded_images(reader, scanned, work, settings, meter)
             how = "embedded images (pdftoppm not installed)"
-        texts = ocr_files([path for _, path in images], tesseract, settings.ocr, meter)
+        output = ocr_files([path for _, path in images], tesseract, settings.ocr, meter,
+                           [index + 1 for index, _ in images])
     by_page: dict[int, list[str]] = {}
-    for (index, _), text in zip(images, texts):
+    for (index, _), text in zip(images, output.texts):
         by_page.setdefault(index, []).append(text)
-    return {index: "\n\n".join(parts) for index, parts in by_page.items()}, how
+    return {index: "\n\n".join(parts) for index, parts in by_page.items()}, how, output
 
 
 def _render(

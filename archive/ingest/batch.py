@@ -19,6 +19,7 @@ from ..sources import FileRef, Prefetch, Source
 from ..storage import Store
 from ..timing import StageTimer
 from . import stages
+from .derived import store_derived
 from .descriptions import Descriptions
 from .originals import OriginalsWriter
 from .readahead import read_ahead
@@ -170,13 +171,14 @@ class BatchProcessor:
         if not made:
             return
         with self._time("normalise"):
-            descriptions = describe_texts([text for *_, text in made])
-        for (ref, sha256, fmt, size, extracted, text), description in zip(made, descriptions):
-            self._publish_document(ref, sha256, fmt, size, extracted, text, description)
+            descriptions = describe_texts([text for *_, text, _ in made])
+        for (ref, sha256, fmt, size, extracted, text, ocr_key), description in zip(made, descriptions):
+            self._publish_document(ref, sha256, fmt, size, extracted, text, description, ocr_key)
 
     def _text(self, ref: FileRef, sha256: str, fmt: Format, size: int,
-              extracted: Extracted | Quarantine) -> tuple[Extracted, str] | None:
-        """The file's text, normalised, or None (quarantined: no text to be had)."""
+              extracted: Extracted | Quarantine) -> tuple[Extracted, str, str | None] | None:
+        """The file's text, normalised, and the key of its OCR's ALTO where it has one; or None (quarantined: no
+        text to be had)."""
         if not isinstance(extracted, Quarantine):
             with self._time("normalise"):
                 extracted = stages.normalised(extracted)
@@ -184,12 +186,18 @@ class BatchProcessor:
             self.rows.set_aside(ref, sha256, size, fmt, extracted.reason, extracted.detail)
             return None
         extracted, text = extracted
-        self.rows.event(ev.NORMALIZATION, ev.SUCCESS, stages.normalisation_detail(extracted, text), sha256=sha256,
+        detail, ocr_key = stages.normalisation_detail(extracted, text), None
+        if extracted.ocr is not None and extracted.ocr.alto:
+            with self._time("store_originals"):
+                ocr_key, kept = store_derived(self.store, extracted.ocr.alto, f"the ALTO of {ref.path}")
+            detail += f"; ALTO of the OCR (word boxes and confidences) {kept}"
+        low = extracted.ocr is not None and bool(extracted.ocr.low_pages)
+        self.rows.event(ev.NORMALIZATION, ev.WARNING if low else ev.SUCCESS, detail, sha256=sha256,
                         path=ref.path, tool=f"{extracted.extractor} {extracted.extractor_version}")
-        return extracted, text
+        return extracted, text, ocr_key
 
     def _publish_document(self, ref: FileRef, sha256: str, fmt: Format, size: int, extracted: Extracted, text: str,
-                          description: Description) -> None:
+                          description: Description, ocr_key: str | None = None) -> None:
         sidecar, _ = self.descriptions.lookup(ref.path)  # (a file whose row is invalid was set aside: badly_described)
         values, origin = stages.dublin_core(description, extracted, sidecar)
         self.rows.event(ev.METADATA_EXTRACTION, ev.WARNING if description.notes else ev.SUCCESS,
@@ -198,7 +206,7 @@ class BatchProcessor:
                         sha256=sha256, path=ref.path, tool=f"py3langid {language_tool_version()}")
         document = stages.document_record(sha256=sha256, run_id=self.run.run_id, collection=self.run.collection,
                                           path=ref.path, fmt=fmt, extracted=extracted, text=text,
-                                          description=description, values=values)
+                                          description=description, values=values, ocr_key=ocr_key)
         with self._time("validate"):
             invalid = stages.invalid_document(document)
         schema = stages.document_schema()

@@ -15,7 +15,7 @@ from ..extract import Extracted, ExtractionError, extract
 from ..extract.budget import Budgets
 from ..fixity import text_sha256
 from ..identify import Format
-from ..normalise import normalise_text
+from ..normalise import ligature_count, normalise_text
 from ..records import utc_now
 from ..storage import object_key
 from ..validate import describe_problems, problems, schema_id
@@ -45,19 +45,24 @@ def extract_text(data: bytes, fmt: Format, budgets: Budgets | None = None) -> Ex
 
 
 def normalised(extracted: Extracted) -> tuple[Extracted, str] | Quarantine:
-    """The extracted text normalised (line endings, NFC, spacing, line-break hyphens); the raw text is dropped."""
+    """The extracted text normalised (line endings, NFC, compatibility ligatures, spacing, line-break hyphens); the
+    raw text is dropped."""
     text = normalise_text(extracted.text)
     if not text:
         return Quarantine("no-text", f"decoded as {extracted.encoding or extracted.extractor} but only whitespace "
                                      "or invisible characters remain")
-    return dataclasses.replace(extracted, text=""), text
+    folded = ligature_count(extracted.text)
+    notes = extracted.notes + [f"{folded} compatibility ligature{'s' if folded > 1 else ''} (\ufb01, \ufb02...) "
+                               "folded into their letters"] if folded else extracted.notes
+    return dataclasses.replace(extracted, text="", notes=notes), text
 
 
 def normalisation_detail(extracted: Extracted, text: str) -> str:
     """The normalisation event's detail: how the text was had and what was done to it."""
     notes = "; ".join(extracted.notes)
     return (f"text extracted{' as ' + extracted.encoding if extracted.encoding else ''}"
-            f"{' (' + notes + ')' if notes else ''}; normalised (line endings, NFC, spacing, line-break hyphens): "
+            f"{' (' + notes + ')' if notes else ''}; normalised (line endings, NFC, compatibility ligatures, spacing, "
+            "line-break hyphens): "
             f"{len(text)} characters")
 
 
@@ -71,6 +76,9 @@ def dublin_core(description: Description, extracted: Extracted,
     for name, value in extracted.metadata.items():
         if name in values and value:
             values[name], origin[name] = value, extracted.extractor
+    if origin.get("title") == "text" and extracted.ocr is not None and extracted.ocr.low_pages:
+        values["title"] = None  # a line of text OCR'd below the quality thresholds is no title
+        del origin["title"]
     for name, value in (sidecar or {}).items():
         if name in values and value:
             values[name], origin[name] = value, "metadata.csv"
@@ -81,8 +89,10 @@ def dublin_core(description: Description, extracted: Extracted,
 
 
 def document_record(*, sha256: str, run_id: str, collection: str | None, path: str, fmt: Format,
-                    extracted: Extracted, text: str, description: Description, values: dict) -> dict:
-    """The documents row of a file."""
+                    extracted: Extracted, text: str, description: Description, values: dict,
+                    ocr_key: str | None = None) -> dict:
+    """The documents row of a file; ocr_key: where the ALTO of its OCR is kept, if it has one."""
+    ocr = extracted.ocr
     return {
         "doc_id": sha256,
         "text_sha256": text_sha256(text),
@@ -98,6 +108,10 @@ def document_record(*, sha256: str, run_id: str, collection: str | None, path: s
         **values,
         "char_count": description.char_count,
         "word_count": description.word_count,
+        "ocr_confidence": ocr.confidence if ocr is not None else None,
+        "dictionary_share": ocr.dictionary_share if ocr is not None else None,
+        "low_ocr_quality": bool(ocr.low_pages) if ocr is not None else None,
+        "ocr_key": ocr_key,
         "text": text,
         "ingested_at": utc_now(),
     }

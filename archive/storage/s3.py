@@ -85,21 +85,9 @@ class S3Store(Store):
 
     @classmethod
     def from_url(cls, url: str, **settings) -> "S3Store":
-        """The store at url. Timeouts may also come from ARCHIVE_S3_CONNECT_TIMEOUT and
-        ARCHIVE_S3_READ_TIMEOUT (seconds), e.g. for workers that must give up sooner; Object Lock retention of
-        originals and manifests from ARCHIVE_S3_RETENTION (governance:DAYS or compliance:DAYS)."""
-        for name, variable in (("connect_timeout", "ARCHIVE_S3_CONNECT_TIMEOUT"),
-                               ("read_timeout", "ARCHIVE_S3_READ_TIMEOUT")):
-            if name not in settings and os.environ.get(variable):
-                try:
-                    settings[name] = float(os.environ[variable])
-                except ValueError:
-                    value = os.environ[variable]
-                    raise ConfigurationError(f"{variable}={value!r} is not a number of seconds") from None
-        if "retention" not in settings and os.environ.get("ARCHIVE_S3_RETENTION"):
-            settings["retention"] = Retention.parse(os.environ["ARCHIVE_S3_RETENTION"])
+        """The store at url, with the settings of the environment (settings_from_env) under those given."""
         bucket, prefix = parse_s3_url(url)
-        return cls(bucket, prefix, **settings)
+        return cls(bucket, prefix, **{**settings_from_env(), **settings})
 
     def __repr__(self) -> str:
         return f"S3Store({self.url!r})"
@@ -225,3 +213,21 @@ class S3Store(Store):
 
     def arrow_path(self, key: str) -> str:
         return f"{self.bucket}/{self._full(validate_key(key))}"
+
+
+def settings_from_env() -> dict:
+    """S3Store settings from the environment: timeouts from ARCHIVE_S3_CONNECT_TIMEOUT and ARCHIVE_S3_READ_TIMEOUT
+    (seconds), e.g. for workers that must give up sooner; Object Lock retention of originals and manifests from
+    ARCHIVE_S3_RETENTION (governance:DAYS or compliance:DAYS)."""
+    settings: dict = {}
+    for name, variable in (("connect_timeout", "ARCHIVE_S3_CONNECT_TIMEOUT"),
+                           ("read_timeout", "ARCHIVE_S3_READ_TIMEOUT")):
+        if os.environ.get(variable):
+            try:
+                settings[name] = float(os.environ[variable])
+            except ValueError:
+                value = os.environ[variable]
+                raise ConfigurationError(f"{variable}={value!r} is not a number of seconds") from None
+    if os.environ.get("ARCHIVE_S3_RETENTION"):
+        settings["retention"] = Retention.parse(os.environ["ARCHIVE_S3_RETENTION"])
+    return settings

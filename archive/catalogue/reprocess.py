@@ -182,9 +182,9 @@ def _current_records(store: Store, manifests: list[dict], doc_ids: list[str]) ->
 def _candidate(run: RunContext, record: dict, derived: dict, reason: str) -> dict:
     """A record candidate with the re-derived description; its statement is the record's current one at commit."""
     values = describe(derived, from_json(record["stated"]))
-    return {**{k: v for k, v in record.items()}, **values, "version": 0, "run_id": run.run_id, "change": "rederived",
-            "changed_fields": [], "reason": reason, "date": values["date"], "stated": None, "sidecar": None,
-            "derived": as_json(derived), "description_sha256": description_sha256(values), "recorded_at": utc_now()}
+    return {**record, **values, "version": 0, "run_id": run.run_id, "change": "rederived", "changed_fields": [],
+            "reason": reason, "stated": None, "sidecar": None, "derived": as_json(derived),
+            "description_sha256": description_sha256(values), "recorded_at": utc_now()}
 
 
 def commit_reprocess(store: Store, run: RunContext, summaries: list[ReprocessSummary], parameters: dict) -> dict:

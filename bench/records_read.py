@@ -41,7 +41,7 @@ def build(dest: Path, records: int, run_docs: int, corrected: int, withdrawn: in
     from archive.catalogue.withdraw import withdraw
     from archive.provenance import RunContext, new_run_id
     from archive.publish import build_manifest, commit_manifest, new_attempt, part_key, write_part
-    from archive.records import utc_now
+    from archive.records import arrow_schema, utc_now
     from archive.storage import object_key, open_store
 
     store = open_store(str(dest))
@@ -64,6 +64,7 @@ def build(dest: Path, records: int, run_docs: int, corrected: int, withdrawn: in
             derived = {"title": f"Page {number}", "language": "en", "date": f"19{number % 100:02d}-01-01"}
             values = describe(derived, None)
             documents.append({
+                **dict.fromkeys(arrow_schema("documents").names),  # (columns the bench does not fill: null)
                 "doc_id": doc_id, "text_sha256": doc_id, "run_id": run.run_id, "collection": "bench",
                 "source_path": path, "object_key": object_key(doc_id), "media_type": "text/plain",
                 "puid": "x-fmt/111", "encoding": "utf-8", "extractor": "charset-normalizer", "extractor_version": "3",

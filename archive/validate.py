@@ -97,8 +97,8 @@ _SIMPLE = {"type", "pattern", "minLength", "maxLength", "minimum", "maximum", "e
 
 def _simple_check(subschema: dict):
     """A function value -> True | False | None that gives jsonschema's verdict on the plain values of a property
-    (None, str, int) under a subschema of _SIMPLE keywords (None: another value, jsonschema's to judge), or None
-    where the subschema has other keywords (or an enum or const of other than strings).
+    (None, str, int, float, bool) under a subschema of _SIMPLE keywords (None: another value, jsonschema's to
+    judge), or None where the subschema has other keywords (or an enum or const of other than strings).
 
     Each keyword as Draft 2020-12 defines it and jsonschema applies it: pattern
     is re.search, lengths count code points, minimum and maximum apply to
@@ -122,7 +122,7 @@ def _simple_check(subschema: dict):
         return any_of
     types = subschema.get("type", ["string", "integer", "null"])  # (no type: an enum or const, of strings)
     types = {types} if isinstance(types, str) else set(types)
-    if types - {"string", "integer", "null"}:
+    if types - {"string", "integer", "number", "boolean", "null"}:
         return None
     pattern = re.compile(subschema["pattern"]) if "pattern" in subschema else None
     min_length, max_length = subschema.get("minLength", 0), subschema.get("maxLength")
@@ -146,9 +146,14 @@ def _simple_check(subschema: dict):
             return None
         if value is None:
             return "null" in types
-        if kind is int:
-            return "integer" in types and (minimum is None or value >= minimum) and (
-                maximum is None or value <= maximum) and (fmt is None or conforms(value, fmt))
+        if kind is float and ("number" not in types or value != value):
+            return None  # 3.0 is an integer to jsonschema; NaN compares as jsonschema's own code decides
+        if kind is int or kind is float:  # (a bool is neither: its type is bool)
+            return ("number" in types or "integer" in types) and (
+                minimum is None or value >= minimum) and (maximum is None or value <= maximum) and (
+                fmt is None or conforms(value, fmt))
+        if kind is bool:
+            return "boolean" in types
         return None
 
     return check

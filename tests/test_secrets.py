@@ -68,11 +68,16 @@ def test_the_secret_key_is_in_no_output_object_log_or_artifact(prefect_harness, 
     exported = [p.read_bytes().decode("latin-1") for p in (tmp_path / "bag").rglob("*") if p.is_file()]
     assert any(first["run_id"] in text for text in exported)
 
-    # What Prefect recorded: logs, flow runs and their parameters, artifacts.
+    # What Prefect recorded: logs, flow runs and their parameters, artifacts; the newest, as the suite's server
+    # also holds every earlier test's.
+    from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, LogSort
+
     with get_client(sync_client=True) as prefect:
-        logs = [f"{log.name} {log.message}" for log in prefect.read_logs(limit=200)]
-        runs = [json.dumps(r.model_dump(mode="json")) for r in prefect.read_flow_runs(limit=200)]
-        artifacts = [json.dumps(a.model_dump(mode="json")) for a in prefect.read_artifacts(limit=200)]
+        logs = [f"{log.name} {log.message}" for log in prefect.read_logs(limit=200, sort=LogSort.TIMESTAMP_DESC)]
+        runs = [json.dumps(r.model_dump(mode="json"))
+                for r in prefect.read_flow_runs(limit=200, sort=FlowRunSort.EXPECTED_START_TIME_DESC)]
+        artifacts = [json.dumps(a.model_dump(mode="json"))
+                     for a in prefect.read_artifacts(limit=200, sort=ArtifactSort.CREATED_DESC)]
     assert logs, "the --verbose runs left no Prefect logs to check"
     assert any(second["run_id"].lower() in text for text in artifacts), "the run's artifacts were not read"
     assert any(dest in text for text in runs), "the flow runs' parameters were not read"

@@ -160,13 +160,17 @@ def test_the_simple_check_covers_the_keywords_it_reads():
     assert check({"type": ["integer", "null"], "minimum": 0})(None) is True
     assert check({"type": ["integer", "null"], "minimum": 0})(-1) is False
     assert check({"type": "integer", "maximum": 3})(4) is False
-    assert check({"type": "integer"})(True) is None  # (a bool, jsonschema's to judge)
+    assert check({"type": "integer"})(True) is False  # (a bool is no integer to jsonschema)
+    assert check({"type": ["boolean", "null"]})(False) is True and check({"type": "boolean"})(0) is False
+    assert check({"type": "number", "minimum": 0, "maximum": 1})(0.5) is True
+    assert check({"type": "number", "minimum": 0, "maximum": 1})(1.5) is False
+    assert check({"type": "number"})(2) is True and check({"type": "integer"})(3.0) is None  # (3.0: jsonschema's)
     assert check({"type": "string", "format": "date"})("2021-02-30") is False
     assert check({"enum": ["a", "b"]})("c") is False and check({"enum": ["a", "b"]})(1) is None
     assert check({"anyOf": [{"type": "string"}, {"type": "null"}]})(None) is True
     assert (check({"const": "a"})("a") is True and check({"const": "a"})("b") is False
             and check({"const": "a"})(None) is None)
-    assert check({"const": 1}) is None and check({"type": "number"}) is None and check({"not": {}}) is None
+    assert check({"const": 1}) is None and check({"type": "array"}) is None and check({"not": {}}) is None
 
 
 def test_record_times_are_iso_8601_utc_with_microseconds_across_second_boundaries(monkeypatch):

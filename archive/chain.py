@@ -89,7 +89,7 @@ def next_link(store: Store) -> dict:
 
 
 def remember(store: Store, key: str, data: bytes) -> None:
-    """A manifest this process has just committed: the next link is made without reading it back."""
+    """A manifest this process has just read or committed: the next link is made without reading it again."""
     _seen[(store.url, key)] = _entry(key, data)
 
 

@@ -269,7 +269,9 @@ def parse_manifest(key: str, data: bytes) -> dict:
 
 
 def load_manifest(store: Store, key: str) -> dict:
-    return parse_manifest(key, store.get_bytes(key))
+    data = store.get_bytes(key)
+    chain.remember(store, key, data)  # the next commit's link, or `archive runs`'s head, without reading it again
+    return parse_manifest(key, data)
 
 
 def committed_manifests(store: Store, *, skip: Container[str] = (),

@@ -127,7 +127,7 @@ def cmd_runs(args) -> int:
     try:
         store = open_store(args.dest)
         manifests = list(committed_manifests(store, damaged=damaged))
-        head = chain_head(store, manifests)
+        head = chain_head(store)
     except ArchiveError as exc:
         return _fail(str(exc), args)
     if args.head:
@@ -148,18 +148,14 @@ def cmd_runs(args) -> int:
     return EXIT_OK
 
 
-def chain_head(store, manifests: list[dict]) -> dict | None:
-    """The head of the run log's hash chain: the manifest with the highest sequence, and its bytes' sha256."""
-    from archive.fixity import sha256_hex
-    from archive.publish import manifest_key
+def chain_head(store) -> dict | None:
+    """The head of the run log's hash chain (archive/chain.py): its run, key, sequence and sha256."""
+    from archive import chain
 
-    linked = [m for m in manifests if m.get("chain")]
-    if not linked:
+    last = chain.head(chain.entries(store))  # (the manifests committed_manifests just read, not read again)
+    if last is None:
         return None
-    last = max(linked, key=lambda m: m["chain"]["sequence"])
-    key = manifest_key(last["run_id"])
-    return {"run_id": last["run_id"], "key": key, "sequence": last["chain"]["sequence"],
-            "sha256": sha256_hex(store.get_bytes(key))}
+    return {"run_id": last.run_id, "key": last.key, "sequence": last.link["sequence"], "sha256": last.sha256}
 
 
 def cmd_verify(args) -> int:

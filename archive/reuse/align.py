@@ -1,4 +1,5 @@
-"""The exact passages two texts share: seed-and-extend alignment, and the reuse rows of a pair's passages."""
+"""The passages two texts share: exact seeds extended through OCR noise (chained across small gaps), and the reuse
+rows of a pair's passages."""
 
 from __future__ import annotations
 
@@ -20,26 +21,35 @@ _TOKEN = re.compile(r"\S+")
 # A seed (min_words tokens) occurring more often than this in one document is
 # repetition (tables, refrains), not reuse; skipping it keeps alignment linear.
 MAX_SEED_OCCURRENCES = 64
+# Tokens in a row that must agree again after a gap for a passage to go on across it (see align's max_gap).
+RESYNC_TOKENS = 4
 
 
 @dataclass(frozen=True)
 class Passage:
-    """A maximal run of identical tokens in two texts, as character spans of each.
+    """A passage two texts share, as character spans of each.
 
-    text_a[start_a:end_a] and text_b[start_b:end_b] hold the same tokens in the
-    same order; only the whitespace between them may differ.
+    Exact (max_gap 0): text_a[start_a:end_a] and text_b[start_b:end_b] hold the
+    same tokens in the same order; only the whitespace between them may differ.
+    Through noise (max_gap > 0): runs of identical tokens, in the same order on
+    both sides, one after another across gaps of at most max_gap tokens on
+    each side (a misread, split, joined or dropped word); each span starts and
+    ends with a token the other has at the same place.
     """
 
     start_a: int
     end_a: int
     start_b: int
     end_b: int
-    words: int
+    words: int  # tokens of text_a in the passage
     token_a: int  # index of the first token in each text
     token_b: int
+    words_b: int  # tokens of text_b in the passage
+    matched: int  # tokens in the identical runs (words and words_b, for an exact passage)
 
     def swapped(self) -> Passage:
-        return Passage(self.start_b, self.end_b, self.start_a, self.end_a, self.words, self.token_b, self.token_a)
+        return Passage(self.start_b, self.end_b, self.start_a, self.end_a, self.words_b, self.token_b, self.token_a,
+                       self.words, self.matched)
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ class Alignment:
         if not self.passages:
             return 0.0
         covered_a = _covered((p.token_a, p.token_a + p.words) for p in self.passages)
-        covered_b = _covered((p.token_b, p.token_b + p.words) for p in self.passages)
+        covered_b = _covered((p.token_b, p.token_b + p.words_b) for p in self.passages)
         return max(covered_a / self.words_a, covered_b / self.words_b)
 
 
@@ -72,8 +82,8 @@ def _covered(intervals: Iterable[tuple[int, int]]) -> int:
     return total
 
 
-def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words) -> Alignment:
-    """Every maximal passage of at least min_words tokens that text_a and text_b share.
+def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words, max_gap: int = 0) -> Alignment:
+    """Every maximal passage that text_a and text_b share, holding a run of at least min_words identical tokens.
 
     Seed and extend: each run of min_words tokens of text_b is indexed by its
     content, text_a's runs look themselves up, and each hit not already inside
@@ -108,6 +118,7 @@ def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words) -> A
     last = np.searchsorted(sorted_b, hashes_a, side="right")
     del hashes_a, sorted_b
     seeded = np.flatnonzero(last > first)
+    reversed_a, reversed_b = (a[::-1], b[::-1]) if max_gap else (a, b)
 
     passages = []
     reached: dict[int, int] = {}  # diagonal (j - i) -> end (in a) of the last passage found on it
@@ -133,14 +144,49 @@ def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words) -> A
             end = i + m
             while end < n_a and end + d < n_b and a[end] == b[end + d]:
                 end += 1
-            reached[d] = end
+            runs = [(start, start + d, end - start)]
+            if max_gap:
+                backward = _chain(reversed_a, reversed_b, n_a - start, n_b - start - d, max_gap)
+                runs = [(n_a - x - length, n_b - y - length, length) for x, y, length in reversed(backward)] + runs
+                runs += _chain(a, b, end, end + d, max_gap)
+            for x, y, length in runs:
+                reached[y - x] = max(reached.get(y - x, -1), x + length)
+            (first_a, first_b, _), (last_a, last_b, length) = runs[0], runs[-1]
+            last_a, last_b = last_a + length - 1, last_b + length - 1
             passages.append(Passage(
-                start_a=starts_a[start], end_a=starts_a[end - 1] + lengths[a[end - 1]],
-                start_b=starts_b[start + d], end_b=starts_b[end - 1 + d] + lengths[b[end - 1 + d]],
-                words=end - start, token_a=start, token_b=start + d,
+                start_a=starts_a[first_a], end_a=starts_a[last_a] + lengths[a[last_a]],
+                start_b=starts_b[first_b], end_b=starts_b[last_b] + lengths[b[last_b]],
+                words=last_a + 1 - first_a, token_a=first_a, token_b=first_b, words_b=last_b + 1 - first_b,
+                matched=sum(length for _, _, length in runs),
             ))
     passages.sort(key=lambda p: (p.start_a, p.start_b))
     return Alignment(tuple(passages), n_a, n_b)
+
+
+def _chain(a: list[int], b: list[int], i: int, j: int, max_gap: int) -> list[tuple[int, int, int]]:
+    """The runs of identical tokens that carry a passage on from a[i], b[j] (the first tokens after it): each
+    (start in a, start in b, length), the first within max_gap tokens of (i, j) on each side, each next within
+    max_gap of the end of the one before, each at least RESYNC_TOKENS long."""
+    n_a, n_b, r = len(a), len(b), RESYNC_TOKENS
+    runs = []
+    while True:
+        found = None
+        for skipped in range(2 * max_gap + 1):  # the nearest place first: fewest tokens skipped on both sides
+            for x in range(max(0, skipped - max_gap), min(skipped, max_gap) + 1):
+                ia, jb = i + x, j + skipped - x
+                if ia + r <= n_a and jb + r <= n_b and a[ia] == b[jb] and a[ia:ia + r] == b[jb:jb + r]:
+                    found = ia, jb
+                    break
+            if found:
+                break
+        if found is None:
+            return runs
+        ia, jb = found
+        end = ia + r
+        while end < n_a and end - ia + jb < n_b and a[end] == b[end - ia + jb]:
+            end += 1
+        runs.append((ia, jb, end - ia))
+        i, j = end, end - ia + jb
 
 
 def _tokens(text: str, vocabulary: dict[str, int]) -> tuple[array, list[int]]:
@@ -189,7 +235,8 @@ def aligned_pair(text_a: str, text_b: str, params: ReuseParams, stats: ReuseStat
     params.max_text_chars characters), or None when they share no passage of params.min_words or
     fall under params.min_similarity; counted in stats."""
     with StageTimer(stats.timings, "align"):
-        alignment = align(searched_text(text_a, params), searched_text(text_b, params), params.min_words)
+        alignment = align(searched_text(text_a, params), searched_text(text_b, params), params.min_words,
+                          params.max_gap)
     if not alignment.passages or alignment.similarity < params.min_similarity:
         return None
     stats.pairs_with_reuse += 1

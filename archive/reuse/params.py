@@ -43,7 +43,13 @@ class ReuseParams:
     threshold: the Jaccard similarity of two windows' shingle sets that
         MinHashLSH is tuned for (0.5); datasketch chooses bands and rows from
         it and num_perm (8 bands of 4 for the defaults).
-    min_words: the shortest passage reported, in whitespace-separated tokens (10).
+    min_words: the shortest run of identical whitespace-separated tokens a
+        passage holds (10): a pair is reported only when its texts share one.
+    max_gap: the most tokens (8), on each side, that a passage is carried over
+        where the two texts differ, once RESYNC_TOKENS (4) tokens agree again
+        (see align): OCR noise (a misread, split, joined or dropped word) does
+        not cut a reprinted story into fragments. 0: exact passages only, each
+        a run of identical tokens.
     min_similarity: the lowest pair similarity reported (0.0: every pair that
         shares a passage of min_words). See Alignment.similarity.
     seed: the MinHash permutation seed (1). Results are deterministic for a
@@ -64,7 +70,7 @@ class ReuseParams:
         character, some 60 MiB at the default (BENCHMARKS.md, "One long
         text"). A run's reuse figures count the texts cut (texts_cut).
 
-    All but min_words, min_similarity, max_bucket_texts and max_text_chars
+    All but min_words, max_gap, min_similarity, max_bucket_texts and max_text_chars
     shape the band hashes; band_scheme() names them, and hashes of different
     schemes are never compared (max_text_chars decides only how much of a
     long text has band hashes, not what they are).
@@ -76,6 +82,7 @@ class ReuseParams:
     num_perm: int = 32
     threshold: float = 0.5
     min_words: int = 10
+    max_gap: int = 8
     min_similarity: float = 0.0
     seed: int = 1
     max_bucket_texts: int = 50
@@ -96,6 +103,8 @@ class ReuseParams:
             raise ValueError(f"threshold must be in (0, 1], not {self.threshold}")
         if self.min_words < 1:
             raise ValueError(f"min_words must be at least 1, not {self.min_words}")
+        if self.max_gap < 0:
+            raise ValueError(f"max_gap must be at least 0, not {self.max_gap}")
         if not 0.0 <= self.min_similarity <= 1.0:
             raise ValueError(f"min_similarity must be in [0, 1], not {self.min_similarity}")
         if self.max_bucket_texts < 2:

@@ -7,7 +7,7 @@ import functools
 import re
 from array import array
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import numpy as np
 
@@ -21,8 +21,6 @@ _TOKEN = re.compile(r"\S+")
 # A seed (min_words tokens) occurring more often than this in one document is
 # repetition (tables, refrains), not reuse; skipping it keeps alignment linear.
 MAX_SEED_OCCURRENCES = 64
-# Tokens in a row that must agree again after a gap for a passage to go on across it (see align's max_gap).
-RESYNC_TOKENS = 4
 
 
 @dataclass(frozen=True)
@@ -97,16 +95,20 @@ def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words, max_
     number, each seed's hash and place in a sorted index of text_b's seeds),
     and the texts' distinct tokens.
     """
+    tokenizer = Tokenizer()
+    return align_tokens(tokenizer.tokens(text_a), tokenizer.tokens(text_b), min_words, max_gap)
+
+
+def align_tokens(tokens_a: Tokens, tokens_b: Tokens, min_words: int = ReuseParams.min_words,
+                 max_gap: int = 0) -> Alignment:
+    """align() of two texts' tokens, numbered by the same Tokenizer."""
     if min_words < 1:
         raise ValueError(f"min_words must be at least 1, not {min_words}")
-    vocabulary: dict[str, int] = {}
-    starts_a, a = _tokens(text_a, vocabulary)
-    starts_b, b = _tokens(text_b, vocabulary)
+    starts_a, ends_a, a = tokens_a
+    starts_b, ends_b, b = tokens_b
     n_a, n_b, m = len(a), len(b), min_words
     if n_a < m or n_b < m:
         return Alignment((), n_a, n_b)
-    lengths = [len(token) for token in vocabulary]  # (a dict keeps its keys in the order of their numbers)
-    del vocabulary
     # text_b's seeds, sorted by a hash of their tokens (equal seeds together, in their order in text_b); each seed
     # of text_a finds the range of its hash, and its hits are the seeds there whose tokens are its own.
     hashes_b = _seed_hashes(b, m)
@@ -123,7 +125,10 @@ def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words, max_
     passages = []
     reached: dict[int, int] = {}  # diagonal (j - i) -> end (in a) of the last passage found on it
     repeated: dict[int, tuple[list[int], list[int] | None]] = {}  # low -> (seed, its hits), for large ranges
+    at = index.tolist()
     for i, low, high in zip(seeded.tolist(), first[seeded].tolist(), last[seeded].tolist()):
+        if high - low == 1 and i < reached.get(at[low] - i, -1):
+            continue  # (the commonest case, a seed inside the passage just found: no tokens compared)
         seed = a[i:i + m]
         if high - low > MAX_SEED_OCCURRENCES:  # (a seed text_a repeats too: checked once, not at each repeat)
             known = repeated.get(low)
@@ -154,8 +159,7 @@ def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words, max_
             (first_a, first_b, _), (last_a, last_b, length) = runs[0], runs[-1]
             last_a, last_b = last_a + length - 1, last_b + length - 1
             passages.append(Passage(
-                start_a=starts_a[first_a], end_a=starts_a[last_a] + lengths[a[last_a]],
-                start_b=starts_b[first_b], end_b=starts_b[last_b] + lengths[b[last_b]],
+                start_a=starts_a[first_a], end_a=ends_a[last_a], start_b=starts_b[first_b], end_b=ends_b[last_b],
                 words=last_a + 1 - first_a, token_a=first_a, token_b=first_b, words_b=last_b + 1 - first_b,
                 matched=sum(length for _, _, length in runs),
             ))
@@ -165,16 +169,22 @@ def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words, max_
 
 def _chain(a: list[int], b: list[int], i: int, j: int, max_gap: int) -> list[tuple[int, int, int]]:
     """The runs of identical tokens that carry a passage on from a[i], b[j] (the first tokens after it): each
-    (start in a, start in b, length), the first within max_gap tokens of (i, j) on each side, each next within
-    max_gap of the end of the one before, each at least RESYNC_TOKENS long."""
-    n_a, n_b, r = len(a), len(b), RESYNC_TOKENS
-    runs = []
+    (start in a, start in b, length), in order; an X-drop extension, as local alignments extend their hits.
+
+    From the end of a run, the next is the nearest pair of equal tokens within max_gap tokens on each side
+    (fewest tokens skipped on both sides, then on either), extended as far as the tokens agree. Each run scores
+    its length, each gap the tokens skipped on the side that skips more. The passage goes on while its score
+    stays within max_gap of the best it reached, and ends where that best was."""
+    n_a, n_b = len(a), len(b)
+    runs: list[tuple[int, int, int]] = []
+    pending: list[tuple[int, int, int]] = []
+    score = best = 0
     while True:
         found = None
-        for skipped in range(2 * max_gap + 1):  # the nearest place first: fewest tokens skipped on both sides
+        for skipped in range(1, 2 * max_gap + 1):  # (a[i] != b[j]: skipping nothing finds nothing)
             for x in range(max(0, skipped - max_gap), min(skipped, max_gap) + 1):
                 ia, jb = i + x, j + skipped - x
-                if ia + r <= n_a and jb + r <= n_b and a[ia] == b[jb] and a[ia:ia + r] == b[jb:jb + r]:
+                if ia < n_a and jb < n_b and a[ia] == b[jb]:
                     found = ia, jb
                     break
             if found:
@@ -182,22 +192,66 @@ def _chain(a: list[int], b: list[int], i: int, j: int, max_gap: int) -> list[tup
         if found is None:
             return runs
         ia, jb = found
-        end = ia + r
+        score -= max(ia - i, jb - j)
+        if score < best - max_gap:
+            return runs
+        end = ia + 1
         while end < n_a and end - ia + jb < n_b and a[end] == b[end - ia + jb]:
             end += 1
-        runs.append((ia, jb, end - ia))
+        pending.append((ia, jb, end - ia))
+        score += end - ia
+        if score > best:
+            best = score
+            runs.extend(pending)
+            pending = []
         i, j = end, end - ia + jb
 
 
-def _tokens(text: str, vocabulary: dict[str, int]) -> tuple[array, list[int]]:
-    """(the character offset where each whitespace-separated token of text starts, each token's number in
-    vocabulary, which gives new tokens the next numbers)."""
-    starts = array("q")
-    numbers = []
-    for match in _TOKEN.finditer(text):
-        starts.append(match.start())
-        numbers.append(vocabulary.setdefault(match.group(), len(vocabulary)))
-    return starts, numbers
+class Tokens(NamedTuple):
+    """A text's whitespace-separated tokens: where each starts and ends, and its number (its Tokenizer's)."""
+
+    starts: array
+    ends: array
+    numbers: list[int]
+
+
+# The tokens a Tokenizer keeps, of the texts it was asked for last; the distinct tokens it numbers before it
+# starts again (forgetting the texts it kept).
+CACHED_TOKENS = 2_000_000
+MAX_VOCABULARY = 2_000_000
+
+
+class Tokenizer:
+    """Numbers tokens for align_tokens, the same token the same number, and keeps the tokens of the texts it
+    was asked for last (up to CACHED_TOKENS): a search aligns each text with many others, and cuts it into tokens
+    once. Memory: some 60 bytes a token kept, and the distinct tokens (up to MAX_VOCABULARY)."""
+
+    def __init__(self, cached_tokens: int = CACHED_TOKENS):
+        self.cached_tokens = cached_tokens
+        self.vocabulary: dict[str, int] = {}
+        self._kept: dict[str, Tokens] = {}
+        self._kept_tokens = 0
+
+    def tokens(self, text: str) -> Tokens:
+        found = self._kept.get(text)
+        if found is not None:
+            return found
+        if len(self.vocabulary) > MAX_VOCABULARY:
+            self.vocabulary, self._kept, self._kept_tokens = {}, {}, 0
+        starts, ends, numbers = array("q"), array("q"), []
+        vocabulary = self.vocabulary
+        for match in _TOKEN.finditer(text):
+            start, end = match.span()
+            starts.append(start)
+            ends.append(end)
+            numbers.append(vocabulary.setdefault(match.group(), len(vocabulary)))
+        found = Tokens(starts, ends, numbers)
+        while self._kept and self._kept_tokens + len(numbers) > self.cached_tokens:  # the oldest go first
+            self._kept_tokens -= len(self._kept.pop(next(iter(self._kept))).numbers)
+        if len(numbers) <= self.cached_tokens:
+            self._kept[text] = found
+            self._kept_tokens += len(numbers)
+        return found
 
 
 # The multipliers of a seed's tokens in its hash (odd 64-bit constants; arithmetic wraps, modulo 2 ** 64).
@@ -230,13 +284,16 @@ def _hits(seed: list[int], b: list[int], m: int, index: np.ndarray, low: int, hi
     return hits
 
 
-def aligned_pair(text_a: str, text_b: str, params: ReuseParams, stats: ReuseStats) -> Alignment | None:
+def aligned_pair(text_a: str, text_b: str, params: ReuseParams, stats: ReuseStats,
+                 tokenizer: Tokenizer | None = None) -> Alignment | None:
     """The alignment of a candidate pair of texts (of their searched_text: a long text's first
     params.max_text_chars characters), or None when they share no passage of params.min_words or
-    fall under params.min_similarity; counted in stats."""
+    fall under params.min_similarity; counted in stats. A tokenizer given keeps the tokens of texts
+    aligned again."""
+    tokenizer = tokenizer or Tokenizer()
     with StageTimer(stats.timings, "align"):
-        alignment = align(searched_text(text_a, params), searched_text(text_b, params), params.min_words,
-                          params.max_gap)
+        alignment = align_tokens(tokenizer.tokens(searched_text(text_a, params)),
+                                 tokenizer.tokens(searched_text(text_b, params)), params.min_words, params.max_gap)
     if not alignment.passages or alignment.similarity < params.min_similarity:
         return None
     stats.pairs_with_reuse += 1

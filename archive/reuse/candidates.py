@@ -8,7 +8,7 @@ import numpy as np
 
 from ..fixity import text_sha256
 from ..timing import StageTimer
-from .align import aligned_pair, reuse_rows
+from .align import Tokenizer, aligned_pair, reuse_rows
 from .params import ReuseError, ReuseParams, ReuseStats
 from .sketch import _bands_of_shingles, band_scheme, searched_text, shingle_hashes
 
@@ -175,12 +175,13 @@ def find_reuse(
     pairs = index.sorted_pairs()
     stats.candidate_pairs = len(pairs)
     texts: dict[int, str] = {}
+    tokenizer = Tokenizer()
     for chunk in _chunks(pairs, texts_per_fetch):
         needed = {i for pair in chunk for i in pair}
         texts = {i: t for i, t in texts.items() if i in needed}
         texts.update(_fetch(index, get_texts, sorted(needed - texts.keys()), stats))
         for i, j in chunk:
-            yield from _pair_rows(index, run_id, params, i, texts[i], j, texts[j], stats)
+            yield from _pair_rows(index, run_id, params, i, texts[i], j, texts[j], stats, tokenizer)
 
 
 def _chunks(pairs: list[tuple[int, int]], max_texts: int) -> Iterator[list[tuple[int, int]]]:
@@ -222,8 +223,8 @@ def _fetch(index: CandidateIndex, get_texts: GetTexts, wanted: list[int], stats:
 
 
 def _pair_rows(index: CandidateIndex, run_id: str, params: ReuseParams, i: int, text_i: str, j: int, text_j: str,
-               stats: ReuseStats) -> Iterator[dict]:
-    alignment = aligned_pair(text_i, text_j, params, stats)
+               stats: ReuseStats, tokenizer: Tokenizer) -> Iterator[dict]:
+    alignment = aligned_pair(text_i, text_j, params, stats, tokenizer)
     if alignment is None:
         return
     similarity = alignment.similarity

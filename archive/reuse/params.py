@@ -45,11 +45,12 @@ class ReuseParams:
         it and num_perm (8 bands of 4 for the defaults).
     min_words: the shortest run of identical whitespace-separated tokens a
         passage holds (10): a pair is reported only when its texts share one.
-    max_gap: the most tokens (8), on each side, that a passage is carried over
-        where the two texts differ, once RESYNC_TOKENS (4) tokens agree again
-        (see align): OCR noise (a misread, split, joined or dropped word) does
-        not cut a reprinted story into fragments. 0: exact passages only, each
-        a run of identical tokens.
+    max_gap: how far a passage is carried over where the two texts differ
+        (8; see align): across at most max_gap tokens on each side at a time,
+        and for as long as the tokens that agree outweigh those that do not by
+        no less than max_gap below the best so far. OCR noise (a misread,
+        split, joined or dropped word) does not cut a reprinted story into
+        fragments. 0: exact passages only, each a run of identical tokens.
     min_similarity: the lowest pair similarity reported (0.0: every pair that
         shares a passage of min_words). See Alignment.similarity.
     seed: the MinHash permutation seed (1). Results are deterministic for a

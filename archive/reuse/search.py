@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..storage import Store
-from .align import aligned_pair, reuse_rows
+from .align import Tokenizer, aligned_pair, reuse_rows
 from .bands import DOCUMENT_BATCH, _batches, _heads, _text_digests
 from .candidates import candidate_pairs
 from .params import ReuseError, ReuseParams, ReuseStats
@@ -273,9 +273,10 @@ class _Texts:
 def _align_pairs(search: _Search, run_id: str, params: ReuseParams, stats: ReuseStats,
                  emit: Callable[[list[dict]], None], seen: set[tuple[str, str]] | None = None) -> None:
     """Align each candidate pair of texts once; its rows go to every pair of documents carrying the two texts."""
+    tokenizer = Tokenizer()
     for text_a, docs_a, text_b, docs_b in search.text_pairs():
         stats.candidate_pairs += 1
-        alignment = aligned_pair(text_a, text_b, params, stats)
+        alignment = aligned_pair(text_a, text_b, params, stats, tokenizer)
         if alignment is None:
             continue
         similarity = alignment.similarity

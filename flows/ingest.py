@@ -56,9 +56,11 @@ def process_batch_task(dest: str, source: str, run: RunContext, index: int, refs
 def reuse_task(dest: str, run: RunContext, summaries: list[BatchSummary], params: ReuseParams) -> RunReuse:
     """Text reuse of this run's new documents against each other and the archive's band hashes:
     the heavy part, before the commit lock; its parts are written, uncommitted, and only keys come back."""
-    document_parts = [p.key for s in sorted(summaries, key=lambda s: s.index) for p in s.parts
-                      if p.dataset == "documents"]
-    return find_run_reuse(open_store(dest), run, document_parts, params, first_index=len(summaries) + 1)
+    ordered = sorted(summaries, key=lambda s: s.index)
+    document_parts = [p.key for s in ordered for p in s.parts if p.dataset == "documents"]
+    return find_run_reuse(open_store(dest), run, document_parts, params, first_index=len(summaries) + 1,
+                          band_parts=[p for s in ordered for p in s.reuse_bands],
+                          sketched=[s.reuse_stats for s in ordered])
 
 
 @task(name="commit", retries=1, retry_delay_seconds=2, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
@@ -101,8 +103,9 @@ def ingest(
     store = open_store(dest)
     store.check_writable()
     src = open_source(source)
+    reuse_params = ReuseParams()
     options = IngestOptions(max_file_bytes=max_file_bytes, batch_files=batch_files, batch_bytes=batch_bytes,
-                            budgets=budgets)
+                            budgets=budgets, reuse=reuse_params if reuse else None)  # (band hashes in the batches)
     run = RunContext(new_run_id(), collection, src.url, **started_by())
     known = frozenset(committed_doc_ids(store))
     withdrawn = withdrawn_paths(store, list(committed_manifests(store)))  # skipped, never read again
@@ -140,7 +143,6 @@ def ingest(
             progress.report(done, total, time.monotonic() - started)
             bar.update(done, total)
 
-    reuse_params = ReuseParams()
     parameters = {"source": source, "dest": store.url, "collection": collection, "max_file_bytes": max_file_bytes,
                   **budgets.parameters(), "batch_files": batch_files, "batch_bytes": batch_bytes,
                   "metadata": metadata, "workers": workers, "reuse": reuse_parameters(reuse_params) if reuse else None}

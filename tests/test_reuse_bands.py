@@ -12,11 +12,15 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from archive.records import REUSE_BANDS
 from archive.reuse import ReuseParams, band_scheme, candidate_pairs, document_bands
 from archive.reuse.bands import _BandWriter
+from archive.reuse.candidates import HashFilter
 from archive.reuse.search import _Partitions, _Search
 from archive.reuse.sketch import _identity, _sketch_words, _window_starts
 from archive.storage import LocalStore
@@ -152,7 +156,6 @@ def test_band_rows_written_are_valid_records_and_read_back_whole(tmp_path):
 
 
 def test_identical_texts_are_one_text_in_a_search_and_never_a_pair(tmp_path):
-    import pyarrow as pa
 
     search = _Search(str(tmp_path / "s"))
     rng = random.Random(3)
@@ -242,3 +245,49 @@ def test_the_bucket_cap_is_a_parameter_with_a_floor():
     assert ReuseParams().max_bucket_texts == 50
     # It does not shape the band hashes: runs with other caps compare their bands.
     assert band_scheme(ReuseParams(max_bucket_texts=10)).name == band_scheme(ReuseParams()).name
+
+
+def test_a_hash_filter_finds_every_hash_added_in_fixed_memory():
+    rng = np.random.default_rng(5)
+    hashes = rng.integers(-2 ** 63, 2 ** 63 - 1, size=200_000, dtype=np.int64)
+    wanted = HashFilter(bits=20)
+    wanted.add(hashes[:100_000])
+    wanted.add(hashes[:10])  # (added twice: no harm)
+    found = wanted.contains(hashes)
+    assert found[:100_000].all()
+    assert 0.06 < found[100_000:].mean() < 0.12  # about 1 - e ** (-100,000 / 2 ** 20): passed on, never lost
+    assert wanted.words.nbytes == 2 ** 20 // 8 and wanted.added == 100_010
+    with pytest.raises(ValueError, match="bits"):
+        HashFilter(bits=3)
+
+
+def test_a_batch_makes_the_band_hashes_of_the_documents_it_publishes(tmp_path, seeds_dir):
+    from archive.claims import DocumentClaims
+    from archive.ingest import IngestOptions, process_batch
+    from archive.provenance import RunContext, new_run_id
+    from archive.sources import open_source
+
+    seeds = sorted(seeds_dir.iterdir())
+    folder = tmp_path / "source"
+    folder.mkdir()
+    for name, seed in (("a.txt", seeds[0]), ("b.txt", seeds[1]), ("c.txt", seeds[0])):
+        (folder / name).write_bytes(seed.read_bytes())
+    source = open_source(folder)
+    refs = sorted(source.iter_files(), key=lambda ref: ref.path)
+    store, run, claims = LocalStore(tmp_path / "dest"), RunContext(new_run_id(), None, source.url), DocumentClaims()
+    options = IngestOptions(reuse=ReuseParams())
+    first = process_batch(store, source, run, 0, refs[:2], options=options, claims=claims)
+    second = process_batch(store, source, run, 1, refs[2:], options=options, claims=claims)  # c: a copy of a
+    assert second.reuse_bands == [] and second.reuse_stats == {}
+    assert not any(p.dataset == "reuse_bands" for p in first.parts)  # the reuse step lists them, not the batch
+    (part,) = first.reuse_bands
+    table = pq.read_table(store.arrow_path(part.key))
+    texts = {d["doc_id"]: d["text"] for p in first.parts if p.dataset == "documents"
+             for d in pq.read_table(store.arrow_path(p.key)).to_pylist()}
+    assert set(table.column("doc_id").to_pylist()) == set(texts) == set(first.documents)
+    for doc_id, text in texts.items():
+        rows = table.filter(pc.equal(table.column("doc_id"), doc_id))
+        assert sorted(rows.column("hash").to_pylist()) == sorted(document_bands(text).hashes.tolist())
+    assert first.reuse_stats["documents"] == 2 and first.reuse_stats["windows_indexed"] > 0
+    assert "reuse_bands" in first.timings
+    assert process_batch(store, source, run, 2, refs[:1]).reuse_bands == []  # reuse off: no band hashes

@@ -17,7 +17,7 @@ from archive.read import current_reuse_runs, open_dataset
 from archive.reuse import ReuseParams, banded_runs, find_reuse, publish_reuse
 from archive.storage import open_store
 from archive.validate import problems
-from tests.test_reuse import EXPECTED_PASSAGES
+from tests.test_reuse import EXPECTED_MERGED, EXPECTED_PASSAGES
 
 pytestmark = pytest.mark.flow
 
@@ -69,7 +69,9 @@ def _assert_rows_slice_the_stored_texts(dest: str, rows: list[dict]) -> None:
     for row in rows:
         a = texts[row["doc_id_a"]][row["start_a"]:row["end_a"]]
         b = texts[row["doc_id_b"]][row["start_b"]:row["end_b"]]
-        assert a == row["passage_text"] and a.split() == b.split()
+        assert a == row["passage_text"]
+        # The same tokens at both ends; between them the copies may differ (an edit, a misread word: max_gap).
+        assert a.split()[0] == b.split()[0] and a.split()[-1] == b.split()[-1]
         assert problems("reuse", row) == []
 
 
@@ -101,7 +103,8 @@ def test_one_ingest_run_finds_the_seed_reuse_as_archive_reuse_does(prefect_harne
     for (x, y), expected in EXPECTED_PASSAGES.items():
         found = {" ".join(r["passage_text"].split())
                  for r in rows if {r["doc_id_a"], r["doc_id_b"]} == {ids[x], ids[y]}}
-        assert set(expected) <= found
+        assert all(any(passage in f for f in found) for passage in expected)  # within the passages through edits
+        assert len(found) == EXPECTED_MERGED[(x, y)]
     assert _passages(rows) == _expected(dest)
 
     # Committed with the run: reuse rows, band hashes, one event per pair; figures and parameters in the manifest.

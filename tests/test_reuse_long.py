@@ -145,7 +145,7 @@ def _reference_align(text_a: str, text_b: str, m: int) -> list[tuple]:
                 end += 1
             reached[d] = end
             found.append((spans_a[start][0], spans_a[end - 1][1], spans_b[start + d][0], spans_b[end - 1 + d][1],
-                          end - start, start, start + d))
+                          end - start, start, start + d, end - start, end - start))
     return sorted(found, key=lambda p: (p[0], p[2]))
 
 

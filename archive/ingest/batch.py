@@ -15,6 +15,7 @@ from ..fixity import FileChangedError, sha256_hex
 from ..identify import EMPTY, Format, identify
 from ..provenance import RunContext
 from ..publish import new_attempt, part_key
+from ..reuse.bands import sketch_batch
 from ..sources import FileRef, Prefetch, Source
 from ..storage import Store
 from ..timing import StageTimer
@@ -74,6 +75,11 @@ class BatchProcessor:
             reads.close()  # (on a failure too: no file stays open)
             self.originals.close()  # (and no write)
         self._claim_documents()
+        if self.options.reuse is not None and self.rows.documents:
+            with self._time("reuse_bands"):
+                self.summary.reuse_bands, self.summary.reuse_stats = sketch_batch(
+                    self.store, self.run.run_id, ((d["doc_id"], d["text_sha256"], d["text"])
+                                                  for d in self.rows.documents), self.options.reuse)
         self.rows.write_parts(self.store, self.index, self.attempt, self.documents_key)
         self.records.write(self.store, self.index, self.attempt, self.summary.parts)
         self.store.flush()  # originals and parts durable before the batch reports them

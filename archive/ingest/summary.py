@@ -8,11 +8,12 @@ from typing import Iterable
 
 from ..extract.budget import Budgets
 from ..publish import PartInfo
+from ..reuse.params import ReuseParams
 
 DEFAULT_MAX_FILE_BYTES = 256 << 20
 # Quarantined and skipped files a batch reports back by name (the rest are counted).
 REPORTED_PROBLEMS = 200
-STAGES = ("read_hash", "identify", "store_originals", "extract", "normalise", "validate", "write_parts")
+STAGES = ("read_hash", "identify", "store_originals", "extract", "normalise", "validate", "write_parts", "reuse_bands")
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class IngestOptions:
     batch_files: int = 1000
     batch_bytes: int = 64 << 20
     budgets: Budgets = Budgets()  # what extracting one file may cost; over it, quarantined as too-costly
+    reuse: ReuseParams | None = None  # the band hashes of the batch's documents are made in the batch, with these
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class BatchSummary:
     # batch's index): made duplicates here (see archive/claims.py); checked at commit against that batch's documents.
     earlier_documents: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    # The band hashes of the batch's documents (with IngestOptions.reuse): reuse_bands parts the run's reuse step
+    # lists, not summary.parts; and what sketching them counted (archive.reuse.sketch_batch).
+    reuse_bands: list[PartInfo] = field(default_factory=list)
+    reuse_stats: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     bytes_read: int = 0
 

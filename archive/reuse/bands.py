@@ -14,10 +14,11 @@ import pyarrow.parquet as pq
 
 from .. import provenance as ev
 from ..provenance import RunContext
-from ..publish import PartInfo, part_key, put_part, write_part
+from ..publish import PartInfo, new_attempt, part_key, put_part, write_part
 from ..records import REUSE_BANDS, arrow_schema
 from ..storage import Store
 from ..timing import StageTimer
+from .candidates import HashFilter
 from .params import ReuseParams, ReuseStats
 from .sketch import DocumentBands, band_scheme, document_bands
 
@@ -147,18 +148,41 @@ def _sketched(store: Store, document_parts: list[str], params: ReuseParams, stat
             yield doc_id, sha, bands
 
 
-def _scan_bands(store: Store, parts: list[tuple[str, str]], wanted: np.ndarray | None,
+def sketch_batch(store: Store, run_id: str, documents: Iterable[tuple[str, str, str]],
+                 params: ReuseParams = ReuseParams()) -> tuple[list[PartInfo], dict]:
+    """The band hashes of a batch's documents ((doc_id, text_sha256, text) each), written as reuse_bands parts of
+    run_id (uncommitted: the run's reuse step lists them), in the batch's process, where the texts already are.
+    Returns the parts and what was sketched (documents, too_short, texts_cut, windows_indexed, windows_queried,
+    seconds). Memory: one document's band hashes and a row group of rows (see _BandWriter)."""
+    stats = ReuseStats()
+    writer = _BandWriter(store, run_id, new_attempt())
+    for doc_id, sha, text in documents:
+        stats.documents += 1
+        stats.texts_cut += len(text) > params.max_text_chars
+        with StageTimer(stats.timings, "signatures"):
+            bands = document_bands(text, params)
+        if bands is None:
+            stats.too_short += 1
+            continue
+        stats.windows_indexed += bands.windows_indexed
+        stats.windows_queried += bands.windows_queried
+        writer.add(doc_id, sha, bands)
+    parts = writer.close()
+    return parts, {"documents": stats.documents, "too_short": stats.too_short, "texts_cut": stats.texts_cut,
+                   "windows_indexed": stats.windows_indexed, "windows_queried": stats.windows_queried,
+                   "seconds": stats.timings["signatures"]}
+
+
+def _scan_bands(store: Store, parts: list[tuple[str, str]], wanted: HashFilter | None,
                 on_rows: Callable[[pa.RecordBatch, str], None]) -> int:
-    """Stream reuse_bands parts a record batch at a time; with wanted (sorted unique hashes),
-    only rows whose hash is in it. Returns the rows passed on."""
+    """Stream reuse_bands parts a record batch at a time; with wanted, only rows whose hash it
+    may hold. Returns the rows passed on."""
     passed = 0
     columns = ["doc_id", "text_sha256", "hash", "indexed"]
     for run_id, key in parts:
         for batch in _batches(store, "reuse_bands", [key], columns, BAND_BATCH):
             if wanted is not None:
-                hashes = batch.column("hash").to_numpy(zero_copy_only=False)
-                at = np.searchsorted(wanted, hashes)
-                mask = wanted[np.minimum(at, len(wanted) - 1)] == hashes
+                mask = wanted.contains(batch.column("hash").to_numpy(zero_copy_only=False))
                 if not mask.any():
                     continue
                 batch = batch.filter(pa.array(mask))

@@ -56,6 +56,43 @@ def candidate_pairs(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray,
     return np.unique(pairs, axis=0) if len(pairs) else empty
 
 
+# Bits of a HashFilter: 2 ** 29 bits, 64 MiB, whatever the number of hashes it holds.
+FILTER_BITS = 29
+
+
+class HashFilter:
+    """A set of band hashes in fixed memory (2 ** bits bits, one per value of a hash's low bits): a hash added is
+    always found; one not added is found as often as bits are set (about 1 - e ** (-hashes / 2 ** bits)). A
+    search keeps the committed band rows a run's hashes may share with it: rows let through wrongly only go to
+    the grouping (on disk), which finds no pair in them. Hashes are blake2b digests: their low bits are even."""
+
+    def __init__(self, bits: int = FILTER_BITS):
+        if not 6 <= bits <= 40:
+            raise ValueError(f"bits must be between 6 and 40, not {bits}")
+        self.mask = np.uint64((1 << bits) - 1)
+        self.words = np.zeros(1 << (bits - 6), dtype=np.uint64)
+        self.added = 0
+
+    def _slots(self, hashes: np.ndarray, ordered: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        values = np.ascontiguousarray(hashes, dtype=np.int64).view(np.uint64) & self.mask
+        if ordered:
+            values.sort()
+        return values >> np.uint64(6), np.left_shift(np.uint64(1), values & np.uint64(63))
+
+    def add(self, hashes: np.ndarray) -> None:
+        if len(hashes) == 0:
+            return
+        words, bits = self._slots(hashes, ordered=True)
+        starts = np.flatnonzero(np.r_[True, words[1:] != words[:-1]])
+        self.words[words[starts]] |= np.bitwise_or.reduceat(bits, starts)
+        self.added += len(hashes)
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        """A bool per hash: True where it may have been added, False where it surely was not."""
+        words, bits = self._slots(hashes)
+        return (self.words[words] & bits) != 0
+
+
 class CandidateIndex:
     """Pass one, in memory: documents arrive one at a time and are cut into
     windows whose band hashes are kept (see document_bands); sorted_pairs()

@@ -20,6 +20,8 @@ from .sketch import searched_text
 
 # Band rows grouped at once: a partition larger than this is split again by further bits of the hash.
 MAX_PARTITION_ROWS = 1_000_000
+# Candidate pairs held in memory (8 bytes each) before they are made distinct and go to SQLite.
+MAX_PENDING_PAIRS = 4_000_000
 OURS, FRESH = 1, 2  # roles of a document in an ingest run's search: this run's, or of a run committed meanwhile
 
 _BAND_ROW = np.dtype([("hash", "<i8"), ("key", "<i4"), ("indexed", "?")])  # 13 bytes, packed
@@ -158,6 +160,8 @@ class _Search:
             roles = np.zeros(top + 1, dtype=np.uint8)
             for key, role in self.db.execute("SELECT key, role FROM texts WHERE role != 0"):
                 roles[key] = role
+        pending: list[np.ndarray] = []  # pairs found, as codes, not yet in SQLite
+        held = 0
         for rows in self.partitions.groups():
             pairs = candidate_pairs(rows["hash"], rows["key"], rows["indexed"], self.max_bucket)
             if roles is not None and len(pairs):
@@ -169,9 +173,25 @@ class _Search:
                     keep = keep != 0
                 pairs = pairs[keep]
             if len(pairs):
-                self.db.executemany("INSERT OR IGNORE INTO pairs VALUES (?, ?)", pairs.tolist())
+                pending.append((pairs[:, 0] << 32) | pairs[:, 1])
+                held += len(pairs)
+                if held > MAX_PENDING_PAIRS:
+                    pending = [np.unique(np.concatenate(pending))]
+                    held = len(pending[0])
+                    if held > MAX_PENDING_PAIRS // 2:
+                        self._insert_pairs(pending)
+                        pending, held = [], 0
+        self._insert_pairs(pending)
         (count,) = self.db.execute("SELECT count(*) FROM pairs").fetchone()
         return count
+
+    def _insert_pairs(self, pending: list[np.ndarray]) -> None:
+        """Pairs (a << 32 | b) into SQLite, each once: two texts that share text share many band hashes, in many
+        partitions, and their pair is inserted once, not once a partition."""
+        if pending:
+            codes = np.unique(np.concatenate(pending))
+            self.db.executemany("INSERT OR IGNORE INTO pairs VALUES (?, ?)",
+                                np.stack([codes >> 32, codes & 0xFFFFFFFF], axis=1).tolist())
 
     def needed_sources(self) -> list[str]:
         """The runs whose documents hold the texts of candidate pairs (as add_* named them)."""

@@ -8,7 +8,6 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -20,6 +19,7 @@ from ..records import REUSE_BANDS, arrow_schema
 from ..storage import Store
 from ..timing import StageTimer
 from .bands import BAND_BATCH, _band_parts, _BandWriter, _batches, _RowWriter, _scan_bands, _sketched
+from .candidates import HashFilter
 from .params import ReuseParams, ReuseStats
 from .search import FRESH, OURS, _align_pairs, _load_texts, _Search, _Texts
 from .sketch import band_scheme
@@ -51,12 +51,15 @@ class SettledReuse:
 
 
 def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], params: ReuseParams = ReuseParams(), *,
-                   first_index: int = 0, workdir: str | None = None) -> RunReuse:
+                   first_index: int = 0, workdir: str | None = None, band_parts: list[PartInfo] | None = None,
+                   sketched: Iterable[dict] = ()) -> RunReuse:
     """The reuse step of an ingest run, before its commit: the heavy part, outside the commit lock.
 
     Reads this run's new documents from its uncommitted documents parts,
     computes their band hashes (document_bands) and writes them as this run's
-    reuse_bands parts; streams the reuse_bands parts of every committed run
+    reuse_bands parts; or, with band_parts, takes the reuse_bands parts the
+    run's batches wrote (sketch_batch, in the batch workers: sketched are the
+    figures each returned) and reads only their hashes. It streams the reuse_bands parts of every committed run
     with the same band scheme, part by part, keeping the rows whose hash this
     run's documents have; pairs (among this run's documents, and between them
     and committed ones) whose rows share a hash, at least one of the two rows
@@ -71,10 +74,11 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
     before band hashes existed, or run with reuse off) are not seen until
     `archive reuse` computes theirs.
 
-    Memory: proportional to this run, not to the archive: the sorted array of
-    this run's distinct band hashes (8 bytes each), one record batch of a part
-    at a time, and the grouping of this run's rows and the committed rows
-    that matched them (see publish_reuse for the bound). Reading is what grows
+    Memory: bounded by settings, not by the run or the archive: a HashFilter
+    of this run's band hashes (FILTER_BITS), one record batch of a part at a
+    time, and the grouping, on local disk a partition at a time, of this
+    run's rows and the committed rows the filter let through (see
+    publish_reuse for the bound). Reading is what grows
     with the archive: every committed reuse_bands part of the scheme, once.
     bench/reuse_scale.py measures both (BENCHMARKS.md, "Text reuse at scale").
     One document's share is bounded by params.max_text_chars, whatever its
@@ -85,7 +89,6 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
     scheme = band_scheme(params)
     stats = ReuseStats()
     attempt = new_attempt()
-    bands_out = _BandWriter(store, run.run_id, attempt)
     rows_out = _RowWriter(store, run, attempt, first_index)
     manifests = [m for m in committed_manifests(store) if m["run_id"] != run.run_id]
     texts = _Texts(manifests, own=(run.run_id, document_parts))
@@ -93,23 +96,12 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
     emitted: set[tuple[str, str]] = set()
     with tempfile.TemporaryDirectory(prefix="archive-reuse-", dir=workdir) as tmp:
         search = _Search(os.path.join(tmp, "run"), restrict="ours", max_bucket=params.max_bucket_texts)
-        own: list[np.ndarray] = []
-        seen_docs: set[str] = set()
-        def first_time(doc_id: str) -> bool:
-            if doc_id in seen_docs:  # two batches of this run published it: the commit keeps one
-                return False
-            seen_docs.add(doc_id)
-            step.documents.append(doc_id)
-            stats.documents += 1
-            return True
-
-        for doc_id, sha, bands in _sketched(store, document_parts, params, stats, first_time):
-            bands_out.add(doc_id, sha, bands)
-            search.add_document(doc_id, sha, bands.hashes, bands.indexed, role=OURS, source=run.run_id)
-            own.append(bands.hashes)
-        step.parts.extend(bands_out.close())
-        wanted = np.unique(np.concatenate(own)) if own else np.empty(0, dtype=np.int64)
-        if len(wanted):
+        wanted = HashFilter()
+        if band_parts is None:
+            _sketch_own(store, run, document_parts, params, stats, step, search, wanted)
+        else:
+            _read_own(store, run, band_parts, sketched, stats, step, search, wanted)
+        if wanted.added:
             with StageTimer(stats.timings, "lsh"):
                 matched = _scan_bands(store, _band_parts(manifests, scheme.name), wanted,
                                       lambda batch, run_id: search.add_rows(batch, source=run_id))
@@ -130,6 +122,49 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
             if not _catch_up(store, run, step, emitted, tmp):
                 break
     return step
+
+
+def _sketch_own(store: Store, run: RunContext, document_parts: list[str], params: ReuseParams, stats: ReuseStats,
+                step: RunReuse, search: _Search, wanted: HashFilter) -> None:
+    """This run's band hashes, made here from its documents parts, written as its reuse_bands parts."""
+    bands_out = _BandWriter(store, run.run_id, new_attempt())
+    seen_docs: set[str] = set()
+
+    def first_time(doc_id: str) -> bool:
+        if doc_id in seen_docs:  # two batches of this run published it: the commit keeps one
+            return False
+        seen_docs.add(doc_id)
+        step.documents.append(doc_id)
+        stats.documents += 1
+        return True
+
+    for doc_id, sha, bands in _sketched(store, document_parts, params, stats, first_time):
+        bands_out.add(doc_id, sha, bands)
+        search.add_document(doc_id, sha, bands.hashes, bands.indexed, role=OURS, source=run.run_id)
+        wanted.add(bands.hashes)
+    step.parts.extend(bands_out.close())
+
+
+def _read_own(store: Store, run: RunContext, band_parts: list[PartInfo], sketched: Iterable[dict],
+              stats: ReuseStats, step: RunReuse, search: _Search, wanted: HashFilter) -> None:
+    """This run's band hashes as its batches wrote them (sketch_batch), a record batch at a time."""
+    for figures in sketched:
+        stats.documents += figures.get("documents", 0)
+        stats.too_short += figures.get("too_short", 0)
+        stats.texts_cut += figures.get("texts_cut", 0)
+        stats.windows_indexed += figures.get("windows_indexed", 0)
+        stats.windows_queried += figures.get("windows_queried", 0)
+        stats.timings["signatures"] += figures.get("seconds", 0.0)
+    documents: dict[str, None] = {}
+
+    def own_rows(batch: pa.RecordBatch, _run_id: str) -> None:
+        wanted.add(batch.column("hash").to_numpy(zero_copy_only=False))
+        documents.update(dict.fromkeys(pc.unique(batch.column("doc_id")).to_pylist()))
+        search.add_rows(batch, role=OURS, source=run.run_id)
+
+    _scan_bands(store, [(run.run_id, p.key) for p in band_parts], None, own_rows)
+    step.documents.extend(documents)
+    step.parts.extend(band_parts)
 
 
 def _step_stats(stats: ReuseStats, rows_out: _RowWriter, extra: dict) -> dict:
@@ -163,21 +198,22 @@ def _pairs_with_fresh(store: Store, run: RunContext, step: RunReuse, manifests: 
                       fresh_parts: list[tuple[str, str]], own_parts: list[tuple[str, str]],
                       emitted: set[tuple[str, str]], tmp: str) -> None:
     stats = ReuseStats()
-    own = [batch.column("hash").to_numpy(zero_copy_only=False)
-           for _, key in own_parts for batch in _batches(store, "reuse_bands", [key], ["hash"], BAND_BATCH)]
-    wanted = np.unique(np.concatenate(own))
+    wanted = HashFilter()
+    for _, key in own_parts:
+        for batch in _batches(store, "reuse_bands", [key], ["hash"], BAND_BATCH):
+            wanted.add(batch.column("hash").to_numpy(zero_copy_only=False))
     directory = tempfile.mkdtemp(prefix="catch-up-", dir=tmp)
     search = _Search(directory, restrict="fresh", max_bucket=step.params.max_bucket_texts)
-    matched: list[np.ndarray] = []
+    matched = HashFilter()
 
     def fresh_rows(batch, run_id):
-        matched.append(batch.column("hash").to_numpy(zero_copy_only=False))
+        matched.add(batch.column("hash").to_numpy(zero_copy_only=False))
         search.add_rows(batch, role=FRESH, source=run_id)
 
     _scan_bands(store, fresh_parts, wanted, fresh_rows)
-    if matched:
+    if matched.added:
         # Only this run's rows in the buckets the fresh rows fell in can make new pairs.
-        _scan_bands(store, own_parts, np.unique(np.concatenate(matched)),
+        _scan_bands(store, own_parts, matched,
                     lambda batch, run_id: search.add_rows(batch, role=OURS, source=run_id))
         search.find_pairs()
         texts = _Texts(manifests, own=(run.run_id, step.document_parts))

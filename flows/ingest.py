@@ -53,14 +53,17 @@ def process_batch_task(dest: str, source: str, run: RunContext, index: int, refs
 
 
 @task(name="reuse", retries=1, retry_delay_seconds=2, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
-def reuse_task(dest: str, run: RunContext, summaries: list[BatchSummary], params: ReuseParams) -> RunReuse:
+def reuse_task(dest: str, run: RunContext, summaries: list[BatchSummary], params: ReuseParams,
+               workers: int = 1) -> RunReuse:
     """Text reuse of this run's new documents against each other and the archive's band hashes:
-    the heavy part, before the commit lock; its parts are written, uncommitted, and only keys come back."""
+    the heavy part, before the commit lock; its parts are written, uncommitted, and only keys come back.
+    The band hashes are the batches' (made in the workers); the pairs are aligned in the run's worker pool."""
     ordered = sorted(summaries, key=lambda s: s.index)
     document_parts = [p.key for s in ordered for p in s.parts if p.dataset == "documents"]
     return find_run_reuse(open_store(dest), run, document_parts, params, first_index=len(summaries) + 1,
                           band_parts=[p for s in ordered for p in s.reuse_bands],
-                          sketched=[s.reuse_stats for s in ordered])
+                          sketched=[s.reuse_stats for s in ordered], executor=worker_pool.pool_for(run.run_id),
+                          workers=workers)
 
 
 @task(name="commit", retries=1, retry_delay_seconds=2, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
@@ -142,13 +145,13 @@ def ingest(
             done += sum(summary.counts.values())
             progress.report(done, total, time.monotonic() - started)
             bar.update(done, total)
+        reuse_started = time.monotonic()  # (in the batches' pool: its workers align the candidate pairs)
+        found = reuse_task(dest, run, summaries, reuse_params, workers) if reuse else None
+        reuse_seconds = time.monotonic() - reuse_started
 
     parameters = {"source": source, "dest": store.url, "collection": collection, "max_file_bytes": max_file_bytes,
                   **budgets.parameters(), "batch_files": batch_files, "batch_bytes": batch_bytes,
                   "metadata": metadata, "workers": workers, "reuse": reuse_parameters(reuse_params) if reuse else None}
-    reuse_started = time.monotonic()
-    found = reuse_task(dest, run, summaries, reuse_params) if reuse else None
-    reuse_seconds = time.monotonic() - reuse_started
     committed = commit_task(dest, run, summaries, parameters, warnings, found)
     timings: dict[str, float] = {}
     for s in summaries:

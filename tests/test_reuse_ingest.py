@@ -151,9 +151,11 @@ def test_pairs_across_two_runs_are_found_through_the_persisted_band_hashes(prefe
     rows = _current(dest)
     assert {r["run_id"] for r in rows} == {second["run_id"]}
     _assert_rows_slice_the_stored_texts(dest, rows)
-    # The union of the two runs is the answer one run over all five seeds gives.
+    # The union of the two runs is the answer one run over all five seeds gives, here with two worker processes
+    # and batches of two files: band hashes made in three batches, the pairs aligned in the workers.
     one_run = str(tmp_path / "one-run")
-    ingest(str(seeds_dir), dest=one_run, workers=1)
+    whole = ingest(str(seeds_dir), dest=one_run, workers=2, batch_files=2)
+    assert whole["batches"] == 3 and whole["stage_seconds"]["reuse_bands"] > 0
     assert _passages(rows) == _passages(_current(one_run)) == _expected(dest)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
+from concurrent.futures import Executor
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -12,9 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..storage import Store
-from .align import Tokenizer, aligned_pair, reuse_rows
+from .align import reuse_rows
 from .bands import DOCUMENT_BATCH, _batches, _heads, _text_digests
 from .candidates import candidate_pairs
+from .parallel import aligned_pairs
 from .params import ReuseError, ReuseParams, ReuseStats
 from .sketch import searched_text
 
@@ -248,8 +250,8 @@ class _Search:
                     continue
                 yield doc_a, doc_b
 
-    def text_pairs(self) -> Iterator[tuple[str, list, str, list]]:
-        """(text_a, docs_a, text_b, docs_b) of each candidate pair, by key."""
+    def text_pairs(self) -> Iterator[tuple[int, str, list, int, str, list]]:
+        """(key_a, text_a, docs_a, key_b, text_b, docs_b) of each candidate pair, by key."""
         cursor = self.db.execute("SELECT a, b FROM pairs ORDER BY a, b")
         current, text_a, docs_a = None, None, None
         while True:
@@ -259,7 +261,7 @@ class _Search:
             for a, b in chunk:
                 if a != current:
                     current, text_a, docs_a = a, self._body(a), self._docs(a)
-                yield text_a, docs_a, self._body(b), self._docs(b)
+                yield a, text_a, docs_a, b, self._body(b), self._docs(b)
 
 
 class _Texts:
@@ -291,22 +293,19 @@ class _Texts:
 
 
 def _align_pairs(search: _Search, run_id: str, params: ReuseParams, stats: ReuseStats,
-                 emit: Callable[[list[dict]], None], seen: set[tuple[str, str]] | None = None) -> None:
-    """Align each candidate pair of texts once; its rows go to every pair of documents carrying the two texts."""
-    tokenizer = Tokenizer()
-    for text_a, docs_a, text_b, docs_b in search.text_pairs():
-        stats.candidate_pairs += 1
-        alignment = aligned_pair(text_a, text_b, params, stats, tokenizer)
-        if alignment is None:
-            continue
-        similarity = alignment.similarity
+                 emit: Callable[[list[dict]], None], seen: set[tuple[str, str]] | None = None,
+                 executor: Executor | None = None, workers: int = 2) -> None:
+    """Align each candidate pair of texts once (with executor, in its worker processes: aligned_pairs); its rows
+    go to every pair of documents carrying the two texts."""
+    for text_a, docs_a, text_b, docs_b, passages, similarity in aligned_pairs(search.text_pairs(), params, stats,
+                                                                              executor, workers):
         for doc_a, doc_b in search.doc_pairs(docs_a, docs_b):
             pair = (doc_a, doc_b) if doc_a < doc_b else (doc_b, doc_a)
             if seen is not None:
                 if pair in seen:
                     continue
                 seen.add(pair)
-            rows = reuse_rows(run_id, doc_a, text_a, doc_b, text_b, alignment.passages, similarity)
+            rows = reuse_rows(run_id, doc_a, text_a, doc_b, text_b, passages, similarity)
             stats.rows += len(rows)
             emit(rows)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 
@@ -52,14 +53,16 @@ class SettledReuse:
 
 def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], params: ReuseParams = ReuseParams(), *,
                    first_index: int = 0, workdir: str | None = None, band_parts: list[PartInfo] | None = None,
-                   sketched: Iterable[dict] = ()) -> RunReuse:
+                   sketched: Iterable[dict] = (), executor: Executor | None = None, workers: int = 2) -> RunReuse:
     """The reuse step of an ingest run, before its commit: the heavy part, outside the commit lock.
 
     Reads this run's new documents from its uncommitted documents parts,
     computes their band hashes (document_bands) and writes them as this run's
     reuse_bands parts; or, with band_parts, takes the reuse_bands parts the
     run's batches wrote (sketch_batch, in the batch workers: sketched are the
-    figures each returned) and reads only their hashes. It streams the reuse_bands parts of every committed run
+    figures each returned) and reads only their hashes. With executor (a
+    process pool of about workers processes), the candidate pairs are aligned
+    in its processes (parallel.aligned_pairs). It streams the reuse_bands parts of every committed run
     with the same band scheme, part by part, keeping the rows whose hash this
     run's documents have; pairs (among this run's documents, and between them
     and committed ones) whose rows share a hash, at least one of the two rows
@@ -109,7 +112,7 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
                 search.find_pairs()
             with StageTimer(stats.timings, "fetch"):
                 _load_texts(search, store, texts, params)
-            _align_pairs(search, run.run_id, params, stats, rows_out.add, emitted)
+            _align_pairs(search, run.run_id, params, stats, rows_out.add, emitted, executor, workers)
         else:
             stats_extra = {"committed_band_rows_matched": 0}
         search.close()

@@ -33,9 +33,9 @@ def align_chunk(params: ReuseParams, texts: dict[int, str],
     return found, stats.timings["align"]
 
 
-Keyed = tuple[int, str, list, int, str, list]  # key_a, text_a, docs_a, key_b, text_b, docs_b
-# text_a, docs_a, text_b, docs_b, passages, similarity
-Aligned = tuple[str, list, str, list, tuple[Passage, ...], float]
+Keyed = tuple[int, str, str, list, int, str, str, list]  # key_a, sha_a, text_a, docs_a, key_b, sha_b, text_b, docs_b
+# sha_a, text_a, docs_a, sha_b, text_b, docs_b, passages, similarity
+Aligned = tuple[str, str, list, str, str, list, tuple[Passage, ...], float]
 
 
 def aligned_pairs(pairs: Iterable[Keyed], params: ReuseParams, stats: ReuseStats,
@@ -46,15 +46,16 @@ def aligned_pairs(pairs: Iterable[Keyed], params: ReuseParams, stats: ReuseStats
     those chunks' texts, never more."""
     if executor is None:
         tokenizer = Tokenizer()
-        for _, text_a, docs_a, _, text_b, docs_b in pairs:
+        for _, sha_a, text_a, docs_a, _, sha_b, text_b, docs_b in pairs:
             stats.candidate_pairs += 1
             alignment = aligned_pair(text_a, text_b, params, stats, tokenizer)
             if alignment is not None:
-                yield text_a, docs_a, text_b, docs_b, alignment.passages, alignment.similarity
+                yield sha_a, text_a, docs_a, sha_b, text_b, docs_b, alignment.passages, alignment.similarity
         return
     window: deque = deque()
     for chunk, texts in _chunks(pairs):
-        future = executor.submit(align_chunk, params, texts, [(a, b) for a, _, b, _ in chunk])
+        future = executor.submit(align_chunk, params, {key: text for key, (_, text) in texts.items()},
+                                 [(a, b) for a, _, b, _ in chunk])
         window.append((chunk, texts, future))
         if len(window) > AHEAD_PER_WORKER * max(1, workers):
             yield from _answers(*window.popleft(), stats)
@@ -62,11 +63,11 @@ def aligned_pairs(pairs: Iterable[Keyed], params: ReuseParams, stats: ReuseStats
         yield from _answers(*window.popleft(), stats)
 
 
-def _chunks(pairs: Iterable[Keyed]) -> Iterator[tuple[list[tuple[int, list, int, list]], dict[int, str]]]:
+def _chunks(pairs: Iterable[Keyed]) -> Iterator[tuple[list[tuple[int, list, int, list]], dict[int, tuple]]]:
     chunk: list[tuple[int, list, int, list]] = []
-    texts: dict[int, str] = {}
-    for key_a, text_a, docs_a, key_b, text_b, docs_b in pairs:
-        texts[key_a], texts[key_b] = text_a, text_b
+    texts: dict[int, tuple[str, str]] = {}  # key -> (text_sha256, text)
+    for key_a, sha_a, text_a, docs_a, key_b, sha_b, text_b, docs_b in pairs:
+        texts[key_a], texts[key_b] = (sha_a, text_a), (sha_b, text_b)
         chunk.append((key_a, docs_a, key_b, docs_b))
         if len(chunk) >= PAIRS_PER_CHUNK or len(texts) >= TEXTS_PER_CHUNK:
             yield chunk, texts
@@ -85,4 +86,4 @@ def _answers(chunk, texts, future, stats: ReuseStats) -> Iterator[Aligned]:
         if hit is not None:
             stats.pairs_with_reuse += 1
             stats.passages += len(hit[0])
-            yield texts[key_a], docs_a, texts[key_b], docs_b, hit[0], hit[1]
+            yield (*texts[key_a], docs_a, *texts[key_b], docs_b, hit[0], hit[1])

@@ -235,8 +235,9 @@ class _Search:
     def _docs(self, key: int) -> list[tuple[str, int]]:
         return self.db.execute("SELECT doc_id, role FROM docs WHERE key = ? ORDER BY doc_id", (key,)).fetchall()
 
-    def _body(self, key: int) -> str:
-        return self.db.execute("SELECT body FROM texts WHERE key = ?", (key,)).fetchone()[0]
+    def _text(self, key: int) -> tuple[str, str]:
+        """(text_sha256, the searched text) of a text."""
+        return self.db.execute("SELECT sha, body FROM texts WHERE key = ?", (key,)).fetchone()
 
     def doc_pairs(self, docs_a: list[tuple[str, int]], docs_b: list[tuple[str, int]]) -> Iterator[tuple[str, str]]:
         for doc_a, role_a in docs_a:
@@ -250,18 +251,18 @@ class _Search:
                     continue
                 yield doc_a, doc_b
 
-    def text_pairs(self) -> Iterator[tuple[int, str, list, int, str, list]]:
-        """(key_a, text_a, docs_a, key_b, text_b, docs_b) of each candidate pair, by key."""
+    def text_pairs(self) -> Iterator[tuple[int, str, str, list, int, str, str, list]]:
+        """(key_a, sha_a, text_a, docs_a, key_b, sha_b, text_b, docs_b) of each candidate pair, by key."""
         cursor = self.db.execute("SELECT a, b FROM pairs ORDER BY a, b")
-        current, text_a, docs_a = None, None, None
+        current, sha_a, text_a, docs_a = None, None, None, None
         while True:
             chunk = cursor.fetchmany(1024)
             if not chunk:
                 return
             for a, b in chunk:
                 if a != current:
-                    current, text_a, docs_a = a, self._body(a), self._docs(a)
-                yield a, text_a, docs_a, b, self._body(b), self._docs(b)
+                    current, (sha_a, text_a), docs_a = a, self._text(a), self._docs(a)
+                yield (a, sha_a, text_a, docs_a, b, *self._text(b), self._docs(b))
 
 
 class _Texts:
@@ -297,15 +298,15 @@ def _align_pairs(search: _Search, run_id: str, params: ReuseParams, stats: Reuse
                  executor: Executor | None = None, workers: int = 2) -> None:
     """Align each candidate pair of texts once (with executor, in its worker processes: aligned_pairs); its rows
     go to every pair of documents carrying the two texts."""
-    for text_a, docs_a, text_b, docs_b, passages, similarity in aligned_pairs(search.text_pairs(), params, stats,
-                                                                              executor, workers):
+    for sha_a, text_a, docs_a, sha_b, text_b, docs_b, passages, similarity in aligned_pairs(
+            search.text_pairs(), params, stats, executor, workers):
         for doc_a, doc_b in search.doc_pairs(docs_a, docs_b):
             pair = (doc_a, doc_b) if doc_a < doc_b else (doc_b, doc_a)
             if seen is not None:
                 if pair in seen:
                     continue
                 seen.add(pair)
-            rows = reuse_rows(run_id, doc_a, text_a, doc_b, text_b, passages, similarity)
+            rows = reuse_rows(run_id, doc_a, text_a, doc_b, text_b, passages, similarity, sha_a, sha_b)
             stats.rows += len(rows)
             emit(rows)
 

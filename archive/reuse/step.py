@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..catalogue.view import text_versions
 from ..provenance import RunContext
 from ..publish import PartInfo, committed_manifests, new_attempt
 from ..read import open_dataset
@@ -39,6 +40,7 @@ class RunReuse:
     parts: list[PartInfo] = field(default_factory=list)  # reuse, reuse_bands and events parts, uncommitted
     stats: dict = field(default_factory=dict)
     next_index: int = 0
+    texts: dict[str, str] = field(default_factory=dict)  # of a reprocess run: doc_id -> its new text_sha256
 
 
 @dataclass
@@ -52,9 +54,14 @@ class SettledReuse:
 
 
 def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], params: ReuseParams = ReuseParams(), *,
-                   first_index: int = 0, workdir: str | None = None, band_parts: list[PartInfo] | None = None,
-                   sketched: Iterable[dict] = (), executor: Executor | None = None, workers: int = 2) -> RunReuse:
+                   first_index: int = 0, workdir: str | None = None, rederived: bool = False,
+                   band_parts: list[PartInfo] | None = None, sketched: Iterable[dict] = (),
+                   executor: Executor | None = None, workers: int = 2) -> RunReuse:
     """The reuse step of an ingest run, before its commit: the heavy part, outside the commit lock.
+
+    rederived: the run is a reprocess run, its documents new text versions of committed documents:
+    the committed band hashes of their older texts are not compared with (nor are those of any text a
+    committed re-derivation replaced, in every run).
 
     Reads this run's new documents from its uncommitted documents parts,
     computes their band hashes (document_bands) and writes them as this run's
@@ -95,6 +102,8 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
     rows_out = _RowWriter(store, run, attempt, first_index)
     manifests = [m for m in committed_manifests(store) if m["run_id"] != run.run_id]
     texts = _Texts(manifests, own=(run.run_id, document_parts))
+    current = text_versions(store, manifests)
+    own_texts: dict[str, str] = {}
     step = RunReuse(run.run_id, params, scheme.name, list(document_parts), [], [m["run_id"] for m in manifests])
     emitted: set[tuple[str, str]] = set()
     with tempfile.TemporaryDirectory(prefix="archive-reuse-", dir=workdir) as tmp:
@@ -104,10 +113,14 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
             _sketch_own(store, run, document_parts, params, stats, step, search, wanted)
         else:
             _read_own(store, run, band_parts, sketched, stats, step, search, wanted)
+        if rederived:
+            own_texts.update(_own_texts(store, step))
+        current = current.including(run.run_id, own_texts)
+        step.texts = own_texts
         if wanted.added:
             with StageTimer(stats.timings, "lsh"):
                 matched = _scan_bands(store, _band_parts(manifests, scheme.name), wanted,
-                                      lambda batch, run_id: search.add_rows(batch, source=run_id))
+                                      lambda batch, run_id: search.add_rows(batch, source=run_id), current)
                 stats_extra = {"committed_band_rows_matched": matched}
                 search.find_pairs()
             with StageTimer(stats.timings, "fetch"):
@@ -170,6 +183,15 @@ def _read_own(store: Store, run: RunContext, band_parts: list[PartInfo], sketche
     step.parts.extend(band_parts)
 
 
+def _own_texts(store: Store, step: RunReuse) -> dict[str, str]:
+    """doc_id -> text_sha256 of the documents whose band hashes the step holds (its reuse_bands parts)."""
+    found: dict[str, str] = {}
+    keys = [p.key for p in step.parts if p.dataset == "reuse_bands"]
+    for batch in _batches(store, "reuse_bands", keys, ["doc_id", "text_sha256"], BAND_BATCH):
+        found.update(zip(batch.column("doc_id").to_pylist(), batch.column("text_sha256").to_pylist()))
+    return found
+
+
 def _step_stats(stats: ReuseStats, rows_out: _RowWriter, extra: dict) -> dict:
     return {
         "documents": stats.documents, "too_short": stats.too_short, "texts_cut": stats.texts_cut,
@@ -213,7 +235,8 @@ def _pairs_with_fresh(store: Store, run: RunContext, step: RunReuse, manifests: 
         matched.add(batch.column("hash").to_numpy(zero_copy_only=False))
         search.add_rows(batch, role=FRESH, source=run_id)
 
-    _scan_bands(store, fresh_parts, wanted, fresh_rows)
+    _scan_bands(store, fresh_parts, wanted, fresh_rows,
+                text_versions(store, manifests).including(run.run_id, step.texts))
     if matched.added:
         # Only this run's rows in the buckets the fresh rows fell in can make new pairs.
         _scan_bands(store, own_parts, matched,

@@ -90,11 +90,12 @@ def _story(store: Store, ident: str, run: str | None, read: list[dict], damaged:
     key = object_key(sha256)
     size = store.size(key)
     runs = sorted({f["run_id"] for f in files} | {e["run_id"] for e in events})
-    from .reuse import shared_with
+    from .reuse import cluster_of, shared_with
 
     return {
         "sha256": sha256,
         "shares_text_with": shared_with(store, sha256, read),
+        "reuse_clusters": cluster_of(store, sha256, read),
         "original": {"key": key, "stored": size is not None, "bytes": size,
                      "purged_by": purged_objects(read).get(key)},
         "sources": [{"path": f["path"], "run_id": f["run_id"], "outcome": f["outcome"], "reason": f["reason"],

@@ -125,6 +125,20 @@ REUSE_BANDS = pa.schema([
     _f("indexed", pa.bool_()),
 ])
 
+# One row per member of a cluster of texts that share a passage (schemas/reuse-cluster.schema.json).
+REUSE_CLUSTERS = pa.schema([
+    _f("run_id", pa.string()),
+    _f("cluster_id", pa.string()),
+    _f("doc_id", pa.string()),
+    _f("text_sha256", pa.string(), True),
+    _f("start", pa.int64()),
+    _f("end", pa.int64()),
+    _f("date", pa.date32(), True),
+    _f("size", pa.int64()),
+    _f("earliest_doc_id", pa.string(), True),
+    _f("earliest_date", pa.date32(), True),
+])
+
 # One row per version of a record (schemas/record.schema.json): a file instance, by its recorded path, with its
 # own description. The current view (archive.read.open_dataset) keeps each record's latest version.
 RECORD = pa.schema([
@@ -154,6 +168,7 @@ DATASETS: dict[str, tuple[pa.Schema, str]] = {
     "events": (EVENT, "event"),
     "reuse": (REUSE, "reuse"),
     "reuse_bands": (REUSE_BANDS, "reuse-band"),
+    "reuse_clusters": (REUSE_CLUSTERS, "reuse-cluster"),
     "records": (RECORD, "record"),
 }
 

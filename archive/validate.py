@@ -23,6 +23,7 @@ KINDS = {
     "metadata-row": "metadata-row",
     "reuse": "reuse",
     "reuse-band": "reuse-band",
+    "reuse-cluster": "reuse-cluster",
     "record": "record",
 }
 

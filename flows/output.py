@@ -164,6 +164,14 @@ def lineage_story(story: dict) -> None:
         for other in story["shares_text_with"]:
             print(f"  {other['doc_id']}  similarity {other['similarity']:.3f}, {other['passages']} passage(s), "
                   f"{other['words']} words  (run {other['run_id']})")
+    for cluster in story.get("reuse_clusters") or ():
+        first = cluster["members"][0]
+        earliest = (f"earliest {cluster['earliest_date']} ({cluster['earliest_doc_id']})" if cluster["earliest_doc_id"]
+                    else "no member dated")
+        print(f"reprint cluster {cluster['cluster_id'][:16]}: {cluster['size']} documents, {earliest}; this "
+              f"document's passage at {first['start']}-{first['end']}  (run {cluster['run_id']})")
+        for m in cluster["members"][1:]:
+            print(f"  {m['doc_id']}  {m['start']}-{m['end']}  {m['date'] or 'no date'}")
     print("events:")
     for e in story["events"]:
         tool = f" [{e['tool']}]" if e["tool"] else ""

@@ -46,6 +46,18 @@ def test_reuse_run_over_committed_documents(prefect_harness, seeds_dir, tmp_path
     assert {s["doc_id"] for s in story["shares_text_with"]} == {
         r["doc_id_b"] if r["doc_id_a"] == seed0 else r["doc_id_a"]
         for r in rows if seed0 in (r["doc_id_a"], r["doc_id_b"])}
+    # The passages grouped in clusters of reprints: every passage in a member of its document, and seed 000's
+    # clusters (in its lineage) hold the documents it shares text with.
+    members = open_dataset(dest, "reuse_clusters", runs=[reuse["run_id"]]).to_table().to_pylist()
+    assert len({m["cluster_id"] for m in members}) == reuse["counts"]["clusters"] >= 2
+    for row in rows:
+        for side in "ab":
+            assert any(m["doc_id"] == row[f"doc_id_{side}"] and m["start"] <= row[f"start_{side}"]
+                       and row[f"end_{side}"] <= m["end"] and m["text_sha256"] == row[f"text_sha256_{side}"]
+                       for m in members)
+    clusters = story["reuse_clusters"]
+    assert clusters and all(c["members"][0]["doc_id"] == seed0 and c["size"] >= 2 for c in clusters)
+    assert {m["doc_id"] for c in clusters for m in c["members"][1:]} == {s["doc_id"] for s in story["shares_text_with"]}
     # One provenance event per pair, committed with the reuse run.
     events = open_dataset(dest, "events", runs=[reuse["run_id"]]).to_table().to_pylist()
     assert len(events) == 2 and all("shares text with" in e["detail"] for e in events)

@@ -10,14 +10,15 @@ recompute: `archive reuse`, the complete recompute, and the current answer for o
 from .align import Alignment, Passage, align
 from .bands import banded_runs, reuse_parameters, sketch_batch
 from .candidates import candidate_pairs, find_reuse
+from .clusters import PassageClusters, cluster_of, publish_clusters
 from .params import ReuseError, ReuseParams, ReuseStats
 from .recompute import latest_reuse_run, publish_reuse, shared_with
 from .sketch import BandScheme, DocumentBands, band_scheme, document_bands
 from .step import RunReuse, SettledReuse, find_run_reuse, settle_run_reuse
 
 __all__ = [
-    "Alignment", "BandScheme", "DocumentBands", "Passage", "ReuseError", "ReuseParams", "ReuseStats", "RunReuse",
-    "SettledReuse", "align", "band_scheme", "banded_runs", "candidate_pairs", "document_bands", "find_reuse",
-    "find_run_reuse", "latest_reuse_run", "publish_reuse", "reuse_parameters", "settle_run_reuse", "shared_with",
-    "sketch_batch",
+    "Alignment", "BandScheme", "DocumentBands", "Passage", "PassageClusters", "ReuseError", "ReuseParams",
+    "ReuseStats", "RunReuse", "SettledReuse", "align", "band_scheme", "banded_runs", "candidate_pairs", "cluster_of",
+    "document_bands", "find_reuse", "find_run_reuse", "latest_reuse_run", "publish_clusters", "publish_reuse",
+    "reuse_parameters", "settle_run_reuse", "shared_with", "sketch_batch",
 ]

@@ -14,6 +14,7 @@ from ..read import dataset_of, open_dataset
 from ..storage import Store
 from ..timing import StageTimer
 from .bands import DERIVING, _band_parts, _BandWriter, _RowWriter, _scan_bands, _sketched, banded_runs
+from .clusters import publish_clusters
 from .params import ReuseParams, ReuseStats
 from .search import MAX_PARTITION_ROWS, _align_pairs, _load_texts, _Search, _Texts
 from .sketch import band_scheme
@@ -31,7 +32,8 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
     (parameters.bands_for_runs: run id -> part keys), so that later ingest runs
     compare with them too and know whose texts they are. The band
     rows are grouped by hash on local disk (candidate_pairs on each
-    partition), the candidate pairs aligned exactly.
+    partition), the candidate pairs aligned (through OCR noise: ReuseParams.max_gap),
+    and the passages grouped in clusters of reprints (reuse_clusters: publish_clusters).
 
     Each reuse run is a complete answer over the documents of the ingest runs
     committed when it started (parameters.documents_of_runs); the current
@@ -84,10 +86,12 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
         _align_pairs(search, run.run_id, params, stats, rows_out.add)
         search.close()
     parts = bands_out.close() + rows_out.close()
+    cluster_parts, clusters = publish_clusters(store, run, [p.key for p in parts if p.dataset == "reuse"])
+    parts += cluster_parts
     documents = sum(p["rows"] for m in ingests for p in m["parts"] if p["dataset"] == "documents")
     counts = {"documents": documents, "pairs": rows_out.pairs, "passages": rows_out.passages,
               "candidate_pairs": stats.candidate_pairs, "documents_sketched": sketched, "texts_cut": stats.texts_cut,
-              "band_rows": search.band_rows}
+              "band_rows": search.band_rows, "clusters": clusters}
     parameters = {**asdict(params), "bands": scheme.name, "documents_of_runs": [m["run_id"] for m in deriving],
                   "bands_for_runs": bands_for_runs}
     manifest = build_manifest(

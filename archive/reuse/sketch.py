@@ -129,8 +129,6 @@ def document_bands(text: str, params: ReuseParams = ReuseParams()) -> DocumentBa
 def shingle_hashes(text: str, k: int) -> tuple[int, np.ndarray]:
     """(the number of words of text, the sha1_hash32 of each shingle of k words: a uint32 array), the words
     made SKETCH_CHARS characters at a time."""
-    from datasketch.hashfunc import sha1_hash32
-
     hashes = []
     carry: list[str] = []  # the words of the pieces before whose shingles need words of the next
     words = 0
@@ -139,8 +137,11 @@ def shingle_hashes(text: str, k: int) -> tuple[int, np.ndarray]:
         words += len(found) - len(carry)
         count = len(found) - k + 1
         if count > 0:
-            hashes.append(np.fromiter((sha1_hash32(" ".join(found[i:i + k]).encode("utf-8")) for i in range(count)),
-                                      dtype=np.uint32, count=count))
+            # datasketch's sha1_hash32: the first 4 bytes of the SHA-1, little-endian (made here in one list, read
+            # as one array: no Python int a shingle).
+            sha1 = hashlib.sha1
+            digests = b"".join([sha1(" ".join(found[i:i + k]).encode("utf-8")).digest()[:4] for i in range(count)])
+            hashes.append(np.frombuffer(digests, dtype="<u4").astype(np.uint32))
             carry = found[count:]
         else:
             carry = found
@@ -198,12 +199,20 @@ def _band_hashes(sketches: np.ndarray, scheme: BandScheme) -> np.ndarray:
     bands, rows = scheme.bands, scheme.rows
     raw = np.ascontiguousarray(sketches[:, :bands * rows], dtype="<u4").tobytes()
     size = 4 * rows
-    prefixes = [band.to_bytes(2, "little") for band in range(bands)]
-    digests = b"".join(
-        hashlib.blake2b(prefixes[offset % bands] + raw[offset * size:(offset + 1) * size], digest_size=8,
-                        person=_BAND_PERSON).digest()
-        for offset in range(len(sketches) * bands))
-    return np.frombuffer(digests, dtype="<i8")
+    started = _band_starts(bands)  # (a copy of a hash fed the band number: 2.5 times faster than a new one)
+    digests = []
+    for offset in range(len(sketches) * bands):
+        digest = started[offset % bands].copy()
+        digest.update(raw[offset * size:(offset + 1) * size])
+        digests.append(digest.digest())
+    return np.frombuffer(b"".join(digests), dtype="<i8")
+
+
+@functools.cache
+def _band_starts(bands: int) -> tuple:
+    """For each band, blake2b (8 bytes, person _BAND_PERSON) fed its number (2 bytes, little-endian)."""
+    return tuple(hashlib.blake2b(band.to_bytes(2, "little"), digest_size=8, person=_BAND_PERSON)
+                 for band in range(bands))
 
 
 def _window_starts(words: int, size: int, stride: int) -> list[int]:

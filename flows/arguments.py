@@ -136,6 +136,11 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
 
     p = sub.add_parser("reuse", help="recompute the passages all committed documents share; commit them as a reuse run")
     common(p)
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes aligning the candidate pairs (default: one per core)")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="align the candidate pairs on the Dask cluster at ADDRESS (tcp://HOST:8786); the pairs go "
+                        "with their texts: the workers need not reach DEST")
     p.set_defaults(func=commands["reuse"])
 
     p = sub.add_parser("gc", help="list (and with --delete remove) parts and originals no committed run references")

@@ -227,9 +227,16 @@ def cmd_reuse(args) -> int:
     from archive.reuse import publish_reuse
     from archive.storage import open_store
 
+    from .workers import reuse_executor
+
+    if args.dask and args.workers:
+        return _usage("--workers: with --dask the pairs are aligned on the cluster's workers, not local processes")
+
     try:
         store = open_store(args.dest)
-        result = publish_reuse(store, RunContext(new_run_id(), None, store.url))
+        with reuse_executor(args.dask, args.workers) as (executor, workers):
+            result = publish_reuse(store, RunContext(new_run_id(), None, store.url), executor=executor,
+                                   workers=workers)
     except ArchiveError as exc:
         return _fail(str(exc), args)
     if args.json:

@@ -14,6 +14,7 @@ run here. A task on a Dask worker has none: its run's commit settles duplicates.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from multiprocessing.managers import BaseManager
@@ -128,3 +129,24 @@ def run_in_pool(pool: ProcessPoolExecutor, dest, source, run, index, refs, optio
 def audit_in_pool(pool: ProcessPoolExecutor, dest, run, index, objects):
     """One chunk of originals (a pyarrow table of object_key and size) re-hashed in a worker; its summary back."""
     return pool.submit(_audit_chunk, dest, run, index, objects.to_pydict()).result()
+
+
+@contextmanager
+def reuse_executor(dask_address: str | None, workers: int | None) -> Iterator[tuple[object, int]]:
+    """(executor, workers) for `archive reuse`'s alignment: the Dask cluster at dask_address (its workers), else a
+    pool of local processes (workers, default one per core; (None, 1) for one: aligned in this process)."""
+    if dask_address:
+        from distributed import Client
+
+        with Client(dask_address) as client:
+            yield client.get_executor(), max(1, len(client.scheduler_info()["workers"]))
+        return
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1:
+        yield None, 1
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool, workers
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -116,3 +116,29 @@ def test_archive_ingest_dask_runs_the_batches_on_the_cluster(prefect_harness, da
     assert open_dataset(str(tmp_path / "store"), "documents").count_rows() == 5
     batches = [t for t in stream.data if "process_batch" in str(t["key"])]
     assert len(batches) == 3 and {t["worker"] for t in batches} <= set(cluster.scheduler_info["workers"])
+
+
+def test_archive_reuse_aligns_the_candidate_pairs_on_the_cluster(prefect_harness, dask_cluster, seeds_dir, tmp_path):
+    from distributed import get_task_stream
+
+    from archive.provenance import RunContext, new_run_id
+    from archive.reuse import publish_reuse
+    from archive.storage import open_store
+    from archive_flows.ingest import ingest
+    from archive_flows.workers import reuse_executor
+
+    cluster, client = dask_cluster
+    dest = str(tmp_path / "store")
+    ingest(str(seeds_dir), dest=dest, workers=1, reuse=False)
+    store = open_store(dest)
+    here = publish_reuse(store, RunContext(new_run_id(), None, store.url))
+    with get_task_stream(client) as stream, reuse_executor(cluster.scheduler_address, None) as (executor, workers):
+        there = publish_reuse(store, RunContext(new_run_id(), None, store.url), executor=executor, workers=workers)
+    assert workers == 2 and there["counts"]["pairs"] == here["counts"]["pairs"] == 2
+
+    def rows(run_id):
+        table = open_dataset(dest, "reuse", runs=[run_id]).to_table()
+        return sorted(tuple(v for k, v in r.items() if k != "run_id") for r in table.to_pylist())
+
+    assert rows(there["run_id"]) == rows(here["run_id"])
+    assert any("align_chunk" in str(t["key"]) for t in stream.data), [t["key"] for t in stream.data]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import Executor
 from dataclasses import asdict
 
 import pyarrow.compute as pc
@@ -21,7 +22,8 @@ from .sketch import band_scheme
 
 
 def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReuseParams(), *,
-                  workdir: str | None = None, max_partition_rows: int = MAX_PARTITION_ROWS) -> dict:
+                  workdir: str | None = None, max_partition_rows: int = MAX_PARTITION_ROWS,
+                  executor: Executor | None = None, workers: int = 2) -> dict:
     """Find the passages all committed documents share, in their current texts (a re-derived document's latest),
     and commit them as the reuse dataset of one run.
 
@@ -34,6 +36,9 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
     rows are grouped by hash on local disk (candidate_pairs on each
     partition), the candidate pairs aligned (through OCR noise: ReuseParams.max_gap),
     and the passages grouped in clusters of reprints (reuse_clusters: publish_clusters).
+    With executor (a process pool, or a Dask cluster's: `archive reuse --dask`), of
+    about workers workers, the candidate pairs are aligned there, in chunks that carry
+    their texts (parallel.aligned_pairs): the workers need no access to the store.
 
     Each reuse run is a complete answer over the documents of the ingest runs
     committed when it started (parameters.documents_of_runs); the current
@@ -83,7 +88,7 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
             search.find_pairs()
         with StageTimer(stats.timings, "fetch"):
             _load_texts(search, store, _Texts(manifests), params)
-        _align_pairs(search, run.run_id, params, stats, rows_out.add)
+        _align_pairs(search, run.run_id, params, stats, rows_out.add, executor=executor, workers=workers)
         search.close()
     parts = bands_out.close() + rows_out.close()
     cluster_parts, clusters = publish_clusters(store, run, [p.key for p in parts if p.dataset == "reuse"])

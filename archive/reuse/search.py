@@ -293,15 +293,23 @@ class _Texts:
         return list(dict.fromkeys(keys))
 
 
+def pair_key(doc_a: str, doc_b: str) -> int:
+    """A pair of documents, in either order, as one 128-bit int: the first 16 hex digits of each doc_id (a sha256),
+    the lower doc_id first. A set of them holds some 75 bytes a pair, a quarter of a set of two strings."""
+    if doc_b < doc_a:
+        doc_a, doc_b = doc_b, doc_a
+    return int(doc_a[:16] + doc_b[:16], 16)
+
+
 def _align_pairs(search: _Search, run_id: str, params: ReuseParams, stats: ReuseStats,
-                 emit: Callable[[list[dict]], None], seen: set[tuple[str, str]] | None = None,
+                 emit: Callable[[list[dict]], None], seen: set[int] | None = None,
                  executor: Executor | None = None, workers: int = 2) -> None:
     """Align each candidate pair of texts once (with executor, in its worker processes: aligned_pairs); its rows
     go to every pair of documents carrying the two texts."""
     for sha_a, text_a, docs_a, sha_b, text_b, docs_b, passages, similarity in aligned_pairs(
             search.text_pairs(), params, stats, executor, workers):
         for doc_a, doc_b in search.doc_pairs(docs_a, docs_b):
-            pair = (doc_a, doc_b) if doc_a < doc_b else (doc_b, doc_a)
+            pair = pair_key(doc_a, doc_b)
             if seen is not None:
                 if pair in seen:
                     continue

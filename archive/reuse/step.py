@@ -23,7 +23,7 @@ from ..timing import StageTimer
 from .bands import BAND_BATCH, _band_parts, _BandWriter, _batches, _RowWriter, _scan_bands, _sketched
 from .candidates import HashFilter
 from .params import ReuseParams, ReuseStats
-from .search import FRESH, OURS, _align_pairs, _load_texts, _Search, _Texts
+from .search import FRESH, OURS, _align_pairs, _load_texts, _Search, _Texts, pair_key
 from .sketch import band_scheme
 
 
@@ -105,7 +105,7 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
     current = text_versions(store, manifests)
     own_texts: dict[str, str] = {}
     step = RunReuse(run.run_id, params, scheme.name, list(document_parts), [], [m["run_id"] for m in manifests])
-    emitted: set[tuple[str, str]] = set()
+    emitted: set[int] = set()
     with tempfile.TemporaryDirectory(prefix="archive-reuse-", dir=workdir) as tmp:
         search = _Search(os.path.join(tmp, "run"), restrict="ours", max_bucket=params.max_bucket_texts)
         wanted = HashFilter()
@@ -202,7 +202,7 @@ def _step_stats(stats: ReuseStats, rows_out: _RowWriter, extra: dict) -> dict:
     }
 
 
-def _catch_up(store: Store, run: RunContext, step: RunReuse, emitted: set[tuple[str, str]], tmp: str) -> bool:
+def _catch_up(store: Store, run: RunContext, step: RunReuse, emitted: set[int], tmp: str) -> bool:
     """Compare this run's band hashes with those of runs committed since the step
     last looked; write the pairs found as further parts of the step. False when
     no run has committed since."""
@@ -221,7 +221,7 @@ def _catch_up(store: Store, run: RunContext, step: RunReuse, emitted: set[tuple[
 
 def _pairs_with_fresh(store: Store, run: RunContext, step: RunReuse, manifests: list[dict],
                       fresh_parts: list[tuple[str, str]], own_parts: list[tuple[str, str]],
-                      emitted: set[tuple[str, str]], tmp: str) -> None:
+                      emitted: set[int], tmp: str) -> None:
     stats = ReuseStats()
     wanted = HashFilter()
     for _, key in own_parts:
@@ -296,10 +296,10 @@ def settle_run_reuse(store: Store, run: RunContext, step: RunReuse, published: I
     return SettledReuse(parts, figures, notes, step.seen_runs[seen_before:])
 
 
-def _pairs_in(store: Store, reuse_parts: list[PartInfo]) -> set[tuple[str, str]]:
-    pairs: set[tuple[str, str]] = set()
+def _pairs_in(store: Store, reuse_parts: list[PartInfo]) -> set[int]:
+    pairs: set[int] = set()
     for batch in _batches(store, "reuse", [p.key for p in reuse_parts], ["doc_id_a", "doc_id_b"], BAND_BATCH):
-        pairs.update(zip(batch.column("doc_id_a").to_pylist(), batch.column("doc_id_b").to_pylist()))
+        pairs.update(map(pair_key, batch.column("doc_id_a").to_pylist(), batch.column("doc_id_b").to_pylist()))
     return pairs
 
 

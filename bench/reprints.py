@@ -16,8 +16,9 @@ chance.
 Then, each in its own process and into a store of its own, with Prefect's
 temporary server: `archive ingest CORPUS --no-reuse` and `archive ingest
 CORPUS` (the default, reuse on). Reported: wall seconds, peak RSS of the
-command's process (ru_maxrss, which covers its reaped workers too) and the
-highest sampled RSS of the process tree; the reuse step's figures; and,
+command's process (ru_maxrss, which covers its reaped workers too), the
+highest sampled RSS of the process tree, and the four largest processes by
+their own sampled peak (the flow, the worker processes, Prefect's server); the reuse step's figures; and,
 against the truth the generator wrote (truth.json: the files of each story):
 the share of true pairs found, the share of reported pairs that are true, and
 passages per true pair found.
@@ -29,17 +30,19 @@ import argparse
 import itertools
 import json
 import math
+import os
 import random
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from run import _archive_cmd, _last_json, run_child  # noqa: E402
+from run import _archive_cmd, _children_of, _last_json, _rss_kib, run_child  # noqa: E402
 
 REPRINT_SHARE = 0.45
 FILES_PER_STORY = 36
@@ -138,8 +141,11 @@ def make_corpus(root: Path, files: int, seed: int) -> dict:
 
 def score(dest: Path, truth_path: Path) -> dict:
     """Recall, precision and passages per true pair of the reuse rows in the store at dest."""
+    from archive.publish import committed_manifests
     from archive.read import open_dataset
+    from archive.storage import open_store
 
+    figures = [m.get("reuse") for m in committed_manifests(open_store(str(dest))) if m["kind"] == "ingest"]
     truth = json.loads(truth_path.read_text())["stories"]
     documents = open_dataset(str(dest), "documents").to_table(columns=["doc_id", "source_path"])
     by_path = dict(zip(documents.column("source_path").to_pylist(), documents.column("doc_id").to_pylist()))
@@ -155,21 +161,68 @@ def score(dest: Path, truth_path: Path) -> dict:
         "recall": round(len(found) / true_pairs, 4) if true_pairs else None,
         "precision": round(len(found) / len(passages), 4) if passages else None,
         "passages_per_true_pair": round(sum(found.values()) / len(found), 2) if found else None,
-        "passages": sum(passages.values()),
+        "passages": sum(passages.values()), "manifest_reuse": figures[0] if figures else None,
     }
+
+
+class ProcessPeaks(threading.Thread):
+    """The highest RSS of each process under this one (sampled every 0.2 s), by what it is."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peaks: dict[int, int] = {}
+        self.roles: dict[int, str] = {}
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            tree, todo = _children_of(), list(_children_of().get(os.getpid(), ()))
+            while todo:
+                pid = todo.pop()
+                todo.extend(tree.get(pid, ()))
+                self.peaks[pid] = max(self.peaks.get(pid, 0), _rss_kib(pid))
+                if pid not in self.roles:
+                    self.roles[pid] = _role(pid)
+            self._halt.wait(0.2)
+
+    def stop(self) -> list[dict]:
+        self._halt.set()
+        self.join()
+        found = sorted(self.peaks.items(), key=lambda item: -item[1])
+        return [{"process": self.roles.get(pid, "?"), "peak_rss_mib": round(kib / 1024)} for pid, kib in found[:4]]
+
+
+def _role(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
+    if "multiprocessing" in cmdline and "spawn_main" in cmdline:
+        return "worker (spawn)"
+    if "multiprocessing" in cmdline:
+        return "multiprocessing: " + cmdline[-40:]
+    if "ingest" in cmdline and "--dest" in cmdline:
+        return "archive ingest (flow)"
+    return cmdline[:60]
 
 
 def ingest(root: Path, name: str, extra: list[str]) -> dict:
     dest = root / f"store-{name}"
     shutil.rmtree(dest, ignore_errors=True)
     cmd = _archive_cmd() + ["ingest", str(root / "corpus"), "--dest", str(dest), "--json", *extra]
-    r = run_child(name, cmd, root)
+    peaks = ProcessPeaks()
+    peaks.start()
+    try:
+        r = run_child(name, cmd, root)
+    finally:
+        processes = peaks.stop()
     if r["rc"] != 0:
         raise SystemExit(f"{name} failed ({r['rc']}):\n{r['stderr'][-3000:]}")
     out = _last_json(r["stdout"]) or {}
     return {"wall_s": round(r["wall"], 1), "peak_rss_mib": round(r["peak_rss_mib"]), "tree_rss_mib":
-            round(r["tree_rss_mib"]), "stage_seconds": out.get("stage_seconds"), "reuse": out.get("reuse"),
-            "dest": str(dest)}
+            round(r["tree_rss_mib"]), "processes": processes, "stage_seconds": out.get("stage_seconds"),
+            "reuse": out.get("reuse"), "dest": str(dest)}
 
 
 def main(argv: list[str] | None = None) -> int:

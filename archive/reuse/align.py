@@ -218,7 +218,7 @@ class Tokens(NamedTuple):
 # The tokens a Tokenizer keeps, of the texts it was asked for last; the distinct tokens it numbers before it
 # starts again (forgetting the texts it kept).
 CACHED_TOKENS = 2_000_000
-MAX_VOCABULARY = 2_000_000
+MAX_VOCABULARY = 500_000
 
 
 class Tokenizer:

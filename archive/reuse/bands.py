@@ -25,6 +25,7 @@ from .sketch import DocumentBands, band_scheme, document_bands
 
 TOOL = "archive.reuse: MinHash LSH band hashes + exact alignment"
 ROWS_PER_PART = 50_000  # reuse and event rows per part file
+PASSAGE_CHARS_PER_PART = 16 << 20  # characters of passage_text in a reuse part, at most about
 BAND_ROWS_PER_PART = 1_000_000  # reuse_bands rows per part file
 BAND_ROWS_PER_GROUP = 65_536  # reuse_bands rows per Parquet row group, about the most held while writing
 BAND_ROWS_AT_ONCE = 4 * BAND_ROWS_PER_GROUP  # the most made a table at once (one long document's rows, in pieces)
@@ -282,7 +283,9 @@ class _BandWriter:
 
 
 class _RowWriter:
-    """reuse rows and their events (one per pair of documents), flushed as parts of ROWS_PER_PART rows."""
+    """reuse rows and their events (one per pair of documents), flushed as parts of ROWS_PER_PART rows, or sooner
+    once the reuse rows' passages hold PASSAGE_CHARS_PER_PART characters: a passage through OCR noise is often a
+    whole reprinted story, and 50,000 of them held as rows were hundreds of megabytes."""
 
     def __init__(self, store: Store, run: RunContext, attempt: str, first_index: int = 0):
         self.store, self.run, self.attempt = store, run, attempt
@@ -291,12 +294,14 @@ class _RowWriter:
         self.parts: list[PartInfo] = []
         self.pairs = 0
         self.passages = 0
+        self._chars = 0  # of the passages of the reuse rows held
 
     def add(self, rows: list[dict]) -> None:
         if not rows:
             return
         first = rows[0]
         self.rows["reuse"].extend(rows)
+        self._chars += sum(len(row["passage_text"]) for row in rows)
         self.rows["events"].append(pair_event(self.run, first))
         self.pairs += 1
         self.passages += len(rows)
@@ -304,7 +309,10 @@ class _RowWriter:
 
     def _flush(self, final: bool = False) -> None:
         for dataset, rows in self.rows.items():
-            if rows and (final or len(rows) >= ROWS_PER_PART):
+            full = len(rows) >= ROWS_PER_PART or (dataset == "reuse" and self._chars >= PASSAGE_CHARS_PER_PART)
+            if rows and (final or full):
+                if dataset == "reuse":
+                    self._chars = 0
                 key = part_key(dataset, self.run.run_id, self.index[dataset], self.attempt)
                 self.parts.append(write_part(self.store, dataset, key, rows))
                 self.index[dataset] += 1

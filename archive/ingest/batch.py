@@ -15,7 +15,7 @@ from ..fixity import FileChangedError, sha256_hex
 from ..identify import EMPTY, Format, identify
 from ..provenance import RunContext
 from ..publish import new_attempt, part_key
-from ..reuse.bands import sketch_batch
+from ..reuse.bands import sketch_table
 from ..sources import FileRef, Prefetch, Source
 from ..storage import Store
 from ..timing import StageTimer
@@ -75,15 +75,18 @@ class BatchProcessor:
             reads.close()  # (on a failure too: no file stays open)
             self.originals.close()  # (and no write)
         self._claim_documents()
-        if self.options.reuse is not None and self.rows.documents:
-            with self._time("reuse_bands"):
-                self.summary.reuse_bands, self.summary.reuse_stats = sketch_batch(
-                    self.store, self.run.run_id, ((d["doc_id"], d["text_sha256"], d["text"])
-                                                  for d in self.rows.documents), self.options.reuse)
-        self.rows.write_parts(self.store, self.index, self.attempt, self.documents_key)
+        self.rows.write_parts(self.store, self.index, self.attempt, self.documents_key,
+                              self._sketch if self.options.reuse is not None else None)
         self.records.write(self.store, self.index, self.attempt, self.summary.parts)
         self.store.flush()  # originals and parts durable before the batch reports them
         return self.summary
+
+    def _sketch(self, documents) -> None:
+        """The band hashes of the batch's documents (their Arrow table, once its part is written), for the run's
+        reuse step."""
+        with self._time("reuse_bands"):
+            self.summary.reuse_bands, self.summary.reuse_stats = sketch_table(self.store, self.run.run_id, documents,
+                                                                              self.options.reuse)
 
     def _claim_documents(self) -> None:
         """The documents an earlier batch of this run publishes become duplicates here, before any part is

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
 from .. import provenance as ev
 from ..fixity import NotRegularFileError
 from ..identify import Format
@@ -13,6 +15,9 @@ from ..storage import Store, object_key
 from ..timing import StageTimer
 from ..validate import describe_problems, problems
 from .summary import REPORTED_PROBLEMS, BatchSummary, Problem
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class BatchRows:
@@ -92,10 +97,13 @@ class BatchRows:
                        if not (e["event_type"] == ev.PUBLICATION and e["object_sha256"] in found)]
         self.events += make_duplicates(self.run, self.summary, self.files, found)
 
-    def write_parts(self, store: Store, index: int, attempt: str, documents_key: str) -> None:
+    def write_parts(self, store: Store, index: int, attempt: str, documents_key: str,
+                    documents_written: Callable[[pa.Table], None] | None = None) -> None:
         """Check the rows' shapes, then write a part per dataset that has rows; their infos go to the summary.
         The documents rows are handed over to their Arrow table (self.documents is empty after): a long text is
-        not held twice, as a str and in the table, while its Parquet is written."""
+        not held twice, as a str and in the table, while its Parquet is written. documents_written(table) is
+        called with that table once its part is written (the reuse step's band hashes are made there: after
+        the Parquet writer has let its memory go)."""
         with self._time("validate"):
             # Events all come from RunContext.event; validating the first of each type and outcome catches a
             # wrong shape at a fraction of the cost (the tests validate every event row).
@@ -114,6 +122,8 @@ class BatchRows:
                 table = to_table("documents", self.documents)
                 self.documents = []  # (their texts are in the table: not held twice while it is written)
                 self.summary.parts.append(write_table_part(store, "documents", documents_key, table))
+                if documents_written is not None:
+                    documents_written(table)
                 del table
             for dataset, rows in (("files", self.files), ("quarantine", self.quarantine), ("events", self.events)):
                 if rows:

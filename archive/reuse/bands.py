@@ -180,6 +180,18 @@ def sketch_batch(store: Store, run_id: str, documents: Iterable[tuple[str, str, 
                    "seconds": stats.timings["signatures"]}
 
 
+def sketch_table(store: Store, run_id: str, table: pa.Table, params: ReuseParams = ReuseParams()) -> tuple[
+        list[PartInfo], dict]:
+    """sketch_batch of a documents table (doc_id, text_sha256, text), DOCUMENT_BATCH rows at a time, each text made
+    a str only as far as its searched_text goes (_heads)."""
+    def documents() -> Iterator[tuple[str, str, str]]:
+        for batch in table.select(["doc_id", "text_sha256", "text"]).to_batches(max_chunksize=DOCUMENT_BATCH):
+            texts = _heads(batch.column("text"), params)
+            yield from zip(batch.column("doc_id").to_pylist(), batch.column("text_sha256").to_pylist(), texts)
+
+    return sketch_batch(store, run_id, documents(), params)
+
+
 def _scan_bands(store: Store, parts: list[tuple[str, str]], wanted: HashFilter | None,
                 on_rows: Callable[[pa.RecordBatch, str], None], current: TextVersions | None = None) -> int:
     """Stream reuse_bands parts a record batch at a time; with wanted, only rows whose hash it

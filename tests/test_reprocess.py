@@ -48,10 +48,14 @@ def rows(dest, name, **kw):
 
 
 def all_current(reuse: list[dict], documents: dict[str, dict]) -> bool:
-    """Each passage names its documents' current texts and points into them."""
-    return all(r[f"text_sha256_{s}"] == documents[r[f"doc_id_{s}"]]["text_sha256"]
-               and " ".join(documents[r[f"doc_id_{s}"]]["text"][r[f"start_{s}"]:r[f"end_{s}"]].split())
-               == " ".join(r["passage_text"].split()) for r in reuse for s in "ab")
+    """Each passage names its documents' current texts and points into them (document a's slice is the passage;
+    document b's starts and ends with the same words, and may differ between them: an edit, OCR noise)."""
+    def words(r, s):
+        return documents[r[f"doc_id_{s}"]]["text"][r[f"start_{s}"]:r[f"end_{s}"]].split()
+
+    return all(r[f"text_sha256_{s}"] == documents[r[f"doc_id_{s}"]]["text_sha256"] for r in reuse for s in "ab") \
+        and all(words(r, "a") == r["passage_text"].split() for r in reuse) \
+        and all(words(r, "b")[0] == words(r, "a")[0] and words(r, "b")[-1] == words(r, "a")[-1] for r in reuse)
 
 
 def passages(reuse: list[dict]) -> set[tuple]:

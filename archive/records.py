@@ -66,6 +66,9 @@ FILE = pa.schema([
     _f("detail", pa.string(), True),
     _f("doc_id", _SHA, True),
     _f("seen_at", _TS),
+    # The container (ZIP, TAR, mbox, e-mail message) a file was unpacked from; null for a file of the source, and
+    # in parts written before it.
+    _f("container_sha256", _SHA, True),
 ])
 
 QUARANTINE = pa.schema([

@@ -90,7 +90,7 @@ def test_unknown_fields_are_refused():
 def test_file_rows_need_a_reason_when_quarantined_or_skipped():
     row = {"run_id": "20261122T153000Z-3f9a", "path": "a", "size": 1, "sha256": SHA, "object_key": object_key(SHA),
            "media_type": "text/plain", "puid": None, "outcome": "quarantine", "reason": None, "detail": None,
-           "doc_id": None, "seen_at": "2026-11-22T15:30:00Z"}
+           "doc_id": None, "seen_at": "2026-11-22T15:30:00Z", "container_sha256": None}
     assert problems("file", row)
     assert problems("file", {**row, "reason": "empty", "detail": "the file has no bytes"}) == []
     assert problems("file", {**row, "reason": "made-up", "detail": "x"})

@@ -7,6 +7,7 @@ from typing import Callable, Iterable, Iterator
 from .. import provenance as ev
 from ..catalogue.identity import elements
 from ..claims import DocumentClaims
+from ..containers import EML
 from ..describe import Description, describe_texts, language_tool_version
 from ..extract import Extracted
 from ..extract.budget import Budgets
@@ -21,6 +22,7 @@ from ..timing import StageTimer
 from . import stages
 from .derived import store_derived
 from .descriptions import Descriptions
+from .members import Ready, Within, member_event, unpack_attachments, unpack_container
 from .originals import OriginalsWriter
 from .readahead import read_ahead
 from .recording import BatchRecords
@@ -28,6 +30,7 @@ from .rows import BatchRows
 from .stages import Quarantine
 from .streamed import keep_too_large
 from .summary import BatchSummary, IngestOptions
+from .unpack import UNPACKED
 
 # A batch makes its files documents (extract, normalise, describe) so many at a time, of so many bytes at most
 # (a larger file goes alone): their bytes wait in memory meanwhile. Text code run on one file after another keeps
@@ -94,8 +97,10 @@ class BatchProcessor:
                              for doc_id, (_, path) in earlier.items()})
         self.summary.earlier_documents = {doc_id: index for doc_id, (index, _) in earlier.items()}
 
-    def process_file(self, ref: FileRef, pending: Prefetch | None = None) -> None:
-        """One file, its bytes from pending (a read begun earlier) or read now."""
+    def process_file(self, ref: FileRef, pending: Prefetch | Ready | None = None, within: Within | None = None
+                     ) -> None:
+        """One file, its bytes from pending (a read begun earlier) or read now; within: how a container's member
+        came (members.py)."""
         if ref.skip_reason:
             self.rows.skip(ref, ref.skip_reason, ref.skip_detail or ref.skip_reason)
             return
@@ -115,6 +120,8 @@ class BatchProcessor:
         self.summary.bytes_read += len(data)
         self.rows.event(ev.MESSAGE_DIGEST, ev.SUCCESS, f"sha256 over {len(data)} bytes", sha256=sha256,
                         path=ref.path, tool=DIGEST_TOOL)
+        if within is not None:
+            member_event(self, ref, sha256, within)
         with self._time("identify"):
             fmt = identify(data)
         self.rows.event(ev.FORMAT_IDENTIFICATION, ev.SUCCESS,
@@ -125,11 +132,18 @@ class BatchProcessor:
         if unstable:
             self.rows.set_aside(ref, sha256, len(data), fmt, "unstable", f"{unstable}; the {len(data)} bytes read "
                                 "are kept, no text extracted; ingest it again once it is complete")
-        elif ref.path == self.descriptions.path:
+            return
+        if ref.path == self.descriptions.path:
             self.records.sidecar_file(ref, sha256, fmt, len(data))
-        elif self.records.badly_described(ref, sha256, fmt, len(data), seen=(self.known, self.first_path)):
+            return
+        if fmt.media_type in UNPACKED:  # a ZIP, TAR or mbox: its members are the files
+            unpack_container(self, ref, sha256, fmt, data, within)
+            return
+        if fmt.media_type == EML.media_type:  # a message is a document, its attachments files of their own
+            unpack_attachments(self, ref, sha256, fmt, data, within)
+        if self.records.badly_described(ref, sha256, fmt, len(data), seen=(self.known, self.first_path)):
             return  # (quarantined invalid-metadata: a record of its own, never a duplicate of another path)
-        elif not self._is_duplicate(ref, sha256, fmt, len(data)):
+        if not self._is_duplicate(ref, sha256, fmt, len(data)):
             if fmt is EMPTY:
                 self.rows.set_aside(ref, sha256, len(data), fmt, "empty", "the file has no bytes")
                 return

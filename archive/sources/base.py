@@ -22,6 +22,7 @@ class FileRef:
     size: int | None
     skip_reason: str | None = None  # set when discovery already knows the file cannot be ingested
     skip_detail: str | None = None
+    container: str | None = None  # the sha256 of the container it was unpacked from (archive/ingest/unpack.py)
 
 
 def display_path(relative: str) -> str:

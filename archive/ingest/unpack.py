@@ -25,6 +25,7 @@ from typing import BinaryIO, Callable, Iterator
 
 from .. import containers
 from ..errors import ConfigurationError
+from ..extract.office import MAX_RATIO
 from ..identify import Format
 from ..sources import display_path
 
@@ -32,7 +33,9 @@ SEPARATOR = "!/"  # between a container's path and its member's name
 MEMBERS = 10_000
 DEPTH = 4
 EXPANDED_BYTES = 4 << 30
-RATIO = 200.0
+# A member of a MiB or more may expand its compressed bytes so many times, as an entry of a DOCX, ODT or EPUB may
+# (extract/office.py): deflate cannot pass about 1,032 on its own, a bomb's layers (or bzip2, LZMA) go far beyond.
+RATIO = float(MAX_RATIO)
 RATIO_FROM_BYTES = 1 << 20  # members smaller than this are not judged by their compression ratio
 TOO_LARGE, TOO_DEEP = "container-too-large", "container-too-deep"
 UNPACKED = (containers.ZIP.media_type, containers.TAR.media_type, containers.MBOX.media_type)

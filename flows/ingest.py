@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -27,7 +28,7 @@ from archive.ingest import (
     store_sidecar,
     unmatched_rows,
 )
-from archive.ingest.unpack import DEPTH, EXPANDED_BYTES, MEMBERS, RATIO, ContainerLimits
+from archive.ingest.unpack import DEPTH, EXPANDED_BYTES, MEMBERS, RATIO, SEPARATOR, ContainerLimits
 from archive.provenance import RunContext, new_run_id
 from archive.publish import committed_manifests
 from archive.read import committed_doc_ids
@@ -116,6 +117,7 @@ def ingest(
     run = RunContext(new_run_id(), collection, src.url, **started_by())
     known = frozenset(committed_doc_ids(store))
     withdrawn = withdrawn_paths(store, list(committed_manifests(store)))  # skipped, never read again
+    options = replace(options, withdrawn_members={p: why for p, why in withdrawn.items() if SEPARATOR in p})
     warnings = []
     if metadata:
         try:

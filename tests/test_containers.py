@@ -169,3 +169,33 @@ def test_container_limits_must_be_above_zero(limit):
 
     with pytest.raises(ConfigurationError, match="members"):
         ContainerLimits(members=limit)
+
+
+@pytest.mark.flow
+def test_an_ingest_counts_members_and_a_withdrawn_member_is_not_unpacked_again(prefect_harness, tmp_path):
+    from archive.catalogue.withdraw import withdraw
+    from archive.publish import load_manifest
+    from archive.storage import open_store
+    from archive_flows.ingest import ingest
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "letters.zip").write_bytes(_zip({"a.rtf": (FORMATS / "striprtf-french.rtf").read_bytes(),
+                                            "b.rtf": (FORMATS / "striprtf-example.rtf").read_bytes()}))
+    (src / "metadata.csv").write_text("filename,dc.title\nletters.zip!/b.rtf,An example letter\n", encoding="utf-8")
+    dest = str(tmp_path / "store")
+    first = ingest(str(src), dest=dest, reuse=False, container_members=50)
+    assert first["counts"] == {"files": 4, "documents": 2, "duplicates": 0, "quarantined": 0, "skipped": 2,
+                               "updated": 0, "members": 2}
+    assert not first["notes"], "a row naming a member is no missing file"
+    manifest = load_manifest(open_store(dest), f"runs/{first['run_id']}.json")
+    assert manifest["parameters"]["container_members"] == 50 and manifest["parameters"]["container_depth"] == 4
+    records = {r["path"]: r for r in open_dataset(dest, "records").to_table().to_pylist()}
+    assert records["letters.zip!/b.rtf"]["title"] == "An example letter"
+
+    withdraw(open_store(dest), ["letters.zip!/a.rtf"], "privacy request")
+    second = ingest(str(src), dest=dest, reuse=False)
+    files = {f["path"]: f for f in open_dataset(dest, "files", runs=[second["run_id"]]).to_table().to_pylist()}
+    assert (files["letters.zip!/a.rtf"]["outcome"], files["letters.zip!/a.rtf"]["reason"]) == ("skipped", "withdrawn")
+    assert files["letters.zip!/a.rtf"]["sha256"] is None
+    assert files["letters.zip!/b.rtf"]["outcome"] == "duplicate"

@@ -107,7 +107,10 @@ def _members(batch: BatchProcessor, container: FileRef, sha256: str, members: li
     for member in members:
         ref = FileRef(member.path, f"{container.location}{SEPARATOR}{member.name}", member.size, container=sha256)
         here = Within(within.allowance, within.tool, member.notes)
-        if member.skip:
+        withdrawn = batch.options.withdrawn_members.get(member.path)
+        if withdrawn:
+            batch.rows.skip(ref, "withdrawn", withdrawn)
+        elif member.skip:
             batch.rows.skip(ref, "not-a-regular-file", member.skip)
         elif member.size > batch.options.max_file_bytes:
             _keep_too_large(batch, ref, member, here)

@@ -23,6 +23,8 @@ class IngestOptions:
     batch_bytes: int = 64 << 20
     budgets: Budgets = Budgets()  # what extracting one file may cost; over it, quarantined as too-costly
     containers: ContainerLimits = ContainerLimits()  # what unpacking one file of the source may cost
+    # Members (CONTAINER!/NAME) whose record was withdrawn -> why: skipped when unpacked again, never read or stored.
+    withdrawn_members: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

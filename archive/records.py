@@ -49,6 +49,9 @@ DOCUMENT = pa.schema([
     _f("dictionary_share", pa.float64(), True),
     _f("low_ocr_quality", pa.bool_(), True),
     _f("ocr_key", pa.string(), True),
+    # A vendor's OCR (ALTO, hOCR, PAGE): the sha256 of the page image delivered with it (same folder and stem), kept
+    # as an original and not OCR'd again; null otherwise, and in parts written before it.
+    _f("page_image_sha256", _SHA, True),
     _f("text", pa.large_string()),
     _f("ingested_at", _TS),
 ])

@@ -18,7 +18,7 @@ GOOD_DOCUMENT = {
     "date": "1923-04-17", "date_text": "1923-04-17", "creator": None, "language": "en", "publisher": None,
     "source": None, "rights": None, "description": None, "subject": None, "identifier": None, "type": None,
     "char_count": 5, "word_count": 1, "ocr_confidence": None, "dictionary_share": None, "low_ocr_quality": None,
-    "ocr_key": None, "text": "Hello",
+    "ocr_key": None, "page_image_sha256": None, "text": "Hello",
     "ingested_at": "2026-11-22T15:30:00.000001Z",
 }
 OCR_DOCUMENT = {**GOOD_DOCUMENT, "media_type": "image/png", "puid": "fmt/11", "encoding": None,

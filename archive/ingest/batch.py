@@ -24,6 +24,7 @@ from .derived import store_derived
 from .descriptions import Descriptions
 from .members import Ready, Within, member_event, unpack_attachments, unpack_container
 from .originals import OriginalsWriter
+from .pages import PagePairs, images_last, pair_page_image
 from .readahead import read_ahead
 from .recording import BatchRecords
 from .rows import BatchRows
@@ -54,6 +55,7 @@ class BatchProcessor:
         self.originals = OriginalsWriter(store, known, self.summary.reused_originals)
         self.attempt = new_attempt()
         self.first_path: dict[str, str] = {}  # sha256 -> first path in this batch
+        self.pages = PagePairs()  # the vendor OCR files met, whose page images are not OCR'd again
         # Files kept and waiting to be made documents together (see _make_documents), oldest first.
         self._waiting: list[tuple[FileRef, str, Format, bytes]] = []
         self.documents_key = part_key("documents", run.run_id, index, self.attempt)
@@ -62,7 +64,7 @@ class BatchProcessor:
         return StageTimer(self.summary.timings, stage)
 
     def process(self, refs: Iterable[FileRef]) -> BatchSummary:
-        reads = read_ahead(self.source, refs, self.options.max_file_bytes)
+        reads = read_ahead(self.source, images_last(list(refs), lambda ref: ref.path), self.options.max_file_bytes)
         try:
             for ref, pending in reads:
                 try:
@@ -134,13 +136,14 @@ class BatchProcessor:
                                 "are kept, no text extracted; ingest it again once it is complete")
             return
         if ref.path == self.descriptions.path:
-            self.records.sidecar_file(ref, sha256, fmt, len(data))
-            return
+            return self.records.sidecar_file(ref, sha256, fmt, len(data))
         if fmt.media_type in UNPACKED:  # a ZIP, TAR or mbox: its members are the files
-            unpack_container(self, ref, sha256, fmt, data, within)
-            return
+            return unpack_container(self, ref, sha256, fmt, data, within)
         if fmt.media_type == EML.media_type:  # a message is a document, its attachments files of their own
             unpack_attachments(self, ref, sha256, fmt, data, within)
+        self.pages.seen(ref, sha256, fmt)
+        if pair_page_image(self, ref, sha256, fmt, len(data)):  # the page of a vendor's OCR: not OCR'd again
+            return
         if self.records.badly_described(ref, sha256, fmt, len(data), seen=(self.known, self.first_path)):
             return  # (quarantined invalid-metadata: a record of its own, never a duplicate of another path)
         if not self._is_duplicate(ref, sha256, fmt, len(data)):

@@ -126,6 +126,9 @@ def unpack(data: bytes, fmt: Format, path: str, allowance: Allowance) -> Unpacke
         found = _mbox(data, path, allowance)
     else:
         found = _attachments(data, path, allowance)
+    from .pages import images_last
+
+    found.members = images_last(found.members, lambda member: member.path)  # (a page's OCR before its image)
     return found
 
 

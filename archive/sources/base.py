@@ -81,15 +81,27 @@ class Source(ABC):
         """The regular file called name at the top of the source, if there is one."""
 
 
+def page_key(path: str) -> str:
+    """The folder and stem of a path, which the files of one page share (its image, the OCR a vendor delivered):
+    `a/p001.tif`, `a/p001.xml` and `a/p001.alto.xml` are all `a/p001`."""
+    folder, _, name = path.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name[1:] else name
+    for suffix in (".alto", ".hocr", ".page", ".ocr"):
+        if stem.lower().endswith(suffix) and len(stem) > len(suffix):
+            stem = stem[:-len(suffix)]
+    return f"{folder}/{stem}"
+
+
 def batches(refs: Iterable[FileRef], max_files: int = 1000, max_bytes: int = 64 << 20) -> Iterator[list[FileRef]]:
-    """Group refs into batches of at most max_files files or about max_bytes bytes, streamed."""
+    """Group refs into batches of at most max_files files or about max_bytes bytes, streamed; never cut between
+    files of one page key (a page image and its OCR go in one batch: ingest/pages.py)."""
     batch: list[FileRef] = []
     size = 0
     for ref in refs:
-        batch.append(ref)
-        size += ref.size or 0
-        if len(batch) >= max_files or size >= max_bytes:
+        if batch and (len(batch) >= max_files or size >= max_bytes) and page_key(ref.path) != page_key(batch[-1].path):
             yield batch
             batch, size = [], 0
+        batch.append(ref)
+        size += ref.size or 0
     if batch:
         yield batch

@@ -172,11 +172,16 @@ def _zip(data: bytes, path: str, allowance: Allowance) -> Unpacked:
 
     stream = io.BytesIO(data)
     try:
-        end = zipfile._EndRecData(stream)  # the entry count, before the central directory is parsed
-        if end is None:
+        # The entry count from the end record, before the central directory is parsed into objects (zipfile's
+        # own reader of that record; where a Python has none, the count is checked after the parse).
+        end_record = getattr(zipfile, "_EndRecData", None)
+        end = end_record(stream) if end_record is not None else None
+        if end_record is not None and end is None:
             raise zipfile.BadZipFile("no end of central directory record")
-        _count(allowance, end[zipfile._ECD_ENTRIES_TOTAL], "entries in its central directory")
+        entries = end[getattr(zipfile, "_ECD_ENTRIES_TOTAL", 4)] if end is not None else None
         archive = zipfile.ZipFile(stream)
+        _count(allowance, entries if entries is not None else len(archive.infolist()),
+               "entries in its central directory")
         infos = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise Refused("corrupt", f"the ZIP cannot be read: {type(exc).__name__}: {exc}") from None

@@ -3,6 +3,7 @@ events name the container; bounded against bombs. Built from the real files of t
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import tarfile
@@ -64,18 +65,25 @@ def test_zip_tar_mbox_and_attachments_become_files_of_their_own_naming_their_con
     (src / "box.tar").write_bytes(tar.getvalue())
     mbox = (FORMATS / "mboxparser-testbox.mbox").read_bytes()
     (src / "mail.mbox").write_bytes(mbox)
+    tei = (FORMATS / "tei-test8.xml").read_bytes()
+    tei_gz, tar_gz = gzip.compress(tei, mtime=0), gzip.compress(tar.getvalue(), mtime=0)
+    (src / "tei.xml.gz").write_bytes(tei_gz)
+    (src / "box.tar.gz").write_bytes(tar_gz)
 
     committed, files, store = _ingest(src, tmp_path / "store")
 
     assert {p: (f["outcome"], f["reason"]) for p, f in files.items() if f["container_sha256"] is None} == {
         "accession.zip": ("skipped", "unpacked"), "box.tar": ("skipped", "unpacked"),
-        "mail.mbox": ("skipped", "unpacked")}
+        "mail.mbox": ("skipped", "unpacked"), "tei.xml.gz": ("skipped", "unpacked"),
+        "box.tar.gz": ("skipped", "unpacked")}
     assert files["accession.zip"]["detail"].startswith("3 members unpacked")
     members = {p: f for p, f in files.items() if f["container_sha256"] is not None}
     assert {p: f["container_sha256"] for p, f in members.items() if not p.startswith("mail.mbox!/")} == {
         "accession.zip!/letters/french.rtf": _sha(zipped), "accession.zip!/escape.txt": _sha(zipped),
         "accession.zip!/nested.zip": _sha(zipped), "accession.zip!/nested.zip!/inner/test.docx": _sha(inner),
-        "box.tar!/scans/seg.odt": _sha(tar.getvalue()), "box.tar!/scans/link-out": _sha(tar.getvalue())}
+        "box.tar!/scans/seg.odt": _sha(tar.getvalue()), "box.tar!/scans/link-out": _sha(tar.getvalue()),
+        "tei.xml.gz!/tei.xml": _sha(tei_gz), "box.tar.gz!/scans/seg.odt": _sha(tar_gz),
+        "box.tar.gz!/scans/link-out": _sha(tar_gz)}
     assert (files["box.tar!/scans/link-out"]["outcome"], files["box.tar!/scans/link-out"]["reason"]) == (
         "skipped", "not-a-regular-file")
     assert files["accession.zip!/nested.zip"]["reason"] == "unpacked"
@@ -95,8 +103,10 @@ def test_zip_tar_mbox_and_attachments_become_files_of_their_own_naming_their_con
     assert docs["mail.mbox!/message-00009.eml!/Plans"]["text"].startswith("All items with #) are implemented")
     assert docs["accession.zip!/nested.zip!/inner/test.docx"]["text"] == \
         "python-docx was here!\n\npython-docx was here too!"
-    assert committed.counts["members"] == len(members) == 16
-    assert committed.counts["files"] == 3 + 16
+    assert (files["tei.xml.gz!/tei.xml"]["sha256"], files["tei.xml.gz!/tei.xml"]["outcome"]) == (_sha(tei), "document")
+    assert files["box.tar.gz!/scans/seg.odt"]["outcome"] == "duplicate"  # (the same bytes as box.tar's member)
+    assert committed.counts["members"] == len(members) == 19
+    assert committed.counts["files"] == 5 + 19
 
     events = open_dataset(str(tmp_path / "store"), "events").to_table().to_pylist()
     unpacking = {e["source_path"]: e for e in events if e["event_type"] == "unpacking"}
@@ -121,6 +131,12 @@ def test_a_zip_bomb_is_quarantined_whole_quickly_in_little_memory(tmp_path):
     (src / "bomb.zip").write_bytes(bomb)
     overlapping = _zip({f"copy-{n}.txt": b"x" * 4096 for n in range(6)})
     (src / "many.zip").write_bytes(overlapping)
+    zeros = gzip.GzipFile(fileobj=(gzipped := io.BytesIO()), mode="wb", compresslevel=9)
+    for _ in range(256):
+        zeros.write(bytes(1 << 20))
+    zeros.close()
+    (src / "zeros.gz").write_bytes(gzipped.getvalue())
+    (src / "lying.gz").write_bytes(gzipped.getvalue()[:-4] + (1000).to_bytes(4, "little"))  # states 1,000 bytes
 
     tracemalloc.start()
     started = time.monotonic()
@@ -129,11 +145,14 @@ def test_a_zip_bomb_is_quarantined_whole_quickly_in_little_memory(tmp_path):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
 
-    assert set(files) == {"bomb.zip", "many.zip"}  # nothing of either was unpacked
+    assert set(files) == {"bomb.zip", "many.zip", "zeros.gz", "lying.gz"}  # nothing of any was unpacked
     assert files["bomb.zip"]["reason"] == "container-too-large"
     assert "expands 1,0" in files["bomb.zip"]["detail"] and "(--container-ratio)" in files["bomb.zip"]["detail"]
     assert files["many.zip"]["reason"] == "container-too-large"
     assert "over the limit of 5 (--container-members)" in files["many.zip"]["detail"]
+    assert files["zeros.gz"]["reason"] == "container-too-large" and "(--container-ratio)" in files["zeros.gz"]["detail"]
+    assert files["lying.gz"]["reason"] == "container-too-large"
+    assert "expands over 1000 times" in files["lying.gz"]["detail"]  # (found as it expands, its statement a lie)
     assert store.get_bytes(object_key(_sha(bomb))) == bomb  # the container itself is kept
     assert seconds < 20 and peak < 16 << 20, (seconds, peak)
 
@@ -141,6 +160,7 @@ def test_a_zip_bomb_is_quarantined_whole_quickly_in_little_memory(tmp_path):
     _, files, _ = _ingest(src, tmp_path / "store2", ratio=10_000, expanded_bytes=64 << 20)
     assert files["bomb.zip"]["reason"] == "container-too-large"
     assert "over the limit of 67,108,864 (--container-bytes)" in files["bomb.zip"]["detail"]
+    assert "over the limit of 67,108,864 (--container-bytes)" in files["zeros.gz"]["detail"]
 
 
 def test_nesting_past_the_depth_and_a_damaged_zip_are_quarantined_naming_why(tmp_path):

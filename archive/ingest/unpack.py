@@ -1,16 +1,17 @@
-"""The members of a container, read with the field's own libraries (zipfile, tarfile, mailbox, email), bounded
+"""The members of a container, read with the field's own libraries (zipfile, tarfile, gzip, mailbox, email), bounded
 against bombs before a byte of any member is expanded.
 
-A container is a ZIP or TAR (identified by content: a DOCX, ODT or EPUB is no container here), an mbox (each
-message a member) or an e-mail message (each attachment a member). Its members become files of their own in the
-batch, at the path `CONTAINER!/MEMBER` (the notation of jar: URLs): `accession.zip!/letters/a.txt`, nested
-`outer.zip!/inner.tar!/b.txt`, an mbox's messages `box.mbox!/message-00001.eml`, a message's attachments
-`letter.eml!/report.pdf`.
+A container is a ZIP or TAR (identified by content: a DOCX, ODT or EPUB is no container here), a gzip stream (a
+`.tar.gz` unpacked as its TAR, anything else its one member), an mbox (each message a member) or an e-mail message
+(each attachment a member). Its members become files of their own in the batch, at the path `CONTAINER!/MEMBER`
+(the notation of jar: URLs): `accession.zip!/letters/a.txt`, nested `outer.zip!/inner.tar!/b.txt`, an mbox's
+messages `box.mbox!/message-00001.eml`, a message's attachments `letter.eml!/report.pdf`.
 
 What unpacking may cost is bounded by ContainerLimits, checked on the ZIP's central directory, the TAR's headers
 or the mbox's table of messages before any member is read: over one, the container is refused (Refused: a
 quarantine reason and a detail naming the setting), whole. zipfile never expands a member past the size its
-central directory states, so the stated sizes bound the real ones.
+central directory states, so the stated sizes bound the real ones. A gzip stream is decompressed into a temporary
+file as far as the bounds allow, and refused as soon as it passes one.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ EXPANDED_BYTES = 4 << 30
 RATIO = float(MAX_RATIO)
 RATIO_FROM_BYTES = 1 << 20  # members smaller than this are not judged by their compression ratio
 TOO_LARGE, TOO_DEEP = "container-too-large", "container-too-deep"
-UNPACKED = (containers.ZIP.media_type, containers.TAR.media_type, containers.MBOX.media_type)
+GZIP_TYPE = "application/gzip"
+UNPACKED = (containers.ZIP.media_type, containers.TAR.media_type, GZIP_TYPE, containers.MBOX.media_type)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ def unpack(data: bytes, fmt: Format, path: str, allowance: Allowance) -> Unpacke
         found = _zip(data, path, allowance)
     elif fmt.media_type == containers.TAR.media_type:
         found = _tar(data, path, allowance)
+    elif fmt.media_type == GZIP_TYPE:
+        found = _gzip(data, path, allowance)
     elif fmt.media_type == containers.MBOX.media_type:
         found = _mbox(data, path, allowance)
     else:
@@ -209,21 +213,26 @@ def _zip(data: bytes, path: str, allowance: Allowance) -> Unpacked:
     return Unpacked(tool_of(containers.ZIP), members, archive.close)
 
 
-def _tar(data: bytes, path: str, allowance: Allowance) -> Unpacked:
+def _tar(data: bytes | BinaryIO, path: str, allowance: Allowance, tool: str = tool_of(containers.TAR),
+         cleanup: Callable[[], None] = lambda: None) -> Unpacked:
     import tarfile
 
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+        archive = tarfile.open(fileobj=io.BytesIO(data) if isinstance(data, bytes) else data, mode="r:")
         infos = []
-        while (info := archive.next()) is not None:  # header by header: the count is checked as they come
+        while (info := archive.next()) is not None:  # header by header: the bounds are checked as they come
             if not info.isdir():
                 infos.append(info)
                 _count(allowance, 1, "entries in its headers so far")
+                _expand(allowance, info.size)
     except (tarfile.TarError, OSError, ValueError, EOFError) as exc:
+        cleanup()
         raise Refused("corrupt", f"the TAR cannot be read: {type(exc).__name__}: {exc}") from None
+    except Refused:
+        cleanup()
+        raise
     names, members = _Names(path), []
     for number, info in enumerate(infos, start=1):
-        _expand(allowance, info.size)
         member_path, notes = names.path(info.name, number)
         if not info.isfile():
             what = f"a link to {info.linkname!r}" if info.issym() or info.islnk() else "a device or pipe"
@@ -232,7 +241,62 @@ def _tar(data: bytes, path: str, allowance: Allowance) -> Unpacked:
             continue
         members.append(Member(info.name, member_path, info.size,
                               open=lambda info=info: archive.extractfile(info), notes=notes))
-    return Unpacked(tool_of(containers.TAR), members, archive.close)
+    def close():
+        archive.close()
+        cleanup()
+
+    return Unpacked(tool, members, close)
+
+
+def _gzip(data: bytes, path: str, allowance: Allowance) -> Unpacked:
+    """A gzip stream, decompressed into a temporary file as far as the bounds allow: a TAR in it (`.tar.gz`) is
+    unpacked as one; anything else is its one member, named as the container without `.gz`."""
+    import gzip
+    import tarfile
+    import zlib
+
+    room = allowance.limits.expanded_bytes - allowance.expanded + (1 << 20)  # (and a MiB for a TAR's headers)
+    stated = int.from_bytes(data[-4:], "little") if len(data) >= 18 else 0  # ISIZE: the size mod 2**32, as stated
+    if stated > room or (stated >= RATIO_FROM_BYTES and stated > allowance.limits.ratio * len(data)):
+        raise Refused(TOO_LARGE, f"the gzip stream states it expands to {stated:,} bytes from {len(data):,}: over "
+                                 f"the limit of {allowance.limits.expanded_bytes:,} (--container-bytes) or "
+                                 f"{allowance.limits.ratio:g} times (--container-ratio); kept, not unpacked")
+    spool = tempfile.TemporaryFile(prefix="archive-gunzip-")
+    size = 0
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            while chunk := stream.read(1 << 20):
+                size += len(chunk)
+                if size > room:
+                    raise Refused(TOO_LARGE, f"the gzip stream expands past {size:,} bytes: over the limit of "
+                                             f"{allowance.limits.expanded_bytes:,} (--container-bytes); kept, not "
+                                             "unpacked")
+                if size >= RATIO_FROM_BYTES and size > allowance.limits.ratio * len(data):
+                    raise Refused(TOO_LARGE, f"the gzip stream expands over {allowance.limits.ratio:g} times its "
+                                             f"{len(data):,} bytes (--container-ratio); kept, not unpacked")
+                spool.write(chunk)
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        spool.close()
+        raise Refused("corrupt", f"the gzip stream cannot be read: {type(exc).__name__}: {exc}") from None
+    except Refused:
+        spool.close()
+        raise
+    spool.seek(0)
+    if tarfile.is_tarfile(spool):
+        spool.seek(0)
+        return _tar(spool, path, allowance, f"{tool_of(containers.TAR)} (gzip)", spool.close)
+    name = path.rsplit("/", 1)[-1]
+    name = name[:-3] if name.lower().endswith(".gz") and len(name) > 3 else f"{name}.content"
+    _count(allowance, 1, "the gzip stream's content")
+    _expand(allowance, size)
+
+    def reopen() -> BinaryIO:
+        copy = os.fdopen(os.dup(spool.fileno()), "rb")
+        copy.seek(0)
+        return copy
+
+    return Unpacked(f"python gzip {platform.python_version()}",
+                    [Member(name, f"{path}{SEPARATOR}{display_path(name)}", size, open=reopen)], spool.close)
 
 
 def _mbox(data: bytes, path: str, allowance: Allowance) -> Unpacked:

@@ -163,13 +163,17 @@ def test_a_zip_bomb_is_quarantined_whole_quickly_in_little_memory(tmp_path):
     assert "over the limit of 67,108,864 (--container-bytes)" in files["zeros.gz"]["detail"]
 
 
-def test_nesting_past_the_depth_and_a_damaged_zip_are_quarantined_naming_why(tmp_path):
+def test_nesting_past_the_depth_a_damaged_and_an_encrypted_zip_are_quarantined_naming_why(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     innermost = _zip({"deep.txt": b"Three containers down."})
     (src / "outer.zip").write_bytes(_zip({"middle.zip": _zip({"inner.zip": innermost}), "top.txt": b"At the top."}))
     whole = _zip({"a.txt": b"Some text " * 100})
     (src / "damaged.zip").write_bytes(whole[:len(whole) // 2])
+    locked = bytearray(_zip({"secret.txt": b"Under lock."}))
+    for signature, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # the encrypted flag, local and central
+        locked[locked.index(signature) + at] |= 1
+    (src / "locked.zip").write_bytes(bytes(locked))
 
     _, files, _ = _ingest(src, tmp_path / "store", depth=2)
     assert {p: (f["outcome"], f["reason"]) for p, f in files.items()} == {
@@ -178,6 +182,7 @@ def test_nesting_past_the_depth_and_a_damaged_zip_are_quarantined_naming_why(tmp
         "outer.zip!/middle.zip": ("skipped", "unpacked"),
         "outer.zip!/middle.zip!/inner.zip": ("quarantine", "container-too-deep"),
         "damaged.zip": ("quarantine", "corrupt"),
+        "locked.zip": ("quarantine", "encrypted"),
     }
     assert "(--container-depth)" in files["outer.zip!/middle.zip!/inner.zip"]["detail"]
     assert files["outer.zip!/middle.zip!/inner.zip"]["sha256"] == _sha(innermost)

@@ -13,6 +13,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from archive.ingest import commit_run, process_batch
 from archive.ingest.summary import IngestOptions
@@ -224,3 +226,16 @@ def test_an_ingest_counts_members_and_a_withdrawn_member_is_not_unpacked_again(p
     assert (files["letters.zip!/a.rtf"]["outcome"], files["letters.zip!/a.rtf"]["reason"]) == ("skipped", "withdrawn")
     assert files["letters.zip!/a.rtf"]["sha256"] is None
     assert files["letters.zip!/b.rtf"]["outcome"] == "duplicate"
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from("ab./\\\x00é"), max_size=12), min_size=1, max_size=6))
+def test_member_paths_never_leave_their_container_and_never_collide(names):
+    from archive.ingest.unpack import SEPARATOR, _Names
+
+    made = _Names("box.zip")
+    paths = [made.path(name, number)[0] for number, name in enumerate(names, start=1)]
+    assert len(set(paths)) == len(paths)
+    for path in paths:
+        assert path.startswith("box.zip" + SEPARATOR)
+        inside = path[len("box.zip" + SEPARATOR):].replace("\\\\", "/").split("/")
+        assert inside and all(part not in ("", ".", "..") for part in inside), path

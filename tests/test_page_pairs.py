@@ -66,3 +66,5 @@ def test_batches_are_not_cut_between_the_files_of_one_page():
     refs = [FileRef(name, name, 10) for name in ("a/p1.tif", "a/p1.xml", "a/p2.tif", "a/p2.alto.xml", "a/p3.tif")]
     assert [[r.path for r in b] for b in batches(refs, max_files=1)] == [
         ["a/p1.tif", "a/p1.xml"], ["a/p2.tif", "a/p2.alto.xml"], ["a/p3.tif"]]
+    logs = [FileRef(f"log.{n}", f"log.{n}", 10) for n in range(30)]  # one stem, thirty files: still cut
+    assert [len(b) for b in batches(logs, max_files=5)] == [13, 13, 4]

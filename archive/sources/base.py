@@ -92,15 +92,22 @@ def page_key(path: str) -> str:
     return f"{folder}/{stem}"
 
 
+# A batch that is full takes up to so many more files of the page key it ends with (a page's image and its OCR),
+# and no more: a folder of thousands of files of one stem (log.1, log.2...) is still cut.
+PAGE_FILES = 8
+
+
 def batches(refs: Iterable[FileRef], max_files: int = 1000, max_bytes: int = 64 << 20) -> Iterator[list[FileRef]]:
-    """Group refs into batches of at most max_files files or about max_bytes bytes, streamed; never cut between
-    files of one page key (a page image and its OCR go in one batch: ingest/pages.py)."""
+    """Group refs into batches of at most max_files files or about max_bytes bytes, streamed; not cut between the
+    files of one page key (a page image and its OCR go in one batch: ingest/pages.py), PAGE_FILES more at most."""
     batch: list[FileRef] = []
-    size = 0
+    size, full = 0, 0
     for ref in refs:
-        if batch and (len(batch) >= max_files or size >= max_bytes) and page_key(ref.path) != page_key(batch[-1].path):
+        if not full and (len(batch) >= max_files or size >= max_bytes):
+            full = len(batch)
+        if full and (page_key(ref.path) != page_key(batch[-1].path) or len(batch) >= full + PAGE_FILES):
             yield batch
-            batch, size = [], 0
+            batch, size, full = [], 0, 0
         batch.append(ref)
         size += ref.size or 0
     if batch:

@@ -7,9 +7,8 @@ kept as an original but not OCR'd again into a second, competing text. So the im
 `page_image_sha256`. Where the OCR file could not be made a document (corrupt, invalid), the image is OCR'd as any.
 
 Pairs are found by name within a batch: batches are not cut between files of one stem (sources.batches, up to
-eight files more), and
-within a batch, and within a container, the files of one stem named as images come after the others, so the
-vendor's file is identified (by content) before its image is judged.
+eight files more), and within a batch, and within a container, the files of one stem named as images come after the
+others, so the vendor's file is identified (by content) before its image is judged.
 """
 
 from __future__ import annotations

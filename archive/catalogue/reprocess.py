@@ -36,6 +36,7 @@ from ..publish import (
 )
 from ..records import utc_now
 from ..storage import Store, object_key
+from ..tables import follow_after_commit
 from . import view
 from .identity import as_json, describe, description_sha256, elements, from_json
 from .settle import settle_records
@@ -217,5 +218,6 @@ def commit_reprocess(store: Store, run: RunContext, summaries: list[ReprocessSum
                     store.delete(key)
                 except (ObjectNotFoundError, OSError):  # (gc's work then)
                     pass
+    follow_after_commit(store)
     return {"run_id": run.run_id, "manifest": manifest_key(run.run_id), "counts": done["counts"],
             "notes": done.get("notes", [])}

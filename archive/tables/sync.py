@@ -10,14 +10,18 @@ serialised by the catalog's write-once commit: the one that loses reads the tabl
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.table import Table
+from pyiceberg.utils.concurrent import ExecutorFactory
 
 from ..catalogue.view import in_commit_order
-from ..errors import StoreError
+from ..errors import NotFoundError, StoreError
 from ..publish import committed_manifests
 from ..records import DATASETS, arrow_schema
 from ..storage import Store
@@ -71,8 +75,26 @@ def parts_by_run(manifests: list[dict], dataset: str) -> list[tuple[dict, list[s
     return found
 
 
+@contextmanager
+def pyiceberg_threads() -> Iterator[None]:
+    """Stop the thread pool pyiceberg starts for its work once the block is done: its threads are not daemons, and
+    a command that waits for every thread before exiting (flows/cli.py's run) would wait for them for ever."""
+    try:
+        yield
+    finally:
+        executor = ExecutorFactory._instance  # (pyiceberg's one pool per process; no public way to stop it)
+        if executor is not None and ExecutorFactory._instance_pid == os.getpid():
+            ExecutorFactory._instance = None
+            executor.shutdown(wait=True)
+
+
 def follow(store: Store, manifests: list[dict] | None = None) -> Followed:
     """Append to each dataset's table the committed runs it lacks, in commit order (creating the tables at first)."""
+    with pyiceberg_threads():
+        return _follow(store, manifests)
+
+
+def _follow(store: Store, manifests: list[dict] | None) -> Followed:
     if manifests is None:
         manifests = list(committed_manifests(store))
     catalog = open_catalog(store)
@@ -116,6 +138,11 @@ class Disagreement:
 def disagreements(store: Store, manifests: list[dict]) -> list[Disagreement]:
     """Every way the tables' snapshots disagree with the manifests: a run behind (not yet in its table), a snapshot of
     a run no committed manifest lists, a run whose files in the table are not the parts its manifest lists."""
+    with pyiceberg_threads():
+        return _disagreements(store, manifests)
+
+
+def _disagreements(store: Store, manifests: list[dict]) -> list[Disagreement]:
     catalog = open_catalog(store)
     found: list[Disagreement] = []
     for dataset in DATASETS:
@@ -148,3 +175,42 @@ def disagreements(store: Store, manifests: list[dict]) -> list[Disagreement]:
             found.append(Disagreement(dataset, "unlisted", run_id, f"{run_id} holds {len(files[run_id])} file(s) "
                                       "that no committed manifest lists for this dataset"))
     return found
+
+
+def snapshot_of(table: Table, run_id: str) -> int:
+    """The id of the snapshot run_id made in table (time travel: table.scan(snapshot_id=...)); NotFoundError if
+    that run added nothing to this table."""
+    for snapshot_id, run in snapshot_runs(table).items():
+        if run == run_id:
+            return snapshot_id
+    raise NotFoundError(f"run {run_id} made no snapshot of table {'.'.join(table.name())} (it listed no part of "
+                        "this dataset, or is not committed, or the table is behind: archive tables --sync)")
+
+
+def status(store: Store, manifests: list[dict]) -> list[dict]:
+    """Each table as `archive tables` shows it: name, metadata location, snapshots, rows, its latest run, and
+    what disagrees with the manifests."""
+    with pyiceberg_threads():
+        return _status(store, manifests)
+
+
+def _status(store: Store, manifests: list[dict]) -> list[dict]:
+    catalog = open_catalog(store)
+    found: dict[str, list[str]] = {}
+    for disagreement in disagreements(store, manifests):
+        found.setdefault(disagreement.dataset, []).append(str(disagreement))
+    rows = []
+    for dataset in DATASETS:
+        try:
+            table = load_table(catalog, dataset)
+        except NoSuchTableError:
+            rows.append({"table": f"{NAMESPACE}.{dataset}", "metadata": None, "snapshots": 0, "rows": 0,
+                         "latest_run": None, "problems": found.get(dataset, [])})
+            continue
+        current = table.current_snapshot()
+        rows.append({"table": f"{NAMESPACE}.{dataset}", "metadata": table.metadata_location,
+                     "snapshots": len(table.snapshots()),
+                     "rows": int(current.summary["total-records"]) if current and current.summary else 0,
+                     "latest_run": current.summary[RUN_ID] if current and current.summary else None,
+                     "problems": found.get(dataset, [])})
+    return rows

@@ -144,6 +144,9 @@ def disagreements(store: Store, manifests: list[dict]) -> list[Disagreement]:
 
 def _disagreements(store: Store, manifests: list[dict]) -> list[Disagreement]:
     catalog = open_catalog(store)
+    # Runs committed since manifests were read are in the tables, not in manifests: not a disagreement.
+    committed = {info.key[len("runs/"):].removesuffix(".json") for info in store.list("runs/")} - \
+        {m["run_id"] for m in manifests}
     found: list[Disagreement] = []
     for dataset in DATASETS:
         pending = parts_by_run(manifests, dataset)
@@ -171,7 +174,7 @@ def _disagreements(store: Store, manifests: list[dict]) -> list[Disagreement]:
                 found.append(Disagreement(dataset, "differs", run_id, f"run {run_id}'s files in the table "
                                           f"({len(files[run_id])}) are not the {len(keys)} part(s) its manifest "
                                           f"lists: {sorted(files[run_id] ^ keys)[:3]}"))
-        for run_id in sorted(set(files) - set(listed)):
+        for run_id in sorted(set(files) - set(listed) - committed):
             found.append(Disagreement(dataset, "unlisted", run_id, f"{run_id} holds {len(files[run_id])} file(s) "
                                       "that no committed manifest lists for this dataset"))
     return found

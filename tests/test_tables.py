@@ -19,7 +19,6 @@ from archive.storage import open_store
 from tests.tables_util import assert_tables_match
 
 
-
 def ingest(store, folder, files=None, *, split: int = 3, commit: bool = True):
     """One run of the library's batches: the first split files, then all of them (each of those a cross-batch
     duplicate that reconcile settles at commit by rewriting the second batch)."""

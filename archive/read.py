@@ -38,12 +38,13 @@ def current_reuse_runs(manifests: list[dict]) -> list[str]:
     the ingest runs committed when it started (its parameters.documents_of_runs;
     for reuse runs older than that record, the ingest runs committed before it
     started). Each ingest run adds the pairs of its new documents with each
-    other and with the documents committed before it. So the current answer is
-    the latest reuse run (by run id: the last started) plus the ingest runs it
-    did not cover; with no reuse run, every ingest run.
+    other and with the documents committed before it, and each reprocess run
+    those of its new text versions. So the current answer is the latest reuse
+    run (by run id: the last started) plus the ingest and reprocess runs it did
+    not cover; with no reuse run, every ingest and reprocess run.
     """
     reuse_runs = [m for m in manifests if m["kind"] == "reuse"]
-    ingests = [m for m in manifests if m["kind"] == "ingest"]
+    ingests = [m for m in manifests if m["kind"] in ("ingest", "reprocess")]
     if not reuse_runs:
         return [m["run_id"] for m in ingests]
     latest = max(reuse_runs, key=lambda m: m["run_id"])

@@ -104,6 +104,8 @@ REUSE = pa.schema([
     _f("run_id", pa.string()),
     _f("doc_id_a", pa.string()),
     _f("doc_id_b", pa.string()),
+    _f("text_sha256_a", pa.string(), True),  # the texts the passage was found in (null in rows before they were)
+    _f("text_sha256_b", pa.string(), True),
     _f("start_a", pa.int64()),
     _f("end_a", pa.int64()),
     _f("start_b", pa.int64()),

@@ -35,6 +35,9 @@ def add_parser(sub, common) -> None:
     p.add_argument("--run", action="append", metavar="RUN_ID", help="only documents this run published (repeatable)")
     p.add_argument("--doc", action="append", metavar="DOC_ID", help="only this document (repeatable)")
     p.add_argument("--batch-documents", type=int, default=200, help="documents per batch task (default 200)")
+    p.add_argument("--no-reuse", action="store_true",
+                   help="skip the text reuse step for the new text versions (`archive reuse` finds their passages "
+                        "later)")
     p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
     common(p)
     p.set_defaults(func=cmd_reprocess)
@@ -79,7 +82,7 @@ def cmd_reprocess(args) -> int:
     try:
         with _flow_run(args):
             result = reprocess(dest=dest, formats=args.format, runs=args.run, doc_ids=args.doc,
-                               batch_documents=args.batch_documents)
+                               batch_documents=args.batch_documents, reuse=not args.no_reuse)
     except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn any failure into one clear line
         return _fail(f"reprocess failed, nothing was committed: {_reason(exc)}", args)
     if args.json:
@@ -89,6 +92,9 @@ def cmd_reprocess(args) -> int:
     print(f"Reprocess run {result['run_id']} committed to {result['dest']}: {c['documents']:,} document(s) "
           f"re-derived, {c['changed']:,} with a new text version, {c['unchanged']:,} unchanged, {c['failed']:,} "
           f"not re-derived; {c['updated']:,} record(s) updated")
+    if result.get("reuse"):
+        r = result["reuse"]
+        print(f"Text reuse of the new texts: {r['pairs']:,} pair(s) of documents, {r['passages']:,} passage(s)")
     for note in result["notes"]:
         print(f"Note: {show(note)}")
     return 0

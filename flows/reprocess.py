@@ -15,6 +15,7 @@ from archive.catalogue.reprocess import ReprocessSummary, commit_reprocess, repr
 from archive.extract.budget import EXTRACT_SECONDS, OCR_PAGE_SECONDS, TEXT_PER_BYTE, Budgets
 from archive.provenance import RunContext, new_run_id
 from archive.publish import committed_manifests
+from archive.reuse import ReuseParams, RunReuse, find_run_reuse, reuse_parameters
 from archive.storage import open_store, resolve_dest
 
 from . import progress
@@ -31,17 +32,28 @@ def reprocess_batch_task(dest: str, run: RunContext, index: int, documents: list
 
 @task(name="commit-reprocess", retries=1, retry_delay_seconds=2, retry_condition_fn=is_transient,
       cache_policy=NO_CACHE)
-def commit_reprocess_task(dest: str, run: RunContext, summaries: list[ReprocessSummary], parameters: dict) -> dict:
-    return commit_reprocess(open_store(dest), run, summaries, parameters)
+def commit_reprocess_task(dest: str, run: RunContext, summaries: list[ReprocessSummary], parameters: dict,
+                          reuse: RunReuse | None = None) -> dict:
+    return commit_reprocess(open_store(dest), run, summaries, parameters, reuse)
+
+
+@task(name="reuse", retries=1, retry_delay_seconds=2, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
+def reuse_task(dest: str, run: RunContext, summaries: list[ReprocessSummary], params: ReuseParams) -> RunReuse:
+    """Text reuse of the new text versions against each other and the archive's current texts."""
+    document_parts = [p.key for s in sorted(summaries, key=lambda s: s.index) for p in s.parts
+                      if p.dataset == "documents"]
+    return find_run_reuse(open_store(dest), run, document_parts, params, first_index=len(summaries) + 1,
+                          rederived=True)
 
 
 @flow(name="reprocess", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=False)
 def reprocess(dest: str | None = None, formats: list[str] | None = None, runs: list[str] | None = None,
               doc_ids: list[str] | None = None, batch_documents: int = 200,
               extract_seconds: float = EXTRACT_SECONDS, ocr_page_seconds: float = OCR_PAGE_SECONDS,
-              text_per_byte: float = TEXT_PER_BYTE) -> dict:
+              text_per_byte: float = TEXT_PER_BYTE, reuse: bool = True) -> dict:
     """Re-extract the texts of the current documents (of these formats, runs, doc_ids: all if none given) from
-    their kept originals with the current extractors; commit a run of kind reprocess."""
+    their kept originals with the current extractors; commit a run of kind reprocess. reuse: find the passages
+    the new text versions share with the archive, committed with the run (off: `archive reuse` does it later)."""
     started = time.monotonic()
     dest = resolve_dest(dest)
     store = open_store(dest)
@@ -58,8 +70,12 @@ def reprocess(dest: str | None = None, formats: list[str] | None = None, runs: l
         summaries.append(future.result())
         done += summaries[-1].counts["documents"]
         progress.report(done, len(documents), time.monotonic() - started)
+    reuse_params = ReuseParams()
     parameters = {"dest": store.url, "formats": formats, "runs": runs, "doc_ids": doc_ids,
                   "batch_documents": batch_documents, "extract_seconds": extract_seconds,
-                  "ocr_page_seconds": ocr_page_seconds, "text_per_byte": text_per_byte}
-    result = commit_reprocess_task(dest, run, summaries, parameters)
+                  "ocr_page_seconds": ocr_page_seconds, "text_per_byte": text_per_byte,
+                  "reuse": reuse_parameters(reuse_params) if reuse else None}
+    changed = any(s.doc_ids for s in summaries)
+    found = reuse_task(dest, run, summaries, reuse_params) if reuse and changed else None
+    result = commit_reprocess_task(dest, run, summaries, parameters, found)
     return {**result, "dest": store.url, "seconds": round(time.monotonic() - started, 3)}

@@ -168,7 +168,8 @@ def test_a_long_title_line_is_no_title_and_is_not_copied():
 def test_a_text_column_is_made_from_the_texts_bytes_in_chunks_a_long_text_alone():
     rows = [{"passage_text": text} for text in ("short", "é" * 20, "", "x" * 100, "tail")]
     for row in rows:
-        row.update(run_id="r", doc_id_a="a", doc_id_b="b", start_a=0, end_a=1, start_b=0, end_b=1,
+        row.update(run_id="r", doc_id_a="a", doc_id_b="b", text_sha256_a=None, text_sha256_b=None,
+                   start_a=0, end_a=1, start_b=0, end_b=1,
                    passage_words=1, similarity=1.0)
     with mock.patch.object(records, "TEXT_CHUNK_BYTES", 64):
         table = to_table("reuse", rows)
@@ -179,6 +180,7 @@ def test_a_text_column_is_made_from_the_texts_bytes_in_chunks_a_long_text_alone(
 
 def test_whole_texts_are_written_plain_without_statistics_and_the_same_through_a_temporary_file(tmp_path):
     rows = [{"passage_text": f"passage {i} " * 50, "run_id": "r", "doc_id_a": "a", "doc_id_b": f"b{i}",
+             "text_sha256_a": None, "text_sha256_b": None,
              "start_a": i, "end_a": i + 1, "start_b": 0, "end_b": 1, "passage_words": 2, "similarity": 0.5}
             for i in range(20)]
     table = to_table("reuse", rows)

@@ -167,8 +167,8 @@ def test_identical_texts_are_one_text_in_a_search_and_never_a_pair(tmp_path):
     search.load_texts([pa.record_batch({"doc_id": ["a" * 64, "b" * 64],
                                         "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in (text, other)],
                                         "text": [text, other]})])
-    ((text_a, docs_a, text_b, docs_b),) = list(search.text_pairs())
-    assert {text_a, text_b} == {text, other}
+    (((sha_a, text_a), docs_a, (sha_b, text_b), docs_b),) = list(search.text_pairs())
+    assert {(sha_a, text_a), (sha_b, text_b)} == {(hashlib.sha256(t.encode()).hexdigest(), t) for t in (text, other)}
     pairs = sorted(tuple(sorted(p)) for p in search.doc_pairs(docs_a, docs_b))
     assert pairs == [("a" * 64, "b" * 64), ("b" * 64, "c" * 64)]
     search.close()

@@ -22,6 +22,7 @@ from ..extract.budget import Budgets
 from ..fixity import sha256_hex
 from ..identify import identify
 from ..ingest import stages
+from ..ingest.commit import delete_unlisted
 from ..provenance import RunContext
 from ..publish import (
     PartInfo,
@@ -35,6 +36,7 @@ from ..publish import (
     write_part,
 )
 from ..records import utc_now
+from ..reuse import RunReuse, settle_run_reuse
 from ..storage import Store, object_key
 from ..tables import follow_after_commit
 from . import view
@@ -188,21 +190,25 @@ def _candidate(run: RunContext, record: dict, derived: dict, reason: str) -> dic
             "description_sha256": description_sha256(values), "recorded_at": utc_now()}
 
 
-def commit_reprocess(store: Store, run: RunContext, summaries: list[ReprocessSummary], parameters: dict) -> dict:
-    """Commit the re-derivations as a run of kind reprocess: the new text versions, and the records' rederived
-    versions numbered under the commit lock. A retried commit whose manifest landed returns it."""
+def commit_reprocess(store: Store, run: RunContext, summaries: list[ReprocessSummary], parameters: dict,
+                     reuse: RunReuse | None = None) -> dict:
+    """Commit the re-derivations as a run of kind reprocess: the new text versions, the records' rederived
+    versions numbered under the commit lock, and (reuse, from find_run_reuse(..., rederived=True)) the passages
+    the new texts share with the archive. A retried commit whose manifest landed returns it."""
     summaries = sorted(summaries, key=lambda s: s.index)
     with commit_lock(store, run.run_id):
         done = committed_manifest(store, run.run_id)
         if done is None:
             manifests = list(committed_manifests(store))
+            changed = {d for s in summaries for d in s.doc_ids}
+            settled = settle_run_reuse(store, run, reuse, changed) if reuse else None
             records = settle_records(store, run, [p for s in summaries for p in s.parts if p.dataset == "records"],
                                      manifests, {d for s in summaries for d in s.doc_ids}, len(summaries),
                                      rederived=True)
             counts = {name: sum(s.counts[name] for s in summaries) for name in ("documents", "changed", "unchanged",
                                                                                  "failed")}
             counts["updated"] = records.counts["updated"]
-            notes = [note for s in summaries for note in s.notes]
+            notes = [note for s in summaries for note in s.notes] + (settled.notes if settled else [])
             events = [*records.events, run.event(ev.PUBLICATION, ev.SUCCESS, "reprocess run committed: " + ", ".join(
                 f"{v} {k}" for k, v in counts.items()))]
             run_part = write_part(store, "events", part_key("events", run.run_id, len(summaries), new_attempt()),
@@ -210,14 +216,13 @@ def commit_reprocess(store: Store, run: RunContext, summaries: list[ReprocessSum
             done = build_manifest(
                 run_id=run.run_id, kind="reprocess", collection=None, source=store.url, started_at=run.started_at,
                 flow_run_id=run.flow_run_id, started_by=run.started_by, parameters=parameters, counts=counts,
-                parts=[p for s in summaries for p in s.parts if p.dataset != "records"] + records.parts + [run_part],
+                parts=[p for s in summaries for p in s.parts if p.dataset != "records"] + records.parts + [run_part]
+                + (settled.parts if settled else []),
                 notes=notes[:1000])
+            if settled:
+                done["reuse"] = settled.figures
             commit_manifest(store, done, locked=True)
-            for key in records.unlisted:
-                try:
-                    store.delete(key)
-                except (ObjectNotFoundError, OSError):  # (gc's work then)
-                    pass
+            delete_unlisted(store, records.unlisted)
     follow_after_commit(store)
     return {"run_id": run.run_id, "manifest": manifest_key(run.run_id), "counts": done["counts"],
-            "notes": done.get("notes", [])}
+            "notes": done.get("notes", []), "reuse": done.get("reuse")}

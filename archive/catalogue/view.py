@@ -144,10 +144,40 @@ class TextVersions:
         if not len(self.redone):
             return None
         if name == "reuse":  # (passages found in an older text: their offsets are not the current text's)
-            return ~ds.field("doc_id_a").isin(self.redone) & ~ds.field("doc_id_b").isin(self.redone)
-        key, current = ("run_id", self.rows) if name == "documents" else ("text_sha256", self.texts)
-        joined = pc.binary_join_element_wise(ds.field("doc_id"), ds.field(key), "#")
-        return ~ds.field("doc_id").isin(self.redone) | joined.isin(current)
+            return self._current("doc_id_a", "text_sha256_a", self.texts) & \
+                self._current("doc_id_b", "text_sha256_b", self.texts)
+        if name == "documents":
+            return self._current("doc_id", "run_id", self.rows)
+        return self._current("doc_id", "text_sha256", self.texts)
+
+    def _current(self, doc_id: str, key: str, current: pa.Array) -> ds.Expression:
+        """The row's document was never re-derived, or its doc_id#key is current (a null key is not)."""
+        joined = pc.binary_join_element_wise(ds.field(doc_id), ds.field(key), "#")
+        return ~ds.field(doc_id).isin(self.redone) | joined.isin(current)
+
+    def is_current(self, doc_ids: pa.Array, shas: pa.Array) -> pa.Array:
+        """Per (doc_id, text_sha256): whether it is a current text (booleans, no nulls)."""
+        fresh = pc.invert(pc.is_in(doc_ids, value_set=self.redone))
+        if not len(self.redone):
+            return fresh
+        return pc.or_(fresh, pc.is_in(pc.binary_join_element_wise(doc_ids, shas, "#"), value_set=self.texts))
+
+    def including(self, run_id: str, texts: dict[str, str]) -> "TextVersions":
+        """These versions, and the texts (doc_id -> text_sha256) of run_id, an uncommitted reprocess run's, as the
+        current ones of their documents."""
+        if not texts:
+            return self
+        keep = pc.invert(pc.is_in(_doc_of(self.rows), value_set=pa.array(sorted(texts), pa.string())))
+        return TextVersions(
+            pc.unique(pa.concat_arrays([self.redone, pa.array(sorted(texts), pa.string())])),
+            pa.concat_arrays([self.rows.filter(keep), pa.array([f"{d}#{run_id}" for d in texts], pa.string())]),
+            pa.concat_arrays([self.texts.filter(keep), pa.array([f"{d}#{s}" for d, s in texts.items()],
+                                                                pa.string())]))
+
+
+def _doc_of(keyed: pa.Array) -> pa.Array:
+    """The doc_id of "<doc_id>#<...>" strings (a doc_id is a SHA-256: 64 characters)."""
+    return pc.utf8_slice_codeunits(keyed, 0, 64)
 
 
 def text_versions(store: Store, manifests: list[dict], verify: Callable | None = None) -> TextVersions:

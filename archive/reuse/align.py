@@ -198,15 +198,19 @@ def aligned_pair(text_a: str, text_b: str, params: ReuseParams, stats: ReuseStat
 
 
 def reuse_rows(run_id: str, doc_id_a: str, text_a: str, doc_id_b: str, text_b: str,
-               passages: Iterable[Passage], similarity: float) -> list[dict]:
-    """Rows for one pair's passages, sides ordered so that doc_id_a < doc_id_b."""
+               passages: Iterable[Passage], similarity: float, sha_a: str | None = None,
+               sha_b: str | None = None) -> list[dict]:
+    """Rows for one pair's passages, sides ordered so that doc_id_a < doc_id_b; sha_a and sha_b, the text_sha256
+    of the texts aligned."""
     if doc_id_b < doc_id_a:
-        doc_id_a, text_a, doc_id_b, text_b = doc_id_b, text_b, doc_id_a, text_a
+        doc_id_a, text_a, sha_a, doc_id_b, text_b, sha_b = doc_id_b, text_b, sha_b, doc_id_a, text_a, sha_a
         passages = [p.swapped() for p in passages]
     rows = [{
         "run_id": run_id,
         "doc_id_a": doc_id_a,
         "doc_id_b": doc_id_b,
+        "text_sha256_a": sha_a,
+        "text_sha256_b": sha_b,
         "start_a": p.start_a,
         "end_a": p.end_a,
         "start_b": p.start_b,

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import provenance as ev
+from ..catalogue.view import TextVersions
 from ..provenance import RunContext
 from ..publish import PartInfo, part_key, put_part, write_part
 from ..records import REUSE_BANDS, arrow_schema
@@ -29,6 +30,7 @@ BAND_ROWS_AT_ONCE = 4 * BAND_ROWS_PER_GROUP  # the most made a table at once (on
 DOCUMENT_BATCH = 256  # documents per record batch read: texts held at once while sketching or loading
 BAND_BATCH = 32_768  # reuse_bands rows per record batch read
 LET_GO_BYTES = 64 << 20  # a part file of more bytes (uncompressed) is handed back to the system once read
+DERIVING = ("ingest", "reprocess")  # the kinds of run whose documents parts hold texts (reprocess: new versions)
 
 
 # -- what manifests say about bands --------------------------------------------
@@ -42,7 +44,7 @@ def reuse_parameters(params: ReuseParams = ReuseParams()) -> dict:
 def manifest_band_scheme(manifest: dict) -> str | None:
     """The band scheme of the reuse_bands parts a committed run published, if any."""
     parameters = manifest.get("parameters") or {}
-    if manifest["kind"] == "ingest":
+    if manifest["kind"] in DERIVING:
         return (parameters.get("reuse") or {}).get("bands")
     if manifest["kind"] == "reuse":
         return parameters.get("bands")
@@ -50,13 +52,13 @@ def manifest_band_scheme(manifest: dict) -> str | None:
 
 
 def banded_runs(manifests: Iterable[dict], scheme: str) -> set[str]:
-    """Ingest runs whose documents all have band hashes of scheme: from the run's own
+    """Ingest (and reprocess) runs whose documents all have band hashes of scheme: from the run's own
     reuse step, or from a reuse run that computed them (parameters.bands_for_runs)."""
     banded = set()
     for m in manifests:
         if manifest_band_scheme(m) != scheme:
             continue
-        if m["kind"] == "ingest":
+        if m["kind"] in DERIVING:
             banded.add(m["run_id"])
         else:
             banded.update(m["parameters"].get("bands_for_runs") or ())
@@ -125,16 +127,20 @@ def _text_digests(texts: pa.Array, rows: list[int]) -> list[str]:
 
 
 def _sketched(store: Store, document_parts: list[str], params: ReuseParams, stats: ReuseStats,
-              wanted: Callable[[str], bool] = lambda doc_id: True) -> Iterator[tuple[str, str, DocumentBands]]:
-    """(doc_id, text_sha256, band hashes) of the documents in these parts that wanted() takes and that
-    are long enough to sketch; counted in stats. A long text is read, but made a str only as far as
-    its searched_text goes (_heads)."""
+              wanted: Callable[[str], bool] = lambda doc_id: True,
+              current: TextVersions | None = None) -> Iterator[tuple[str, str, DocumentBands]]:
+    """(doc_id, text_sha256, band hashes) of the documents in these parts that wanted() takes, whose text
+    is current (if current is given: not one a re-derivation replaced) and that are long enough to
+    sketch; counted in stats. A long text is read, but made a str only as far as its searched_text
+    goes (_heads)."""
     for batch in _batches(store, "documents", document_parts, ["doc_id", "text_sha256", "text"], DOCUMENT_BATCH):
         columns = batch.column("doc_id").to_pylist(), batch.column("text_sha256").to_pylist()
+        fresh = current.is_current(batch.column("doc_id"), batch.column("text_sha256")).to_pylist() \
+            if current is not None else [True] * batch.num_rows
         texts = _heads(batch.column("text"), params)
         del batch
-        for doc_id, sha, text in zip(*columns, texts):
-            if not wanted(doc_id):
+        for doc_id, sha, text, is_fresh in zip(*columns, texts, fresh):
+            if not is_fresh or not wanted(doc_id):
                 continue
             stats.texts_cut += len(text) > params.max_text_chars
             with StageTimer(stats.timings, "signatures"):
@@ -148,13 +154,16 @@ def _sketched(store: Store, document_parts: list[str], params: ReuseParams, stat
 
 
 def _scan_bands(store: Store, parts: list[tuple[str, str]], wanted: np.ndarray | None,
-                on_rows: Callable[[pa.RecordBatch, str], None]) -> int:
+                on_rows: Callable[[pa.RecordBatch, str], None], current: TextVersions | None = None) -> int:
     """Stream reuse_bands parts a record batch at a time; with wanted (sorted unique hashes),
-    only rows whose hash is in it. Returns the rows passed on."""
+    only rows whose hash is in it; with current, only rows of current texts (not of a text a
+    re-derivation replaced). Returns the rows passed on."""
     passed = 0
     columns = ["doc_id", "text_sha256", "hash", "indexed"]
     for run_id, key in parts:
         for batch in _batches(store, "reuse_bands", [key], columns, BAND_BATCH):
+            if current is not None and len(current.redone):
+                batch = batch.filter(current.is_current(batch.column("doc_id"), batch.column("text_sha256")))
             if wanted is not None:
                 hashes = batch.column("hash").to_numpy(zero_copy_only=False)
                 at = np.searchsorted(wanted, hashes)

@@ -7,12 +7,13 @@ from dataclasses import asdict
 
 import pyarrow.compute as pc
 
+from ..catalogue.view import text_versions
 from ..provenance import RunContext
 from ..publish import build_manifest, commit_manifest, committed_manifests, new_attempt
 from ..read import dataset_of, open_dataset
 from ..storage import Store
 from ..timing import StageTimer
-from .bands import _band_parts, _BandWriter, _RowWriter, _scan_bands, _sketched, banded_runs
+from .bands import DERIVING, _band_parts, _BandWriter, _RowWriter, _scan_bands, _sketched, banded_runs
 from .params import ReuseParams, ReuseStats
 from .search import MAX_PARTITION_ROWS, _align_pairs, _load_texts, _Search, _Texts
 from .sketch import band_scheme
@@ -20,7 +21,8 @@ from .sketch import band_scheme
 
 def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReuseParams(), *,
                   workdir: str | None = None, max_partition_rows: int = MAX_PARTITION_ROWS) -> dict:
-    """Find the passages all committed documents share and commit them as the reuse dataset of one run.
+    """Find the passages all committed documents share, in their current texts (a re-derived document's latest),
+    and commit them as the reuse dataset of one run.
 
     Band hashes come from the committed reuse_bands parts of this band scheme;
     the documents of ingest runs that have none (committed before band hashes
@@ -51,8 +53,10 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
     scheme = band_scheme(params)
     manifests = list(committed_manifests(store))
     ingests = [m for m in manifests if m["kind"] == "ingest"]
+    deriving = [m for m in manifests if m["kind"] in DERIVING]
+    current = text_versions(store, manifests)
     banded = banded_runs(manifests, scheme.name)
-    unbanded = [m for m in ingests if m["run_id"] not in banded]
+    unbanded = [m for m in deriving if m["run_id"] not in banded]
     stats = ReuseStats()
     attempt = new_attempt()
     bands_out = _BandWriter(store, run.run_id, attempt)
@@ -63,11 +67,11 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
         search = _Search(tmp, max_rows=max_partition_rows, max_bucket=params.max_bucket_texts)
         with StageTimer(stats.timings, "lsh"):
             _scan_bands(store, _band_parts(manifests, scheme.name), None,
-                        lambda batch, run_id: search.add_rows(batch, source=run_id))
+                        lambda batch, run_id: search.add_rows(batch, source=run_id), current)
         for manifest in unbanded:
             written = len(bands_out.parts)
             keys = [p["key"] for p in manifest["parts"] if p["dataset"] == "documents"]
-            for doc_id, sha, bands in _sketched(store, keys, params, stats):
+            for doc_id, sha, bands in _sketched(store, keys, params, stats, current=current):
                 bands_out.add(doc_id, sha, bands)
                 search.add_document(doc_id, sha, bands.hashes, bands.indexed, source=manifest["run_id"])
                 sketched += 1
@@ -84,7 +88,7 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
     counts = {"documents": documents, "pairs": rows_out.pairs, "passages": rows_out.passages,
               "candidate_pairs": stats.candidate_pairs, "documents_sketched": sketched, "texts_cut": stats.texts_cut,
               "band_rows": search.band_rows}
-    parameters = {**asdict(params), "bands": scheme.name, "documents_of_runs": [m["run_id"] for m in ingests],
+    parameters = {**asdict(params), "bands": scheme.name, "documents_of_runs": [m["run_id"] for m in deriving],
                   "bands_for_runs": bands_for_runs}
     manifest = build_manifest(
         run_id=run.run_id, kind="reuse", collection=None, source=store.url, started_at=run.started_at,

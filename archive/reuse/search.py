@@ -213,8 +213,9 @@ class _Search:
     def _docs(self, key: int) -> list[tuple[str, int]]:
         return self.db.execute("SELECT doc_id, role FROM docs WHERE key = ? ORDER BY doc_id", (key,)).fetchall()
 
-    def _body(self, key: int) -> str:
-        return self.db.execute("SELECT body FROM texts WHERE key = ?", (key,)).fetchone()[0]
+    def _text(self, key: int) -> tuple[str, str]:
+        """(text_sha256, the searched text) of a text."""
+        return self.db.execute("SELECT sha, body FROM texts WHERE key = ?", (key,)).fetchone()
 
     def doc_pairs(self, docs_a: list[tuple[str, int]], docs_b: list[tuple[str, int]]) -> Iterator[tuple[str, str]]:
         for doc_a, role_a in docs_a:
@@ -228,8 +229,8 @@ class _Search:
                     continue
                 yield doc_a, doc_b
 
-    def text_pairs(self) -> Iterator[tuple[str, list, str, list]]:
-        """(text_a, docs_a, text_b, docs_b) of each candidate pair, by key."""
+    def text_pairs(self) -> Iterator[tuple[tuple[str, str], list, tuple[str, str], list]]:
+        """((sha_a, text_a), docs_a, (sha_b, text_b), docs_b) of each candidate pair, by key."""
         cursor = self.db.execute("SELECT a, b FROM pairs ORDER BY a, b")
         current, text_a, docs_a = None, None, None
         while True:
@@ -238,8 +239,8 @@ class _Search:
                 return
             for a, b in chunk:
                 if a != current:
-                    current, text_a, docs_a = a, self._body(a), self._docs(a)
-                yield text_a, docs_a, self._body(b), self._docs(b)
+                    current, text_a, docs_a = a, self._text(a), self._docs(a)
+                yield text_a, docs_a, self._text(b), self._docs(b)
 
 
 class _Texts:
@@ -273,7 +274,7 @@ class _Texts:
 def _align_pairs(search: _Search, run_id: str, params: ReuseParams, stats: ReuseStats,
                  emit: Callable[[list[dict]], None], seen: set[tuple[str, str]] | None = None) -> None:
     """Align each candidate pair of texts once; its rows go to every pair of documents carrying the two texts."""
-    for text_a, docs_a, text_b, docs_b in search.text_pairs():
+    for (sha_a, text_a), docs_a, (sha_b, text_b), docs_b in search.text_pairs():
         stats.candidate_pairs += 1
         alignment = aligned_pair(text_a, text_b, params, stats)
         if alignment is None:
@@ -285,7 +286,7 @@ def _align_pairs(search: _Search, run_id: str, params: ReuseParams, stats: Reuse
                 if pair in seen:
                     continue
                 seen.add(pair)
-            rows = reuse_rows(run_id, doc_a, text_a, doc_b, text_b, alignment.passages, similarity)
+            rows = reuse_rows(run_id, doc_a, text_a, doc_b, text_b, alignment.passages, similarity, sha_a, sha_b)
             stats.rows += len(rows)
             emit(rows)
 

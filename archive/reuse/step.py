@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..catalogue.view import text_versions
 from ..provenance import RunContext
 from ..publish import PartInfo, committed_manifests, new_attempt
 from ..read import open_dataset
@@ -38,6 +39,7 @@ class RunReuse:
     parts: list[PartInfo] = field(default_factory=list)  # reuse, reuse_bands and events parts, uncommitted
     stats: dict = field(default_factory=dict)
     next_index: int = 0
+    texts: dict[str, str] = field(default_factory=dict)  # of a reprocess run: doc_id -> its new text_sha256
 
 
 @dataclass
@@ -51,8 +53,12 @@ class SettledReuse:
 
 
 def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], params: ReuseParams = ReuseParams(), *,
-                   first_index: int = 0, workdir: str | None = None) -> RunReuse:
+                   first_index: int = 0, workdir: str | None = None, rederived: bool = False) -> RunReuse:
     """The reuse step of an ingest run, before its commit: the heavy part, outside the commit lock.
+
+    rederived: the run is a reprocess run, its documents new text versions of committed documents:
+    the committed band hashes of their older texts are not compared with (nor are those of any text a
+    committed re-derivation replaced, in every run).
 
     Reads this run's new documents from its uncommitted documents parts,
     computes their band hashes (document_bands) and writes them as this run's
@@ -89,6 +95,8 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
     rows_out = _RowWriter(store, run, attempt, first_index)
     manifests = [m for m in committed_manifests(store) if m["run_id"] != run.run_id]
     texts = _Texts(manifests, own=(run.run_id, document_parts))
+    current = text_versions(store, manifests)
+    own_texts: dict[str, str] = {}
     step = RunReuse(run.run_id, params, scheme.name, list(document_parts), [], [m["run_id"] for m in manifests])
     emitted: set[tuple[str, str]] = set()
     with tempfile.TemporaryDirectory(prefix="archive-reuse-", dir=workdir) as tmp:
@@ -107,12 +115,16 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
             bands_out.add(doc_id, sha, bands)
             search.add_document(doc_id, sha, bands.hashes, bands.indexed, role=OURS, source=run.run_id)
             own.append(bands.hashes)
+            if rederived:
+                own_texts[doc_id] = sha
         step.parts.extend(bands_out.close())
+        current = current.including(run.run_id, own_texts)
+        step.texts = own_texts
         wanted = np.unique(np.concatenate(own)) if own else np.empty(0, dtype=np.int64)
         if len(wanted):
             with StageTimer(stats.timings, "lsh"):
                 matched = _scan_bands(store, _band_parts(manifests, scheme.name), wanted,
-                                      lambda batch, run_id: search.add_rows(batch, source=run_id))
+                                      lambda batch, run_id: search.add_rows(batch, source=run_id), current)
                 stats_extra = {"committed_band_rows_matched": matched}
                 search.find_pairs()
             with StageTimer(stats.timings, "fetch"):
@@ -174,7 +186,8 @@ def _pairs_with_fresh(store: Store, run: RunContext, step: RunReuse, manifests: 
         matched.append(batch.column("hash").to_numpy(zero_copy_only=False))
         search.add_rows(batch, role=FRESH, source=run_id)
 
-    _scan_bands(store, fresh_parts, wanted, fresh_rows)
+    _scan_bands(store, fresh_parts, wanted, fresh_rows,
+                text_versions(store, manifests).including(run.run_id, step.texts))
     if matched:
         # Only this run's rows in the buckets the fresh rows fell in can make new pairs.
         _scan_bands(store, own_parts, np.unique(np.concatenate(matched)),

@@ -222,7 +222,9 @@ def commit_reprocess(store: Store, run: RunContext, summaries: list[ReprocessSum
             if settled:
                 done["reuse"] = settled.figures
             commit_manifest(store, done, locked=True)
-            delete_unlisted(store, records.unlisted)
+            # What the batches and the reuse step wrote that the manifest does not list (replaced at commit).
+            written = {p.key for s in summaries for p in s.parts} | {p.key for p in (reuse.parts if reuse else ())}
+            delete_unlisted(store, sorted((written | set(records.unlisted)) - {p["key"] for p in done["parts"]}))
     follow_after_commit(store)
     return {"run_id": run.run_id, "manifest": manifest_key(run.run_id), "counts": done["counts"],
             "notes": done.get("notes", []), "reuse": done.get("reuse")}

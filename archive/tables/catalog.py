@@ -88,7 +88,7 @@ class StoreCatalog(MetastoreCatalog):
     def _current(self, identifier) -> tuple[int, str] | None:
         """(N, key) of the table's current metadata file v<N>.metadata.json, None if there is none."""
         prefix = self._metadata_dir(identifier)
-        found = [(int(m.group(1)), info.key) for info in self.store.list(prefix)
+        found = [(int(m.group(1)), info.key) for info in self.store.list(prefix + "v")  # (not the Avro files)
                  if (m := _VERSION.fullmatch(info.key[len(prefix):]))]
         return max(found) if found else None
 

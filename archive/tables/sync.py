@@ -11,6 +11,7 @@ serialised by the catalog's write-once commit: the one that loses reads the tabl
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -75,17 +76,26 @@ def parts_by_run(manifests: list[dict], dataset: str) -> list[tuple[dict, list[s
     return found
 
 
+_users = 0  # blocks of pyiceberg work under way in this process (threads of one process share pyiceberg's pool)
+_users_lock = threading.Lock()
+
+
 @contextmanager
 def pyiceberg_threads() -> Iterator[None]:
-    """Stop the thread pool pyiceberg starts for its work once the block is done: its threads are not daemons, and
-    a command that waits for every thread before exiting (flows/cli.py's run) would wait for them for ever."""
+    """Stop the thread pool pyiceberg starts for its work once the last block using it is done: its threads are not
+    daemons, and a command that waits for every thread before exiting (flows/cli.py's run) would wait for ever."""
+    global _users
+    with _users_lock:
+        _users += 1
     try:
         yield
     finally:
-        executor = ExecutorFactory._instance  # (pyiceberg's one pool per process; no public way to stop it)
-        if executor is not None and ExecutorFactory._instance_pid == os.getpid():
-            ExecutorFactory._instance = None
-            executor.shutdown(wait=True)
+        with _users_lock:
+            _users -= 1
+            executor = ExecutorFactory._instance if _users == 0 else None  # (pyiceberg's pool; no public stop)
+            if executor is not None and ExecutorFactory._instance_pid == os.getpid():
+                ExecutorFactory._instance = None
+                executor.shutdown(wait=False)
 
 
 def follow(store: Store, manifests: list[dict] | None = None) -> Followed:

@@ -87,6 +87,9 @@ def test_the_tables_give_exactly_the_committed_rows(dest, seeds_dir, tmp_path, m
     assert list(check_unlisted(store, manifests)) == []
     stray = [c.finding.kind for c in check_unlisted(store, manifests, older_than=0)]
     assert stray and set(stray) == {"uncommitted-part"}
+    store.put_bytes(f"datasets/documents/run={one}/part-00009-abcdef.parquet", b"not listed")
+    assert [(c.finding.kind, c.key) for c in check_unlisted(store, manifests)] == [
+        ("unlisted-part", f"datasets/documents/run={one}/part-00009-abcdef.parquet")]
     assert check_tables_of(store) == []
 
     # A part file gone: the Iceberg scan fails, where a glob of datasets/ would return fewer rows without a word.
@@ -97,3 +100,45 @@ def test_the_tables_give_exactly_the_committed_rows(dest, seeds_dir, tmp_path, m
 
 def check_tables_of(store):
     return [c.finding for c in check_tables(store, list(committed_manifests(store)))]
+
+
+def test_two_followers_racing_for_a_table_append_each_run_once(seeds_dir, tmp_path, monkeypatch):
+    """Both read the table before either commits: one table commit lands, the other reads the table again and finds
+    the run there (pyiceberg's own retry would have appended it a second time)."""
+    from archive.tables import catalog
+    from archive.tables.sync import follow
+
+    store = open_store(str(tmp_path / "store"))
+    monkeypatch.setenv("ARCHIVE_TABLES", "off")
+    ingest(store, seeds_dir)
+    both_staged = threading.Barrier(2, timeout=60)
+    first_write = threading.local()
+    real = catalog.StoreCatalog._write
+
+    def write_once_both_staged(self, identifier, version, metadata):
+        if version > 1 and not getattr(first_write, "done", False):  # (past creating the table)
+            first_write.done = True
+            both_staged.wait()
+        return real(self, identifier, version, metadata)
+
+    monkeypatch.setattr(catalog.StoreCatalog, "_write", write_once_both_staged)
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(follow(store))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert sorted(len(r.appended) for r in results)[0] < 4  # one of them found runs already appended
+    for name in ("documents", "files", "events", "records"):
+        table = iceberg_table(store, name)
+        assert len(table.snapshots()) == 1, name
+        assert table.scan().to_arrow().num_rows == open_dataset(store, name).count_rows(), name
+    assert check_tables_of(store) == []

@@ -52,11 +52,14 @@ def load_table(catalog, dataset: str, *, create: bool = False) -> Table:
     except NoSuchTableError:
         if not create:
             raise
-    # No statistics of whole texts (the parts have none either: archive/publish.py's parquet_options).
-    texts = {f"write.metadata.metrics.column.{f.name}": "none" for f in arrow_schema(dataset)
-             if pa.types.is_large_string(f.type)}
+    # No statistics of whole texts (the parts have none either: archive/publish.py's parquet_options). No retry of
+    # a commit by pyiceberg itself: it would append its snapshots again on top of a concurrent commit, which may
+    # hold the same runs; follow reads the table again and appends only what is still missing.
+    properties = {f"write.metadata.metrics.column.{f.name}": "none" for f in arrow_schema(dataset)
+                  if pa.types.is_large_string(f.type)}
+    properties["commit.retry.num-retries"] = "0"
     try:
-        return catalog.create_table((NAMESPACE, dataset), schema=arrow_schema(dataset), properties=texts)
+        return catalog.create_table((NAMESPACE, dataset), schema=arrow_schema(dataset), properties=properties)
     except TableAlreadyExistsError:
         return catalog.load_table((NAMESPACE, dataset))
 
@@ -168,22 +171,22 @@ def _disagreements(store: Store, manifests: list[dict]) -> list[Disagreement]:
                                           "run(s) list parts of the dataset (archive tables --sync makes it)"))
             continue
         runs = snapshot_runs(table)
-        files: dict[str, set[str]] = {}
+        files: dict[str, list[str]] = {}  # (a list: a run appended twice has each file twice)
         if table.current_snapshot() is not None:
             entries = table.inspect.entries().select(["snapshot_id", "data_file"]).to_pylist()
             for entry in entries:
                 run = runs.get(entry["snapshot_id"], f"snapshot {entry['snapshot_id']}")
-                files.setdefault(run, set()).add(key_of(store, entry["data_file"]["file_path"]) or
+                files.setdefault(run, []).append(key_of(store, entry["data_file"]["file_path"]) or
                                                  entry["data_file"]["file_path"])
-        listed = {m["run_id"]: set(keys) for m, keys in pending}
+        listed = {m["run_id"]: sorted(keys) for m, keys in pending}
         for run_id, keys in listed.items():
             if run_id not in files:
                 found.append(Disagreement(dataset, "behind", run_id, f"run {run_id} is committed but not in the "
                                           "table yet (archive tables --sync adds it)"))
-            elif files[run_id] != keys:
+            elif sorted(files[run_id]) != keys:
                 found.append(Disagreement(dataset, "differs", run_id, f"run {run_id}'s files in the table "
                                           f"({len(files[run_id])}) are not the {len(keys)} part(s) its manifest "
-                                          f"lists: {sorted(files[run_id] ^ keys)[:3]}"))
+                                          f"lists: {sorted(set(files[run_id]) ^ set(keys))[:3]}"))
         for run_id in sorted(set(files) - set(listed) - committed):
             found.append(Disagreement(dataset, "unlisted", run_id, f"{run_id} holds {len(files[run_id])} file(s) "
                                       "that no committed manifest lists for this dataset"))

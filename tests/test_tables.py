@@ -142,3 +142,24 @@ def test_two_followers_racing_for_a_table_append_each_run_once(seeds_dir, tmp_pa
         assert len(table.snapshots()) == 1, name
         assert table.scan().to_arrow().num_rows == open_dataset(store, name).count_rows(), name
     assert check_tables_of(store) == []
+
+
+def test_archive_tables_names_a_run_behind_and_sync_catches_it_up(seeds_dir, tmp_path, monkeypatch, capsys):
+    import json
+
+    from archive_flows.cli import main
+
+    dest = str(tmp_path / "store")
+    store = open_store(dest)
+    ingest(store, seeds_dir)
+    monkeypatch.setenv("ARCHIVE_TABLES", "off")  # the next run's tables are not followed: as after a crash
+    run = ingest(store, seeds_dir).manifest.removeprefix("runs/").removesuffix(".json")
+    capsys.readouterr()
+    assert main(["tables", "--dest", dest]) == 1
+    out = capsys.readouterr().out
+    assert f"run {run} is committed but not in the table yet" in out and "datasets.files" in out
+    assert main(["tables", "--dest", dest, "--sync", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["appended"] == {"files": [run], "events": [run]}  # (a re-run: no documents, no new versions)
+    assert {t["table"]: t["latest_run"] for t in report["tables"]}["datasets.files"] == run
+    assert all(not t["problems"] for t in report["tables"])

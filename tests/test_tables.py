@@ -1,9 +1,13 @@
-"""The datasets as Apache Iceberg tables: after clean runs, cross-batch duplicates, a run that never committed, a
-table left behind its manifest and two runs committing at once, the Iceberg scan, Polars and open_dataset give
-the same rows, on a local store, moto and SeaweedFS."""
+"""The datasets as Apache Iceberg tables: after clean runs, cross-batch duplicates, a run killed (kill -9) before
+its manifest, one killed between its manifest and its tables, and two runs committing at once, the Iceberg scan,
+Polars and open_dataset give the same rows, on a local store, moto and SeaweedFS."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -19,17 +23,48 @@ from archive.storage import open_store
 from tests.tables_util import assert_tables_match
 
 
-def ingest(store, folder, files=None, *, split: int = 3, commit: bool = True):
+def ingest(store, folder, *, split: int = 3):
     """One run of the library's batches: the first split files, then all of them (each of those a cross-batch
     duplicate that reconcile settles at commit by rewriting the second batch)."""
     source = open_source(str(folder))
     run = RunContext(new_run_id(), "tables", source.url)
-    refs = files or list(source.iter_files())
+    refs = list(source.iter_files())
     summaries = [process_batch(store, source, run, 0, refs[:split]), process_batch(store, source, run, 1, refs)]
-    return commit_run(store, run, summaries, parameters={}, warnings=[]) if commit else run
+    return commit_run(store, run, summaries, parameters={}, warnings=[])
 
 
-def test_the_tables_give_exactly_the_committed_rows(dest, seeds_dir, tmp_path, monkeypatch):
+KILLED = """
+import sys
+from archive.ingest import commit_run, process_batch
+from archive.provenance import RunContext, new_run_id
+from archive.sources import open_source
+from archive.storage import open_store
+
+store, source = open_store(sys.argv[1]), open_source(sys.argv[2])
+run = RunContext(new_run_id(), "killed", source.url)
+summary = process_batch(store, source, run, 0, list(source.iter_files()))
+if sys.argv[3] == "commit":
+    commit_run(store, run, [summary], parameters={}, warnings=[])
+print(run.run_id, flush=True)
+sys.stdin.read()
+"""
+
+
+def killed_run(dest: str, folder, *, commit: bool) -> None:
+    """A run in a process of its own, killed with SIGKILL once its parts are written (commit: once its manifest has
+    landed, its tables not followed)."""
+    env = {**os.environ, "ARCHIVE_TABLES": "off" if commit else "on"}
+    process = subprocess.Popen([sys.executable, "-c", KILLED, dest, str(folder), "commit" if commit else "no"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        assert process.stdout.readline().strip(), "the run ended before it could be killed"
+    finally:
+        process.kill()  # SIGKILL
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+
+
+def test_the_tables_give_exactly_the_committed_rows(dest, seeds_dir, tmp_path):
     store = open_store(dest)
     first = tmp_path / "first"
     first.mkdir()
@@ -39,13 +74,11 @@ def test_the_tables_give_exactly_the_committed_rows(dest, seeds_dir, tmp_path, m
     ingest(store, first, split=2)
     one = [m["run_id"] for m in committed_manifests(store)][0]
 
-    # A run that wrote its parts and never committed (as a kill -9 mid-run leaves it): in no table, no view.
-    ingest(store, seeds_dir, commit=False)
-    # A run whose table commit did not happen (a crash between its manifest and its tables): caught up by the next.
-    monkeypatch.setenv("ARCHIVE_TABLES", "off")
-    ingest(store, seeds_dir)
+    # kill -9 of a run that wrote its parts and never committed: in no table, no view.
+    killed_run(dest, seeds_dir, commit=False)
+    # kill -9 of a run between its manifest and its tables: they are behind, and caught up by the next commit.
+    killed_run(dest, seeds_dir, commit=True)
     assert [d.kind for d in check_tables_of(store)] == ["table-behind"] * 4  # documents, files, events, records
-    monkeypatch.delenv("ARCHIVE_TABLES")
 
     # Two runs committing at once, over the same new bytes: each doc_id published once, both runs in the tables.
     second, third = tmp_path / "second", tmp_path / "third"

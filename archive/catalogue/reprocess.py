@@ -47,7 +47,7 @@ from .settle import settle_records
 FORMATS = {"text": ("text/plain",), "html": ("text/html", "application/xhtml+xml"), "pdf": ("application/pdf",),
            "image": ("image/",)}
 SELECTED = ["doc_id", "text_sha256", "run_id", "collection", "source_path", "media_type", "extractor",
-            "extractor_version"]
+            "extractor_version", "page_image_sha256"]
 
 
 def select_documents(store: Store, manifests: list[dict], *, formats=(), runs=(), doc_ids=()) -> list[dict]:
@@ -145,7 +145,8 @@ def reprocess_batch(store: Store, run: RunContext, index: int, documents: list[d
         values, _ = stages.dublin_core(description, extracted, stated)
         document = stages.document_record(sha256=doc_id, run_id=run.run_id, collection=doc["collection"],
                                           path=doc["source_path"], fmt=fmt, extracted=extracted, text=text,
-                                          description=description, values=values)
+                                          description=description, values=values,
+                                          page_image_sha256=doc["page_image_sha256"])
         invalid = stages.invalid_document(document)
         if invalid:
             summary.counts["failed"] += 1

@@ -10,7 +10,7 @@ from archive import __version__
 from archive.extract.budget import EXTRACT_SECONDS, MIN_TEXT_CHARS, OCR_PAGE_SECONDS, TEXT_PER_BYTE
 from archive.ingest.unpack import DEPTH, EXPANDED_BYTES, MEMBERS, RATIO
 
-from . import export_cmd, records_cmd
+from . import export_cmd, records_cmd, tables_cmd
 
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -184,4 +184,5 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.set_defaults(func=commands["bag"])
     export_cmd.add_parser(sub, common)
     records_cmd.add_parser(sub, common)
+    tables_cmd.add_parser(sub, common)
     return parser

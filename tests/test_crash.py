@@ -26,6 +26,7 @@ from archive.commitlock import LOCK_KEY
 from archive.publish import committed_manifests
 from archive.read import open_dataset
 from archive.storage import LocalStore
+from tests.tables_util import assert_tables_match
 
 pytestmark = pytest.mark.cli
 
@@ -198,6 +199,7 @@ def test_kill_9_at_a_seeded_point_loses_nothing(index, request, crash_source, cl
                                 env=cli_env, capture_output=True, text=True, timeout=RUN_SECONDS)
         assert verify.returncode == 0, verify.stdout + verify.stderr
         assert json.loads(verify.stdout)["problems"] == []
+        assert_tables_match(str(dest))  # (a table the kill left behind its manifest: verify caught it up)
 
     # The next run completes (a lock left by the killed run does not stop it) and the store holds what a
     # clean run's does: the killed run's stored originals are reused, not duplicated or lost.
@@ -210,6 +212,7 @@ def test_kill_9_at_a_seeded_point_loses_nothing(index, request, crash_source, cl
     verify = subprocess.run([sys.executable, "-m", "archive_flows.cli", "verify", "--dest", str(dest), "--json"],
                             env=cli_env, capture_output=True, text=True, timeout=RUN_SECONDS)
     assert verify.returncode == 0 and json.loads(verify.stdout)["problems"] == [], verify.stdout + verify.stderr
+    assert_tables_match(str(dest))
 
 
 def test_the_points_cover_every_phase_of_a_run(request):

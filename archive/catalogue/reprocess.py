@@ -38,6 +38,7 @@ from ..publish import (
 from ..records import utc_now
 from ..reuse import RunReuse, settle_run_reuse
 from ..storage import Store, object_key
+from ..tables import follow_after_commit
 from . import view
 from .identity import as_json, describe, description_sha256, elements, from_json
 from .settle import settle_records
@@ -222,6 +223,9 @@ def commit_reprocess(store: Store, run: RunContext, summaries: list[ReprocessSum
             if settled:
                 done["reuse"] = settled.figures
             commit_manifest(store, done, locked=True)
-            delete_unlisted(store, records.unlisted)
+            # What the batches and the reuse step wrote that the manifest does not list (replaced at commit).
+            written = {p.key for s in summaries for p in s.parts} | {p.key for p in (reuse.parts if reuse else ())}
+            delete_unlisted(store, sorted((written | set(records.unlisted)) - {p["key"] for p in done["parts"]}))
+    follow_after_commit(store)
     return {"run_id": run.run_id, "manifest": manifest_key(run.run_id), "counts": done["counts"],
             "notes": done.get("notes", []), "reuse": done.get("reuse")}

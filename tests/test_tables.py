@@ -196,3 +196,28 @@ def test_archive_tables_names_a_run_behind_and_sync_catches_it_up(seeds_dir, tmp
     assert report["appended"] == {"files": [run], "events": [run]}  # (a re-run: no documents, no new versions)
     assert {t["table"]: t["latest_run"] for t in report["tables"]}["datasets.files"] == run
     assert all(not t["problems"] for t in report["tables"])
+
+
+def test_a_catalog_named_by_uri_holds_the_tables_instead(seeds_dir, tmp_path, monkeypatch):
+    """ARCHIVE_CATALOG_URI with pyiceberg's standard configuration: here a SQL catalog (SQLite), a real catalog of
+    the kind a team runs; the store then holds no table metadata of its own."""
+    from pyiceberg.catalog import load_catalog
+
+    uri = f"sqlite:///{tmp_path / 'catalog.db'}"
+    monkeypatch.setenv("ARCHIVE_CATALOG_URI", uri)
+    monkeypatch.setenv("PYICEBERG_CATALOG__ARCHIVE__WAREHOUSE", (tmp_path / "warehouse").as_uri())
+    import pyiceberg.catalog
+    from pyiceberg.utils.config import Config
+
+    monkeypatch.setattr(pyiceberg.catalog, "_ENV_CONFIG", Config())  # (read at import: as a new process reads it)
+    dest = str(tmp_path / "store")
+    store = open_store(dest)
+    ingest(store, seeds_dir)
+    ingest(store, seeds_dir)  # (a re-run: duplicates only)
+    assert len(assert_tables_match(dest)) == 5
+    assert not (tmp_path / "store" / "tables").exists()
+    catalog = load_catalog("archive", uri=uri, warehouse=(tmp_path / "warehouse").as_uri())
+    assert ("datasets", "documents") in catalog.list_tables("datasets")
+    runs = [m["run_id"] for m in sorted(committed_manifests(store), key=lambda m: m["committed_at"])]
+    assert [s.summary["archive.run-id"] for s in catalog.load_table("datasets.files").snapshots()] == runs
+    assert check_tables_of(store) == []

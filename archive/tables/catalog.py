@@ -8,7 +8,9 @@ Manifests and manifest lists (Avro, named by UUID) are written by pyiceberg thro
 pyarrow filesystem (the same endpoint and credentials as the store); data files are the datasets' part files, added
 where they are, never copied.
 
-ARCHIVE_CATALOG_URI names a REST catalog instead (pyiceberg's standard configuration applies to it).
+ARCHIVE_CATALOG_URI names a catalog of the team's instead: a REST catalog (http(s)://) or a SQL one (sqlite:///...,
+postgresql://...), its type inferred from the URI as pyiceberg infers it; pyiceberg's standard configuration of the
+catalog ARCHIVE_CATALOG_NAME (default archive) applies to it.
 """
 
 from __future__ import annotations
@@ -164,12 +166,12 @@ class StoreCatalog(MetastoreCatalog):
 
 
 def open_catalog(store: Store) -> Catalog:
-    """The store's embedded catalog, or the REST catalog ARCHIVE_CATALOG_URI names."""
+    """The store's embedded catalog, or the catalog ARCHIVE_CATALOG_URI names (REST or SQL)."""
     uri = os.environ.get("ARCHIVE_CATALOG_URI")
     if not uri:
         return StoreCatalog(store)
     from pyiceberg.catalog import load_catalog
 
-    catalog = load_catalog(os.environ.get("ARCHIVE_CATALOG_NAME", "archive"), uri=uri, type="rest")
+    catalog = load_catalog(os.environ.get("ARCHIVE_CATALOG_NAME", "archive"), uri=uri)
     catalog.create_namespace_if_not_exists(NAMESPACE)
     return catalog

@@ -6,7 +6,8 @@ The public API, importable from `archive` itself:
   `FileRef`, `batches`;
 - ingest: `process_batch`, `commit_run`, `IngestOptions` (with the extraction `Budgets`), `BatchSummary`,
   `CommitResult`, `RunContext`, `new_run_id`;
-- reading: `open_dataset`, `committed_manifests`, `DamagedManifestWarning`;
+- reading: `open_dataset`, `iceberg_table` (the datasets as Apache Iceberg tables), `committed_manifests`,
+  `DamagedManifestWarning`;
 - auditing: `export_run_prov`, `export_bag`, `export_premis`, `export_mets`, `export_ocfl`, `find_garbage`,
   `delete_garbage`;
 - text reuse: `publish_reuse`, `ReuseParams`;
@@ -44,7 +45,8 @@ _LAZY = {
     "process_batch": ".ingest", "commit_run": ".ingest", "IngestOptions": ".ingest", "BatchSummary": ".ingest",
     "CommitResult": ".ingest", "Budgets": ".extract.budget",
     "RunContext": ".provenance", "new_run_id": ".provenance", "export_run_prov": ".provenance",
-    "open_dataset": ".read", "committed_manifests": ".publish", "DamagedManifestWarning": ".publish",
+    "open_dataset": ".read", "iceberg_table": ".read", "committed_manifests": ".publish",
+    "DamagedManifestWarning": ".publish",
     "export_bag": ".bag", "find_garbage": ".gc", "delete_garbage": ".gc",
     "export_premis": ".export.premis", "export_mets": ".export.mets", "export_ocfl": ".export.ocfl",
     "publish_reuse": ".reuse", "ReuseParams": ".reuse",

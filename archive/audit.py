@@ -26,7 +26,9 @@ OBJECT_PREFIX = "objects/sha256/"
 class Finding:
     """One difference between what a manifest recorded and what the store holds."""
 
-    kind: str  # "missing", "changed", "unreadable", "damaged-manifest"; "purged" (by a withdrawal: not a problem)
+    # "missing", "changed", "unreadable", "damaged-manifest", "unlisted-part", "uncommitted-part", "table-behind",
+    # "table-differs", "table-unlisted", "table-missing", "table-unreadable"; "purged" (by a withdrawal: not a problem)
+    kind: str
     key: str
     expected_sha256: str | None
     found_sha256: str | None = None
@@ -48,7 +50,7 @@ class Finding:
 class Check:
     """The result of re-hashing one stored thing."""
 
-    kind: str  # "object", "part" or "manifest"
+    kind: str  # "object", "part", "manifest", "layout" (a file under datasets/ no manifest lists) or "table"
     key: str
     expected_sha256: str | None
     size: int | None
@@ -127,6 +129,50 @@ def check_parts(store: Store, manifests: list[dict]) -> Iterator[Check]:
     for manifest in manifests:
         for part in manifest["parts"]:
             yield check(store, "part", part["key"], part["sha256"], part["bytes"])
+
+
+def check_unlisted(store: Store, manifests: list[dict], *, older_than: float = 3600.0,
+                   now: float | None = None) -> Iterator[Check]:
+    """A failed check for each file under datasets/ that no manifest lists and that an engine globbing
+    datasets/**/*.parquet would read: in the folder of a committed run (unlisted-part: replaced at its commit, left
+    by a crash before its removal), or of a run with no manifest, written at least older_than seconds ago
+    (uncommitted-part: a crashed run's; younger ones may be a run in progress). `archive gc` removes both."""
+    import time
+
+    from .gc import _run_folder  # (datasets/<name>/run=<id>/)
+
+    listed = {p["key"] for m in manifests for p in m["parts"]}
+    runs = {m["run_id"] for m in manifests}
+    committed = {info.key[len("runs/"):].removesuffix(".json") for info in store.list("runs/")}
+    now = time.time() if now is None else now
+    for info in store.list("datasets/"):
+        run = (_run_folder(info.key) or "").removeprefix("run=")
+        if info.key in listed or not run:
+            continue
+        if run in runs:
+            yield Check("layout", info.key, None, info.size, Finding(
+                "unlisted-part", info.key, None, found_bytes=info.size, detail=f"in the folder of committed run "
+                f"{run}, whose manifest does not list it; engines reading datasets/**/*.parquet read it too "
+                "(archive gc --delete removes it)"))
+        elif run not in committed and info.modified is not None and now - info.modified >= older_than:
+            yield Check("layout", info.key, None, info.size, Finding(
+                "uncommitted-part", info.key, None, found_bytes=info.size, detail=f"of run {run}, which never "
+                "committed; engines reading datasets/**/*.parquet read it too (archive gc --delete removes it)"))
+
+
+def check_tables(store: Store, manifests: list[dict]) -> Iterator[Check]:
+    """A failed check for each way the datasets' Iceberg tables disagree with the manifests (archive/tables)."""
+    from .tables.sync import disagreements
+
+    try:
+        found = disagreements(store, manifests)
+    except Exception as exc:  # noqa: BLE001 - any failure to read the tables is itself the finding
+        found = None
+        yield Check("table", "tables/", None, None, Finding("table-unreadable", "tables/", None,
+                                                            detail=f"{type(exc).__name__}: {exc}"))
+    for d in found or ():
+        key = f"tables/datasets/{d.dataset}"
+        yield Check("table", key, None, None, Finding(f"table-{d.kind}", key, None, detail=d.detail))
 
 
 def referenced_objects(store: Store, manifests: list[dict], good_parts: set[str]) -> pa.Table:
@@ -228,7 +274,7 @@ def record_checks(store: Store, run: ev.RunContext, index: int, checks: Iterable
     from .publish import new_attempt, part_key, write_part
 
     checks = list(checks)
-    summary = AuditSummary(index, {"object": 0, "part": 0, "manifest": 0}, [], [])
+    summary = AuditSummary(index, {"object": 0, "part": 0, "manifest": 0, "layout": 0, "table": 0}, [], [])
     for c in checks:
         summary.checked[c.kind] += 1
         if c.finding:

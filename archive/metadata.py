@@ -118,14 +118,17 @@ class Sidecar:
         return [problem for problem in self.problems if problem.filename == key]
 
     def unmatched(self, seen: Iterable[str]) -> list[MetadataRow]:
-        """Rows naming files that are not among seen: for the run summary, a likely typo or a missing file."""
+        """Rows naming files that are not among seen: for the run summary, a likely typo or a missing file. A row
+        naming a container's member (`accession.zip!/a.txt`) counts as seen when its outermost container is: its
+        members are known only once it is unpacked."""
         seen_keys = set()
         for path in seen:
             try:
                 seen_keys.add(normalise_filename(path))
             except ValueError:
                 continue
-        return [row for key, row in self.rows.items() if key not in seen_keys]
+        return [row for key, row in self.rows.items()
+                if key not in seen_keys and key.split("!/", 1)[0] not in seen_keys]
 
     @property
     def errors(self) -> list[MetadataProblem]:

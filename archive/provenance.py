@@ -27,6 +27,7 @@ FIXITY_CHECK = "fixity check"
 METADATA_MODIFICATION = "metadata modification"  # a record's new version: its description or its bytes changed
 DEACCESSION = "deaccession"  # a record withdrawn from the current views
 DELETION = "deletion"  # an original's bytes purged with a withdrawal
+UNPACKING = "unpacking"  # a container's members taken out, each a file of its own
 
 SUCCESS, FAILURE, WARNING = "success", "failure", "warning"
 
@@ -46,6 +47,7 @@ PREMIS_EVENT_TYPES = {
     METADATA_MODIFICATION: ("metadata modification", "mem"),
     DEACCESSION: ("deaccession", "dea"),
     DELETION: ("deletion", "del"),
+    UNPACKING: ("unpacking", "unp"),
     DEDUPLICATION: ("appraisal", "app"),  # the same bytes as a kept document: not made a document again
     PUBLICATION: ("accession", "acc"),  # the document (or the run's records) added to the holdings readers see
 }

@@ -162,16 +162,20 @@ def build_manifest(
 def commit_manifest(store: Store, manifest: dict, *, locked: bool = False) -> str:
     """Link the manifest into the run log's hash chain (archive/chain.py), validate it and write runs/<run_id>.json
     once. From this moment the run exists. Under the store's commit lock, taken here unless the caller holds it
-    (locked), so that the chain stays one line.
+    (locked), so that the chain stays one line; when taken here, the Iceberg tables follow once it is released
+    (archive/tables; a caller that holds the lock calls follow_after_commit after releasing it).
 
     Every part it lists must already be in the store with the recorded size:
     a manifest never points at bytes that are not there.
     """
     if not locked:
         from .commitlock import commit_lock
+        from .tables import follow_after_commit
 
         with commit_lock(store, manifest["run_id"]):
-            return commit_manifest(store, manifest, locked=True)
+            key = commit_manifest(store, manifest, locked=True)
+        follow_after_commit(store)
+        return key
     manifest["chain"] = chain.next_link(store)
     found = problems("manifest", manifest)
     if found:

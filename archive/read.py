@@ -131,3 +131,36 @@ def set_aside_before(store: Store, run_id: str, paths: Iterable[str]) -> set[tup
         filter=ds.field("path").isin(paths) & ds.field("outcome").isin(["quarantine", "skipped"]),
         columns=["path", "outcome", "reason"])
     return {(r["path"], r["outcome"], r["reason"]) for r in table.to_pylist()}
+
+
+def iceberg_table(dest: str | os.PathLike | Store | None, name: str):
+    """The Apache Iceberg table of dataset name (a pyiceberg Table): the parts of every committed run, one snapshot
+    per run (its summary's archive.run-id names it), in the order the runs committed.
+
+    Unlike open_dataset it is the rows as written, every version and withdrawn record included (open_dataset
+    without runs gives the current view). Time travel: table.scan(snapshot_id=snapshot_of(table, RUN_ID)).
+    Polars: pl.scan_iceberg(table); DuckDB: table.scan().to_duckdb("docs"). From ARCHIVE_CATALOG_URI's REST catalog
+    when it is set, else from the catalog embedded in the store (archive/tables/catalog.py).
+
+    >>> docs = iceberg_table("./archive-store", "documents")
+    >>> import polars as pl; pl.scan_iceberg(docs).select("title", "date").collect()
+    """
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from .errors import NotFoundError
+    from .tables.catalog import open_catalog
+    from .tables.sync import load_table
+
+    store = dest if isinstance(dest, Store) else open_store(dest)
+    try:
+        return load_table(open_catalog(store), name)
+    except NoSuchTableError:
+        raise NotFoundError(f"no Iceberg table {name} in {store.url}: no run has committed since the tables began "
+                            "(archive tables --sync makes them)") from None
+
+
+def snapshot_of(table, run_id: str) -> int:
+    """The id of the snapshot run_id made in an iceberg_table (archive/tables/sync.py)."""
+    from .tables.sync import snapshot_of as of
+
+    return of(table, run_id)

@@ -49,6 +49,9 @@ DOCUMENT = pa.schema([
     _f("dictionary_share", pa.float64(), True),
     _f("low_ocr_quality", pa.bool_(), True),
     _f("ocr_key", pa.string(), True),
+    # A vendor's OCR (ALTO, hOCR, PAGE): the sha256 of the page image delivered with it (same folder and stem), kept
+    # as an original and not OCR'd again; null otherwise, and in parts written before it.
+    _f("page_image_sha256", _SHA, True),
     _f("text", pa.large_string()),
     _f("ingested_at", _TS),
 ])
@@ -66,6 +69,9 @@ FILE = pa.schema([
     _f("detail", pa.string(), True),
     _f("doc_id", _SHA, True),
     _f("seen_at", _TS),
+    # The container (ZIP, TAR, mbox, e-mail message) a file was unpacked from; null for a file of the source, and
+    # in parts written before it.
+    _f("container_sha256", _SHA, True),
 ])
 
 QUARANTINE = pa.schema([

@@ -8,8 +8,9 @@ from typing import Callable
 
 from archive import __version__
 from archive.extract.budget import EXTRACT_SECONDS, MIN_TEXT_CHARS, OCR_PAGE_SECONDS, TEXT_PER_BYTE
+from archive.ingest.unpack import DEPTH, EXPANDED_BYTES, MEMBERS, RATIO
 
-from . import export_cmd, records_cmd
+from . import export_cmd, records_cmd, tables_cmd
 
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -40,6 +41,16 @@ def _above_zero(text: str) -> float:
         value = 0.0
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"not a number above zero: {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"not a whole number above zero: {text!r}")
     return value
 
 
@@ -90,6 +101,18 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.add_argument("--text-per-byte", type=_above_zero, default=TEXT_PER_BYTE, metavar="N",
                    help=f"characters of text a file may give for each byte of its size, and {MIN_TEXT_CHARS:,} "
                         f"whatever its size; over it, too-costly (default {TEXT_PER_BYTE:g})")
+    p.add_argument("--container-members", type=_count, default=MEMBERS, metavar="N",
+                   help="members a ZIP, TAR, mbox or message of the source may unpack to, the containers within it "
+                        f"included; over it, the container is quarantined container-too-large (default {MEMBERS:,})")
+    p.add_argument("--container-depth", type=_count, default=DEPTH, metavar="N",
+                   help=f"containers within containers (a ZIP in a ZIP is 2); deeper, container-too-deep "
+                        f"(default {DEPTH})")
+    p.add_argument("--container-bytes", type=_size, default=EXPANDED_BYTES, metavar="SIZE",
+                   help="bytes the members of a file of the source may expand to in all; over it, "
+                        "container-too-large (default 4G)")
+    p.add_argument("--container-ratio", type=_above_zero, default=RATIO, metavar="N",
+                   help="how many times a ZIP member of 1M or more may expand its compressed size; over it, "
+                        f"container-too-large (default {RATIO:g})")
     p.add_argument("--batch-files", type=int, default=1000, help="files per batch task (default 1000)")
     p.add_argument("--workers", type=int, default=None, help="worker processes for the batches (default: one per core)")
     p.add_argument("--dask", metavar="ADDRESS",
@@ -166,4 +189,5 @@ def build_parser(commands: dict[str, Callable]) -> argparse.ArgumentParser:
     p.set_defaults(func=commands["bag"])
     export_cmd.add_parser(sub, common)
     records_cmd.add_parser(sub, common)
+    tables_cmd.add_parser(sub, common)
     return parser

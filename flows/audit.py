@@ -18,6 +18,8 @@ from archive.audit import (
     check_manifests,
     check_objects,
     check_parts,
+    check_tables,
+    check_unlisted,
     chunks,
     commit_audit,
     record_checks,
@@ -28,6 +30,7 @@ from archive.catalogue.withdraw import mark_purged, purged_objects
 from archive.provenance import RunContext, new_run_id
 from archive.publish import committed_manifests
 from archive.storage import open_store, resolve_dest
+from archive.tables import follow_after_commit, tables_enabled
 
 from . import progress
 from . import workers as worker_pool
@@ -42,10 +45,19 @@ MIN_CHUNKS_FOR_PROCESSES = 4
 
 
 @task(name="check-parts", retries=1, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
-def check_parts_task(dest: str, run: RunContext, manifests, damaged, head: str | None = None) -> AuditSummary:
+def check_parts_task(dest: str, run: RunContext, manifests, damaged, head: str | None = None,
+                     whole: bool = True) -> AuditSummary:
+    """The manifests, the hash chain and the parts; of a whole store (no --run), also the files under datasets/ no
+    manifest lists, and the Iceberg tables against the manifests (after bringing them up to date, as every
+    command that commits does)."""
     store = open_store(dest)
+    layout = ()
+    if whole:
+        if tables_enabled():
+            follow_after_commit(store, manifests)
+        layout = chain(check_unlisted(store, manifests), check_tables(store, manifests) if tables_enabled() else ())
     return record_checks(store, run, 0, chain(check_manifests(damaged), check_chain(store, head),
-                                              check_parts(store, manifests)))
+                                              check_parts(store, manifests), layout))
 
 
 @task(name="check-objects", retries=1, retry_condition_fn=is_transient, cache_policy=NO_CACHE)
@@ -88,7 +100,7 @@ def fixity_audit(dest: str | None = None, runs: list[str] | None = None, workers
     if workers > 1 and -(-most // OBJECTS_PER_TASK) < MIN_CHUNKS_FOR_PROCESSES:
         workers = 1
     with worker_pool.process_pool(run.run_id, workers, preload=("archive.audit",)):
-        parts = check_parts_task(dest, run, quote(manifests), quote(damaged), head)
+        parts = check_parts_task(dest, run, quote(manifests), quote(damaged), head, runs is None and not damaged)
         good_parts = {p["key"] for m in manifests for p in m["parts"]} - {f.key for f in parts.findings}
         referenced = mark_purged(referenced_objects(store, manifests, good_parts),
                                  purged_objects(manifests if runs is None else committed_manifests(store)))

@@ -94,6 +94,8 @@ def cmd_ingest(args) -> int:
                 metadata=os.path.abspath(args.metadata) if args.metadata else None, workers=workers,
                 reuse=not args.no_reuse, extract_seconds=args.extract_seconds,
                 ocr_page_seconds=args.ocr_page_seconds, text_per_byte=args.text_per_byte,
+                container_members=args.container_members, container_depth=args.container_depth,
+                container_bytes=args.container_bytes, container_ratio=args.container_ratio,
             )
     except KeyboardInterrupt:
         return _fail("ingest interrupted; nothing was committed", args)

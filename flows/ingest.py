@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -27,6 +28,7 @@ from archive.ingest import (
     store_sidecar,
     unmatched_rows,
 )
+from archive.ingest.unpack import DEPTH, EXPANDED_BYTES, MEMBERS, RATIO, SEPARATOR, ContainerLimits
 from archive.provenance import RunContext, new_run_id
 from archive.publish import committed_manifests
 from archive.read import committed_doc_ids
@@ -87,18 +89,27 @@ def ingest(
     extract_seconds: float = EXTRACT_SECONDS,
     ocr_page_seconds: float = OCR_PAGE_SECONDS,
     text_per_byte: float = TEXT_PER_BYTE,
+    container_members: int = MEMBERS,
+    container_depth: int = DEPTH,
+    container_bytes: int = EXPANDED_BYTES,
+    container_ratio: float = RATIO,
 ) -> dict:
     """Ingest every file under SOURCE (a folder or s3://bucket/prefix) into DEST.
 
     metadata: a metadata.csv to use instead of the one at the top of SOURCE.
     extract_seconds, ocr_page_seconds, text_per_byte: what extracting one file may cost (seconds a file, seconds a
         page of OCR, characters of text a byte of the file, at least 100,000); over it, quarantined too-costly.
+    container_members, container_depth, container_bytes, container_ratio: what unpacking a ZIP, TAR, mbox or
+        message may cost (members and expanded bytes under one file of the source, containers within containers,
+        a member's compression ratio); over it, the container is quarantined container-too-large (-too-deep).
     workers: processes for the batches (default: one per core; 1 runs them in this process).
     reuse: find the passages the new documents share with each other and with committed documents (text reuse),
         committed with the run; off, the run publishes no band hashes and `archive reuse` catches up later.
     """
     started = time.monotonic()
     budgets = Budgets(seconds=extract_seconds, ocr_page_seconds=ocr_page_seconds, text_per_byte=text_per_byte)
+    unpacking = ContainerLimits(members=container_members, depth=container_depth, expanded_bytes=container_bytes,
+                                ratio=container_ratio)
     dest = resolve_dest(dest)
     apart = overlap(source, dest)
     if apart:  # (before anything is written to DEST)
@@ -108,10 +119,12 @@ def ingest(
     src = open_source(source)
     reuse_params = ReuseParams()
     options = IngestOptions(max_file_bytes=max_file_bytes, batch_files=batch_files, batch_bytes=batch_bytes,
-                            budgets=budgets, reuse=reuse_params if reuse else None)  # (band hashes in the batches)
+                            budgets=budgets, containers=unpacking,
+                            reuse=reuse_params if reuse else None)  # (band hashes made in the batches)
     run = RunContext(new_run_id(), collection, src.url, **started_by())
     known = frozenset(committed_doc_ids(store))
     withdrawn = withdrawn_paths(store, list(committed_manifests(store)))  # skipped, never read again
+    options = replace(options, withdrawn_members={p: why for p, why in withdrawn.items() if SEPARATOR in p})
     warnings = []
     if metadata:
         try:
@@ -142,7 +155,7 @@ def ingest(
         for future in as_completed(futures):
             summary = future.result()  # a failed batch fails the run here: nothing is committed
             summaries.append(summary)
-            done += sum(summary.counts.values())
+            done += sum(summary.counts.values()) - summary.members  # (the source's files, not their members)
             progress.report(done, total, time.monotonic() - started)
             bar.update(done, total)
         reuse_started = time.monotonic()  # (in the batches' pool: its workers align the candidate pairs)
@@ -150,7 +163,8 @@ def ingest(
         reuse_seconds = time.monotonic() - reuse_started
 
     parameters = {"source": source, "dest": store.url, "collection": collection, "max_file_bytes": max_file_bytes,
-                  **budgets.parameters(), "batch_files": batch_files, "batch_bytes": batch_bytes,
+                  **budgets.parameters(),
+                  **unpacking.parameters(), "batch_files": batch_files, "batch_bytes": batch_bytes,
                   "metadata": metadata, "workers": workers, "reuse": reuse_parameters(reuse_params) if reuse else None}
     committed = commit_task(dest, run, summaries, parameters, warnings, found)
     timings: dict[str, float] = {}

@@ -46,6 +46,8 @@ def ingest_summary(result: dict, set_aside_before: set[tuple[str, str, str]] = f
     print(f"  manifest     {result['manifest']}")
     for name in ("files", "documents", "duplicates", "quarantined", "skipped"):
         print(f"  {name:<12} {counts[name]:>8,}")
+    if counts.get("members"):
+        print(f"  (of the files, {counts['members']:,} unpacked from ZIP, TAR, mbox or e-mail containers)")
     updated = counts.get("updated", 0)
     if updated:
         print(f"{updated:,} record{'' if updated == 1 else 's'} updated (a new version each: archive lineage PATH "

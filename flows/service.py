@@ -11,6 +11,7 @@ from prefect_dask import DaskTaskRunner
 
 from archive.extract.budget import EXTRACT_SECONDS, OCR_PAGE_SECONDS, TEXT_PER_BYTE
 from archive.ingest import DEFAULT_MAX_FILE_BYTES
+from archive.ingest.unpack import DEPTH, EXPANDED_BYTES, MEMBERS, RATIO
 from archive.storage import resolve_dest
 
 # Absolute, not relative: Prefect loads a deployment's entrypoint file as a
@@ -88,6 +89,10 @@ def ingest_deployment(
     extract_seconds: float = EXTRACT_SECONDS,
     ocr_page_seconds: float = OCR_PAGE_SECONDS,
     text_per_byte: float = TEXT_PER_BYTE,
+    container_members: int = MEMBERS,
+    container_depth: int = DEPTH,
+    container_bytes: int = EXPANDED_BYTES,
+    container_ratio: float = RATIO,
 ) -> dict:
     """Ingest every file under SOURCE into DEST as one committed run (the `ingest` deployment).
 
@@ -107,6 +112,11 @@ def ingest_deployment(
         ocr_page_seconds: Seconds OCR (or rendering for OCR) may take a page; over it, too-costly.
         text_per_byte: Characters of text a file may give a byte of its size (at least 100,000); over it,
             too-costly.
+        container_members: Members a file of the source may unpack to, containers within it included; over it,
+            the container is quarantined container-too-large.
+        container_depth: Containers within containers (a ZIP in a ZIP is 2); deeper, container-too-deep.
+        container_bytes: Bytes the members of a file of the source may expand to; over it, container-too-large.
+        container_ratio: A ZIP member's size over its compressed size; over it, container-too-large.
     """
     # The run itself is the ingest flow, as a subflow: the same artifacts and
     # manifest as from `archive ingest`, and it knows the deployment that started it.
@@ -123,4 +133,8 @@ def ingest_deployment(
         extract_seconds=extract_seconds,
         ocr_page_seconds=ocr_page_seconds,
         text_per_byte=text_per_byte,
+        container_members=container_members,
+        container_depth=container_depth,
+        container_bytes=container_bytes,
+        container_ratio=container_ratio,
     )

@@ -33,6 +33,7 @@ def read(name: str):
     ("epubcheck-epub2-minimal.epub", "application/epub+zip", "fmt/483"),
     ("striprtf-french.rtf", "application/rtf", "fmt/355"),
     ("cpython-msg_16.eml", "message/rfc822", "fmt/278"),
+    ("mboxparser-testbox.mbox", "application/mbox", None),
     ("tei-test8.xml", "application/tei+xml", None),
     ("tei-test14-no-declaration.xml", "application/tei+xml", None),
     ("ocrmypdf-latin.hocr", "text/vnd.hocr+html", None),

@@ -70,7 +70,7 @@ def _event_types(root) -> list[tuple[str, str]]:
 
 def test_every_event_type_maps_to_a_loc_term():
     assert {code for _, code in PREMIS_EVENT_TYPES.values()} <= {
-        "ing", "mes", "for", "nor", "mee", "val", "qua", "fix", "app", "acc", "mem", "dea", "del"}
+        "ing", "mes", "for", "nor", "mee", "val", "qua", "fix", "app", "acc", "mem", "dea", "del", "unp"}
     assert len({code for _, code in PREMIS_EVENT_TYPES.values()}) == len(PREMIS_EVENT_TYPES)
 
 

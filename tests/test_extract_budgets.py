@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shutil
 import time
 
@@ -48,9 +49,11 @@ def test_a_form_invoked_200_times_stops_at_the_time_budget():
     bomb = form_bomb_pdf()  # 1.6 KB: 20 million characters, some 3 minutes of pypdf
     assert len(bomb) < 2500
     error, seconds = too_costly(bomb, Budgets(seconds=1, text_per_byte=1e6))  # (text budget out of reach)
-    assert error.detail.startswith("text extraction stopped after 1.")
-    assert "at page 1 of 1" in error.detail and error.detail.endswith("(--extract-seconds 1)")
-    assert seconds < 4
+    stopped = re.match(r"text extraction stopped after (\d+\.\d) s at page 1 of 1: ", error.detail)
+    assert stopped and 1.0 <= float(stopped.group(1)) <= seconds + 0.05, error.detail
+    assert error.detail.endswith("(--extract-seconds 1)")
+    # Stopped at the budget's first check past 1 s: seconds on an idle machine, never the minutes the text takes.
+    assert seconds < 30
 
 
 def test_the_same_pdf_stops_at_its_output_budget_long_before_its_time_budget():

@@ -18,7 +18,7 @@ GOOD_DOCUMENT = {
     "date": "1923-04-17", "date_text": "1923-04-17", "creator": None, "language": "en", "publisher": None,
     "source": None, "rights": None, "description": None, "subject": None, "identifier": None, "type": None,
     "char_count": 5, "word_count": 1, "ocr_confidence": None, "dictionary_share": None, "low_ocr_quality": None,
-    "ocr_key": None, "text": "Hello",
+    "ocr_key": None, "page_image_sha256": None, "text": "Hello",
     "ingested_at": "2026-11-22T15:30:00.000001Z",
 }
 OCR_DOCUMENT = {**GOOD_DOCUMENT, "media_type": "image/png", "puid": "fmt/11", "encoding": None,
@@ -90,7 +90,7 @@ def test_unknown_fields_are_refused():
 def test_file_rows_need_a_reason_when_quarantined_or_skipped():
     row = {"run_id": "20261122T153000Z-3f9a", "path": "a", "size": 1, "sha256": SHA, "object_key": object_key(SHA),
            "media_type": "text/plain", "puid": None, "outcome": "quarantine", "reason": None, "detail": None,
-           "doc_id": None, "seen_at": "2026-11-22T15:30:00Z"}
+           "doc_id": None, "seen_at": "2026-11-22T15:30:00Z", "container_sha256": None}
     assert problems("file", row)
     assert problems("file", {**row, "reason": "empty", "detail": "the file has no bytes"}) == []
     assert problems("file", {**row, "reason": "made-up", "detail": "x"})

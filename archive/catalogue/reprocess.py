@@ -38,6 +38,7 @@ from ..publish import (
 from ..records import utc_now
 from ..reuse import RunReuse, settle_run_reuse
 from ..storage import Store, object_key
+from ..tables import follow_after_commit
 from . import view
 from .identity import as_json, describe, description_sha256, elements, from_json
 from .settle import settle_records
@@ -46,7 +47,7 @@ from .settle import settle_records
 FORMATS = {"text": ("text/plain",), "html": ("text/html", "application/xhtml+xml"), "pdf": ("application/pdf",),
            "image": ("image/",)}
 SELECTED = ["doc_id", "text_sha256", "run_id", "collection", "source_path", "media_type", "extractor",
-            "extractor_version"]
+            "extractor_version", "page_image_sha256"]
 
 
 def select_documents(store: Store, manifests: list[dict], *, formats=(), runs=(), doc_ids=()) -> list[dict]:
@@ -144,7 +145,8 @@ def reprocess_batch(store: Store, run: RunContext, index: int, documents: list[d
         values, _ = stages.dublin_core(description, extracted, stated)
         document = stages.document_record(sha256=doc_id, run_id=run.run_id, collection=doc["collection"],
                                           path=doc["source_path"], fmt=fmt, extracted=extracted, text=text,
-                                          description=description, values=values)
+                                          description=description, values=values,
+                                          page_image_sha256=doc["page_image_sha256"])
         invalid = stages.invalid_document(document)
         if invalid:
             summary.counts["failed"] += 1
@@ -221,6 +223,9 @@ def commit_reprocess(store: Store, run: RunContext, summaries: list[ReprocessSum
             if settled:
                 done["reuse"] = settled.figures
             commit_manifest(store, done, locked=True)
-            delete_unlisted(store, records.unlisted)
+            # What the batches and the reuse step wrote that the manifest does not list (replaced at commit).
+            written = {p.key for s in summaries for p in s.parts} | {p.key for p in (reuse.parts if reuse else ())}
+            delete_unlisted(store, sorted((written | set(records.unlisted)) - {p["key"] for p in done["parts"]}))
+    follow_after_commit(store)
     return {"run_id": run.run_id, "manifest": manifest_key(run.run_id), "counts": done["counts"],
             "notes": done.get("notes", []), "reuse": done.get("reuse")}

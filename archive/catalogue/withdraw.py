@@ -25,6 +25,7 @@ from ..publish import build_manifest, commit_manifest, committed_manifests, new_
 from ..records import json_form, utc_now
 from ..sources import FileRef
 from ..storage import Store, object_key
+from ..tables import follow_after_commit
 from . import view
 from .identity import record_id
 
@@ -71,6 +72,7 @@ def withdraw(store: Store, idents: Iterable[str], reason: str, *, purge: bool = 
                 store.delete(object_key(doc_id))
             except ObjectNotFoundError:
                 pass
+    follow_after_commit(store, manifests + [manifest])
     return {"run_id": run.run_id, "manifest": key, "counts": counts, "reason": reason,
             "records": [{"path": r["path"], "record_id": r["record_id"], "version": r["version"], "doc_id": r["doc_id"]}
                         for r in plan.rows],

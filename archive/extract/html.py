@@ -67,7 +67,7 @@ PRUNE_XPATH = [
     "//nav",
     "//footer",
     "//aside",
-    "//header[not(ancestor::article)]",
+    "//header[not(ancestor::article) and not(.//h1)]",  # (a header holding the page's title is the article's)
     "//*[@role='navigation' or @role='banner' or @role='contentinfo' or @role='complementary']",
     # A consent banner, but not the <body class="cookie-banner-open"> or the
     # page wrapper some sites mark the same way while the banner shows.

@@ -7,6 +7,7 @@ from typing import Callable, Iterable, Iterator
 from .. import provenance as ev
 from ..catalogue.identity import elements
 from ..claims import DocumentClaims
+from ..containers import EML
 from ..describe import Description, describe_texts, language_tool_version
 from ..extract import Extracted
 from ..extract.budget import Budgets
@@ -22,13 +23,16 @@ from ..timing import StageTimer
 from . import stages
 from .derived import store_derived
 from .descriptions import Descriptions
+from .members import Ready, Within, member_event, unpack_attachments, unpack_container
 from .originals import OriginalsWriter
+from .pages import PagePairs, images_last, pair_page_image
 from .readahead import read_ahead
 from .recording import BatchRecords
 from .rows import BatchRows
 from .stages import Quarantine
 from .streamed import keep_too_large
 from .summary import BatchSummary, IngestOptions
+from .unpack import UNPACKED
 
 # A batch makes its files documents (extract, normalise, describe) so many at a time, of so many bytes at most
 # (a larger file goes alone): their bytes wait in memory meanwhile. Text code run on one file after another keeps
@@ -52,6 +56,7 @@ class BatchProcessor:
         self.originals = OriginalsWriter(store, known, self.summary.reused_originals)
         self.attempt = new_attempt()
         self.first_path: dict[str, str] = {}  # sha256 -> first path in this batch
+        self.pages = PagePairs()  # the vendor OCR files met, whose page images are not OCR'd again
         # Files kept and waiting to be made documents together (see _make_documents), oldest first.
         self._waiting: list[tuple[FileRef, str, Format, bytes]] = []
         self.documents_key = part_key("documents", run.run_id, index, self.attempt)
@@ -60,7 +65,7 @@ class BatchProcessor:
         return StageTimer(self.summary.timings, stage)
 
     def process(self, refs: Iterable[FileRef]) -> BatchSummary:
-        reads = read_ahead(self.source, refs, self.options.max_file_bytes)
+        reads = read_ahead(self.source, images_last(list(refs), lambda ref: ref.path), self.options.max_file_bytes)
         try:
             for ref, pending in reads:
                 try:
@@ -103,8 +108,10 @@ class BatchProcessor:
                              for doc_id, (_, path) in earlier.items()})
         self.summary.earlier_documents = {doc_id: index for doc_id, (index, _) in earlier.items()}
 
-    def process_file(self, ref: FileRef, pending: Prefetch | None = None) -> None:
-        """One file, its bytes from pending (a read begun earlier) or read now."""
+    def process_file(self, ref: FileRef, pending: Prefetch | Ready | None = None, within: Within | None = None
+                     ) -> None:
+        """One file, its bytes from pending (a read begun earlier) or read now; within: how a container's member
+        came (members.py)."""
         if ref.skip_reason:
             self.rows.skip(ref, ref.skip_reason, ref.skip_detail or ref.skip_reason)
             return
@@ -124,6 +131,8 @@ class BatchProcessor:
         self.summary.bytes_read += len(data)
         self.rows.event(ev.MESSAGE_DIGEST, ev.SUCCESS, f"sha256 over {len(data)} bytes", sha256=sha256,
                         path=ref.path, tool=DIGEST_TOOL)
+        if within is not None:
+            member_event(self, ref, sha256, within)
         with self._time("identify"):
             fmt = identify(data)
         self.rows.event(ev.FORMAT_IDENTIFICATION, ev.SUCCESS,
@@ -134,11 +143,19 @@ class BatchProcessor:
         if unstable:
             self.rows.set_aside(ref, sha256, len(data), fmt, "unstable", f"{unstable}; the {len(data)} bytes read "
                                 "are kept, no text extracted; ingest it again once it is complete")
-        elif ref.path == self.descriptions.path:
-            self.records.sidecar_file(ref, sha256, fmt, len(data))
-        elif self.records.badly_described(ref, sha256, fmt, len(data), seen=(self.known, self.first_path)):
+            return
+        if ref.path == self.descriptions.path:
+            return self.records.sidecar_file(ref, sha256, fmt, len(data))
+        if fmt.media_type in UNPACKED:  # a ZIP, TAR or mbox: its members are the files
+            return unpack_container(self, ref, sha256, fmt, data, within)
+        if fmt.media_type == EML.media_type:  # a message is a document, its attachments files of their own
+            unpack_attachments(self, ref, sha256, fmt, data, within)
+        self.pages.seen(ref, sha256, fmt)
+        if pair_page_image(self, ref, sha256, fmt, len(data)):  # the page of a vendor's OCR: not OCR'd again
+            return
+        if self.records.badly_described(ref, sha256, fmt, len(data), seen=(self.known, self.first_path)):
             return  # (quarantined invalid-metadata: a record of its own, never a duplicate of another path)
-        elif not self._is_duplicate(ref, sha256, fmt, len(data)):
+        if not self._is_duplicate(ref, sha256, fmt, len(data)):
             if fmt is EMPTY:
                 self.rows.set_aside(ref, sha256, len(data), fmt, "empty", "the file has no bytes")
                 return

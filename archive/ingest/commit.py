@@ -32,6 +32,7 @@ from ..read import committed_doc_ids
 from ..records import json_form, to_table
 from ..reuse import RunReuse, settle_run_reuse
 from ..storage import Store
+from ..tables import follow_after_commit
 from .rows import make_duplicates
 from .summary import BatchSummary, total_counts
 
@@ -64,6 +65,8 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
         if done is not None:
             return CommitResult(manifest_key(run.run_id), done["counts"], done.get("notes", []), done.get("reuse"))
         check_reused_originals(store, summaries)
+        # What the batches and the reuse step wrote: reconcile and settle may replace some of it with new parts.
+        written = {p.key for s in summaries for p in s.parts} | {p.key for p in (reuse.parts if reuse else ())}
         damaged: list[DamagedManifest] = []
         manifests = list(committed_manifests(store, damaged=damaged))
         committed = committed_doc_ids(store, manifests)
@@ -92,13 +95,16 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
         if settled:
             manifest["reuse"] = settled.figures
         key = commit_manifest(store, manifest, locked=True)
-    delete_unlisted(store, records.unlisted)
+    listed = {part["key"] for part in manifest["parts"]}
+    delete_unlisted(store, sorted((written | set(records.unlisted)) - listed))
+    follow_after_commit(store, manifests + [manifest])
     return CommitResult(key, manifest["counts"], notes, manifest.get("reuse"), tuple(damaged))
 
 
 def delete_unlisted(store: Store, keys: Iterable[str]) -> None:
-    """Remove parts this run wrote but its manifest does not list (replaced at commit); what a failure here leaves,
-    `archive gc` removes."""
+    """Remove parts this run wrote but its manifest does not list (replaced at commit: a batch rewritten by
+    reconcile, reuse parts settled again, record candidates numbered), so that no committed run leaves an unlisted
+    part in its own folder; what a crash or failure here leaves, `archive gc` removes and `archive verify` names."""
     for key in keys:
         try:
             store.delete(key)

@@ -51,8 +51,10 @@ class BatchRows:
             "detail": detail,
             "doc_id": doc_id,
             "seen_at": utc_now(),
+            "container_sha256": ref.container,
         })
         self.summary.counts[outcome] += 1
+        self.summary.members += ref.container is not None
         if outcome in ("quarantine", "skipped") and len(self.summary.problems) < REPORTED_PROBLEMS:
             self.summary.problems.append(Problem(ref.path, outcome, reason, detail))
 

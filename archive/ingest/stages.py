@@ -90,8 +90,9 @@ def dublin_core(description: Description, extracted: Extracted,
 
 def document_record(*, sha256: str, run_id: str, collection: str | None, path: str, fmt: Format,
                     extracted: Extracted, text: str, description: Description, values: dict,
-                    ocr_key: str | None = None) -> dict:
-    """The documents row of a file; ocr_key: where the ALTO of its OCR is kept, if it has one."""
+                    ocr_key: str | None = None, page_image_sha256: str | None = None) -> dict:
+    """The documents row of a file; ocr_key: where the ALTO of its OCR is kept, if it has one; page_image_sha256:
+    the page image delivered with a vendor's OCR (ingest/pages.py)."""
     ocr = extracted.ocr
     return {
         "doc_id": sha256,
@@ -112,6 +113,7 @@ def document_record(*, sha256: str, run_id: str, collection: str | None, path: s
         "dictionary_share": ocr.dictionary_share if ocr is not None else None,
         "low_ocr_quality": bool(ocr.low_pages) if ocr is not None else None,
         "ocr_key": ocr_key,
+        "page_image_sha256": page_image_sha256,
         "text": text,
         "ingested_at": utc_now(),
     }

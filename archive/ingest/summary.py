@@ -9,6 +9,7 @@ from typing import Iterable
 from ..extract.budget import Budgets
 from ..publish import PartInfo
 from ..reuse.params import ReuseParams
+from .unpack import ContainerLimits
 
 DEFAULT_MAX_FILE_BYTES = 256 << 20
 # Quarantined and skipped files a batch reports back by name (the rest are counted).
@@ -23,6 +24,9 @@ class IngestOptions:
     batch_bytes: int = 64 << 20
     budgets: Budgets = Budgets()  # what extracting one file may cost; over it, quarantined as too-costly
     reuse: ReuseParams | None = None  # the band hashes of the batch's documents are made in the batch, with these
+    containers: ContainerLimits = ContainerLimits()  # what unpacking one file of the source may cost
+    # Members (CONTAINER!/NAME) whose record was withdrawn -> why: skipped when unpacked again, never read or stored.
+    withdrawn_members: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,17 +60,23 @@ class BatchSummary:
     reuse_stats: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     bytes_read: int = 0
+    members: int = 0  # files rows of members unpacked from containers (counted among the outcomes too)
 
 
 def total_counts(summaries: Iterable[BatchSummary]) -> dict[str, int]:
     """The run's counts, in the names the CLI and manifest use."""
     total: Counter = Counter()
+    members = 0
     for s in summaries:
         total.update(s.counts)
-    return {
+        members += s.members
+    counts = {
         "files": sum(total.values()),
         "documents": total["document"],
         "duplicates": total["duplicate"],
         "quarantined": total["quarantine"],
         "skipped": total["skipped"],
     }
+    if members:  # (of the files: members unpacked from containers, each with its own outcome)
+        counts["members"] = members
+    return counts

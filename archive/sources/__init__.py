@@ -1,7 +1,7 @@
 """Ingest sources: a local directory tree or an S3 prefix, walked and read the same way."""
 
 from ..lazy import lazy_names
-from .base import SIDECAR_NAME, FileRef, Source, batches, display_path, path_bytes
+from .base import SIDECAR_NAME, FileRef, Source, batches, display_path, page_key, path_bytes
 from .local import LocalSource, Prefetch
 from .opener import open_source, overlap
 
@@ -20,6 +20,7 @@ __all__ = [
     "iter_s3_source",
     "open_source",
     "overlap",
+    "page_key",
     "path_bytes",
 ]
 

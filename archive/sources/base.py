@@ -22,6 +22,7 @@ class FileRef:
     size: int | None
     skip_reason: str | None = None  # set when discovery already knows the file cannot be ingested
     skip_detail: str | None = None
+    container: str | None = None  # the sha256 of the container it was unpacked from (archive/ingest/unpack.py)
 
 
 def display_path(relative: str) -> str:
@@ -80,15 +81,34 @@ class Source(ABC):
         """The regular file called name at the top of the source, if there is one."""
 
 
+def page_key(path: str) -> str:
+    """The folder and stem of a path, which the files of one page share (its image, the OCR a vendor delivered):
+    `a/p001.tif`, `a/p001.xml` and `a/p001.alto.xml` are all `a/p001`."""
+    folder, _, name = path.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name[1:] else name
+    for suffix in (".alto", ".hocr", ".page", ".ocr"):
+        if stem.lower().endswith(suffix) and len(stem) > len(suffix):
+            stem = stem[:-len(suffix)]
+    return f"{folder}/{stem}"
+
+
+# A batch that is full takes up to so many more files of the page key it ends with (a page's image and its OCR),
+# and no more: a folder of thousands of files of one stem (log.1, log.2...) is still cut.
+PAGE_FILES = 8
+
+
 def batches(refs: Iterable[FileRef], max_files: int = 1000, max_bytes: int = 64 << 20) -> Iterator[list[FileRef]]:
-    """Group refs into batches of at most max_files files or about max_bytes bytes, streamed."""
+    """Group refs into batches of at most max_files files or about max_bytes bytes, streamed; not cut between the
+    files of one page key (a page image and its OCR go in one batch: ingest/pages.py), PAGE_FILES more at most."""
     batch: list[FileRef] = []
-    size = 0
+    size, full = 0, 0
     for ref in refs:
+        if not full and (len(batch) >= max_files or size >= max_bytes):
+            full = len(batch)
+        if full and (page_key(ref.path) != page_key(batch[-1].path) or len(batch) >= full + PAGE_FILES):
+            yield batch
+            batch, size, full = [], 0, 0
         batch.append(ref)
         size += ref.size or 0
-        if len(batch) >= max_files or size >= max_bytes:
-            yield batch
-            batch, size = [], 0
     if batch:
         yield batch

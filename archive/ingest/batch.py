@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Iterable, Iterator
 
 from .. import provenance as ev
@@ -17,6 +18,7 @@ from ..identify import EMPTY, Format, identify
 from ..provenance import RunContext
 from ..publish import new_attempt, part_key
 from ..reuse.bands import sketch_table
+from ..reuse.params import ReuseParams
 from ..sources import FileRef, Prefetch, Source
 from ..storage import Store
 from ..timing import StageTimer
@@ -80,18 +82,10 @@ class BatchProcessor:
             reads.close()  # (on a failure too: no file stays open)
             self.originals.close()  # (and no write)
         self._claim_documents()
-        self.rows.write_parts(self.store, self.index, self.attempt, self.documents_key,
-                              self._sketch if self.options.reuse is not None else None)
+        self.rows.write_parts(self.store, self.index, self.attempt, self.documents_key, _sketcher(self))
         self.records.write(self.store, self.index, self.attempt, self.summary.parts)
         self.store.flush()  # originals and parts durable before the batch reports them
         return self.summary
-
-    def _sketch(self, documents) -> None:
-        """The band hashes of the batch's documents (their Arrow table, once its part is written), for the run's
-        reuse step."""
-        with self._time("reuse_bands"):
-            self.summary.reuse_bands, self.summary.reuse_stats = sketch_table(self.store, self.run.run_id, documents,
-                                                                              self.options.reuse)
 
     def _claim_documents(self) -> None:
         """The documents an earlier batch of this run publishes become duplicates here, before any part is
@@ -249,6 +243,19 @@ class BatchProcessor:
         self.summary.documents.append(sha256)
         self.rows.file_row(ref, "document", sha256=sha256, fmt=fmt, doc_id=sha256, size=size)
         self.records.document(ref.path, sha256, elements(stages.dublin_core(description, extracted, None)[0]))
+
+
+def _sketcher(batch: BatchProcessor) -> Callable | None:
+    """With reuse on, what makes the band hashes of the batch's documents once their part is written."""
+    params = batch.options.reuse
+    return params and partial(_sketch, batch.summary, batch.store, batch.run.run_id, params)
+
+
+def _sketch(summary: BatchSummary, store: Store, run_id: str, params: ReuseParams, documents) -> None:
+    """The band hashes of a batch's documents (their Arrow table, once its part is written), for the run's reuse
+    step: parts and figures in the summary."""
+    with StageTimer(summary.timings, "reuse_bands"):
+        summary.reuse_bands, summary.reuse_stats = sketch_table(store, run_id, documents, params)
 
 
 def _extracted(waiting: list[tuple[FileRef, str, Format, bytes]], timer: Callable[[str], StageTimer],

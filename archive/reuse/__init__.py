@@ -1,10 +1,11 @@
-"""Text reuse: the passages documents share, found by MinHash LSH band hashes and confirmed by exact alignment.
+"""Text reuse: the passages documents share, found by MinHash LSH band hashes and confirmed by alignment.
 
 params: how reuse is looked for (ReuseParams), what a search did (ReuseStats), ReuseError.
-align: the exact passages two texts share. sketch: the band hashes of a text. candidates: the pairs of texts
-that share an LSH bucket, and find_reuse, the whole search in memory. bands: the parts a search writes and reads
+align: the passages two texts share (exact seeds, carried through OCR noise). sketch: the band hashes of a text.
+candidates: the pairs of texts that share an LSH bucket, and find_reuse, the whole search in memory. bands: the parts a search writes and reads
 (reuse_bands, reuse, events). search: the same search on disk, for the store. step: an ingest run's reuse step.
 recompute: `archive reuse`, the complete recompute, and the current answer for one document (shared_with).
+parallel: candidate pairs aligned in worker processes. clusters: the reprint clusters of `archive reuse`.
 """
 
 from .align import Alignment, Passage, align

@@ -23,7 +23,7 @@ from .candidates import HashFilter
 from .params import ReuseParams, ReuseStats
 from .sketch import DocumentBands, band_scheme, document_bands
 
-TOOL = "archive.reuse: MinHash LSH band hashes + exact alignment"
+TOOL = "archive.reuse: MinHash LSH band hashes + alignment through OCR noise"
 ROWS_PER_PART = 50_000  # reuse and event rows per part file
 PASSAGE_CHARS_PER_PART = 16 << 20  # characters of passage_text in a reuse part, at most about
 BAND_ROWS_PER_PART = 1_000_000  # reuse_bands rows per part file

@@ -2,10 +2,11 @@
 
 params: how reuse is looked for (ReuseParams), what a search did (ReuseStats), ReuseError.
 align: the passages two texts share (exact seeds, carried through OCR noise). sketch: the band hashes of a text.
-candidates: the pairs of texts that share an LSH bucket, and find_reuse, the whole search in memory. bands: the parts a search writes and reads
-(reuse_bands, reuse, events). search: the same search on disk, for the store. step: an ingest run's reuse step.
+candidates: the pairs of texts that share an LSH bucket, and find_reuse, the whole search in memory.
+bands: the parts a search writes and reads (reuse_bands, reuse, events). search: the same search on disk, for the
+store. parallel: candidate pairs aligned in worker processes. step: an ingest run's reuse step.
 recompute: `archive reuse`, the complete recompute, and the current answer for one document (shared_with).
-parallel: candidate pairs aligned in worker processes. clusters: the reprint clusters of `archive reuse`.
+clusters: the reprint clusters of `archive reuse`.
 """
 
 from .align import Alignment, Passage, align

@@ -21,7 +21,9 @@ highest sampled RSS of the process tree, and the four largest processes by
 their own sampled peak (the flow, the worker processes, Prefect's server); the reuse step's figures; and,
 against the truth the generator wrote (truth.json: the files of each story):
 the share of true pairs found, the share of reported pairs that are true, and
-passages per true pair found.
+passages per true pair found. With --clusters, `archive reuse` then runs on
+the default ingest's store, and its clusters (reuse_clusters) are scored: how
+many hold exactly the reprints of one story.
 """
 
 from __future__ import annotations
@@ -207,6 +209,28 @@ def _role(pid: int) -> str:
     return cmdline[:60]
 
 
+def score_clusters(dest: Path, truth_path: Path) -> dict:
+    """The latest `archive reuse` run's clusters against the stories: how many are exactly one story's reprints."""
+    from archive.read import open_dataset
+    from archive.reuse import latest_reuse_run
+    from archive.storage import open_store
+
+    store = open_store(str(dest))
+    truth = json.loads(truth_path.read_text())["stories"]
+    documents = open_dataset(store, "documents").to_table(columns=["doc_id", "source_path"])
+    story_of = {}
+    for doc_id, path in zip(documents.column("doc_id").to_pylist(), documents.column("source_path").to_pylist()):
+        story_of[doc_id] = next((story for story, names in truth.items() if path in names), None)
+    members: dict[str, set] = {}
+    for row in open_dataset(store, "reuse_clusters", runs=[latest_reuse_run(store)]).to_table(
+            columns=["cluster_id", "doc_id"]).to_pylist():
+        members.setdefault(row["cluster_id"], set()).add(row["doc_id"])
+    sizes = {story: len(names) for story, names in truth.items()}
+    exact = sum(1 for docs in members.values() if len({story_of.get(d) for d in docs}) == 1
+                and len(docs) == sizes.get(story_of.get(next(iter(docs))), -1))
+    return {"stories": len(truth), "clusters": len(members), "clusters_exactly_a_story": exact}
+
+
 def ingest(root: Path, name: str, extra: list[str]) -> dict:
     dest = root / f"store-{name}"
     shutil.rmtree(dest, ignore_errors=True)
@@ -232,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", help="working directory (default: a temporary one, removed unless --keep)")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--skip", nargs="*", default=[], choices=["no-reuse", "reuse"])
+    parser.add_argument("--clusters", action="store_true",
+                        help="then run `archive reuse` on the default ingest's store and score its reprint clusters")
     parser.add_argument("--json-out", metavar="FILE")
     args = parser.parse_args(argv)
     root = Path(args.dir or tempfile.mkdtemp(prefix="archive-reprints-"))
@@ -246,6 +272,14 @@ def main(argv: list[str] | None = None) -> int:
             result["reuse"] = ingest(root, "reuse", [])
             result["reuse"]["score"] = score(Path(result["reuse"]["dest"]), root / "truth.json")
             print("reuse", json.dumps(result["reuse"]), flush=True)
+        if args.clusters and "reuse" in result:
+            cmd = _archive_cmd() + ["reuse", "--dest", result["reuse"]["dest"], "--json"]
+            r = run_child("archive-reuse", cmd, root)
+            if r["rc"] != 0:
+                raise SystemExit(f"archive reuse failed ({r['rc']}):\n{r['stderr'][-3000:]}")
+            result["archive-reuse"] = {"wall_s": round(r["wall"], 1), "peak_rss_mib": round(r["peak_rss_mib"]),
+                                       **score_clusters(Path(result["reuse"]["dest"]), root / "truth.json")}
+            print("archive reuse", json.dumps(result["archive-reuse"]), flush=True)
         if "no-reuse" in result and "reuse" in result:
             result["ratio"] = round(result["reuse"]["wall_s"] / result["no-reuse"]["wall_s"], 2)
             print("default / --no-reuse:", result["ratio"], flush=True)

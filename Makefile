@@ -63,7 +63,7 @@ demo: system-deps $(RUN_STAMP)
 
 test: system-deps test-system-deps $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 # Longer than a test run should be: kill -9 at 20 seeded points of an ingest (make test tries 4),
 # and a 2 GiB sparse file.

@@ -5,14 +5,14 @@ PROV-O and the events, all in the payload (data/); the run's manifest as a tag f
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Callable
 
 from . import SOFTWARE_NAME, __version__
-from .errors import ArchiveError, NotFoundError
+from .errors import ArchiveError, DamagedPartError, NotFoundError, TerminalError
 from .fixity import sha256_hex
 from .publish import load_manifest, manifest_key
 from .read import open_dataset
@@ -39,7 +39,8 @@ def export_bag(store: Store, run_id: str, out_dir: str | os.PathLike, *, process
     metadata/  premis.xml (PREMIS 3.0), prov.jsonld (PROV-O, context embedded), events.jsonl (one event a line)
 
     bag-info.txt names the run, collection and software; the run's manifest is a tag file, so the bag can be traced
-    back to the store.
+    back to the store. Each original and part is hashed as it is copied: one that differs from the sha256 recorded
+    for it stops the bag with an error naming it (a bag never carries damaged bytes under fresh checksums).
     """
     import bagit
 
@@ -60,20 +61,29 @@ def export_bag(store: Store, run_id: str, out_dir: str | os.PathLike, *, process
     names = BagNames([(row["path"], row["sha256"]) for row in kept])
     placed: dict[tuple[str, str], str] = {}
     for row, name in zip(kept, names.names):
-        if not _write_original(store, row["object_key"], out / OBJECTS / name):
+        found = _write_original(store, row["object_key"], out / OBJECTS / name)
+        if found is None:
             # The file system cannot have this name (too long; taken by a name it does not tell apart, such as
             # another letter case; a file where a folder must be): the original goes under a name of its own.
             name = names.rename(row["path"], row["sha256"], lambda n: not (out / OBJECTS / n).exists())
-            if not _write_original(store, row["object_key"], out / OBJECTS / name):
+            found = _write_original(store, row["object_key"], out / OBJECTS / name)
+            if found is None:
                 raise ArchiveError(f"{row['path']!r} cannot be written into the bag, not even as {name}")
+        if found != row["sha256"]:
+            raise TerminalError(f"original {row['object_key']} ({row['path']!r}) hashes to {found}, not its sha256 "
+                                f"{row['sha256']}: it is damaged in the store (archive verify names every damaged "
+                                f"object); the bag in {out} is not finished")
         placed[(row["sha256"], row["path"])] = f"{OBJECTS}/{name}"
     records = gather_run(store, run_id)
     texts = _write_texts(store, manifest, out / TEXTS)
     for part in manifest["parts"]:
         target = out / DATASETS / _part_name(part["key"])
         target.parent.mkdir(parents=True, exist_ok=True)
-        with store.open_read(part["key"]) as src, open(target, "xb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+        with open(target, "xb") as dst:
+            found = _copy_hashing(store, part["key"], dst)
+        if found != part["sha256"]:
+            raise DamagedPartError(part["key"], run_id, f"hashes to {found}, not the sha256 its manifest records; "
+                                   f"the bag in {out} is not finished")
     _write_metadata(store, run_id, records, placed, out, organisation)
     manifest_bytes = store.get_bytes(key)
     info = {
@@ -193,18 +203,28 @@ def _own_name(path: str) -> bool:
     return "\0" not in path and all(part not in ("", ".", "..") for part in path.split("/"))
 
 
-def _write_original(store: Store, object_key: str, target: Path) -> bool:
-    """The original copied to target, a new file; False (nothing written) where the file system cannot have
-    that name: too long, not valid for it, a file by that name (as it compares names) or in the way of its folder."""
+def _write_original(store: Store, object_key: str, target: Path) -> str | None:
+    """The original copied to target, a new file: the sha256 of what was copied; None (nothing written) where the
+    file system cannot have that name: too long, not valid for it, a file by that name (as it compares names) or in
+    the way of its folder."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         dst = open(target, "xb")
     except (FileExistsError, NotADirectoryError, IsADirectoryError, ValueError):
-        return False
+        return None
     except OSError as exc:
         if exc.errno in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
-            return False
+            return None
         raise
-    with store.open_read(object_key) as src, dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-    return True
+    with dst:
+        return _copy_hashing(store, object_key, dst)
+
+
+def _copy_hashing(store: Store, key: str, dst) -> str:
+    """Copy an object into an open file, a MiB at a time; the sha256 of the bytes copied."""
+    digest = hashlib.sha256()
+    with store.open_read(key) as src:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            dst.write(chunk)
+    return digest.hexdigest()

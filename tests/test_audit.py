@@ -234,6 +234,41 @@ def test_bag_of_a_run_validates_with_bagit(ingested, seeds_dir, tmp_path):
         bagit.Bag(str(out)).validate()
 
 
+def test_a_bag_of_damaged_bytes_stops_naming_them(seeds_dir, tmp_path):
+    """An original or a part that no longer hashes to its recorded sha256 never goes into a bag under fresh
+    checksums: the export stops and names it."""
+    from archive import partcheck
+    from archive.bag import export_bag
+    from archive.errors import DamagedPartError, TerminalError
+    from archive.ingest import commit_run, process_batch
+    from archive.provenance import RunContext, new_run_id
+    from archive.sources import open_source
+
+    store = LocalStore(tmp_path / "store")
+    source = open_source(str(seeds_dir))
+    run = RunContext(new_run_id(), "bagged", source.url)
+    commit_run(store, run, [process_batch(store, source, run, 0, list(source.iter_files()))], parameters={},
+               warnings=[])
+    (manifest,) = committed_manifests(store)
+
+    def damage(key: str) -> None:
+        path = tmp_path / "store" / key
+        os.chmod(path, 0o644)
+        path.write_bytes(path.read_bytes()[:-1] + b"!")
+
+    original = sorted(p for p in (tmp_path / "store" / "objects").rglob("*") if p.is_file())[0]
+    damage(str(original.relative_to(tmp_path / "store")))
+    with pytest.raises(TerminalError, match=f"original .*{original.name}.* hashes to [0-9a-f]{{64}}, not its sha256"):
+        export_bag(store, run.run_id, tmp_path / "bag-1")
+    original.write_bytes(next(p.read_bytes() for p in seeds_dir.iterdir()
+                              if hashlib.sha256(p.read_bytes()).hexdigest() == original.name))
+    part = next(p["key"] for p in manifest["parts"] if p["dataset"] == "files")
+    damage(part)
+    partcheck._verified.clear()  # (as in a new process: this one trusts the parts it has checked)
+    with pytest.raises(DamagedPartError, match=f"part {part} of run {run.run_id} (does not match|hashes)"):
+        export_bag(store, run.run_id, tmp_path / "bag-2")
+
+
 def test_a_bag_is_an_archival_information_package(ingested, tmp_path):
     """Beside the originals: each document's text, the run's part files, METS (PREMIS inside) whose file section
     points at the bag's own files, PREMIS, PROV-O and the events; the official XSDs, rdflib and bagit accept them."""

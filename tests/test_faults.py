@@ -176,10 +176,14 @@ def test_an_audit_reads_several_originals_at_a_time_and_names_the_one_that_chang
 
 
 def test_a_rerun_looks_for_known_originals_and_its_commit_checks_its_parts_several_at_a_time(proxy, s3_source,
-                                                                                             s3_server):
+                                                                                             s3_server, monkeypatch):
     """On S3 each look is a round trip: a re-run's HEADs of the originals it expects, and the commit's HEADs
-    of its parts (under the commit lock), overlap. The proxy holds each such HEAD until a second one arrives."""
+    of its parts (under the commit lock), overlap. The proxy holds each such HEAD until a second one arrives.
+    (The Iceberg tables follow the commit, reading each new part's footer through pyiceberg: other looks, left out
+    here.)"""
     from archive_flows.ingest import ingest
+
+    monkeypatch.setenv("ARCHIVE_TABLES", "off")
 
     dest = f"s3://{s3_server.create_bucket()}/archive"
     ingest(s3_source, dest=dest, workers=1, reuse=False)

@@ -183,7 +183,7 @@ class ProcessPeaks(threading.Thread):
                 pid = todo.pop()
                 todo.extend(tree.get(pid, ()))
                 self.peaks[pid] = max(self.peaks.get(pid, 0), _rss_kib(pid))
-                if pid not in self.roles:
+                if pid not in self.roles or "reprints.py" in self.roles[pid]:  # (a child not yet exec'd)
                     self.roles[pid] = _role(pid)
             self._halt.wait(0.2)
 

@@ -129,11 +129,11 @@ def test_an_original_is_never_written_over_another_file(tmp_path):
             return io.BytesIO(b"second")
 
     (tmp_path / "taken.txt").write_bytes(b"first")
-    assert _write_original(Store(), "k", tmp_path / "taken.txt") is False
+    assert _write_original(Store(), "k", tmp_path / "taken.txt") is None
     assert (tmp_path / "taken.txt").read_bytes() == b"first"
-    assert _write_original(Store(), "k", tmp_path / "taken.txt" / "below") is False  # a file where a folder must be
-    assert _write_original(Store(), "k", tmp_path / ("n" * 300)) is False  # too long a name
-    assert _write_original(Store(), "k", tmp_path / "new" / "file.txt") is True
+    assert _write_original(Store(), "k", tmp_path / "taken.txt" / "below") is None  # a file where a folder must be
+    assert _write_original(Store(), "k", tmp_path / ("n" * 300)) is None  # too long a name
+    assert _write_original(Store(), "k", tmp_path / "new" / "file.txt") == hashlib.sha256(b"second").hexdigest()
     assert (tmp_path / "new" / "file.txt").read_bytes() == b"second"
 
 

@@ -118,18 +118,14 @@ def _part_name(key: str) -> str:
 
 def _write_texts(store: Store, manifest: dict, folder: Path) -> int:
     """Each document's text as <doc_id>.txt, a documents part at a time, a batch of rows at a time."""
-    import pyarrow.dataset as ds
-
-    from .records import arrow_schema
+    from .catalogue.view import dataset
 
     count = 0
     folder.mkdir(parents=True, exist_ok=True)
     for part in manifest["parts"]:
         if part["dataset"] != "documents":
             continue
-        dataset = ds.dataset(store.arrow_path(part["key"]), schema=arrow_schema("documents"), format="parquet",
-                             filesystem=store.arrow_filesystem())
-        for batch in dataset.to_batches(columns=["doc_id", "text"], batch_size=256):
+        for batch in dataset(store, "documents", [part["key"]]).to_batches(columns=["doc_id", "text"], batch_size=256):
             for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
                 (folder / f"{doc_id}.txt").write_text(text, encoding="utf-8")
                 count += 1

@@ -9,10 +9,11 @@ from typing import Iterable
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from ..catalogue.view import dataset
 from ..errors import NotFoundError
 from ..publish import committed_manifests
 from ..read import open_dataset
-from ..records import arrow_schema, json_form
+from ..records import json_form
 from ..storage import Store
 
 DOCUMENT_COLUMNS = ["doc_id", "text_sha256", "run_id", "collection", "source_path", "object_key", "media_type", "puid",
@@ -118,8 +119,7 @@ def _rows(dataset: ds.Dataset, expression=None) -> list[dict]:
 
 
 def _part(store: Store, key: str) -> ds.Dataset:
-    return ds.dataset(store.arrow_path(key), schema=arrow_schema("documents"), format="parquet",
-                      filesystem=store.arrow_filesystem())
+    return dataset(store, "documents", [key])
 
 
 def _documents(store: Store, manifests: list[dict], expression=None) -> list[dict]:

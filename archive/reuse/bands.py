@@ -144,15 +144,22 @@ def _sketched(store: Store, document_parts: list[str], params: ReuseParams, stat
         for doc_id, sha, text, is_fresh in zip(*columns, texts, fresh):
             if not is_fresh or not wanted(doc_id):
                 continue
-            stats.texts_cut += len(text) > params.max_text_chars
-            with StageTimer(stats.timings, "signatures"):
-                bands = document_bands(text, params)
-            if bands is None:
-                stats.too_short += 1
-                continue
-            stats.windows_indexed += bands.windows_indexed
-            stats.windows_queried += bands.windows_queried
-            yield doc_id, sha, bands
+            bands = _counted_bands(text, params, stats)
+            if bands is not None:
+                yield doc_id, sha, bands
+
+
+def _counted_bands(text: str, params: ReuseParams, stats: ReuseStats) -> DocumentBands | None:
+    """document_bands of a text, counted in stats (texts cut, too short, windows, the seconds it took)."""
+    stats.texts_cut += len(text) > params.max_text_chars
+    with StageTimer(stats.timings, "signatures"):
+        bands = document_bands(text, params)
+    if bands is None:
+        stats.too_short += 1
+        return None
+    stats.windows_indexed += bands.windows_indexed
+    stats.windows_queried += bands.windows_queried
+    return bands
 
 
 def sketch_batch(store: Store, run_id: str, documents: Iterable[tuple[str, str, str]],
@@ -165,15 +172,9 @@ def sketch_batch(store: Store, run_id: str, documents: Iterable[tuple[str, str, 
     writer = _BandWriter(store, run_id, new_attempt())
     for doc_id, sha, text in documents:
         stats.documents += 1
-        stats.texts_cut += len(text) > params.max_text_chars
-        with StageTimer(stats.timings, "signatures"):
-            bands = document_bands(text, params)
-        if bands is None:
-            stats.too_short += 1
-            continue
-        stats.windows_indexed += bands.windows_indexed
-        stats.windows_queried += bands.windows_queried
-        writer.add(doc_id, sha, bands)
+        bands = _counted_bands(text, params, stats)
+        if bands is not None:
+            writer.add(doc_id, sha, bands)
     parts = writer.close()
     return parts, {"documents": stats.documents, "too_short": stats.too_short, "texts_cut": stats.texts_cut,
                    "windows_indexed": stats.windows_indexed, "windows_queried": stats.windows_queried,

@@ -22,7 +22,7 @@ from ..extract.budget import Budgets
 from ..fixity import sha256_hex
 from ..identify import identify
 from ..ingest import stages
-from ..ingest.commit import delete_unlisted
+from ..ingest.commit import delete_unlisted, written_keys
 from ..provenance import RunContext
 from ..publish import (
     PartInfo,
@@ -224,8 +224,7 @@ def commit_reprocess(store: Store, run: RunContext, summaries: list[ReprocessSum
                 done["reuse"] = settled.figures
             commit_manifest(store, done, locked=True)
             # What the batches and the reuse step wrote that the manifest does not list (replaced at commit).
-            written = {p.key for s in summaries for p in s.parts} | {p.key for p in (reuse.parts if reuse else ())}
-            delete_unlisted(store, sorted((written | set(records.unlisted)) - {p["key"] for p in done["parts"]}))
+            delete_unlisted(store, done, written_keys(summaries, reuse) | set(records.unlisted))
     follow_after_commit(store)
     return {"run_id": run.run_id, "manifest": manifest_key(run.run_id), "counts": done["counts"],
             "notes": done.get("notes", []), "reuse": done.get("reuse")}

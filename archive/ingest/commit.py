@@ -66,7 +66,7 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
             return CommitResult(manifest_key(run.run_id), done["counts"], done.get("notes", []), done.get("reuse"))
         check_reused_originals(store, summaries)
         # What the batches and the reuse step wrote: reconcile and settle may replace some of it with new parts.
-        written = {p.key for s in summaries for p in s.parts} | {p.key for p in (reuse.parts if reuse else ())}
+        written = written_keys(summaries, reuse)
         damaged: list[DamagedManifest] = []
         manifests = list(committed_manifests(store, damaged=damaged))
         committed = committed_doc_ids(store, manifests)
@@ -95,17 +95,24 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
         if settled:
             manifest["reuse"] = settled.figures
         key = commit_manifest(store, manifest, locked=True)
-    listed = {part["key"] for part in manifest["parts"]}
-    delete_unlisted(store, sorted((written | set(records.unlisted)) - listed))
+    delete_unlisted(store, manifest, written | set(records.unlisted))
     follow_after_commit(store, manifests + [manifest])
     return CommitResult(key, manifest["counts"], notes, manifest.get("reuse"), tuple(damaged))
 
 
-def delete_unlisted(store: Store, keys: Iterable[str]) -> None:
-    """Remove parts this run wrote but its manifest does not list (replaced at commit: a batch rewritten by
-    reconcile, reuse parts settled again, record candidates numbered), so that no committed run leaves an unlisted
-    part in its own folder; what a crash or failure here leaves, `archive gc` removes and `archive verify` names."""
-    for key in keys:
+def written_keys(summaries: Iterable, reuse: RunReuse | None) -> set[str]:
+    """The keys of the parts a run's batches (summaries: BatchSummary or ReprocessSummary) and its reuse step wrote,
+    before its commit replaces any of them."""
+    return {p.key for s in summaries for p in s.parts} | {p.key for p in (reuse.parts if reuse else ())}
+
+
+def delete_unlisted(store: Store, manifest: dict, written: Iterable[str]) -> None:
+    """Remove the parts of written (keys this run wrote) that its committed manifest does not list (replaced at
+    commit: a batch rewritten by reconcile, reuse parts settled again, record candidates numbered), so that no
+    committed run leaves an unlisted part in its own folder; what a crash or failure here leaves, `archive gc`
+    removes and `archive verify` names."""
+    listed = {part["key"] for part in manifest["parts"]}
+    for key in sorted(set(written) - listed):
         try:
             store.delete(key)
         except (StoreError, OSError):  # (gc's work then)

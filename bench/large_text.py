@@ -223,10 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         import platform
 
         import pyarrow
+        from gitrev import code_version
 
-        git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
         args.json_out.write_text(json.dumps({
-            "started_at": started, "git": git.stdout.strip() or None, "cpus": os.cpu_count(),
+            "started_at": started, "git": code_version(REPO), "cpus": os.cpu_count(),
             "python": platform.python_version(), "pyarrow": pyarrow.__version__, "results": results,
         }, indent=2) + "\n")
     return 0 if all(r["rc"] == 0 for r in results) else 1

@@ -34,6 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from gitrev import code_version  # noqa: E402 (bench/, beside this script)
 
 REAL = REPO / "tests" / "corpus" / "real"
 SEEDS = REPO / "tests" / "corpus" / "seeds"
@@ -157,16 +158,9 @@ def main() -> None:
 
         result = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores, {platform.system()}",
                   "python": platform.python_version(), "tesseract": find_tesseract(OcrSettings()).version,
-                  "code": _commit(), "summary": summary, "pages": rows}
+                  "code": code_version(REPO), "summary": summary, "pages": rows}
         args.json_out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
 
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

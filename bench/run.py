@@ -473,14 +473,9 @@ def _versions() -> dict:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                                    capture_output=True, text=True).stdout.strip())
-        found["git"] = commit + ("+dirty" if dirty else "")
-    except OSError:
-        pass
+    from gitrev import code_version
+
+    found["git"] = code_version(REPO)
     return found
 
 

@@ -38,7 +38,6 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -46,6 +45,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from gitrev import code_version  # noqa: E402 (bench/, beside this script)
 
 _WORD = re.compile(r"\w+")
 SHINGLE = 4
@@ -161,7 +161,7 @@ def main() -> None:
 
     result = {"date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores, {platform.system()}",
               "python": platform.python_version(), "trafilatura": trafilatura.__version__,
-              "pypdf": pypdf.__version__, "code": _commit()}
+              "pypdf": pypdf.__version__, "code": code_version(REPO)}
     if args.html_set:
         result["html"] = measure("html", html_set(args.html_set), bare_html)
     if args.pdf_set:
@@ -169,13 +169,6 @@ def main() -> None:
     if args.json_out:
         args.json_out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
 
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -50,17 +50,19 @@ class SettledRecords:
 
 
 def settle_records(store: Store, run: RunContext, candidate_parts: list[PartInfo], manifests: list[dict],
-                   documents: set[str], index: int, *, rederived: bool = False) -> SettledRecords:
+                   documents, index: int, *, rederived: bool = False) -> SettledRecords:
     """Settle the candidates in candidate_parts against the records of manifests (every committed run, read under
-    the commit lock). documents: the doc_ids that are documents once this run commits. index: the part number of a
-    part written here.
+    the commit lock). documents: the doc_ids that are documents once this run commits (a set, or an object whose
+    among(doc_ids) says which are: archive/catalogue/docindex.py). index: the part number of a part written here.
 
     rederived: the candidates carry their documents' re-derived descriptions (archive reprocess): a record still
     at those bytes, not withdrawn, whose description they change gets a "rederived" version, its statement kept."""
     if not candidate_parts:
         return SettledRecords()
     written = pa.concat_tables([pq.read_table(io.BytesIO(store.get_bytes(p.key))) for p in candidate_parts])
-    table = written.filter(pc.is_in(written["doc_id"], value_set=pa.array(sorted(documents), pa.string())))
+    ids = pc.unique(written["doc_id"]).to_pylist()
+    kept = documents.among(ids) if hasattr(documents, "among") else set(ids) & documents
+    table = written.filter(pc.is_in(written["doc_id"], value_set=pa.array(sorted(kept), pa.string())))
     current = _latest(store, manifests, pc.unique(table["record_id"]))
     state = current.select(["record_id", "version", "doc_id", "description_sha256", "change"]).rename_columns(
         ["record_id", "cur_version", "cur_doc_id", "cur_sha256", "cur_change"])

@@ -211,3 +211,36 @@ def test_current_view_filter_reads_lazily_in_duckdb(run_ingest, press, tmp_path)
     assert isinstance(records_ds, pa.dataset.Dataset)
     assert duckdb.sql("select count(*) from records_ds").fetchall() == [(records_ds.count_rows(),)] == [(6,)]
     assert duckdb.sql(f"select title from records_ds where path = 'seeds/{SEED}'").fetchall() == [("Corrected",)]
+
+
+def test_a_part_at_a_time_the_commit_gives_the_versions_of_one_settle(run_ingest, press, tmp_path, monkeypatch):
+    """The commit settles the candidates a group of parts at a time (settle.SETTLE_ROWS): one part at a time, each
+    record gets the version, change and description one group of the whole run gives it, the duplicate whose
+    document another batch's part made included."""
+    from archive.catalogue import settle
+
+    groups: list[int] = []
+    real = settle._settle_group
+
+    def spy(store, run, group, *args):
+        groups.append(len(group))
+        return real(store, run, group, *args)
+
+    monkeypatch.setattr(settle, "_settle_group", spy)
+    versions = {}
+    for rows in (settle.SETTLE_ROWS, 1):
+        monkeypatch.setattr(settle, "SETTLE_ROWS", rows)
+        source, dest, groups[:] = tmp_path / f"press-{rows}", str(tmp_path / f"store-{rows}"), []
+        shutil.copytree(press, source)
+        first = run_ingest(str(source), dest=dest, batch_files=1)  # (a part a file)
+        sidecar(source, ("Envoy on Black January (corrected)", "2021-01-21", "Anadolu Agency"))
+        with open(source / "seeds" / "004_fe37357cb45043f5.txt", "a", encoding="utf-8") as page:
+            page.write("\nA line the rescan found.\n")
+        second = run_ingest(str(source), dest=dest, batch_files=1)
+        assert (first["counts"]["duplicates"], second["counts"]["updated"]) == (1, 2)
+        assert groups == ([1] * 12 if rows == 1 else [6, 6])  # (the sidecar file makes no record)
+        versions[rows] = sorted(tuple((k, str(v)) for k, v in row.items() if k not in ("run_id", "recorded_at"))
+                                for row in open_dataset(dest, "records", runs=[first["run_id"], second["run_id"]])
+                                .to_table().to_pylist())
+    assert versions[1] == versions[settle.SETTLE_ROWS] and len(versions[1]) == 8
+

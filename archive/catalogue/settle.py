@@ -11,8 +11,9 @@ its description as far as the batch could tell. Here, with every run committed b
   with the fields that changed and a PREMIS `metadata modification` event naming them, old and new;
 - a record whose latest version is a withdrawal stays withdrawn (an ingest does not bring it back).
 
-A run that changes nothing of the candidates keeps the batches' parts; otherwise it writes one part of the rows
-that make its versions (the batches' parts are then listed nowhere, and deleted after the commit).
+The candidates are settled a group of parts at a time (SETTLE_ROWS), so that the commit holds a group's rows, not
+the run's. A group that changes nothing of its candidates keeps the batches' parts; otherwise it writes one part of
+the rows that make its versions (its batches' parts are then listed nowhere, and deleted after the commit).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .. import provenance as ev
@@ -35,6 +37,7 @@ from . import view
 from .identity import HASHED, as_json, describe, description_sha256, from_json
 
 PENDING = "pending"
+SETTLE_ROWS = 10_000  # candidates settled together: one look-up of their records' committed versions
 SHOWN_CHARS = 120  # of an old or new value, in an event's detail
 
 
@@ -53,13 +56,42 @@ def settle_records(store: Store, run: RunContext, candidate_parts: list[PartInfo
                    documents, index: int, *, rederived: bool = False) -> SettledRecords:
     """Settle the candidates in candidate_parts against the records of manifests (every committed run, read under
     the commit lock). documents: the doc_ids that are documents once this run commits (a set, or an object whose
-    among(doc_ids) says which are: archive/catalogue/docindex.py). index: the part number of a part written here.
+    among(doc_ids) says which are: archive/catalogue/docindex.py). index: the part number of the first part written
+    here (the next ones follow it).
 
     rederived: the candidates carry their documents' re-derived descriptions (archive reprocess): a record still
-    at those bytes, not withdrawn, whose description they change gets a "rederived" version, its statement kept."""
-    if not candidate_parts:
-        return SettledRecords()
-    written = pa.concat_tables([pq.read_table(io.BytesIO(store.get_bytes(p.key))) for p in candidate_parts])
+    at those bytes, not withdrawn, whose description they change gets a "rederived" version, its statement kept.
+
+    The parts are settled a group at a time (SETTLE_ROWS candidates or one part), each group against the committed
+    versions of its own records: a record's next version depends on those alone, so the memory held is a group's,
+    not the run's. A group whose candidates are all new records' first versions keeps its parts as written; any
+    other group is written again as one part of the rows that make its versions."""
+    settled, wrote = SettledRecords(), 0
+    for group in _groups(candidate_parts):
+        wrote += _settle_group(store, run, group, candidate_parts, manifests, documents, index + wrote, settled,
+                               rederived)
+        pa.default_memory_pool().release_unused()  # (a group's Arrow buffers handed back before the next)
+    return settled
+
+
+def _groups(parts: list[PartInfo]) -> list[list[PartInfo]]:
+    """The parts in order, in groups of at most SETTLE_ROWS candidates (a larger part alone)."""
+    groups: list[list[PartInfo]] = []
+    rows = 0
+    for part in parts:
+        if not groups or rows + part.rows > SETTLE_ROWS:
+            groups.append([])
+            rows = 0
+        groups[-1].append(part)
+        rows += part.rows
+    return groups
+
+
+def _settle_group(store: Store, run: RunContext, group: list[PartInfo], candidate_parts: list[PartInfo],
+                  manifests: list[dict], documents, index: int, settled: SettledRecords, rederived: bool) -> bool:
+    """Settle one group of candidate parts into settled (candidate_parts: the run's, where a duplicate's derived
+    description is looked up); True if it wrote a part (numbered index)."""
+    written = pa.concat_tables([pq.read_table(io.BytesIO(store.get_bytes(p.key))) for p in group])
     ids = pc.unique(written["doc_id"]).to_pylist()
     kept = documents.among(ids) if hasattr(documents, "among") else set(ids) & documents
     table = written.filter(pc.is_in(written["doc_id"], value_set=pa.array(sorted(kept), pa.string())))
@@ -77,28 +109,29 @@ def settle_records(store: Store, run: RunContext, candidate_parts: list[PartInfo
     nothing_said = pc.or_(pc.is_null(joined["stated"]), pc.equal(joined["description_sha256"], joined["cur_sha256"]))
     unchanged = pc.and_(same_bytes, nothing_said)
     withdrawn = pc.fill_null(pc.equal(joined["cur_change"], view.WITHDRAWN), False)
-    settled = SettledRecords()
     if rederived:  # (no new records, and each record's statement stands: the descriptions are compared below)
         new = pc.equal(joined["change"], "(none)")
         unchanged = pc.invert(same_bytes)
-    settled.counts["records"] = pc.sum(new).as_py() or 0
+    settled.counts["records"] += pc.sum(new).as_py() or 0
     work = joined.filter(pc.invert(pc.or_(pc.or_(new, unchanged), withdrawn)))
     if table.num_rows == written.num_rows and pc.all(new).as_py():
-        settled.parts = list(candidate_parts)  # every candidate is a new record's first version, as written
-        return settled
+        settled.parts.extend(group)  # every candidate is a new record's first version, as written
+        return False
 
     kept = joined.filter(new).select(table.column_names)
-    made = _versions(store, run, manifests, work, current, table, settled, "rederived" if rederived else None)
+    made = _versions(store, run, manifests, work.select(table.column_names), current, candidate_parts, settled,
+                     "rederived" if rederived else None)
     if made:
         found = [p for row in made[:1] + made[-1:] for p in problems("record", row)]
         if found:  # our own bug, not the input's: fail loudly
             raise ValueError(f"records row is invalid: {describe_problems(found)}")
         kept = pa.concat_tables([kept.cast(arrow_schema("records")), to_table("records", made)])
-    settled.unlisted = [p.key for p in candidate_parts]
-    if kept.num_rows:
-        key = part_key("records", run.run_id, index, new_attempt())
-        settled.parts = [write_table_part(store, "records", key, kept)]
-    return settled
+    settled.unlisted.extend(p.key for p in group)
+    if not kept.num_rows:
+        return False
+    settled.parts.append(write_table_part(store, "records", part_key("records", run.run_id, index, new_attempt()),
+                                          kept))
+    return True
 
 
 def _latest(store: Store, manifests: list[dict], record_ids: pa.Array) -> pa.Table:
@@ -108,10 +141,10 @@ def _latest(store: Store, manifests: list[dict], record_ids: pa.Array) -> pa.Tab
 
 
 def _versions(store: Store, run: RunContext, manifests: list[dict], work: pa.Table, current: pa.Table,
-              candidates: pa.Table, settled: SettledRecords, change: str | None = None) -> list[dict]:
+              candidates: list[PartInfo], settled: SettledRecords, change: str | None = None) -> list[dict]:
     """The rows (JSON form) of the versions the candidates in work make; their events go to settled."""
     previous = {row["record_id"]: json_form(row) for row in current.to_pylist()}
-    rows = [json_form(row) for row in work.select(candidates.column_names).to_pylist()]
+    rows = [json_form(row) for row in work.to_pylist()]
     derived_of = _derived(store, manifests, candidates,
                           {r["doc_id"] for r in rows if r["change"] == PENDING
                            and previous.get(r["record_id"], {}).get("doc_id") != r["doc_id"]})
@@ -161,14 +194,17 @@ def _shown(value) -> str:
     return repr(text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 1] + "…")
 
 
-def _derived(store: Store, manifests: list[dict], candidates: pa.Table, doc_ids: set[str]) -> dict[str, str]:
-    """doc_id -> the derived description (JSON) of each of these documents: from this run's candidates, else from
-    a committed record of the document, else (a store older than records) from its text."""
+def _derived(store: Store, manifests: list[dict], candidates: list[PartInfo], doc_ids: set[str]) -> dict[str, str]:
+    """doc_id -> the derived description (JSON) of each of these documents: from this run's candidates (the
+    parts, any group's), else from a committed record of the document, else (a store older than records) from its
+    text."""
     if not doc_ids:
         return {}
     found: dict[str, str] = {}
     wanted = pa.array(sorted(doc_ids), pa.string())
-    for source in (candidates.filter(pc.not_equal(candidates["change"], PENDING)),
+    made_here = view.dataset(store, "records", [p.key for p in candidates]).to_table(
+        filter=view.among("doc_id", wanted) & (ds.field("change") != PENDING), columns=["doc_id", "derived"])
+    for source in (made_here,
                    view.record_rows(store, manifests, view.among("doc_id", wanted), ["doc_id", "derived"])):
         mine = source.filter(pc.is_in(source["doc_id"], value_set=wanted)).select(["doc_id", "derived"])
         for doc_id, derived in zip(mine["doc_id"].to_pylist(), mine["derived"].to_pylist()):

@@ -244,3 +244,55 @@ def test_a_part_at_a_time_the_commit_gives_the_versions_of_one_settle(run_ingest
                                 .to_table().to_pylist())
     assert versions[1] == versions[settle.SETTLE_ROWS] and len(versions[1]) == 8
 
+
+def test_a_duplicate_of_a_committed_document_at_a_new_path_is_a_record(run_ingest, press, seeds_dir, tmp_path):
+    """A file whose bytes another run published, at a path with no record yet, is a record (version 1), described
+    by its sidecar row over the document's derived description."""
+    dest = str(tmp_path / "store")
+    first = run_ingest(str(press / "seeds"), dest=dest)
+    second = run_ingest(str(press), dest=dest)  # (every file a duplicate of the first run's, at a new path)
+    assert (second["counts"]["documents"], second["counts"]["duplicates"]) == (0, 6)
+    rows = {r["path"]: r for r in open_dataset(dest, "records", runs=[second["run_id"]]).to_table().to_pylist()}
+    assert sorted(rows) == ["duplicates/copy-of-000.txt", *(f"seeds/{p.name}" for p in sorted(seeds_dir.iterdir()))]
+    assert {(r["version"], r["change"]) for r in rows.values()} == {(1, "new")}
+    before = current(dest, as_of=first["run_id"])[SEED]
+    assert rows["duplicates/copy-of-000.txt"]["derived"] == before["derived"]
+    assert (rows[f"seeds/{SEED}"]["title"], rows["duplicates/copy-of-000.txt"]["title"]) == (
+        "Envoy on Black January", before["title"])
+
+
+def test_a_duplicate_settled_in_its_own_group_takes_the_description_another_part_made(run_ingest, press, tmp_path,
+                                                                                         monkeypatch):
+    """A candidate whose document another batch made (change pending) gets that document's derived description
+    from the run's parts, in whichever group of parts that batch's candidates are settled."""
+    import pyarrow.parquet as pq
+
+    from archive.catalogue import settle
+    from archive.provenance import RunContext, new_run_id
+    from archive.publish import PartInfo, committed_manifests, part_key, write_table_part
+
+    def read(key):
+        return pq.read_table(store.arrow_path(key), filesystem=store.arrow_filesystem())
+
+    dest = str(tmp_path / "store")
+    run_ingest(str(press), dest=dest, batch_files=1)
+    store = open_store(dest)
+    (manifest,) = committed_manifests(store)
+    parts = [PartInfo(**p) for p in manifest["parts"] if p["dataset"] == "records"]
+    tables = [read(p.key) for p in parts]
+    made = next(t for t in tables if t["path"][0].as_py() == "seeds/001_291c46b230e7e5bc.txt").to_pylist()[0]
+    path = "elsewhere/copy-of-001.txt"  # (as a batch writes a duplicate of a document it did not make)
+    pending = {**made, "path": path, "record_id": record_id(path), "change": "pending", "version": 0, "derived": "",
+               "description_sha256": ""}
+    run = RunContext(new_run_id(), None, str(press))
+    candidates = parts + [write_table_part(store, "records", part_key("records", run.run_id, 0),
+                                           pa.Table.from_pylist([pending], tables[0].schema))]
+    settled = {}
+    for rows in (settle.SETTLE_ROWS, 1):  # (one group; a group a part)
+        monkeypatch.setattr(settle, "SETTLE_ROWS", rows)
+        out = settle.settle_records(store, run, candidates, [], {t["doc_id"][0].as_py() for t in tables}, 50)
+        assert out.counts == {"records": len(candidates), "updated": 0}
+        (settled[rows],) = [r for p in out.parts for r in read(p.key).to_pylist() if r["path"] == path]
+    for row in settled.values():
+        assert (row["path"], row["version"], row["change"], row["derived"], row["title"]) == (
+            path, 1, "new", made["derived"], made["title"])

@@ -106,7 +106,9 @@ def _settle_group(store: Store, run: RunContext, group: list[PartInfo], candidat
     absent = pc.is_null(joined["cur_version"])
     new = pc.and_(absent, pc.equal(joined["change"], "new"))
     same_bytes = pc.fill_null(pc.equal(joined["doc_id"], joined["cur_doc_id"]), False)
-    nothing_said = pc.or_(pc.is_null(joined["stated"]), pc.equal(joined["description_sha256"], joined["cur_sha256"]))
+    # (no mask holds a null: a row a null leaves out of work would be dropped, neither kept nor versioned)
+    nothing_said = pc.or_(pc.is_null(joined["stated"]),
+                          pc.fill_null(pc.equal(joined["description_sha256"], joined["cur_sha256"]), False))
     unchanged = pc.and_(same_bytes, nothing_said)
     withdrawn = pc.fill_null(pc.equal(joined["cur_change"], view.WITHDRAWN), False)
     if rederived:  # (no new records, and each record's statement stands: the descriptions are compared below)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import pickle
 import time
+import zlib
 from dataclasses import replace
 
 from prefect import flow, task
@@ -33,7 +35,7 @@ from archive.ingest.unpack import DEPTH, EXPANDED_BYTES, MEMBERS, RATIO, SEPARAT
 from archive.provenance import RunContext, new_run_id
 from archive.publish import committed_manifests
 from archive.reuse import ReuseParams, RunReuse, find_run_reuse, reuse_parameters
-from archive.sources import batches, open_source, overlap
+from archive.sources import FileRef, batches, open_source, overlap
 from archive.storage import open_store, resolve_dest
 
 from . import progress
@@ -42,11 +44,23 @@ from .artifacts import ProgressBar, publish_ingest_artifacts
 from .context import is_transient, started_by
 
 
+class PackedRefs:
+    """A batch's files as the flow holds them until its task runs: pickled and compressed, a few bytes a file
+    instead of a few hundred (every batch of a run is submitted at once, so that its total is known)."""
+
+    def __init__(self, refs: list[FileRef]):
+        self.data = zlib.compress(pickle.dumps(refs, pickle.HIGHEST_PROTOCOL), 1)
+
+    def unpack(self) -> list[FileRef]:
+        return pickle.loads(zlib.decompress(self.data))
+
+
 @task(name="process-batch", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient,
       cache_policy=NO_CACHE)
-def process_batch_task(dest: str, source: str, run: RunContext, index: int, refs, known, options: IngestOptions,
-                       descriptions: Descriptions) -> BatchSummary:
+def process_batch_task(dest: str, source: str, run: RunContext, index: int, packed: PackedRefs, known,
+                       options: IngestOptions, descriptions: Descriptions) -> BatchSummary:
     """One batch: its parts are written to the store by the task itself; only a summary comes back."""
+    refs = packed.unpack()
     pool = worker_pool.pool_for(run.run_id)
     if pool is not None:
         return worker_pool.run_in_pool(pool, dest, source, run, index, refs, options, descriptions)
@@ -150,8 +164,8 @@ def ingest(
             if descriptions.sidecar is not None:
                 seen.extend(ref.path for ref in refs)
             # quote(): the payloads are plain data, no futures inside; spare Prefect walking them.
-            futures.append(process_batch_task.submit(dest, source, run, index, quote(refs), quote(known), options,
-                                                     quote(descriptions)))
+            futures.append(process_batch_task.submit(dest, source, run, index, quote(PackedRefs(refs)), quote(known),
+                                                     options, quote(descriptions)))
         warnings.extend(unmatched_rows(descriptions, seen))
         for future in as_completed(futures):
             summary = future.result()  # a failed batch fails the run here: nothing is committed

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import provenance as ev
-from ..catalogue.docindex import CommittedDocuments, DocumentsOnceCommitted, write_index
+from ..catalogue.keyindex import CommittedDocuments, DocumentsOnceCommitted, write_indexes
 from ..catalogue.settle import settle_records
 from ..commitlock import commit_lock
 from ..errors import SourceError, StoreError
@@ -97,7 +97,7 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
             manifest["reuse"] = settled.figures
         key = commit_manifest(store, manifest, locked=True)
     delete_unlisted(store, manifest, written | set(records.unlisted))
-    write_index(store, manifest)
+    write_indexes(store, manifest)
     follow_after_commit(store, manifests + [manifest])
     return CommitResult(key, manifest["counts"], notes, manifest.get("reuse"), tuple(damaged))
 

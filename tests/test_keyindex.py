@@ -38,8 +38,15 @@ def test_an_index_finds_its_doc_ids_and_no_others(count):
     others = _ids(200, salt="other")
     found = index.contains(_digests(ids + others))
     assert found[:count].all() and not found[count:].any()
+    assert all(index.holds(bytes.fromhex(d)) for d in ids) and not any(index.holds(bytes.fromhex(d)) for d in others)
     assert index.count == count and len(index.fanout) == (1 << index.bits) + 1
     assert count <= 8 or count / (1 << index.bits) <= 8  # (a bucket holds a few digests)
+
+
+def test_one_lookup_matches_whole_keys_only():
+    index = DocIndex(encode(["00" * 16 + "11" * 16, "22" * 16 + "33" * 16]))
+    assert index.holds(bytes.fromhex("00" * 16 + "11" * 16))
+    assert not index.holds(bytes.fromhex("11" * 16 + "22" * 16))  # (the bytes are there, across two keys)
 
 
 def test_a_damaged_index_is_refused():

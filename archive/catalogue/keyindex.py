@@ -37,6 +37,7 @@ from ..storage import LocalStore, Store, open_store
 INDEX_PREFIX = "index/"
 MAGIC = b"ARCKEY01"
 _HEADER = struct.Struct("<8sQBB6x")  # magic, keys, fan-out bits, bytes a key
+_FANOUT_PAIR = struct.Struct("<II")
 BUCKET = 8  # digests a fan-out bucket holds on average
 MAX_BITS = 28
 # Kinds of run whose documents were published before, by an ingest (re-derived texts): not indexed again.
@@ -112,10 +113,25 @@ class DocIndex:
             raise ValueError(f"{len(buffer)} bytes where its header says {size}")
         if expected is not None and (count != expected if keys.exact else count > expected):
             raise ValueError(f"{count} {keys.name} where the run's {keys.dataset} parts hold {expected} rows")
-        self.buffer, self.count, self.bits = buffer, count, bits
+        self.buffer, self.count, self.bits, self.width, self._digests_at = buffer, count, bits, width, digests_at
         self.fanout = np.frombuffer(buffer, dtype="<u4", count=(1 << bits) + 1, offset=_HEADER.size)
         self.rows = np.frombuffer(buffer, dtype=">u8", count=width // 8 * count,
                                   offset=digests_at).reshape(-1, width // 8)
+
+    def holds(self, key: bytes) -> bool:
+        """Whether one key (its width bytes) is in the index: its bucket's bytes searched, no array made."""
+        if not self.count:
+            return False
+        top = int.from_bytes(key[:8], "big") >> (64 - self.bits) if self.bits else 0
+        low, high = _FANOUT_PAIR.unpack_from(self.buffer, _HEADER.size + 4 * top)
+        width, start = self.width, self._digests_at
+        bucket = self.buffer[start + width * low:start + width * high]
+        at = bucket.find(key)
+        while at >= 0:
+            if at % width == 0:
+                return True
+            at = bucket.find(key, at + 1)
+        return False
 
     def contains(self, probes: np.ndarray) -> np.ndarray:
         """Whether each probe (a row of _digests) is in the index: the probes' buckets compared slot by slot."""
@@ -159,10 +175,13 @@ class RunIndexes:
         if not ids or not self.runs:
             return
         probes = _digests(ids, self.keys)
+        for (run_id, _, _), index in zip(self.runs, self._indexes()):
+            yield run_id, index.contains(probes)
+
+    def _indexes(self) -> list[DocIndex]:
         if self._open is None:
             self._open = [open_index(self.store, run_id, parts, rows, self.keys) for run_id, parts, rows in self.runs]
-        for (run_id, _, _), index in zip(self.runs, self._open):
-            yield run_id, index.contains(probes)
+        return self._open
 
     def among(self, ids: Iterable[str]) -> set[str]:
         """Those of ids that some indexed run holds."""
@@ -185,7 +204,10 @@ class CommittedDocuments(RunIndexes):
         super().__init__(store, manifests, DOC_IDS, REDERIVING)
 
     def __contains__(self, doc_id: object) -> bool:
-        return isinstance(doc_id, str) and bool(self.among([doc_id]))
+        if not isinstance(doc_id, str) or not self.runs:
+            return False
+        key = self.keys.to_bytes(doc_id)
+        return any(index.holds(key) for index in self._indexes())
 
 
 class DocumentsOnceCommitted:

@@ -6,7 +6,8 @@
 For each size it makes a local store holding that many committed documents, then times the whole command
 `archive ingest CORPUS --dest STORE --json` (the default: text reuse on) on a corpus of --files newspaper-like
 files (bench/reprints.py's generator: wire-story reprints with OCR noise), each run into a fresh copy of the store
-(hard links: the same bytes), --repeat times, sizes interleaved. Reported: median wall seconds, the peak RSS of
+(hard links: the same bytes), --repeat times, sizes interleaved. Reported: median wall and CPU seconds (the
+command's processes, user and system: less moved by other work on the machine than wall time), the peak RSS of
 the command's largest process (ru_maxrss) and the flow process's sampled peak (it looks committed documents up
 and commits), each as a ratio to the empty store's.
 
@@ -165,25 +166,31 @@ def main(argv: list[str] | None = None) -> int:
                 if r["rc"] != 0:
                     raise SystemExit(f"ingest into {size} failed ({r['rc']}):\n{r['stderr'][-3000:]}")
                 out = _last_json(r["stdout"]) or {}
-                results[size].append({"wall_s": round(r["wall"], 2), "peak_rss_mib": round(r["peak_rss_mib"]),
+                results[size].append({"wall_s": round(r["wall"], 2), "cpu_s": round(r["cpu_s"], 2),
+                                      "peak_rss_mib": round(r["peak_rss_mib"]),
                                       "processes": processes, "documents": out.get("counts", {}).get("documents")})
                 flow = _flow_peak(processes)
-                print(f"  {size:>9,} documents: {r['wall']:.2f} s, largest process {r['peak_rss_mib']:.0f} MiB, "
+                print(f"  {size:>9,} documents: {r['wall']:.2f} s, CPU {r['cpu_s']:.1f} s, "
+                      f"largest process {r['peak_rss_mib']:.0f} MiB, "
                       f"the flow's {flow} MiB", flush=True)
         base = args.sizes[0]
         summary = {}
         for size in args.sizes:
             wall = statistics.median(r["wall_s"] for r in results[size])
+            cpu = statistics.median(r["cpu_s"] for r in results[size])
             rss = statistics.median(r["peak_rss_mib"] for r in results[size])
             flow = statistics.median(_flow_peak(r["processes"]) for r in results[size])
-            summary[size] = {"median_wall_s": wall, "median_peak_rss_mib": rss, "median_flow_rss_mib": flow}
+            summary[size] = {"median_wall_s": wall, "median_cpu_s": cpu, "median_peak_rss_mib": rss,
+                             "median_flow_rss_mib": flow}
         for size in args.sizes:
             now, empty = summary[size], summary[base]
             now["wall_ratio"] = round(now["median_wall_s"] / empty["median_wall_s"], 3)
+            now["cpu_ratio"] = round(now["median_cpu_s"] / empty["median_cpu_s"], 3)
             now["rss_ratio"] = round(now["median_peak_rss_mib"] / empty["median_peak_rss_mib"], 3)
             now["flow_rss_ratio"] = round(now["median_flow_rss_mib"] / empty["median_flow_rss_mib"], 3)
             print(f"{size:>9,} documents: median {summary[size]['median_wall_s']:.2f} s "
-                  f"({summary[size]['wall_ratio']:.3f}x), {summary[size]['median_peak_rss_mib']:.0f} MiB "
+                  f"({summary[size]['wall_ratio']:.3f}x), CPU {summary[size]['median_cpu_s']:.1f} s "
+                  f"({summary[size]['cpu_ratio']:.3f}x), {summary[size]['median_peak_rss_mib']:.0f} MiB "
                   f"({summary[size]['rss_ratio']:.3f}x), the flow's {summary[size]['median_flow_rss_mib']:.0f} MiB "
                   f"({summary[size]['flow_rss_ratio']:.3f}x)")
         if args.json_out:

@@ -116,11 +116,18 @@ def _flow_peak(processes: list[dict]) -> int:
 
 
 def _make_stores(root: Path, sizes: list[int]) -> None:
-    template = _template(root)
+    """The stores of these sizes under root, each made once (kept in --dir for the next command)."""
+    template = None
     for size in sizes:
+        store, made = root / f"store-{size}", root / f"store-{size}.made"
+        if made.exists():
+            continue
+        shutil.rmtree(store, ignore_errors=True)
         started = time.monotonic()
-        (root / f"store-{size}").mkdir(exist_ok=True)
-        _simulate(root / f"store-{size}", size, template)
+        template = template or _template(root)
+        store.mkdir()
+        _simulate(store, size, template)
+        made.touch()
         print(f"store of {size:,} documents made in {time.monotonic() - started:.1f} s", flush=True)
 
 
@@ -134,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 100_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dir", help="working directory (default: a temporary one, removed afterwards)")
+    parser.add_argument("--dir", help="working directory, kept, its stores used again by the next command "
+                                      "(default: a temporary one, removed afterwards)")
     parser.add_argument("--code", help="run the ingests with the archive and flows packages of this checkout "
                                        "(another commit's), the stores still made with this one's")
     parser.add_argument("--json-out")

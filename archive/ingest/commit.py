@@ -58,7 +58,7 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
     A run whose manifest is damaged is left out (its documents are not known to the duplicate check, so this run
     may publish them again); a note of the manifest names it.
     """
-    # Under the lock, the committed doc_ids read here cannot change before the
+    # Under the lock, the committed doc_ids looked up here cannot change before the
     # manifest lands: two concurrent runs never both publish a document.
     with commit_lock(store, run.run_id):
         done = committed_manifest(store, run.run_id)

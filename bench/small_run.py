@@ -6,8 +6,10 @@
 For each size it makes a local store holding that many committed documents, then times the whole command
 `archive ingest CORPUS --dest STORE --json` (the default: text reuse on) on a corpus of --files newspaper-like
 files (bench/reprints.py's generator: wire-story reprints with OCR noise), each run into a fresh copy of the store
-(hard links: the same bytes), --repeat times, sizes interleaved. Reported: median wall seconds and the peak RSS of
-the command's largest process (ru_maxrss), each as a ratio to the empty store's.
+(hard links: the same bytes), --repeat times, sizes interleaved. Reported: median wall and CPU seconds (the
+command's processes, user and system: less moved by other work on the machine than wall time), the peak RSS of
+the command's largest process (ru_maxrss) and the flow process's sampled peak (it looks committed documents up
+and commits), each as a ratio to the empty store's.
 
 The stores are simulated: runs of at most 100,000 documents each, whose documents, files and records parts are
 the rows of a real ingest of 100 of the corpus generator's files repeated with new ids (doc_ids, paths, record ids;
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -34,7 +37,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from gitrev import code_version  # noqa: E402
-from reprints import make_corpus  # noqa: E402
+from reprints import ProcessPeaks, make_corpus  # noqa: E402
 from run import _archive_cmd, _last_json, run_child  # noqa: E402
 
 RUN_DOCUMENTS = 100_000  # documents a simulated run commits
@@ -42,7 +45,7 @@ RUN_DOCUMENTS = 100_000  # documents a simulated run commits
 
 def _template(root: Path):
     """The documents, files and records rows of a real ingest of 100 generated files (library, one batch)."""
-    from archive.catalogue.docindex import CommittedDocuments
+    from archive.catalogue.keyindex import CommittedDocuments
     from archive.ingest import commit_run, process_batch
     from archive.provenance import RunContext, new_run_id
     from archive.read import open_dataset
@@ -67,7 +70,7 @@ def _simulate(store_dir: Path, documents: int, template: dict) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from archive.catalogue.docindex import write_index
+    from archive.catalogue.keyindex import write_indexes
     from archive.provenance import new_run_id, who_started
     from archive.publish import build_manifest, commit_manifest, part_key, write_table_part
     from archive.records import utc_now
@@ -103,9 +106,29 @@ def _simulate(store_dir: Path, documents: int, template: dict) -> None:
                                   counts={"files": count, "documents": count, "duplicates": 0, "quarantined": 0,
                                           "skipped": 0, "records": count, "updated": 0}, parts=parts)
         commit_manifest(store, manifest)
-        write_index(store, manifest)
+        write_indexes(store, manifest)
         made += count
         time.sleep(1.1)  # (run ids are made by the second)
+
+
+def _flow_peak(processes: list[dict]) -> int:
+    return max((p["peak_rss_mib"] for p in processes if p["process"] == "archive ingest (flow)"), default=0)
+
+
+def _make_stores(root: Path, sizes: list[int]) -> None:
+    """The stores of these sizes under root, each made once (kept in --dir for the next command)."""
+    template = None
+    for size in sizes:
+        store, made = root / f"store-{size}", root / f"store-{size}.made"
+        if made.exists():
+            continue
+        shutil.rmtree(store, ignore_errors=True)
+        started = time.monotonic()
+        template = template or _template(root)
+        store.mkdir()
+        _simulate(store, size, template)
+        made.touch()
+        print(f"store of {size:,} documents made in {time.monotonic() - started:.1f} s", flush=True)
 
 
 def _copy(store: Path, to: Path) -> None:
@@ -118,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--sizes", type=int, nargs="+", default=[0, 100_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dir", help="working directory (default: a temporary one, removed afterwards)")
+    parser.add_argument("--dir", help="working directory, kept, its stores used again by the next command "
+                                      "(default: a temporary one, removed afterwards)")
     parser.add_argument("--code", help="run the ingests with the archive and flows packages of this checkout "
                                        "(another commit's), the stores still made with this one's")
     parser.add_argument("--json-out")
@@ -128,12 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     try:
         make_corpus(root, args.files, seed=31)  # (root/corpus)
-        template = _template(root)
-        for size in args.sizes:
-            started = time.monotonic()
-            (root / f"store-{size}").mkdir(exist_ok=True)
-            _simulate(root / f"store-{size}", size, template)
-            print(f"store of {size:,} documents made in {time.monotonic() - started:.1f} s", flush=True)
+        # (in a process of its own: a child's ru_maxrss counts the memory of the process it was forked from)
+        maker = multiprocessing.get_context("spawn").Process(target=_make_stores, args=(root, args.sizes))
+        maker.start()
+        maker.join()
+        if maker.exitcode:
+            raise SystemExit(f"making the stores failed ({maker.exitcode})")
         results: dict[int, list[dict]] = {size: [] for size in args.sizes}
         for attempt in range(args.repeat):
             for size in args.sizes:  # (interleaved: a change in the machine's load touches every size alike)
@@ -141,26 +165,42 @@ def main(argv: list[str] | None = None) -> int:
                 _copy(root / f"store-{size}", dest)
                 cmd = _archive_cmd() + ["ingest", str(root / "corpus"), "--dest", str(dest), "--json"]
                 env = {**os.environ, "PYTHONPATH": args.code} if args.code else None
-                r = run_child(f"{size}-{attempt}", cmd, root, env=env)
+                peaks = ProcessPeaks()
+                peaks.start()
+                try:
+                    r = run_child(f"{size}-{attempt}", cmd, root, env=env)
+                finally:
+                    processes = peaks.stop()
                 if r["rc"] != 0:
                     raise SystemExit(f"ingest into {size} failed ({r['rc']}):\n{r['stderr'][-3000:]}")
                 out = _last_json(r["stdout"]) or {}
-                results[size].append({"wall_s": round(r["wall"], 2), "peak_rss_mib": round(r["peak_rss_mib"]),
-                                      "documents": out.get("counts", {}).get("documents")})
-                print(f"  {size:>9,} documents: {r['wall']:.2f} s, {r['peak_rss_mib']:.0f} MiB", flush=True)
+                results[size].append({"wall_s": round(r["wall"], 2), "cpu_s": round(r["cpu_s"], 2),
+                                      "peak_rss_mib": round(r["peak_rss_mib"]),
+                                      "processes": processes, "documents": out.get("counts", {}).get("documents")})
+                flow = _flow_peak(processes)
+                print(f"  {size:>9,} documents: {r['wall']:.2f} s, CPU {r['cpu_s']:.1f} s, "
+                      f"largest process {r['peak_rss_mib']:.0f} MiB, "
+                      f"the flow's {flow} MiB", flush=True)
         base = args.sizes[0]
         summary = {}
         for size in args.sizes:
             wall = statistics.median(r["wall_s"] for r in results[size])
+            cpu = statistics.median(r["cpu_s"] for r in results[size])
             rss = statistics.median(r["peak_rss_mib"] for r in results[size])
-            summary[size] = {"median_wall_s": wall, "median_peak_rss_mib": rss}
+            flow = statistics.median(_flow_peak(r["processes"]) for r in results[size])
+            summary[size] = {"median_wall_s": wall, "median_cpu_s": cpu, "median_peak_rss_mib": rss,
+                             "median_flow_rss_mib": flow}
         for size in args.sizes:
             now, empty = summary[size], summary[base]
             now["wall_ratio"] = round(now["median_wall_s"] / empty["median_wall_s"], 3)
+            now["cpu_ratio"] = round(now["median_cpu_s"] / empty["median_cpu_s"], 3)
             now["rss_ratio"] = round(now["median_peak_rss_mib"] / empty["median_peak_rss_mib"], 3)
+            now["flow_rss_ratio"] = round(now["median_flow_rss_mib"] / empty["median_flow_rss_mib"], 3)
             print(f"{size:>9,} documents: median {summary[size]['median_wall_s']:.2f} s "
-                  f"({summary[size]['wall_ratio']:.3f}x), {summary[size]['median_peak_rss_mib']:.0f} MiB "
-                  f"({summary[size]['rss_ratio']:.3f}x)")
+                  f"({summary[size]['wall_ratio']:.3f}x), CPU {summary[size]['median_cpu_s']:.1f} s "
+                  f"({summary[size]['cpu_ratio']:.3f}x), {summary[size]['median_peak_rss_mib']:.0f} MiB "
+                  f"({summary[size]['rss_ratio']:.3f}x), the flow's {summary[size]['median_flow_rss_mib']:.0f} MiB "
+                  f"({summary[size]['flow_rss_ratio']:.3f}x)")
         if args.json_out:
             Path(args.json_out).write_text(json.dumps({
                 "code": code_version(Path(args.code) if args.code else REPO),

@@ -14,7 +14,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from archive.catalogue.docindex import CommittedDocuments
+from archive.catalogue.keyindex import CommittedDocuments
 from archive.catalogue.withdraw import skip_withdrawn, withdrawn_paths
 from archive.errors import ConfigurationError
 from archive.extract.budget import EXTRACT_SECONDS, OCR_PAGE_SECONDS, TEXT_PER_BYTE, Budgets
@@ -137,7 +137,7 @@ def ingest(
                             reuse=reuse_params if reuse else None)  # (band hashes made in the batches)
     run = RunContext(new_run_id(), collection, src.url, **started_by())
     manifests = list(committed_manifests(store))
-    known = CommittedDocuments(store, manifests)  # (looked up by hash prefix: archive/catalogue/docindex.py)
+    known = CommittedDocuments(store, manifests)  # (looked up by hash prefix: archive/catalogue/keyindex.py)
     withdrawn = withdrawn_paths(store, manifests)  # skipped, never read again
     options = replace(options, withdrawn_members={p: why for p, why in withdrawn.items() if SEPARATOR in p})
     warnings = []

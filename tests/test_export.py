@@ -31,7 +31,7 @@ NEW_TEXT = "Minutes of the harbour committee, second sitting.\nThe pier is to be
 
 def _ingest(store, source_dir: Path, when: dt.datetime, collection: str) -> str:
     """One committed ingest run of source_dir, started at when (run ids order runs by start)."""
-    from archive.catalogue.docindex import CommittedDocuments
+    from archive.catalogue.keyindex import CommittedDocuments
     from archive.ingest import commit_run, process_batch
     from archive.provenance import RunContext, new_run_id
     from archive.publish import committed_manifests

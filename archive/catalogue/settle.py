@@ -35,6 +35,7 @@ from ..storage import Store
 from ..validate import describe_problems, problems
 from . import view
 from .identity import HASHED, as_json, describe, description_sha256, from_json
+from .keyindex import runs_with_records
 
 PENDING = "pending"
 SETTLE_ROWS = 10_000  # candidates settled together: one look-up of their records' committed versions
@@ -56,7 +57,7 @@ def settle_records(store: Store, run: RunContext, candidate_parts: list[PartInfo
                    documents, index: int, *, rederived: bool = False) -> SettledRecords:
     """Settle the candidates in candidate_parts against the records of manifests (every committed run, read under
     the commit lock). documents: the doc_ids that are documents once this run commits (a set, or an object whose
-    among(doc_ids) says which are: archive/catalogue/docindex.py). index: the part number of the first part written
+    among(doc_ids) says which are: archive/catalogue/keyindex.py). index: the part number of the first part written
     here (the next ones follow it).
 
     rederived: the candidates carry their documents' re-derived descriptions (archive reprocess): a record still
@@ -137,8 +138,10 @@ def _settle_group(store: Store, run: RunContext, group: list[PartInfo], candidat
 
 
 def _latest(store: Store, manifests: list[dict], record_ids: pa.Array) -> pa.Table:
-    """The latest committed version of each of these records."""
-    rows = view.record_rows(store, manifests, view.among("record_id", record_ids))
+    """The latest committed version of each of these records: read from the runs that hold them (their record-id
+    indexes say which: archive/catalogue/keyindex.py), not from every records part."""
+    holding = runs_with_records(store, manifests, record_ids.to_pylist())
+    rows = view.record_rows(store, holding, view.among("record_id", record_ids))
     return view.latest(rows)
 
 

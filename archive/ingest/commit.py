@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import provenance as ev
-from ..catalogue.docindex import CommittedDocuments, DocumentsOnceCommitted, write_index
+from ..catalogue.keyindex import CommittedDocuments, DocumentsOnceCommitted, write_indexes
 from ..catalogue.settle import settle_records
 from ..commitlock import commit_lock
 from ..errors import SourceError, StoreError
@@ -58,7 +58,7 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
     A run whose manifest is damaged is left out (its documents are not known to the duplicate check, so this run
     may publish them again); a note of the manifest names it.
     """
-    # Under the lock, the committed doc_ids read here cannot change before the
+    # Under the lock, the committed doc_ids looked up here cannot change before the
     # manifest lands: two concurrent runs never both publish a document.
     with commit_lock(store, run.run_id):
         done = committed_manifest(store, run.run_id)
@@ -97,7 +97,7 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
             manifest["reuse"] = settled.figures
         key = commit_manifest(store, manifest, locked=True)
     delete_unlisted(store, manifest, written | set(records.unlisted))
-    write_index(store, manifest)
+    write_indexes(store, manifest)
     follow_after_commit(store, manifests + [manifest])
     return CommitResult(key, manifest["counts"], notes, manifest.get("reuse"), tuple(damaged))
 

@@ -9,7 +9,16 @@ import shutil
 
 import pytest
 
-from archive.catalogue.docindex import CommittedDocuments, DocIndex, _digests, encode, index_key
+from archive.catalogue.identity import record_id
+from archive.catalogue.keyindex import (
+    RECORD_IDS,
+    CommittedDocuments,
+    DocIndex,
+    _digests,
+    encode,
+    index_key,
+    runs_with_records,
+)
 from archive.ingest import commit_run, process_batch
 from archive.provenance import RunContext, new_run_id
 from archive.publish import committed_manifests
@@ -29,17 +38,24 @@ def test_an_index_finds_its_doc_ids_and_no_others(count):
     others = _ids(200, salt="other")
     found = index.contains(_digests(ids + others))
     assert found[:count].all() and not found[count:].any()
+    assert all(index.holds(bytes.fromhex(d)) for d in ids) and not any(index.holds(bytes.fromhex(d)) for d in others)
     assert index.count == count and len(index.fanout) == (1 << index.bits) + 1
     assert count <= 8 or count / (1 << index.bits) <= 8  # (a bucket holds a few digests)
 
 
+def test_one_lookup_matches_whole_keys_only():
+    index = DocIndex(encode(["00" * 16 + "11" * 16, "22" * 16 + "33" * 16]))
+    assert index.holds(bytes.fromhex("00" * 16 + "11" * 16))
+    assert not index.holds(bytes.fromhex("11" * 16 + "22" * 16))  # (the bytes are there, across two keys)
+
+
 def test_a_damaged_index_is_refused():
     data = encode(_ids(100))
-    with pytest.raises(ValueError, match="not a doc-id index"):
+    with pytest.raises(ValueError, match="not an index of doc_ids"):
         DocIndex(b"XXXXXXXX" + data[8:])
     with pytest.raises(ValueError, match="bytes where its header says"):
         DocIndex(data[:-32])
-    with pytest.raises(ValueError, match="where the run's documents parts hold 99"):
+    with pytest.raises(ValueError, match="where the run's documents parts hold 99 rows"):
         DocIndex(data, 99)
 
 
@@ -72,7 +88,7 @@ def test_committed_documents_are_found_through_the_index_and_it_is_made_again_wh
     assert all(d in committed for d in published) and not any(d in committed for d in strangers)
     assert store.exists(index_key(first))
     if not isinstance(store, LocalStore):
-        assert list((tmp_path / "cache" / "doc-index").glob("*.idx")), "an S3 store's index is cached locally"
+        assert list((tmp_path / "cache" / "index" / "doc_ids").glob("*.idx")), "an S3 store's index is cached locally"
 
     # A second run of the same files: every one a duplicate of a committed document, nothing published again.
     again = tmp_path / "again"
@@ -83,6 +99,17 @@ def test_committed_documents_are_found_through_the_index_and_it_is_made_again_wh
     assert sum(r["reason"] == "duplicate-of-committed" for r in files.values()) == 5
     assert files["new.txt"]["outcome"] == "document"
     assert len(_doc_ids(store)) == 6 and store.exists(index_key(second))
+
+    # The records' next versions are read from the runs that hold those records, found by their record-id index.
+    manifests = list(committed_manifests(store))
+    assert store.exists(index_key(first, RECORD_IDS)) and store.exists(index_key(second, RECORD_IDS))
+    assert {m["run_id"] for m in runs_with_records(store, manifests, [record_id("new.txt")])} == {second}
+    assert {m["run_id"] for m in runs_with_records(store, manifests, [record_id(f.name) for f in
+                                                                      seeds_dir.iterdir()])} == {first}
+    assert runs_with_records(store, manifests, [record_id("never-seen.txt")]) == []
+    # (the same bytes at the same paths make no new version: the second run holds only the new file's record)
+    records = open_dataset(store, "records", runs=[second]).to_table().to_pylist()
+    assert [(r["path"], r["version"], r["change"]) for r in records] == [("new.txt", 1, "new")]
 
     # Pickled (as a batch worker gets it): the store's URL and the runs, each index opened again where it is used.
     copy = pickle.loads(pickle.dumps(CommittedDocuments(store, committed_manifests(store))))

@@ -64,7 +64,8 @@ class HashFilter:
     """A set of band hashes in fixed memory (2 ** bits bits, one per value of a hash's low bits): a hash added is
     always found; one not added is found as often as bits are set (about 1 - e ** (-hashes / 2 ** bits)). A
     search keeps the committed band rows a run's hashes may share with it: rows let through wrongly only go to
-    the grouping (on disk), which finds no pair in them. Hashes are blake2b digests: their low bits are even."""
+    the grouping (on disk), which finds no pair in them. Band hashes end in _fmix64: their low bits are evenly
+    spread."""
 
     def __init__(self, bits: int = FILTER_BITS):
         if not 6 <= bits <= 40:

@@ -16,6 +16,7 @@ from ..storage import Store
 from .align import reuse_rows
 from .bands import DOCUMENT_BATCH, _batches, _heads, _text_digests
 from .candidates import candidate_pairs
+from .pairs import PairKeys, pair_key
 from .parallel import aligned_pairs
 from .params import ReuseError, ReuseParams, ReuseStats
 from .sketch import searched_text
@@ -252,17 +253,53 @@ class _Search:
                 yield doc_a, doc_b
 
     def text_pairs(self) -> Iterator[tuple[int, str, str, list, int, str, str, list]]:
-        """(key_a, sha_a, text_a, docs_a, key_b, sha_b, text_b, docs_b) of each candidate pair, by key."""
-        cursor = self.db.execute("SELECT a, b FROM pairs ORDER BY a, b")
-        current, sha_a, text_a, docs_a = None, None, None, None
+        """(key_a, sha_a, text_a, docs_a, key_b, sha_b, text_b, docs_b) of each candidate pair, the pairs of texts
+        that share partners together: by the group of text_a (the lowest key among it and the texts it is paired
+        with below it: one group for all the reprints of a story) and its block there (BLOCK_TEXTS texts of the
+        group, by key), then text_b's group and block, then key. A chunk of pairs (parallel.aligned_pairs) then
+        carries a few blocks' texts, not a text a pair; the texts of the last blocks are kept (_TextCache)."""
+        self.db.executescript(f"""
+            DROP TABLE IF EXISTS grouped;
+            CREATE TABLE grouped (key INTEGER PRIMARY KEY, grp INTEGER NOT NULL, block INTEGER NOT NULL);
+            INSERT INTO grouped
+                SELECT key, grp, (row_number() OVER (PARTITION BY grp ORDER BY key) - 1) / {BLOCK_TEXTS}
+                FROM (SELECT key, min(other) AS grp
+                      FROM (SELECT a AS key, a AS other FROM pairs UNION ALL SELECT b, a FROM pairs) GROUP BY key);
+        """)
+        cursor = self.db.execute(
+            "SELECT p.a, p.b FROM pairs p JOIN grouped ga ON ga.key = p.a JOIN grouped gb ON gb.key = p.b "
+            "ORDER BY ga.grp, ga.block, gb.grp, gb.block, p.a, p.b")
+        cache = _TextCache(lambda key: (*self._text(key), self._docs(key)))
         while True:
             chunk = cursor.fetchmany(1024)
             if not chunk:
                 return
             for a, b in chunk:
-                if a != current:
-                    current, (sha_a, text_a), docs_a = a, self._text(a), self._docs(a)
-                yield (a, sha_a, text_a, docs_a, b, *self._text(b), self._docs(b))
+                yield (a, *cache.get(a), b, *cache.get(b))
+
+
+# Texts of a group a block of pairs takes at a time (see _Search.text_pairs); characters of texts _TextCache keeps.
+BLOCK_TEXTS = 64
+CACHED_TEXT_CHARS = 16 << 20
+
+
+class _TextCache:
+    """(sha, text, docs) by text key, as fetch gives them, the latest up to CACHED_TEXT_CHARS characters kept."""
+
+    def __init__(self, fetch: Callable[[int], tuple[str, str, list]]):
+        self.fetch = fetch
+        self._kept: dict[int, tuple[str, str, list]] = {}
+        self._chars = 0
+
+    def get(self, key: int) -> tuple[str, str, list]:
+        found = self._kept.get(key)
+        if found is None:
+            found = self.fetch(key)
+            while self._kept and self._chars + len(found[1]) > CACHED_TEXT_CHARS:  # the oldest go first
+                self._chars -= len(self._kept.pop(next(iter(self._kept)))[1])
+            self._kept[key] = found
+            self._chars += len(found[1])
+        return found
 
 
 class _Texts:
@@ -293,71 +330,6 @@ class _Texts:
         return list(dict.fromkeys(keys))
 
 
-def pair_key(doc_a: str, doc_b: str) -> int:
-    """A pair of documents, in either order, as one 128-bit int: the first 16 hex digits of each doc_id (a sha256),
-    the lower doc_id first."""
-    if doc_b < doc_a:
-        doc_a, doc_b = doc_b, doc_a
-    return int(doc_a[:16] + doc_b[:16], 16)
-
-
-class PairKeys:
-    """A set of pairs of documents (pair_key) in 16 bytes a pair: the two halves of the keys in sorted numpy arrays
-    (uint64), merged with those given since when asked; one added alone waits in a small set."""
-
-    def __init__(self):
-        self._high = np.empty(0, dtype=np.uint64)
-        self._low = np.empty(0, dtype=np.uint64)
-        self._given: list[tuple[np.ndarray, np.ndarray]] = []
-        self._added: set[int] = set()
-
-    def update(self, docs_a: list[str], docs_b: list[str]) -> None:
-        """The pairs of two columns of doc_ids (a sha256's hex digits each, as pair_key reads them)."""
-        first = np.array([int(doc[:16], 16) for doc in docs_a], dtype=np.uint64)
-        second = np.array([int(doc[:16], 16) for doc in docs_b], dtype=np.uint64)
-        # (hex digits in order are numbers in order: the lower doc_id has the lower first 16 digits, or the same)
-        self._given.append((np.minimum(first, second), np.maximum(first, second)))
-
-    def add(self, key: int) -> None:
-        self._added.add(key)
-        if len(self._added) >= 65_536:
-            self._give_added()
-
-    def _give_added(self) -> None:
-        keys = list(self._added)
-        self._given.append((np.array([k >> 64 for k in keys], dtype=np.uint64),
-                            np.array([k & 0xFFFFFFFFFFFFFFFF for k in keys], dtype=np.uint64)))
-        self._added = set()
-
-    def _merged(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._given:
-            high = np.concatenate([self._high] + [h for h, _ in self._given])
-            low = np.concatenate([self._low] + [lo for _, lo in self._given])
-            self._given = []
-            order = np.lexsort((low, high))
-            high, low = high[order], low[order]
-            distinct = np.ones(len(high), dtype=bool)
-            distinct[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
-            self._high, self._low = high[distinct], low[distinct]
-        return self._high, self._low
-
-    def __contains__(self, key: int) -> bool:
-        if key in self._added:
-            return True
-        high, low = self._merged()
-        at = int(np.searchsorted(high, np.uint64(key >> 64)))
-        while at < len(high) and int(high[at]) == key >> 64:
-            if int(low[at]) == key & 0xFFFFFFFFFFFFFFFF:
-                return True
-            at += 1
-        return False
-
-    def __len__(self) -> int:
-        if self._added:
-            self._give_added()
-        return len(self._merged()[0])
-
-
 def _align_pairs(search: _Search, run_id: str, params: ReuseParams, stats: ReuseStats,
                  emit: Callable[[list[dict]], None], seen: PairKeys | None = None,
                  executor: Executor | None = None, workers: int = 2) -> None:
@@ -367,8 +339,8 @@ def _align_pairs(search: _Search, run_id: str, params: ReuseParams, stats: Reuse
     for sha_a, text_a, docs_a, sha_b, text_b, docs_b, passages, similarity in aligned_pairs(
             search.text_pairs(), params, stats, executor, workers):
         for doc_a, doc_b in search.doc_pairs(docs_a, docs_b):
-            pair = pair_key(doc_a, doc_b)
             if seen is not None:
+                pair = pair_key(doc_a, doc_b)
                 if pair in seen:
                     continue
                 seen.add(pair)

@@ -22,8 +22,9 @@ from ..storage import Store
 from ..timing import StageTimer
 from .bands import BAND_BATCH, _band_parts, _BandWriter, _batches, _RowWriter, _scan_bands, _sketched
 from .candidates import HashFilter
+from .pairs import PairKeys
 from .params import ReuseParams, ReuseStats
-from .search import FRESH, OURS, PairKeys, _align_pairs, _load_texts, _Search, _Texts
+from .search import FRESH, OURS, _align_pairs, _load_texts, _Search, _Texts
 from .sketch import band_scheme
 
 

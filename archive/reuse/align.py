@@ -240,7 +240,7 @@ def _agree(a: list[int], b: list[int], i: int, d: int) -> int:
 
 
 class Tokens:
-    """A text's whitespace-separated tokens: where each starts and ends (int64 arrays), and its number (its
+    """A text's whitespace-separated tokens: where each starts and ends (integer arrays), and its number (its
     Tokenizer's); and, once asked for, its seeds (runs of m tokens) in the order of their hashes."""
 
     __slots__ = ("starts", "ends", "numbers", "_seeds")
@@ -301,17 +301,18 @@ class Tokenizer:
 
 
 def _spans(text: str, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Where each of the count whitespace-separated tokens of text starts and ends (int64 arrays), from its code
-    points in numpy: a token starts where whitespace (or the text's start) gives way to the rest, and ends where
-    whitespace (or the text's end) comes back."""
+    """Where each of the count whitespace-separated tokens of text starts and ends (int32 arrays, for a text of
+    fewer than 2 ** 31 characters; else int64), from its code points in numpy: a token starts where whitespace
+    (or the text's start) gives way to the rest, and ends where whitespace (or the text's end) comes back."""
     points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     space = _SPACE[np.minimum(points, len(_SPACE) - 1)].view(np.int8)
     edges = np.diff(space, prepend=np.int8(1), append=np.int8(1))
     starts, ends = np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
     if len(starts) != count:  # (not expected: the two definitions of whitespace agree)
         spans = np.array([match.span() for match in _TOKEN.finditer(text)], dtype=np.int64).reshape(-1, 2)
-        return spans[:, 0].copy(), spans[:, 1].copy()
-    return starts.astype(np.int64), ends.astype(np.int64)
+        starts, ends = spans[:, 0], spans[:, 1]
+    offsets = np.int32 if len(text) < 1 << 31 else np.int64
+    return starts.astype(offsets), ends.astype(offsets)
 
 
 # The multipliers of a seed's tokens in its hash (odd 64-bit constants; arithmetic wraps, modulo 2 ** 64).

@@ -106,19 +106,6 @@ def dataset_of(store: Store, manifests: list[dict], name: str, *, runs: Iterable
     return dataset if where is None else dataset.filter(where)
 
 
-def committed_doc_ids(store: Store, manifests: list[dict] | None = None) -> set[str]:
-    """doc_id of every document already published by a committed run (of manifests, if given), withdrawn ones
-    too: their bytes met again are duplicates, never published a second time.
-
-    Read without the part check, which would read every documents part in full in every ingest run, where only
-    the doc_id column is needed (archive verify checks the parts)."""
-    if manifests is None:
-        manifests = list(committed_manifests(store))
-    table = dataset_of(store, manifests, "documents", runs=[m["run_id"] for m in manifests],
-                       verify=False).to_table(columns=["doc_id"])
-    return set(table.column("doc_id").to_pylist())
-
-
 def set_aside_before(store: Store, run_id: str, paths: Iterable[str]) -> set[tuple[str, str, str]]:
     """(path, outcome, reason) of the files among paths that committed runs before run_id set aside already
     (quarantined or skipped): what a re-run's summary need not list as news."""

@@ -12,6 +12,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from archive.catalogue.keyindex import CommittedDocuments
 from archive.catalogue.withdraw import skip_withdrawn, withdrawn_paths
 from archive.errors import ConfigurationError
 from archive.extract.budget import EXTRACT_SECONDS, OCR_PAGE_SECONDS, TEXT_PER_BYTE, Budgets
@@ -31,7 +32,6 @@ from archive.ingest import (
 from archive.ingest.unpack import DEPTH, EXPANDED_BYTES, MEMBERS, RATIO, SEPARATOR, ContainerLimits
 from archive.provenance import RunContext, new_run_id
 from archive.publish import committed_manifests
-from archive.read import committed_doc_ids
 from archive.reuse import ReuseParams, RunReuse, find_run_reuse, reuse_parameters
 from archive.sources import batches, open_source, overlap
 from archive.storage import open_store, resolve_dest
@@ -122,8 +122,9 @@ def ingest(
                             budgets=budgets, containers=unpacking,
                             reuse=reuse_params if reuse else None)  # (band hashes made in the batches)
     run = RunContext(new_run_id(), collection, src.url, **started_by())
-    known = frozenset(committed_doc_ids(store))
-    withdrawn = withdrawn_paths(store, list(committed_manifests(store)))  # skipped, never read again
+    manifests = list(committed_manifests(store))
+    known = CommittedDocuments(store, manifests)  # (looked up by hash prefix: archive/catalogue/keyindex.py)
+    withdrawn = withdrawn_paths(store, manifests)  # skipped, never read again
     options = replace(options, withdrawn_members={p: why for p, why in withdrawn.items() if SEPARATOR in p})
     warnings = []
     if metadata:

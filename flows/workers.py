@@ -18,13 +18,13 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from multiprocessing.managers import BaseManager
-from typing import Iterator
+from typing import Container, Iterator
 
 from archive.claims import DocumentClaims
 
 _POOLS: dict[str, ProcessPoolExecutor] = {}
 _CLAIMS: dict[str, DocumentClaims] = {}  # for batches run in this process
-_known: frozenset[str] = frozenset()  # set once in each worker process by _initialise
+_known: Container[str] = frozenset()  # set once in each worker process by _initialise
 _claims = None  # the run's DocumentClaims (a proxy to the manager's), set once in each worker process
 
 
@@ -35,7 +35,7 @@ class _ClaimsManager(BaseManager):
 _ClaimsManager.register("DocumentClaims", DocumentClaims)
 
 
-def _initialise(known: frozenset[str], claims=None) -> None:
+def _initialise(known: Container[str], claims=None) -> None:
     global _known, _claims
     _known, _claims = known, claims
 
@@ -93,9 +93,9 @@ def process_pool(run_id: str, workers: int, initializer=None, initargs: tuple = 
 
 
 @contextmanager
-def batch_workers(run_id: str, workers: int, known: frozenset[str]) -> Iterator[None]:
-    """The pool for run_id's ingest batches, and the claims they share. The committed doc_ids go to each
-    worker once, at start, not with every batch."""
+def batch_workers(run_id: str, workers: int, known: Container[str]) -> Iterator[None]:
+    """The pool for run_id's ingest batches, and the claims they share. known (the committed documents: a
+    CommittedDocuments, which each worker opens itself) goes to each worker once, at start, not with every batch."""
     if workers <= 1:
         _CLAIMS[run_id] = DocumentClaims()
         try:

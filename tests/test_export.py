@@ -31,15 +31,16 @@ NEW_TEXT = "Minutes of the harbour committee, second sitting.\nThe pier is to be
 
 def _ingest(store, source_dir: Path, when: dt.datetime, collection: str) -> str:
     """One committed ingest run of source_dir, started at when (run ids order runs by start)."""
+    from archive.catalogue.keyindex import CommittedDocuments
     from archive.ingest import commit_run, process_batch
     from archive.provenance import RunContext, new_run_id
-    from archive.read import committed_doc_ids
+    from archive.publish import committed_manifests
     from archive.sources import open_source
 
     source = open_source(str(source_dir))
     run = RunContext(new_run_id(when), collection, source.url)
     refs = sorted(source.iter_files(), key=lambda ref: ref.path)
-    summary = process_batch(store, source, run, 0, refs, known=committed_doc_ids(store))
+    summary = process_batch(store, source, run, 0, refs, known=CommittedDocuments(store, committed_manifests(store)))
     commit_run(store, run, [summary], parameters={}, warnings=[])
     return run.run_id
 

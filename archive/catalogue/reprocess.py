@@ -41,6 +41,7 @@ from ..storage import Store, object_key
 from ..tables import follow_after_commit
 from . import view
 from .identity import as_json, describe, description_sha256, elements, from_json
+from .keyindex import write_indexes
 from .settle import settle_records
 
 # --format: the media types each names (a prefix ends with /).
@@ -225,6 +226,7 @@ def commit_reprocess(store: Store, run: RunContext, summaries: list[ReprocessSum
             commit_manifest(store, done, locked=True)
             # What the batches and the reuse step wrote that the manifest does not list (replaced at commit).
             delete_unlisted(store, done, written_keys(summaries, reuse) | set(records.unlisted))
+            write_indexes(store, done)
     follow_after_commit(store)
     return {"run_id": run.run_id, "manifest": manifest_key(run.run_id), "counts": done["counts"],
             "notes": done.get("notes", []), "reuse": done.get("reuse")}

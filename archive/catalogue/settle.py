@@ -33,6 +33,7 @@ from ..storage import Store
 from ..validate import describe_problems, problems
 from . import view
 from .identity import HASHED, as_json, describe, description_sha256, from_json
+from .keyindex import runs_with_records
 
 PENDING = "pending"
 SHOWN_CHARS = 120  # of an old or new value, in an event's detail
@@ -50,17 +51,19 @@ class SettledRecords:
 
 
 def settle_records(store: Store, run: RunContext, candidate_parts: list[PartInfo], manifests: list[dict],
-                   documents: set[str], index: int, *, rederived: bool = False) -> SettledRecords:
+                   documents, index: int, *, rederived: bool = False) -> SettledRecords:
     """Settle the candidates in candidate_parts against the records of manifests (every committed run, read under
-    the commit lock). documents: the doc_ids that are documents once this run commits. index: the part number of a
-    part written here.
+    the commit lock). documents: the doc_ids that are documents once this run commits (a set, or an object whose
+    among(doc_ids) says which are: archive/catalogue/keyindex.py). index: the part number of a part written here.
 
     rederived: the candidates carry their documents' re-derived descriptions (archive reprocess): a record still
     at those bytes, not withdrawn, whose description they change gets a "rederived" version, its statement kept."""
     if not candidate_parts:
         return SettledRecords()
     written = pa.concat_tables([pq.read_table(io.BytesIO(store.get_bytes(p.key))) for p in candidate_parts])
-    table = written.filter(pc.is_in(written["doc_id"], value_set=pa.array(sorted(documents), pa.string())))
+    ids = pc.unique(written["doc_id"]).to_pylist()
+    kept = documents.among(ids) if hasattr(documents, "among") else set(ids) & documents
+    table = written.filter(pc.is_in(written["doc_id"], value_set=pa.array(sorted(kept), pa.string())))
     current = _latest(store, manifests, pc.unique(table["record_id"]))
     state = current.select(["record_id", "version", "doc_id", "description_sha256", "change"]).rename_columns(
         ["record_id", "cur_version", "cur_doc_id", "cur_sha256", "cur_change"])
@@ -100,8 +103,10 @@ def settle_records(store: Store, run: RunContext, candidate_parts: list[PartInfo
 
 
 def _latest(store: Store, manifests: list[dict], record_ids: pa.Array) -> pa.Table:
-    """The latest committed version of each of these records."""
-    rows = view.record_rows(store, manifests, view.among("record_id", record_ids))
+    """The latest committed version of each of these records: read from the runs that hold them (their record-id
+    indexes say which: archive/catalogue/keyindex.py), not from every records part."""
+    holding = runs_with_records(store, manifests, record_ids.to_pylist())
+    rows = view.record_rows(store, holding, view.among("record_id", record_ids))
     return view.latest(rows)
 
 

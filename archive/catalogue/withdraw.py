@@ -28,6 +28,7 @@ from ..storage import Store, object_key
 from ..tables import follow_after_commit
 from . import view
 from .identity import record_id
+from .keyindex import write_indexes
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -72,6 +73,7 @@ def withdraw(store: Store, idents: Iterable[str], reason: str, *, purge: bool = 
                 store.delete(object_key(doc_id))
             except ObjectNotFoundError:
                 pass
+    write_indexes(store, manifest)
     follow_after_commit(store, manifests + [manifest])
     return {"run_id": run.run_id, "manifest": key, "counts": counts, "reason": reason,
             "records": [{"path": r["path"], "record_id": r["record_id"], "version": r["version"], "doc_id": r["doc_id"]}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Container, Iterable, Iterator
 
 from .. import provenance as ev
 from ..catalogue.identity import elements
@@ -47,7 +47,7 @@ class BatchProcessor:
     """Turns a batch of FileRefs into rows of the four datasets and writes them as parts."""
 
     def __init__(self, store: Store, source: Source, run: RunContext, index: int, *,
-                 known: frozenset[str] | set[str] = frozenset(), options: IngestOptions = IngestOptions(),
+                 known: Container[str] = frozenset(), options: IngestOptions = IngestOptions(),
                  descriptions: Descriptions = Descriptions(), claims: DocumentClaims | None = None):
         self.store, self.source, self.run, self.index = store, source, run, index
         self.known, self.options, self.descriptions = known, options, descriptions
@@ -274,7 +274,7 @@ def _extracted(waiting: list[tuple[FileRef, str, Format, bytes]], timer: Callabl
 
 
 def process_batch(store: Store, source: Source, run: RunContext, index: int, refs: list[FileRef], *,
-                  known: frozenset[str] | set[str] = frozenset(), options: IngestOptions = IngestOptions(),
+                  known: Container[str] = frozenset(), options: IngestOptions = IngestOptions(),
                   descriptions: Descriptions = Descriptions(), claims: DocumentClaims | None = None) -> BatchSummary:
     """Ingest one batch; its parts are in the store (uncommitted) when this returns.
 

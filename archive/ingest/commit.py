@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import provenance as ev
+from ..catalogue.keyindex import CommittedDocuments, DocumentsOnceCommitted, write_indexes
 from ..catalogue.settle import settle_records
 from ..commitlock import commit_lock
 from ..errors import SourceError, StoreError
@@ -28,7 +29,6 @@ from ..publish import (
     write_part,
     write_table_part,
 )
-from ..read import committed_doc_ids
 from ..records import json_form, to_table
 from ..reuse import RunReuse, settle_run_reuse
 from ..storage import Store
@@ -58,7 +58,7 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
     A run whose manifest is damaged is left out (its documents are not known to the duplicate check, so this run
     may publish them again); a note of the manifest names it.
     """
-    # Under the lock, the committed doc_ids read here cannot change before the
+    # Under the lock, the committed doc_ids looked up here cannot change before the
     # manifest lands: two concurrent runs never both publish a document.
     with commit_lock(store, run.run_id):
         done = committed_manifest(store, run.run_id)
@@ -69,10 +69,11 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
         written = written_keys(summaries, reuse)
         damaged: list[DamagedManifest] = []
         manifests = list(committed_manifests(store, damaged=damaged))
-        committed = committed_doc_ids(store, manifests)
+        committed = CommittedDocuments(store, manifests)
         notes = [f"{d}; the documents that run published were not known to this run's commit, which may publish "
                  "them again" for d in damaged]
-        notes += reconcile(store, run, summaries, committed)
+        # (the run's documents looked up together: those committed before are duplicates)
+        notes += reconcile(store, run, summaries, committed.among(d for s in summaries for d in s.documents))
         published = {d for s in summaries for d in s.documents}
         # The reuse step's parts, filtered of what reconcile unpublished (and caught up
         # with any run committed since the step looked): no heavy work under the lock.
@@ -80,7 +81,7 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
         # Each record's next version, numbered after every version committed before this run's.
         records = settle_records(store, run, [p for s in sorted(summaries, key=lambda s: s.index) for p in s.parts
                                               if p.dataset == "records"],
-                                 manifests, committed | published, len(summaries))
+                                 manifests, DocumentsOnceCommitted(published, committed), len(summaries))
         counts = {**total_counts(summaries), "updated": records.counts["updated"]}
         run_part = publish_run_events(store, run, len(summaries), counts, warnings, records.events)
         store.flush()
@@ -96,6 +97,7 @@ def commit_run(store: Store, run: RunContext, summaries: list[BatchSummary], *, 
             manifest["reuse"] = settled.figures
         key = commit_manifest(store, manifest, locked=True)
     delete_unlisted(store, manifest, written | set(records.unlisted))
+    write_indexes(store, manifest)
     follow_after_commit(store, manifests + [manifest])
     return CommitResult(key, manifest["counts"], notes, manifest.get("reuse"), tuple(damaged))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Container
 
 from ..errors import ObjectExistsError, StoreError
 from ..sources import FileRef
@@ -21,7 +22,7 @@ class OriginalsWriter:
     look, and checks them, before the batch writes its parts, so a part only ever names originals that are stored.
     """
 
-    def __init__(self, store: Store, known: frozenset[str] | set[str], reused: list[str]):
+    def __init__(self, store: Store, known: Container[str], reused: list[str]):
         self.store = store
         self.known = known  # committed doc_ids: their originals are expected in the store
         self.reused = reused  # keys found stored that no committed document accounts for (checked at commit)

@@ -305,6 +305,45 @@ def test_a_hash_filter_finds_every_hash_added_in_fixed_memory():
         HashFilter(bits=3)
 
 
+def test_candidate_pairs_come_by_groups_of_texts_so_that_a_chunk_carries_few_texts(tmp_path):
+    """Two stories reprinted 100 times each, their texts' keys interleaved: every pair comes once, and the chunks
+    for the workers carry a few blocks' texts, fewer than pairs in the order of their keys would."""
+    from archive.reuse.parallel import _chunks
+
+    search = _Search(str(tmp_path / "search"))
+    keys = [search._register(f"doc{i:03d}", f"sha{i:03d}", 0, "run") for i in range(200)]
+    search.db.executemany("UPDATE texts SET body = ? WHERE key = ?", [(f"text {key}", key) for key in keys])
+    stories = [keys[0::2], keys[1::2]]
+    pairs = [(a, b) for story in stories for i, a in enumerate(story) for b in story[i + 1:]]
+    search._insert_pairs([np.array([(a << 32) | b for a, b in pairs], dtype=np.int64)])
+    given = list(search.text_pairs())
+    assert sorted((row[0], row[4]) for row in given) == sorted(pairs)
+    assert all(row[2] == f"text {row[0]}" and row[6] == f"text {row[4]}" and row[3] == [(f"doc{row[0] - 1:03d}", 0)]
+               for row in given)
+    shipped = sum(len(texts) for _, texts in _chunks(iter(given)))
+    by_key = sum(len(texts) for _, texts in _chunks(iter(sorted(given, key=lambda row: (row[0], row[4])))))
+    assert shipped < len(pairs) / 4 and shipped < by_key / 2
+    search.close()
+
+
+def test_pair_keys_hold_the_pairs_pair_key_names_in_either_order():
+    from archive.reuse.pairs import PairKeys, pair_key
+
+    rng = random.Random(7)
+    docs = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(500)]
+    docs += [docs[0][:16] + "0" * 48]  # (the same first 16 digits as another: one key, as pair_key has it)
+    given = [(rng.choice(docs), rng.choice(docs)) for _ in range(3000)]
+    keys = PairKeys()
+    keys.update([a for a, _ in given[:2000]], [b for _, b in given[:2000]])
+    for a, b in given[2000:]:
+        keys.add(pair_key(b, a))
+    expected = {pair_key(a, b) for a, b in given}
+    assert len(keys) == len(expected)
+    probes = [pair_key(rng.choice(docs), rng.choice(docs)) for _ in range(5000)]
+    assert [key in keys for key in probes] == [key in expected for key in probes]
+    assert all(pair_key(b, a) in keys for a, b in given)
+
+
 def test_a_batch_makes_the_band_hashes_of_the_documents_it_publishes(tmp_path, seeds_dir):
     from archive.claims import DocumentClaims
     from archive.ingest import IngestOptions, process_batch

@@ -280,7 +280,7 @@ class _Search:
 
 # Texts of a group a block of pairs takes at a time (see _Search.text_pairs); characters of texts _TextCache keeps.
 BLOCK_TEXTS = 64
-CACHED_TEXT_CHARS = 16 << 20
+CACHED_TEXT_CHARS = 4 << 20
 
 
 class _TextCache:

@@ -174,6 +174,9 @@ def lineage_story(story: dict) -> None:
               f"document's passage at {first['start']}-{first['end']}  (run {cluster['run_id']})")
         for m in cluster["members"][1:]:
             print(f"  {m['doc_id']}  {m['start']}-{m['end']}  {m['date'] or 'no date'}")
+    if story["shares_text_with"] and not story.get("reuse_clusters"):
+        print("reprint clusters: this document is in none yet; `archive reuse` groups the passages of every "
+              "committed document into clusters")
     print("events:")
     for e in story["events"]:
         tool = f" [{e['tool']}]" if e["tool"] else ""

@@ -311,6 +311,24 @@ def test_text_from_files_reaches_the_terminal_escaped(capsys):
     assert printed.count("Report \\x1b[31mred") >= 4  # shown, escaped: title, path, detail, note, collection
 
 
+def test_lineage_says_when_a_document_that_shares_text_is_in_no_reprint_cluster_yet(capsys):
+    from archive_flows import output
+
+    story = {"sha256": "a" * 64, "original": {"key": "objects/x", "stored": True, "bytes": 1}, "sources": [],
+             "documents": [], "events": [], "runs": [],
+             "shares_text_with": [{"doc_id": "b" * 64, "similarity": 0.5, "passages": 1, "words": 80, "run_id": "r"}]}
+    output.lineage_story({**story, "reuse_clusters": []})
+    assert "in none yet; `archive reuse` groups" in capsys.readouterr().out
+    output.lineage_story({**story, "reuse_clusters": [{
+        "cluster_id": "c" * 32, "size": 2, "earliest_doc_id": None, "earliest_date": None, "run_id": "r2",
+        "members": [{"doc_id": "a" * 64, "start": 0, "end": 9, "date": None},
+                    {"doc_id": "b" * 64, "start": 3, "end": 12, "date": None}]}]})
+    printed = capsys.readouterr().out
+    assert "reprint cluster cccccccccccccccc: 2 documents" in printed and "in none yet" not in printed
+    output.lineage_story({**story, "shares_text_with": []})
+    assert "reprint clusters" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("dest_of", [lambda src: src / "archive-store", lambda src: src, lambda src: src.parent])
 def test_a_dest_inside_the_source_or_around_it_is_refused_before_anything_is_written(cli_env, tmp_path, dest_of):
     source = tmp_path / "batch"

@@ -244,8 +244,8 @@ def ingest(root: Path, name: str, extra: list[str]) -> dict:
     if r["rc"] != 0:
         raise SystemExit(f"{name} failed ({r['rc']}):\n{r['stderr'][-3000:]}")
     out = _last_json(r["stdout"]) or {}
-    return {"wall_s": round(r["wall"], 1), "peak_rss_mib": round(r["peak_rss_mib"]), "tree_rss_mib":
-            round(r["tree_rss_mib"]), "processes": processes, "stage_seconds": out.get("stage_seconds"),
+    return {"wall_s": round(r["wall"], 1), "cpu_s": round(r["cpu_s"], 1), "peak_rss_mib": round(r["peak_rss_mib"]),
+            "tree_rss_mib": round(r["tree_rss_mib"]), "processes": processes, "stage_seconds": out.get("stage_seconds"),
             "reuse": out.get("reuse"), "dest": str(dest)}
 
 

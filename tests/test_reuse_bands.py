@@ -36,21 +36,58 @@ def _random_text(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(vocabulary) for _ in range(words))
 
 
+_MASK = (1 << 64) - 1
+
+
+def _fmix64(value: int) -> int:
+    value ^= value >> 33
+    value = value * 0xFF51AFD7ED558CCD & _MASK
+    value ^= value >> 33
+    value = value * 0xC4CEB9FE1A85EC53 & _MASK
+    return value ^ (value >> 33)
+
+
+def _word_hash(word: str) -> int:
+    """A word's hash, one byte at a time: tabulation over its lower-cased UTF-8 bytes, and its length."""
+    data = word.lower().encode("utf-8")
+    value = 0
+    for at, byte in enumerate(data):
+        slot = at % 64 * 256 + byte  # (the table's 64-bit values, 8 to a 64-byte blake2b digest)
+        block = hashlib.blake2b((slot // 8).to_bytes(2, "little"), digest_size=64, person=b"archive-lsh2").digest()
+        value ^= int.from_bytes(block[slot % 8 * 8:slot % 8 * 8 + 8], "little")
+    return value ^ (len(data) * 0xBF58476D1CE4E5B9 & _MASK)
+
+
+def _shingle_hash(words: list[str]) -> int:
+    value = _word_hash(words[0])
+    for word in words[1:]:
+        value = (value * 0x9E3779B97F4A7C15 + _word_hash(word)) & _MASK
+    return _fmix64(value) >> 32
+
+
+def _band_hash(band: int, values) -> int:
+    value = int.from_bytes(hashlib.blake2b(band.to_bytes(2, "little"), digest_size=8,
+                                           person=b"archive-lsh2").digest(), "little")
+    for row in values:
+        value = _fmix64(value ^ int(row))
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
 @pytest.mark.parametrize("words", [3, 5, 17, 25, 26, 333])
 def test_band_hashes_are_the_bands_of_datasketch_minhash_sketches_of_each_window(words):
-    """Each window's sketch is datasketch's MinHash.update_batch over its shingles,
-    cut into MinHashLSH's bands; the hash is blake2b of the band number and its values."""
+    """Each window's sketch is datasketch's MinHash.update_batch over its shingles' hashes, cut into
+    MinHashLSH's bands; each band's hash mixes its band number's seed with its values. The reference here
+    computes them one word, one shingle and one band at a time, in Python ints."""
     from datasketch import MinHash, MinHashLSH
-    from datasketch.hashfunc import sha1_hash32
 
     params = ReuseParams()
-    text = _random_text(random.Random(words), words)
+    text = _random_text(random.Random(words), words) + " Straße İstanbul ΟΔΟΣ don't"
     bands = document_bands(text, params)
     tokens = _sketch_words(text)
     if len(tokens) < params.shingle_words:
         assert bands is None
         return
-    shingles = [sha1_hash32(" ".join(tokens[i:i + 5]).encode("utf-8")) for i in range(len(tokens) - 4)]
+    shingles = [_shingle_hash(tokens[i:i + 5]) for i in range(len(tokens) - 4)]
     sketch = MinHash(num_perm=params.num_perm, seed=params.seed, hashfunc=_identity)
     lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm)
     indexed_starts = set(_window_starts(len(tokens), 25, 25))
@@ -60,19 +97,26 @@ def test_band_hashes_are_the_bands_of_datasketch_minhash_sketches_of_each_window
         sketch.clear()
         sketch.update_batch(shingles[start:start + 21])
         for band, (low, high) in enumerate(lsh.hashranges):
-            data = (band.to_bytes(2, "little")
-                    + np.ascontiguousarray(sketch.hashvalues[low:high], dtype="<u4").tobytes())
-            value = int.from_bytes(hashlib.blake2b(data, digest_size=8, person=b"archive-lsh1").digest(), "little",
-                                   signed=True)
+            value = _band_hash(band, sketch.hashvalues[low:high])
             expected[value] = expected.get(value, False) or start in indexed_starts
     assert dict(zip(bands.hashes.tolist(), bands.indexed.tolist())) == expected
     assert bands.windows_queried == len(starts) and bands.windows_indexed == len(indexed_starts)
     assert set(bands.bands.tolist()) <= set(range(8))
 
 
+def test_a_word_hash_does_not_depend_on_the_words_around_it_or_on_case():
+    from archive.reuse.sketch import _word_hashes
+
+    words = ["ΟΔΟΣ", "Σ", "İstanbul", "Straße", "don't", "a", "ab", "ba", "x" * 70, "x" * 69 + "y", "x" * 6 + "y"]
+    alone = [int(_word_hashes([word])[0]) for word in words]
+    assert _word_hashes(words).tolist() == alone == [_word_hash(word) for word in words]
+    assert _word_hashes([w.upper() for w in words[5:]]).tolist() == alone[5:]
+    assert len(set(alone)) == len(words)
+
+
 def test_the_scheme_names_every_parameter_that_shapes_the_bands_and_no_other():
     default = band_scheme(ReuseParams())
-    assert default.name.startswith("lsh1:shingle5:window25:stride5:perm32:bands8x4:seed1:")
+    assert default.name.startswith("lsh2:shingle5:window25:stride5:perm32:bands8x4:seed1:")
     assert band_scheme(ReuseParams(min_words=20, min_similarity=0.5)).name == default.name
     for changed in ({"seed": 2}, {"num_perm": 64}, {"window_words": 30}, {"query_stride": 3}, {"threshold": 0.8}):
         assert band_scheme(ReuseParams(**changed)).name != default.name, changed
@@ -259,6 +303,45 @@ def test_a_hash_filter_finds_every_hash_added_in_fixed_memory():
     assert wanted.words.nbytes == 2 ** 20 // 8 and wanted.added == 100_010
     with pytest.raises(ValueError, match="bits"):
         HashFilter(bits=3)
+
+
+def test_candidate_pairs_come_by_groups_of_texts_so_that_a_chunk_carries_few_texts(tmp_path):
+    """Two stories reprinted 100 times each, their texts' keys interleaved: every pair comes once, and the chunks
+    for the workers carry a few blocks' texts, fewer than pairs in the order of their keys would."""
+    from archive.reuse.parallel import _chunks
+
+    search = _Search(str(tmp_path / "search"))
+    keys = [search._register(f"doc{i:03d}", f"sha{i:03d}", 0, "run") for i in range(200)]
+    search.db.executemany("UPDATE texts SET body = ? WHERE key = ?", [(f"text {key}", key) for key in keys])
+    stories = [keys[0::2], keys[1::2]]
+    pairs = [(a, b) for story in stories for i, a in enumerate(story) for b in story[i + 1:]]
+    search._insert_pairs([np.array([(a << 32) | b for a, b in pairs], dtype=np.int64)])
+    given = list(search.text_pairs())
+    assert sorted((row[0], row[4]) for row in given) == sorted(pairs)
+    assert all(row[2] == f"text {row[0]}" and row[6] == f"text {row[4]}" and row[3] == [(f"doc{row[0] - 1:03d}", 0)]
+               for row in given)
+    shipped = sum(len(texts) for _, texts in _chunks(iter(given)))
+    by_key = sum(len(texts) for _, texts in _chunks(iter(sorted(given, key=lambda row: (row[0], row[4])))))
+    assert shipped < len(pairs) / 4 and shipped < by_key / 2
+    search.close()
+
+
+def test_pair_keys_hold_the_pairs_pair_key_names_in_either_order():
+    from archive.reuse.pairs import PairKeys, pair_key
+
+    rng = random.Random(7)
+    docs = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(500)]
+    docs += [docs[0][:16] + "0" * 48]  # (the same first 16 digits as another: one key, as pair_key has it)
+    given = [(rng.choice(docs), rng.choice(docs)) for _ in range(3000)]
+    keys = PairKeys()
+    keys.update([a for a, _ in given[:2000]], [b for _, b in given[:2000]])
+    for a, b in given[2000:]:
+        keys.add(pair_key(b, a))
+    expected = {pair_key(a, b) for a, b in given}
+    assert len(keys) == len(expected)
+    probes = [pair_key(rng.choice(docs), rng.choice(docs)) for _ in range(5000)]
+    assert [key in keys for key in probes] == [key in expected for key in probes]
+    assert all(pair_key(b, a) in keys for a, b in given)
 
 
 def test_a_batch_makes_the_band_hashes_of_the_documents_it_publishes(tmp_path, seeds_dir):

@@ -110,7 +110,7 @@ def test_one_ingest_run_finds_the_seed_reuse_as_archive_reuse_does(prefect_harne
     # Committed with the run: reuse rows, band hashes, one event per pair; figures and parameters in the manifest.
     manifest = _manifest(dest, result["run_id"])
     assert {p["dataset"] for p in manifest["parts"]} >= {"reuse", "reuse_bands"}
-    assert manifest["parameters"]["reuse"]["bands"].startswith("lsh1:shingle5:window25:stride5:perm32:bands8x4:seed1:")
+    assert manifest["parameters"]["reuse"]["bands"].startswith("lsh2:shingle5:window25:stride5:perm32:bands8x4:seed1:")
     assert manifest["parameters"]["reuse"]["min_words"] == ReuseParams().min_words
     assert manifest["reuse"]["pairs"] == result["reuse"]["pairs"] == 3
     assert manifest["reuse"]["passages"] == len(rows) and manifest["reuse"]["documents"] == 6
@@ -196,6 +196,38 @@ def test_runs_without_band_hashes_are_caught_up_by_archive_reuse(prefect_harness
     again = publish_reuse(store, RunContext(new_run_id(), None, store.url))
     assert again["counts"]["documents_sketched"] == 0
     assert _passages(_current(dest)) == _passages(rows)
+
+
+def test_band_hashes_of_another_scheme_are_never_compared_and_archive_reuse_recomputes_them(
+        prefect_harness, seeds_dir, tmp_path, monkeypatch):
+    """A run whose band hashes are of another scheme (an older hashing: another BANDS_VERSION) is, to later
+    ingest runs, a run without band hashes, even where its hashes happen to equal theirs: never compared
+    across schemes. `archive reuse` computes its band hashes under the current scheme, and then its pairs."""
+    from archive.reuse.sketch import band_scheme
+    from archive_flows.ingest import ingest
+
+    dest = str(tmp_path / "store")
+    store = open_store(dest)
+    current = band_scheme().name
+    monkeypatch.setattr("archive.reuse.sketch.BANDS_VERSION", "lsh1")  # (the same hashes, under another name)
+    band_scheme.cache_clear()
+    old = ingest(str(_source(tmp_path, "old", _seed_files(seeds_dir, "000", "003", "004"))), dest=dest, workers=1)
+    monkeypatch.undo()
+    band_scheme.cache_clear()
+    old_scheme = _manifest(dest, old["run_id"])["parameters"]["reuse"]["bands"]
+    assert old_scheme.startswith("lsh1:") and old_scheme != current == band_scheme().name
+    assert [p for p in _manifest(dest, old["run_id"])["parts"] if p["dataset"] == "reuse_bands"]
+    assert banded_runs(committed_manifests(store), current) == set()
+
+    blind = ingest(str(_source(tmp_path, "blind", _seed_files(seeds_dir, "001"))), dest=dest, workers=1)
+    assert blind["reuse"]["pairs"] == 0  # 000's band hashes are of the other scheme
+
+    recomputed = publish_reuse(store, RunContext(new_run_id(), None, store.url))
+    assert list(_manifest(dest, recomputed["run_id"])["parameters"]["bands_for_runs"]) == [old["run_id"]]
+    assert recomputed["counts"]["documents_sketched"] == 3 and recomputed["counts"]["pairs"] == 1
+    later = ingest(str(_source(tmp_path, "later", _seed_files(seeds_dir, "002"))), dest=dest, workers=1)
+    assert later["reuse"]["pairs"] == 1  # with 000, through the band hashes of the current scheme
+    assert _passages(_current(dest)) == _expected(dest)
 
 
 @pytest.mark.parametrize("first", ["a", "b"])

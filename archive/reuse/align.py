@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import functools
 import re
-from array import array
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import Iterable
 
 import numpy as np
 
@@ -91,9 +90,9 @@ def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words, max_
     only of such seeds is not reported). A passage repeated in one text is
     reported once per occurrence.
 
-    Memory: about 50 bytes a token of the two texts (each token's start and
-    number, each seed's hash and place in a sorted index of text_b's seeds),
-    and the texts' distinct tokens.
+    Memory: about 60 bytes a token of the two texts (each token's start, end
+    and number, each seed's hash and place in a sorted index of its text's
+    seeds), and the texts' distinct tokens.
     """
     tokenizer = Tokenizer()
     return align_tokens(tokenizer.tokens(text_a), tokenizer.tokens(text_b), min_words, max_gap)
@@ -104,31 +103,48 @@ def align_tokens(tokens_a: Tokens, tokens_b: Tokens, min_words: int = ReuseParam
     """align() of two texts' tokens, numbered by the same Tokenizer."""
     if min_words < 1:
         raise ValueError(f"min_words must be at least 1, not {min_words}")
-    starts_a, ends_a, a = tokens_a
-    starts_b, ends_b, b = tokens_b
+    starts_a, ends_a, a = tokens_a.starts, tokens_a.ends, tokens_a.numbers
+    starts_b, ends_b, b = tokens_b.starts, tokens_b.ends, tokens_b.numbers
     n_a, n_b, m = len(a), len(b), min_words
     if n_a < m or n_b < m:
         return Alignment((), n_a, n_b)
-    # text_b's seeds, sorted by a hash of their tokens (equal seeds together, in their order in text_b); each seed
-    # of text_a finds the range of its hash, and its hits are the seeds there whose tokens are its own.
-    hashes_b = _seed_hashes(b, m)
-    index = np.argsort(hashes_b, kind="stable")
-    sorted_b = hashes_b[index]
-    del hashes_b
-    hashes_a = _seed_hashes(a, m)
-    first = np.searchsorted(sorted_b, hashes_a, side="left")
-    last = np.searchsorted(sorted_b, hashes_a, side="right")
-    del hashes_a, sorted_b
+    # Each text's seeds sorted by a hash of their tokens (equal seeds together, in their order in the text: see
+    # Tokens.seeds); each seed of text_a finds the range of its hash in text_b's, and its hits are the seeds there
+    # whose tokens are its own. (Searched in hash order: sorted keys are searched several times faster.)
+    order_a, sorted_a = tokens_a.seeds(m)
+    index, sorted_b = tokens_b.seeds(m)
+    first = np.empty(len(order_a), dtype=np.intp)
+    last = np.empty(len(order_a), dtype=np.intp)
+    first[order_a] = np.searchsorted(sorted_b, sorted_a, side="left")
+    last[order_a] = np.searchsorted(sorted_b, sorted_a, side="right")
     seeded = np.flatnonzero(last > first)
+    if len(seeded) == 0:
+        return Alignment((), n_a, n_b)
+    lows, highs = first[seeded], last[seeded]
+    # Seeds of consecutive tokens of text_a with one hit each, on the same diagonal, are a streak: once one is
+    # inside a passage, so are the next ones up to the passage's end, skipped at once (run_end: the end of each
+    # seed's streak, as a position in seeded).
+    diagonal = np.where(highs - lows == 1, index[lows] - seeded, n_b + 1)  # (n_b + 1: no diagonal)
+    streak = np.ones(len(seeded), dtype=bool)
+    streak[1:] = (diagonal[1:] != diagonal[:-1]) | (seeded[1:] != seeded[:-1] + 1) | (diagonal[1:] > n_b)
+    starts = np.flatnonzero(streak)
+    run_end = np.repeat(np.append(starts[1:], len(seeded)), np.diff(np.append(starts, len(seeded)))).tolist()
     reversed_a, reversed_b = (a[::-1], b[::-1]) if max_gap else (a, b)
 
     passages = []
     reached: dict[int, int] = {}  # diagonal (j - i) -> end (in a) of the last passage found on it
     repeated: dict[int, tuple[list[int], list[int] | None]] = {}  # low -> (seed, its hits), for large ranges
     at = index.tolist()
-    for i, low, high in zip(seeded.tolist(), first[seeded].tolist(), last[seeded].tolist()):
-        if high - low == 1 and i < reached.get(at[low] - i, -1):
-            continue  # (the commonest case, a seed inside the passage just found: no tokens compared)
+    positions, lows, highs = seeded.tolist(), lows.tolist(), highs.tolist()
+    k = 0
+    while k < len(positions):
+        i, low, high = positions[k], lows[k], highs[k]
+        if high - low == 1:
+            end_of_passage = reached.get(at[low] - i, -1)
+            if i < end_of_passage:  # (the commonest case, a seed inside a passage found: no tokens compared)
+                k = min(run_end[k], k + end_of_passage - i)
+                continue
+        k += 1
         seed = a[i:i + m]
         if high - low > MAX_SEED_OCCURRENCES:  # (a seed text_a repeats too: checked once, not at each repeat)
             known = repeated.get(low)
@@ -146,9 +162,7 @@ def align_tokens(tokens_a: Tokens, tokens_b: Tokens, min_words: int = ReuseParam
             start = i
             while start > 0 and start + d > 0 and a[start - 1] == b[start - 1 + d]:
                 start -= 1
-            end = i + m
-            while end < n_a and end + d < n_b and a[end] == b[end + d]:
-                end += 1
+            end = _agree(a, b, i + m, d)
             runs = [(start, start + d, end - start)]
             if max_gap:
                 backward = _chain(reversed_a, reversed_b, n_a - start, n_b - start - d, max_gap)
@@ -159,7 +173,8 @@ def align_tokens(tokens_a: Tokens, tokens_b: Tokens, min_words: int = ReuseParam
             (first_a, first_b, _), (last_a, last_b, length) = runs[0], runs[-1]
             last_a, last_b = last_a + length - 1, last_b + length - 1
             passages.append(Passage(
-                start_a=starts_a[first_a], end_a=ends_a[last_a], start_b=starts_b[first_b], end_b=ends_b[last_b],
+                start_a=int(starts_a[first_a]), end_a=int(ends_a[last_a]), start_b=int(starts_b[first_b]),
+                end_b=int(ends_b[last_b]),
                 words=last_a + 1 - first_a, token_a=first_a, token_b=first_b, words_b=last_b + 1 - first_b,
                 matched=sum(length for _, _, length in runs),
             ))
@@ -179,25 +194,18 @@ def _chain(a: list[int], b: list[int], i: int, j: int, max_gap: int) -> list[tup
     runs: list[tuple[int, int, int]] = []
     pending: list[tuple[int, int, int]] = []
     score = best = 0
+    offsets = _gap_offsets(max_gap)
     while True:
-        found = None
-        for skipped in range(1, 2 * max_gap + 1):  # (a[i] != b[j]: skipping nothing finds nothing)
-            for x in range(max(0, skipped - max_gap), min(skipped, max_gap) + 1):
-                ia, jb = i + x, j + skipped - x
-                if ia < n_a and jb < n_b and a[ia] == b[jb]:
-                    found = ia, jb
-                    break
-            if found:
+        for x, y, cost in offsets:
+            ia, jb = i + x, j + y
+            if ia < n_a and jb < n_b and a[ia] == b[jb]:
+                score -= cost
                 break
-        if found is None:
+        else:
             return runs
-        ia, jb = found
-        score -= max(ia - i, jb - j)
         if score < best - max_gap:
             return runs
-        end = ia + 1
-        while end < n_a and end - ia + jb < n_b and a[end] == b[end - ia + jb]:
-            end += 1
+        end = _agree(a, b, ia + 1, jb - ia)
         pending.append((ia, jb, end - ia))
         score += end - ia
         if score > best:
@@ -207,24 +215,64 @@ def _chain(a: list[int], b: list[int], i: int, j: int, max_gap: int) -> list[tup
         i, j = end, end - ia + jb
 
 
-class Tokens(NamedTuple):
-    """A text's whitespace-separated tokens: where each starts and ends, and its number (its Tokenizer's)."""
+@functools.cache
+def _gap_offsets(max_gap: int) -> tuple[tuple[int, int, int], ...]:
+    """The places _chain looks for the next pair of equal tokens, nearest first: (tokens skipped in a, in b, the
+    larger of the two), fewest tokens skipped on both sides first (1 to 2 * max_gap: a[i] != b[j], skipping
+    nothing finds nothing), then fewest in a."""
+    return tuple((x, skipped - x, max(x, skipped - x)) for skipped in range(1, 2 * max_gap + 1)
+                 for x in range(max(0, skipped - max_gap), min(skipped, max_gap) + 1))
 
-    starts: array
-    ends: array
-    numbers: list[int]
+
+# Tokens compared at once (as list slices) while a run of identical tokens is extended, before one at a time.
+AGREE_STEP = 8
+
+
+def _agree(a: list[int], b: list[int], i: int, d: int) -> int:
+    """The end of the run of identical tokens a[k] == b[k + d] from k = i on (i itself when a[i] != b[i + d])."""
+    limit = min(len(a), len(b) - d)
+    step = AGREE_STEP
+    while i + step <= limit and a[i:i + step] == b[i + d:i + d + step]:
+        i += step
+    while i < limit and a[i] == b[i + d]:
+        i += 1
+    return i
+
+
+class Tokens:
+    """A text's whitespace-separated tokens: where each starts and ends (integer arrays), and its number (its
+    Tokenizer's); and, once asked for, its seeds (runs of m tokens) in the order of their hashes."""
+
+    __slots__ = ("starts", "ends", "numbers", "_seeds")
+
+    def __init__(self, starts: np.ndarray, ends: np.ndarray, numbers: list[int]):
+        self.starts, self.ends, self.numbers = starts, ends, numbers
+        self._seeds: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def seeds(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """(where each seed of m tokens starts, sorted by hash, equal hashes in their order in the text; those
+        hashes, sorted): made once for a text aligned with many others."""
+        if self._seeds is None or self._seeds[0] != m:
+            hashes = _seed_hashes(self.numbers, m)
+            order = np.argsort(hashes, kind="stable")
+            self._seeds = (m, order, hashes[order])
+        return self._seeds[1], self._seeds[2]
 
 
 # The tokens a Tokenizer keeps, of the texts it was asked for last; the distinct tokens it numbers before it
 # starts again (forgetting the texts it kept).
 CACHED_TOKENS = 2_000_000
 MAX_VOCABULARY = 500_000
+# Whether each code point up to U+3000 is whitespace (str.isspace, as str.split and the \s of re have it); the
+# one after it stands for every code point above (none is whitespace).
+_SPACE = np.array([chr(c).isspace() for c in range(0x3001)] + [False])
 
 
 class Tokenizer:
     """Numbers tokens for align_tokens, the same token the same number, and keeps the tokens of the texts it
-    was asked for last (up to CACHED_TOKENS): a search aligns each text with many others, and cuts it into tokens
-    once. Memory: some 60 bytes a token kept, and the distinct tokens (up to MAX_VOCABULARY)."""
+    was asked for last (up to CACHED_TOKENS), with their seeds once aligned: a search aligns each text with many
+    others, and cuts it into tokens and seeds once. Memory: some 60 bytes a token kept, and the distinct tokens
+    (up to MAX_VOCABULARY)."""
 
     def __init__(self, cached_tokens: int = CACHED_TOKENS):
         self.cached_tokens = cached_tokens
@@ -238,20 +286,33 @@ class Tokenizer:
             return found
         if len(self.vocabulary) > MAX_VOCABULARY:
             self.vocabulary, self._kept, self._kept_tokens = {}, {}, 0
-        starts, ends, numbers = array("q"), array("q"), []
+        words = text.split()  # (the tokens of _TOKEN: str.split and re's \S share str.isspace)
         vocabulary = self.vocabulary
-        for match in _TOKEN.finditer(text):
-            start, end = match.span()
-            starts.append(start)
-            ends.append(end)
-            numbers.append(vocabulary.setdefault(match.group(), len(vocabulary)))
-        found = Tokens(starts, ends, numbers)
+        new = [word for word in dict.fromkeys(words) if word not in vocabulary]
+        vocabulary.update(zip(new, range(len(vocabulary), len(vocabulary) + len(new))))
+        numbers = list(map(vocabulary.__getitem__, words))
+        found = Tokens(*_spans(text, len(words)), numbers)
         while self._kept and self._kept_tokens + len(numbers) > self.cached_tokens:  # the oldest go first
             self._kept_tokens -= len(self._kept.pop(next(iter(self._kept))).numbers)
         if len(numbers) <= self.cached_tokens:
             self._kept[text] = found
             self._kept_tokens += len(numbers)
         return found
+
+
+def _spans(text: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of the count whitespace-separated tokens of text starts and ends (int32 arrays, for a text of
+    fewer than 2 ** 31 characters; else int64), from its code points in numpy: a token starts where whitespace
+    (or the text's start) gives way to the rest, and ends where whitespace (or the text's end) comes back."""
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    space = _SPACE[np.minimum(points, len(_SPACE) - 1)].view(np.int8)
+    edges = np.diff(space, prepend=np.int8(1), append=np.int8(1))
+    starts, ends = np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
+    if len(starts) != count:  # (not expected: the two definitions of whitespace agree)
+        spans = np.array([match.span() for match in _TOKEN.finditer(text)], dtype=np.int64).reshape(-1, 2)
+        starts, ends = spans[:, 0], spans[:, 1]
+    offsets = np.int32 if len(text) < 1 << 31 else np.int64
+    return starts.astype(offsets), ends.astype(offsets)
 
 
 # The multipliers of a seed's tokens in its hash (odd 64-bit constants; arithmetic wraps, modulo 2 ** 64).

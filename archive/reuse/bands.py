@@ -273,7 +273,9 @@ class _BandWriter:
             return
         if self._writer is None:
             self._buffer = io.BytesIO()
-            self._writer = pq.ParquetWriter(self._buffer, REUSE_BANDS, compression="zstd", write_statistics=True)
+            # (No dictionary for the hashes: nearly all distinct, it would be built, outgrow its page and be dropped.)
+            self._writer = pq.ParquetWriter(self._buffer, REUSE_BANDS, compression="zstd", write_statistics=True,
+                                            use_dictionary=[n for n in REUSE_BANDS.names if n != "hash"])
         self._writer.write_table(table)
         self._part_rows += table.num_rows
         if self._part_rows >= BAND_ROWS_PER_PART:

@@ -22,9 +22,11 @@ def candidate_pairs(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray,
     not depend on the order texts come in.
 
     Rows repeating a (hash, key) are merged. Memory: a few times the rows
-    given; a bucket of n keys is expanded n at a time, so a hash shared by
-    very many texts (boilerplate) costs time, as its pairs are many, but not
-    n * n memory at once. With max_bucket, a hash shared by more keys than that
+    given and the pairs found; buckets of up to SMALL_BUCKET keys are
+    expanded together in numpy (PAIRS_AT_ONCE pairs of rows at a time), a
+    larger bucket of n keys n at a time, so a hash shared by very many texts
+    (boilerplate) costs time, as its pairs are many, but not n * n memory at
+    once. With max_bucket, a hash shared by more keys than that
     makes no pairs (see ReuseParams.max_bucket_texts).
     """
     empty = np.empty((0, 2), dtype=np.int64)
@@ -44,16 +46,43 @@ def candidate_pairs(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray,
     if max_bucket is not None:
         useful &= size <= max_bucket
     found = []
-    two = group[useful & (size == 2)]
-    found.append(np.stack([k[two], k[two + 1]], axis=1))  # keys are sorted within a bucket
-    for start, n in zip(group[useful & (size > 2)].tolist(), size[useful & (size > 2)].tolist()):
+    small = useful & (size <= SMALL_BUCKET)
+    for n in np.unique(size[small]).tolist():
+        found.extend(_bucket_pairs(k, x, group[small & (size == n)], n))
+    for start, n in zip(group[useful & ~small].tolist(), size[useful & ~small].tolist()):
         bucket, flags = k[start:start + n], x[start:start + n]
         for i in range(n - 1):
             partners = bucket[i + 1:] if flags[i] else bucket[i + 1:][flags[i + 1:]]
             if len(partners):
                 found.append(np.stack([np.full(len(partners), bucket[i]), partners], axis=1))
-    pairs = np.concatenate(found) if found else empty
-    return np.unique(pairs, axis=0) if len(pairs) else empty
+    if not found:
+        return empty
+    pairs = np.concatenate(found)
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    pairs = pairs[order]
+    distinct = np.ones(len(pairs), dtype=bool)
+    distinct[1:] = (pairs[1:, 0] != pairs[:-1, 0]) | (pairs[1:, 1] != pairs[:-1, 1])
+    return pairs[distinct]
+
+
+# Buckets of up to this many keys are expanded all at once, those of each size together (larger ones, n keys at a
+# time); and the most pairs of places such an expansion makes at once.
+SMALL_BUCKET = 64
+PAIRS_AT_ONCE = 1 << 20
+
+
+def _bucket_pairs(keys: np.ndarray, indexed: np.ndarray, starts: np.ndarray, n: int) -> list[np.ndarray]:
+    """The pairs (keys sorted within each bucket) of the buckets of n rows at starts: every two rows of a bucket
+    of which at least one is indexed, in numpy, at most PAIRS_AT_ONCE at a time."""
+    first, second = np.triu_indices(n, k=1)
+    found = []
+    step = max(1, PAIRS_AT_ONCE // len(first))
+    for at in range(0, len(starts), step):
+        chunk = starts[at:at + step, None]
+        a, b = (chunk + first).ravel(), (chunk + second).ravel()
+        keep = indexed[a] | indexed[b]
+        found.append(np.stack([keys[a[keep]], keys[b[keep]]], axis=1))
+    return found
 
 
 # Bits of a HashFilter: 2 ** 29 bits, 64 MiB, whatever the number of hashes it holds.
@@ -64,7 +93,8 @@ class HashFilter:
     """A set of band hashes in fixed memory (2 ** bits bits, one per value of a hash's low bits): a hash added is
     always found; one not added is found as often as bits are set (about 1 - e ** (-hashes / 2 ** bits)). A
     search keeps the committed band rows a run's hashes may share with it: rows let through wrongly only go to
-    the grouping (on disk), which finds no pair in them. Hashes are blake2b digests: their low bits are even."""
+    the grouping (on disk), which finds no pair in them. Band hashes end in _fmix64: their low bits are evenly
+    spread."""
 
     def __init__(self, bits: int = FILTER_BITS):
         if not 6 <= bits <= 40:

@@ -16,6 +16,7 @@ from ..storage import Store
 from .align import reuse_rows
 from .bands import DOCUMENT_BATCH, _batches, _heads, _text_digests
 from .candidates import candidate_pairs
+from .pairs import PairKeys, pair_key
 from .parallel import aligned_pairs
 from .params import ReuseError, ReuseParams, ReuseStats
 from .sketch import searched_text
@@ -252,17 +253,53 @@ class _Search:
                 yield doc_a, doc_b
 
     def text_pairs(self) -> Iterator[tuple[int, str, str, list, int, str, str, list]]:
-        """(key_a, sha_a, text_a, docs_a, key_b, sha_b, text_b, docs_b) of each candidate pair, by key."""
-        cursor = self.db.execute("SELECT a, b FROM pairs ORDER BY a, b")
-        current, sha_a, text_a, docs_a = None, None, None, None
+        """(key_a, sha_a, text_a, docs_a, key_b, sha_b, text_b, docs_b) of each candidate pair, the pairs of texts
+        that share partners together: by the group of text_a (the lowest key among it and the texts it is paired
+        with below it: one group for all the reprints of a story) and its block there (BLOCK_TEXTS texts of the
+        group, by key), then text_b's group and block, then key. A chunk of pairs (parallel.aligned_pairs) then
+        carries a few blocks' texts, not a text a pair; the texts of the last blocks are kept (_TextCache)."""
+        self.db.executescript(f"""
+            DROP TABLE IF EXISTS grouped;
+            CREATE TABLE grouped (key INTEGER PRIMARY KEY, grp INTEGER NOT NULL, block INTEGER NOT NULL);
+            INSERT INTO grouped
+                SELECT key, grp, (row_number() OVER (PARTITION BY grp ORDER BY key) - 1) / {BLOCK_TEXTS}
+                FROM (SELECT key, min(other) AS grp
+                      FROM (SELECT a AS key, a AS other FROM pairs UNION ALL SELECT b, a FROM pairs) GROUP BY key);
+        """)
+        cursor = self.db.execute(
+            "SELECT p.a, p.b FROM pairs p JOIN grouped ga ON ga.key = p.a JOIN grouped gb ON gb.key = p.b "
+            "ORDER BY ga.grp, ga.block, gb.grp, gb.block, p.a, p.b")
+        cache = _TextCache(lambda key: (*self._text(key), self._docs(key)))
         while True:
             chunk = cursor.fetchmany(1024)
             if not chunk:
                 return
             for a, b in chunk:
-                if a != current:
-                    current, (sha_a, text_a), docs_a = a, self._text(a), self._docs(a)
-                yield (a, sha_a, text_a, docs_a, b, *self._text(b), self._docs(b))
+                yield (a, *cache.get(a), b, *cache.get(b))
+
+
+# Texts of a group a block of pairs takes at a time (see _Search.text_pairs); characters of texts _TextCache keeps.
+BLOCK_TEXTS = 64
+CACHED_TEXT_CHARS = 4 << 20
+
+
+class _TextCache:
+    """(sha, text, docs) by text key, as fetch gives them, the latest up to CACHED_TEXT_CHARS characters kept."""
+
+    def __init__(self, fetch: Callable[[int], tuple[str, str, list]]):
+        self.fetch = fetch
+        self._kept: dict[int, tuple[str, str, list]] = {}
+        self._chars = 0
+
+    def get(self, key: int) -> tuple[str, str, list]:
+        found = self._kept.get(key)
+        if found is None:
+            found = self.fetch(key)
+            while self._kept and self._chars + len(found[1]) > CACHED_TEXT_CHARS:  # the oldest go first
+                self._chars -= len(self._kept.pop(next(iter(self._kept)))[1])
+            self._kept[key] = found
+            self._chars += len(found[1])
+        return found
 
 
 class _Texts:
@@ -293,24 +330,17 @@ class _Texts:
         return list(dict.fromkeys(keys))
 
 
-def pair_key(doc_a: str, doc_b: str) -> int:
-    """A pair of documents, in either order, as one 128-bit int: the first 16 hex digits of each doc_id (a sha256),
-    the lower doc_id first. A set of them holds some 75 bytes a pair, a quarter of a set of two strings."""
-    if doc_b < doc_a:
-        doc_a, doc_b = doc_b, doc_a
-    return int(doc_a[:16] + doc_b[:16], 16)
-
-
 def _align_pairs(search: _Search, run_id: str, params: ReuseParams, stats: ReuseStats,
-                 emit: Callable[[list[dict]], None], seen: set[int] | None = None,
+                 emit: Callable[[list[dict]], None], seen: PairKeys | None = None,
                  executor: Executor | None = None, workers: int = 2) -> None:
     """Align each candidate pair of texts once (with executor, in its worker processes: aligned_pairs); its rows
-    go to every pair of documents carrying the two texts."""
+    go to every pair of documents carrying the two texts, but for the pairs in seen (each added to it). A search
+    gives each pair of documents once (each document is of one text), so seen is only needed across searches."""
     for sha_a, text_a, docs_a, sha_b, text_b, docs_b, passages, similarity in aligned_pairs(
             search.text_pairs(), params, stats, executor, workers):
         for doc_a, doc_b in search.doc_pairs(docs_a, docs_b):
-            pair = pair_key(doc_a, doc_b)
             if seen is not None:
+                pair = pair_key(doc_a, doc_b)
                 if pair in seen:
                     continue
                 seen.add(pair)

@@ -17,18 +17,19 @@ _WORD = re.compile(r"\w+(?:[-'’]\w+)*")
 
 # Recorded in manifests with the parameters that shape the bands (see band_scheme):
 # band hashes are only ever compared with hashes of the same scheme.
-BANDS_VERSION = "lsh1"
-_BAND_PERSON = b"archive-lsh1"  # blake2b personalisation: these hashes mean nothing elsewhere
-
+BANDS_VERSION = "lsh2"
+_PERSON = b"archive-lsh2"  # blake2b personalisation of the scheme's tables and seeds
 
 @dataclass(frozen=True, eq=False)
 class BandScheme:
     """How a window becomes LSH band hashes: datasketch's MinHash (affine32
-    permutations from params.seed) over the window's shingles, cut into the
-    bands x rows that datasketch's MinHashLSH chooses for params.threshold and
-    params.num_perm, each band hashed with blake2b (8 bytes, little-endian
-    signed: an int64). name says all of it, so that hashes made under other
-    parameters (or other permutations) are never compared with these."""
+    permutations from params.seed) over the 32-bit hashes of the window's
+    shingles (shingle_hashes), cut into the bands x rows that datasketch's
+    MinHashLSH chooses for params.threshold and params.num_perm, each band's
+    values mixed with its band number into an int64 (_band_hashes). name says
+    all of it, so that hashes made under other parameters (or other
+    permutations, or another hashing: BANDS_VERSION) are never compared with
+    these."""
 
     params: ReuseParams
     bands: int
@@ -79,9 +80,10 @@ def _fmix32(values: np.ndarray) -> np.ndarray:
     return values ^ (values >> np.uint32(16))
 
 
-# Characters of a text whose words are made at once while it is sketched; windows whose band hashes are computed
-# at once. Memory while sketching: these, and a few bytes for each word of the text (see document_bands).
-SKETCH_CHARS = 1 << 20
+# Characters of a text whose words are made and hashed at once while it is sketched (some 40 bytes a byte of their
+# UTF-8 while hashed); windows whose band hashes are computed at once. Memory while sketching: these, and a few
+# bytes for each word of the text (see document_bands).
+SKETCH_CHARS = 1 << 18
 WINDOWS_AT_ONCE = 4096
 # How far back from max_text_chars a long text's cut looks for whitespace (searched_text).
 CUT_LOOKBACK = 4096
@@ -114,38 +116,85 @@ def document_bands(text: str, params: ReuseParams = ReuseParams()) -> DocumentBa
     window_words words every window_words words, query windows every
     query_stride words, each set ending with one flush with the text's end;
     here every indexed window is also a query window. A window's sketch is
-    exactly datasketch's MinHash.update_batch over its shingles (sha1_hash32
-    of five lower-cased words).
+    exactly datasketch's MinHash.update_batch over its shingles' hashes
+    (shingle_hashes: of five lower-cased words).
 
-    Memory: the words of SKETCH_CHARS characters at a time, 4 bytes a word
-    for its shingle's hash, the permuted hashes of WINDOWS_AT_ONCE windows at
-    a time, and the band hashes (bands / query_stride a word, with their
-    flags and the arrays that make them distinct): a few tens of bytes a word
-    of the searched text, whatever the text's length.
+    Memory: the words of SKETCH_CHARS characters at a time (and some 40
+    bytes a byte of them while they are hashed), 4 bytes a word for its
+    shingle's hash, the permuted hashes of WINDOWS_AT_ONCE windows at a time,
+    and the band hashes (bands / query_stride a word, with their flags and
+    the arrays that make them distinct): a few tens of bytes a word of the
+    searched text, whatever the text's length.
     """
     return _bands_of_shingles(*shingle_hashes(searched_text(text, params), params.shingle_words), params)
 
 
 def shingle_hashes(text: str, k: int) -> tuple[int, np.ndarray]:
-    """(the number of words of text, the sha1_hash32 of each shingle of k words: a uint32 array), the words
-    made SKETCH_CHARS characters at a time."""
+    """(the number of words of text, the 32-bit hash of each shingle of k words: a uint32 array), the words
+    made SKETCH_CHARS characters at a time. A shingle's hash is the top half of fmix64 of its words' hashes
+    (_word_hashes) combined in order (each step: times an odd constant, plus the next word's), all in numpy."""
     hashes = []
-    carry: list[str] = []  # the words of the pieces before whose shingles need words of the next
+    carry = np.empty(0, dtype=np.uint64)  # the word hashes of the pieces before whose shingles need words of the next
     words = 0
     for piece in _pieces(text, SKETCH_CHARS):
-        found = carry + _sketch_words(piece)
+        found = np.concatenate([carry, _word_hashes(_WORD.findall(piece))])
         words += len(found) - len(carry)
         count = len(found) - k + 1
         if count > 0:
-            # datasketch's sha1_hash32: the first 4 bytes of the SHA-1, little-endian (made here in one list, read
-            # as one array: no Python int a shingle).
-            sha1 = hashlib.sha1
-            digests = b"".join([sha1(" ".join(found[i:i + k]).encode("utf-8")).digest()[:4] for i in range(count)])
-            hashes.append(np.frombuffer(digests, dtype="<u4").astype(np.uint32))
+            combined = found[:count].copy()
+            for offset in range(1, k):
+                combined *= _SHINGLE_STEP
+                combined += found[offset:offset + count]
+            hashes.append((_fmix64(combined) >> np.uint64(32)).astype(np.uint32))
             carry = found[count:]
         else:
             carry = found
     return words, np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint32)
+
+
+# uint64 arithmetic wraps (modulo 2 ** 64): odd multipliers are bijections.
+_SHINGLE_STEP = np.uint64(0x9E3779B97F4A7C15)
+_LENGTH_STEP = np.uint64(0xBF58476D1CE4E5B9)
+# A word's hash: simple tabulation over its UTF-8 bytes, one random 64-bit value for each (position in the word
+# modulo _POSITIONS, byte value), XORed; _SEPARATOR (in no word) between the words of a piece.
+_POSITIONS = 64
+_SEPARATOR = 10  # "\n"
+
+
+def _word_hashes(words: list[str]) -> np.ndarray:
+    """A 64-bit hash of each word, lower-cased (uint64): the XOR of _byte_table()[position % _POSITIONS, byte] over
+    its UTF-8 bytes, with its length in bytes times _LENGTH_STEP. The words are lower-cased and encoded as one
+    string (str.lower maps each word as it would alone: a word ends at the separator) and hashed in numpy."""
+    if not words:
+        return np.empty(0, dtype=np.uint64)
+    data = np.frombuffer("\n".join(words).lower().encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    separators = data == _SEPARATOR
+    starts = np.empty(len(words), dtype=np.intp)
+    starts[0] = 0
+    starts[1:] = np.flatnonzero(separators) + 1
+    word_of = np.cumsum(separators) - separators  # (a separator counts with the word before it)
+    values = _byte_table()[(np.arange(len(data)) - starts[word_of]) % _POSITIONS, data]
+    values[separators] = 0
+    lengths = np.diff(np.append(starts, len(data) + 1)) - 1
+    return np.bitwise_xor.reduceat(values, starts) ^ (lengths.astype(np.uint64) * _LENGTH_STEP)
+
+
+@functools.cache
+def _byte_table() -> np.ndarray:
+    """The tabulation of _word_hashes: _POSITIONS x 256 uint64, from blake2b (person _PERSON) of their row
+    numbers: the same on every machine, whatever numpy's random generators do."""
+    raw = b"".join(hashlib.blake2b(block.to_bytes(2, "little"), digest_size=64, person=_PERSON).digest()
+                   for block in range(_POSITIONS * 256 // 8))
+    return np.frombuffer(raw, dtype="<u8").astype(np.uint64).reshape(_POSITIONS, 256)
+
+
+def _fmix64(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finalizer: every bit of the result depends on every bit of the value."""
+    values = values ^ (values >> np.uint64(33))
+    values = values * np.uint64(0xFF51AFD7ED558CCD)
+    values = values ^ (values >> np.uint64(33))
+    values = values * np.uint64(0xC4CEB9FE1A85EC53)
+    return values ^ (values >> np.uint64(33))
 
 
 def _pieces(text: str, size: int):
@@ -195,24 +244,23 @@ def _bands_of_shingles(words: int, shingles: np.ndarray, params: ReuseParams) ->
 
 
 def _band_hashes(sketches: np.ndarray, scheme: BandScheme) -> np.ndarray:
-    """The band hashes of windows' sketches (windows x num_perm), window by window, band by band: int64."""
+    """The band hashes of windows' sketches (windows x num_perm), window by window, band by band: int64. A band's
+    hash starts from its band's seed (_band_seeds) and takes in its rows' values one at a time, each XORed in and
+    mixed by _fmix64, in numpy."""
     bands, rows = scheme.bands, scheme.rows
-    raw = np.ascontiguousarray(sketches[:, :bands * rows], dtype="<u4").tobytes()
-    size = 4 * rows
-    started = _band_starts(bands)  # (a copy of a hash fed the band number: 2.5 times faster than a new one)
-    digests = []
-    for offset in range(len(sketches) * bands):
-        digest = started[offset % bands].copy()
-        digest.update(raw[offset * size:(offset + 1) * size])
-        digests.append(digest.digest())
-    return np.frombuffer(b"".join(digests), dtype="<i8")
+    values = np.ascontiguousarray(sketches[:, :bands * rows], dtype=np.uint32).reshape(len(sketches), bands, rows)
+    hashes = np.repeat(_band_seeds(bands)[None, :], len(sketches), axis=0)
+    for row in range(rows):
+        hashes = _fmix64(hashes ^ values[:, :, row].astype(np.uint64))
+    return hashes.reshape(-1).view(np.int64)
 
 
 @functools.cache
-def _band_starts(bands: int) -> tuple:
-    """For each band, blake2b (8 bytes, person _BAND_PERSON) fed its number (2 bytes, little-endian)."""
-    return tuple(hashlib.blake2b(band.to_bytes(2, "little"), digest_size=8, person=_BAND_PERSON)
-                 for band in range(bands))
+def _band_seeds(bands: int) -> np.ndarray:
+    """For each band, blake2b (8 bytes, person _PERSON) of its number (2 bytes, little-endian), as a uint64."""
+    raw = b"".join(hashlib.blake2b(band.to_bytes(2, "little"), digest_size=8, person=_PERSON).digest()
+                   for band in range(bands))
+    return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
 
 
 def _window_starts(words: int, size: int, stride: int) -> list[int]:

@@ -22,8 +22,9 @@ from ..storage import Store
 from ..timing import StageTimer
 from .bands import BAND_BATCH, _band_parts, _BandWriter, _batches, _RowWriter, _scan_bands, _sketched
 from .candidates import HashFilter
+from .pairs import PairKeys
 from .params import ReuseParams, ReuseStats
-from .search import FRESH, OURS, _align_pairs, _load_texts, _Search, _Texts, pair_key
+from .search import FRESH, OURS, _align_pairs, _load_texts, _Search, _Texts
 from .sketch import band_scheme
 
 
@@ -105,7 +106,6 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
     current = text_versions(store, manifests)
     own_texts: dict[str, str] = {}
     step = RunReuse(run.run_id, params, scheme.name, list(document_parts), [], [m["run_id"] for m in manifests])
-    emitted: set[int] = set()
     with tempfile.TemporaryDirectory(prefix="archive-reuse-", dir=workdir) as tmp:
         search = _Search(os.path.join(tmp, "run"), restrict="ours", max_bucket=params.max_bucket_texts)
         wanted = HashFilter()
@@ -125,7 +125,7 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
                 search.find_pairs()
             with StageTimer(stats.timings, "fetch"):
                 _load_texts(search, store, texts, params)
-            _align_pairs(search, run.run_id, params, stats, rows_out.add, emitted, executor, workers)
+            _align_pairs(search, run.run_id, params, stats, rows_out.add, executor=executor, workers=workers)
         else:
             stats_extra = {"committed_band_rows_matched": 0}
         search.close()
@@ -135,7 +135,7 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
         # Runs committed while this one searched: caught up with here, outside the
         # lock, so that the commit rarely has any left to do.
         for _ in range(3):
-            if not _catch_up(store, run, step, emitted, tmp):
+            if not _catch_up(store, run, step, tmp):
                 break
     return step
 
@@ -202,7 +202,7 @@ def _step_stats(stats: ReuseStats, rows_out: _RowWriter, extra: dict) -> dict:
     }
 
 
-def _catch_up(store: Store, run: RunContext, step: RunReuse, emitted: set[int], tmp: str) -> bool:
+def _catch_up(store: Store, run: RunContext, step: RunReuse, tmp: str) -> bool:
     """Compare this run's band hashes with those of runs committed since the step
     last looked; write the pairs found as further parts of the step. False when
     no run has committed since."""
@@ -214,14 +214,14 @@ def _catch_up(store: Store, run: RunContext, step: RunReuse, emitted: set[int], 
     fresh_parts = _band_parts(fresh, step.scheme)
     own_parts = [(run.run_id, p.key) for p in step.parts if p.dataset == "reuse_bands"]
     if fresh_parts and own_parts:
-        _pairs_with_fresh(store, run, step, manifests, fresh_parts, own_parts, emitted, tmp)
+        _pairs_with_fresh(store, run, step, manifests, fresh_parts, own_parts, tmp)
     step.seen_runs.extend(m["run_id"] for m in fresh)  # only once their pairs are written
     return True
 
 
 def _pairs_with_fresh(store: Store, run: RunContext, step: RunReuse, manifests: list[dict],
                       fresh_parts: list[tuple[str, str]], own_parts: list[tuple[str, str]],
-                      emitted: set[int], tmp: str) -> None:
+                      tmp: str) -> None:
     stats = ReuseStats()
     wanted = HashFilter()
     for _, key in own_parts:
@@ -245,6 +245,8 @@ def _pairs_with_fresh(store: Store, run: RunContext, step: RunReuse, manifests: 
         texts = _Texts(manifests, own=(run.run_id, step.document_parts))
         _load_texts(search, store, texts, step.params)
         rows_out = _RowWriter(store, run, new_attempt(), step.next_index)
+        # The pairs the step wrote (a document a fresh run committed too may have been paired as this run's).
+        emitted = _pairs_in(store, [p for p in step.parts if p.dataset == "reuse"])
         _align_pairs(search, run.run_id, step.params, stats, rows_out.add, emitted)
         step.parts.extend(rows_out.close())
         step.next_index = max(rows_out.index.values())
@@ -275,9 +277,8 @@ def settle_run_reuse(store: Store, run: RunContext, step: RunReuse, published: I
         fresh = [m for m in committed_manifests(store)
                  if m["run_id"] not in set(step.seen_runs) and m["run_id"] != run.run_id]
         if fresh:
-            emitted = _pairs_in(store, [p for p in step.parts if p.dataset == "reuse"])
             with tempfile.TemporaryDirectory(prefix="archive-reuse-", dir=workdir) as tmp:
-                _catch_up(store, run, step, emitted, tmp)
+                _catch_up(store, run, step, tmp)
     parts = list(step.parts)
     unpublished = set(step.documents) - published
     if unpublished:
@@ -296,10 +297,10 @@ def settle_run_reuse(store: Store, run: RunContext, step: RunReuse, published: I
     return SettledReuse(parts, figures, notes, step.seen_runs[seen_before:])
 
 
-def _pairs_in(store: Store, reuse_parts: list[PartInfo]) -> set[int]:
-    pairs: set[int] = set()
+def _pairs_in(store: Store, reuse_parts: list[PartInfo]) -> PairKeys:
+    pairs = PairKeys()
     for batch in _batches(store, "reuse", [p.key for p in reuse_parts], ["doc_id_a", "doc_id_b"], BAND_BATCH):
-        pairs.update(map(pair_key, batch.column("doc_id_a").to_pylist(), batch.column("doc_id_b").to_pylist()))
+        pairs.update(batch.column("doc_id_a").to_pylist(), batch.column("doc_id_b").to_pylist())
     return pairs
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -25,16 +27,21 @@ from ..publish import (
     committed_manifests,
     manifest_key,
     new_attempt,
+    parquet_options,
     part_key,
+    put_part_file,
     write_part,
     write_table_part,
 )
-from ..records import json_form, to_table
+from ..records import arrow_schema, json_form, to_table
 from ..reuse import RunReuse, settle_run_reuse
 from ..storage import Store
 from ..tables import follow_after_commit
 from .rows import make_duplicates
 from .summary import BatchSummary, total_counts
+
+# Rows of a documents part filtered at a time when reconcile rewrites a batch: a few MiB of texts.
+REWRITE_BATCH_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -182,12 +189,13 @@ def _rewrite_batch(store: Store, run: RunContext, summary: BatchSummary, doc_ids
     def table(dataset: str) -> pa.Table | None:
         return pq.read_table(io.BytesIO(store.get_bytes(old[dataset].key))) if dataset in old else None
 
-    # Documents (their texts are most of a batch's bytes) and events (six or so a file) are
-    # filtered as Arrow tables, never made Python rows; the files rows change, so they are rows.
+    # Documents (their texts are most of a batch's bytes) are filtered a record batch at a time, events (six or
+    # so a file) as an Arrow table, neither made Python rows; the files rows change, so they are rows.
     dropped = pa.array(sorted(doc_ids), pa.string())
-    documents = table("documents")
-    if documents is not None:
-        documents = documents.filter(pc.invert(pc.is_in(documents["doc_id"], value_set=dropped)))
+    parts = [p for p in summary.parts if p.dataset not in ("documents", "files", "events")]
+    if "documents" in old:
+        written = _filtered_part(store, "documents", old["documents"].key, documents_key, "doc_id", dropped)
+        parts.extend([written] if written else [])
     events = table("events")
     if events is not None:
         publication = pc.equal(events["event_type"], ev.PUBLICATION)
@@ -208,14 +216,31 @@ def _rewrite_batch(store: Store, run: RunContext, summary: BatchSummary, doc_ids
     if deduplicated:
         added = to_table("events", deduplicated)
         events = added if events is None else pa.concat_tables([events.cast(added.schema), added])
-    parts = [p for p in summary.parts if p.dataset not in ("documents", "files", "events")]
-    for dataset, new_table in (("documents", documents), ("events", events)):
-        if new_table is not None and new_table.num_rows:
-            key = documents_key if dataset == "documents" else part_key(dataset, run.run_id, summary.index, attempt)
-            parts.append(write_table_part(store, dataset, key, new_table))
+    if events is not None and events.num_rows:
+        parts.append(write_table_part(store, "events", part_key("events", run.run_id, summary.index, attempt), events))
     if files:
         parts.append(write_part(store, "files", part_key("files", run.run_id, summary.index, attempt), files))
     summary.parts = parts
+
+
+def _filtered_part(store: Store, dataset: str, key: str, new_key: str, column: str,
+                   dropped: pa.Array) -> PartInfo | None:
+    """The part at key without its rows whose column is among dropped, written at new_key a record batch at a
+    time through a temporary file (None if no row is left)."""
+    schema = arrow_schema(dataset)
+    rows = 0
+    spool = tempfile.NamedTemporaryFile(prefix="archive-part-", suffix=".parquet", delete=False)
+    try:
+        with spool, store.arrow_filesystem().open_input_file(store.arrow_path(key)) as source:
+            with pq.ParquetWriter(spool, schema, **parquet_options(schema)) as writer:
+                for batch in pq.ParquetFile(source).iter_batches(batch_size=REWRITE_BATCH_ROWS):
+                    kept = batch.filter(pc.invert(pc.is_in(batch[column], value_set=dropped)))
+                    if kept.num_rows:
+                        writer.write_batch(kept.cast(schema))
+                        rows += kept.num_rows
+        return put_part_file(store, dataset, new_key, spool.name, rows) if rows else None
+    finally:
+        os.unlink(spool.name)
 
 
 def publish_run_events(store: Store, run: RunContext, index: int, counts: dict[str, int],

@@ -168,7 +168,8 @@ def score(dest: Path, truth_path: Path) -> dict:
 
 
 class ProcessPeaks(threading.Thread):
-    """The highest RSS of each process under this one (sampled every 0.2 s), by what it is."""
+    """The peak RSS of each process under this one (its VmHWM, the kernel's record of it, read every 0.2 s, so
+    that a peak between two readings counts), by what it is."""
 
     def __init__(self):
         super().__init__(daemon=True)
@@ -182,9 +183,10 @@ class ProcessPeaks(threading.Thread):
             while todo:
                 pid = todo.pop()
                 todo.extend(tree.get(pid, ()))
-                self.peaks[pid] = max(self.peaks.get(pid, 0), _rss_kib(pid))
-                if pid not in self.roles or "reprints.py" in self.roles[pid]:  # (a child not yet exec'd)
+                if pid not in self.roles or "bench/" in self.roles[pid]:  # (a child not yet exec'd)
                     self.roles[pid] = _role(pid)
+                if "bench/" not in self.roles[pid]:  # (not the memory of the process it was forked from)
+                    self.peaks[pid] = max(self.peaks.get(pid, 0), _rss_kib(pid), _hwm_kib(pid))
             self._halt.wait(0.2)
 
     def stop(self) -> list[dict]:
@@ -192,6 +194,17 @@ class ProcessPeaks(threading.Thread):
         self.join()
         found = sorted(self.peaks.items(), key=lambda item: -item[1])
         return [{"process": self.roles.get(pid, "?"), "peak_rss_mib": round(kib / 1024)} for pid, kib in found[:4]]
+
+
+def _hwm_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _role(pid: int) -> str:

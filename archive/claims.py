@@ -19,14 +19,31 @@ through a multiprocessing manager, whose process imports this module only.
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import tempfile
 import threading
 
 
 class DocumentClaims:
-    """doc_id -> (batch index, source path) of the lowest batch that claimed it. Thread-safe."""
+    """doc_id -> (batch index, source path) of the lowest batch that claimed it. Thread-safe.
+
+    Kept in an SQLite table on local disk (an unnamed file: removed as soon as it is open, so nothing is left
+    behind however the run ends), not in memory: a run's claims grow with its documents, the memory held stays
+    SQLite's page cache."""
 
     def __init__(self) -> None:
-        self._owners: dict[str, tuple[int, str]] = {}
+        directory = tempfile.mkdtemp(prefix="archive-claims-")
+        path = os.path.join(directory, "claims.sqlite")
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            self._db.execute("pragma journal_mode=off")  # (no journal file: the table is this run's scratch)
+            self._db.execute("pragma synchronous=off")
+            self._db.execute("create table owners (doc_id text primary key, batch integer not null, "
+                             "path text not null) without rowid")
+        finally:
+            os.unlink(path)
+            os.rmdir(directory)
         self._lock = threading.Lock()
 
     def claim(self, index: int, documents: dict[str, str]) -> dict[str, tuple[int, str]]:
@@ -38,11 +55,17 @@ class DocumentClaims:
         """
         earlier: dict[str, tuple[int, str]] = {}
         with self._lock:
-            owners = self._owners
-            for doc_id, path in documents.items():
-                owner = owners.get(doc_id)
-                if owner is not None and owner[0] < index:
-                    earlier[doc_id] = owner
-                else:
-                    owners[doc_id] = (index, path)
+            db = self._db
+            db.execute("begin")
+            try:
+                for doc_id, path in documents.items():
+                    owner = db.execute("select batch, path from owners where doc_id = ?", (doc_id,)).fetchone()
+                    if owner is not None and owner[0] < index:
+                        earlier[doc_id] = (owner[0], owner[1])
+                    else:
+                        db.execute("insert or replace into owners values (?, ?, ?)", (doc_id, index, path))
+                db.execute("commit")
+            except BaseException:
+                db.execute("rollback")
+                raise
         return earlier

@@ -13,7 +13,7 @@ from archive.catalogue.identity import record_id
 from archive.catalogue.keyindex import (
     RECORD_IDS,
     CommittedDocuments,
-    DocIndex,
+    KeyIndex,
     _digests,
     encode,
     index_key,
@@ -34,7 +34,7 @@ def _ids(n: int, salt: str = "") -> list[str]:
 @pytest.mark.parametrize("count", [0, 1, 8, 9, 100, 5000])
 def test_an_index_finds_its_doc_ids_and_no_others(count):
     ids = _ids(count)
-    index = DocIndex(encode(ids + ids[:3]), count)  # (each doc_id once, however often given)
+    index = KeyIndex(encode(ids + ids[:3]), count)  # (each doc_id once, however often given)
     others = _ids(200, salt="other")
     found = index.contains(_digests(ids + others))
     assert found[:count].all() and not found[count:].any()
@@ -44,7 +44,7 @@ def test_an_index_finds_its_doc_ids_and_no_others(count):
 
 
 def test_one_lookup_matches_whole_keys_only():
-    index = DocIndex(encode(["00" * 16 + "11" * 16, "22" * 16 + "33" * 16]))
+    index = KeyIndex(encode(["00" * 16 + "11" * 16, "22" * 16 + "33" * 16]))
     assert index.holds(bytes.fromhex("00" * 16 + "11" * 16))
     assert not index.holds(bytes.fromhex("11" * 16 + "22" * 16))  # (the bytes are there, across two keys)
 
@@ -52,11 +52,11 @@ def test_one_lookup_matches_whole_keys_only():
 def test_a_damaged_index_is_refused():
     data = encode(_ids(100))
     with pytest.raises(ValueError, match="not an index of doc_ids"):
-        DocIndex(b"XXXXXXXX" + data[8:])
+        KeyIndex(b"XXXXXXXX" + data[8:])
     with pytest.raises(ValueError, match="bytes where its header says"):
-        DocIndex(data[:-32])
+        KeyIndex(data[:-32])
     with pytest.raises(ValueError, match="where the run's documents parts hold 99 rows"):
-        DocIndex(data, 99)
+        KeyIndex(data, 99)
 
 
 def _ingest(store, source_dir) -> str:
@@ -135,4 +135,4 @@ def test_a_local_lookup_reads_the_index_not_the_documents_parts_and_repairs_a_da
         stream.truncate(stream.seek(0, 2) - 32)
     assert CommittedDocuments(store, manifests).among(published) == published
     with open(path, "rb") as stream:
-        assert DocIndex(stream.read(), len(published)).count == len(published), "the damaged index was made again"
+        assert KeyIndex(stream.read(), len(published)).count == len(published), "the damaged index was made again"

@@ -40,8 +40,6 @@ _HEADER = struct.Struct("<8sQBB6x")  # magic, keys, fan-out bits, bytes a key
 _FANOUT_PAIR = struct.Struct("<II")
 BUCKET = 8  # digests a fan-out bucket holds on average
 MAX_BITS = 28
-# Kinds of run whose documents were published before, by an ingest (re-derived texts): not indexed again.
-REDERIVING = ("reprocess",)
 
 
 @dataclass(frozen=True)
@@ -53,12 +51,14 @@ class Keys:
     column: str
     width: int
     exact: bool  # each row of the dataset in one run has its own id (the index holds as many as the parts' rows)
+    skip: tuple[str, ...] = ()  # kinds of run not indexed
 
     def to_bytes(self, key: str) -> bytes:
         return bytes.fromhex(key) if self.width == 32 else uuid.UUID(key).bytes
 
 
-DOC_IDS = Keys("doc_ids", "documents", "doc_id", 32, True)
+# (a reprocess run's documents are re-derived texts of documents an ingest published: not indexed again)
+DOC_IDS = Keys("doc_ids", "documents", "doc_id", 32, True, skip=("reprocess",))
 RECORD_IDS = Keys("record_ids", "records", "record_id", 16, False)
 
 
@@ -99,7 +99,7 @@ def encode(ids: Iterable[str], keys: Keys = DOC_IDS) -> bytes:
     return bytes(out)
 
 
-class DocIndex:
+class KeyIndex:
     """One run's index over a buffer (bytes or a memory map): contains() looks digests up."""
 
     def __init__(self, buffer, expected: int | None = None, keys: Keys = DOC_IDS):
@@ -150,18 +150,18 @@ class DocIndex:
 
 
 class RunIndexes:
-    """The indexes of the committed runs of manifests that have parts of keys.dataset (of kinds not in skip).
+    """The indexes of the committed runs of manifests that have parts of keys.dataset (of kinds not in keys.skip).
 
     Each run's index is opened on first use in each process; picklable as the store's URL and the runs, so a
     batch worker opens what it needs itself."""
 
-    def __init__(self, store: Store, manifests: Iterable[dict], keys: Keys, skip: tuple[str, ...] = ()):
+    def __init__(self, store: Store, manifests: Iterable[dict], keys: Keys):
         self.store, self.keys = store, keys
         # (run_id, (key, sha256) of each part, the rows the parts hold) of each indexed run
         self.runs = [(m["run_id"], tuple((p["key"], p["sha256"]) for p in parts), sum(p["rows"] for p in parts))
-                     for m in manifests if m["kind"] not in skip
+                     for m in manifests if m["kind"] not in keys.skip
                      for parts in [[p for p in m["parts"] if p["dataset"] == keys.dataset]] if parts]
-        self._open: list[DocIndex] | None = None
+        self._open: list[KeyIndex] | None = None
 
     def __getstate__(self):
         return {"url": self.store.url, "keys": self.keys, "runs": self.runs}
@@ -178,7 +178,7 @@ class RunIndexes:
         for (run_id, _, _), index in zip(self.runs, self._indexes()):
             yield run_id, index.contains(probes)
 
-    def _indexes(self) -> list[DocIndex]:
+    def _indexes(self) -> list[KeyIndex]:
         if self._open is None:
             self._open = [open_index(self.store, run_id, parts, rows, self.keys) for run_id, parts, rows in self.runs]
         return self._open
@@ -201,7 +201,7 @@ class CommittedDocuments(RunIndexes):
     duplicates, never published a second time), as a container: `doc_id in committed`, or among() for many."""
 
     def __init__(self, store: Store, manifests: Iterable[dict]):
-        super().__init__(store, manifests, DOC_IDS, REDERIVING)
+        super().__init__(store, manifests, DOC_IDS)
 
     def __contains__(self, doc_id: object) -> bool:
         if not isinstance(doc_id, str) or not self.runs:
@@ -211,17 +211,16 @@ class CommittedDocuments(RunIndexes):
 
 
 class DocumentsOnceCommitted:
-    """The doc_ids that are documents once a run commits: those it publishes and those committed before."""
+    """The doc_ids that are documents once a run commits: those it publishes, and (committed) those committed
+    before."""
 
-    def __init__(self, published: set[str], committed: CommittedDocuments):
+    def __init__(self, published: set[str], committed: CommittedDocuments | None = None):
         self.published, self.committed = published, committed
-
-    def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self.published or doc_id in self.committed
 
     def among(self, doc_ids: Iterable[str]) -> set[str]:
         doc_ids = set(doc_ids)
-        return (doc_ids & self.published) | self.committed.among(doc_ids - self.published)
+        before = self.committed.among(doc_ids - self.published) if self.committed is not None else set()
+        return (doc_ids & self.published) | before
 
 
 def runs_with_records(store: Store, manifests: list[dict], record_ids: Iterable[str]) -> list[dict]:
@@ -231,7 +230,7 @@ def runs_with_records(store: Store, manifests: list[dict], record_ids: Iterable[
 
 
 def open_index(store: Store, run_id: str, parts: tuple[tuple[str, str], ...], rows: int,
-               keys: Keys = DOC_IDS) -> DocIndex:
+               keys: Keys = DOC_IDS) -> KeyIndex:
     """run_id's index: mapped from the store (local) or the cache (S3); made from the run's parts and stored when
     it is missing or damaged."""
     key = index_key(run_id, keys)
@@ -246,10 +245,10 @@ def open_index(store: Store, run_id: str, parts: tuple[tuple[str, str], ...], ro
             except ObjectNotFoundError:
                 pass
     try:
-        return DocIndex(_mapped(path), rows, keys)
+        return KeyIndex(_mapped(path), rows, keys)
     except (OSError, ValueError):
         pass
-    data = encode(_ids(store, [part for part, _ in parts], keys.column), keys)
+    data = _made(store, [part for part, _ in parts], keys)
     try:
         store.put_bytes(key, data)
     except ObjectExistsError:  # (another process made it: the same bytes, or a damaged copy this one replaces)
@@ -260,29 +259,29 @@ def open_index(store: Store, run_id: str, parts: tuple[tuple[str, str], ...], ro
         pass
     if not isinstance(store, LocalStore):
         _cache(path, data)
-    return DocIndex(data, None, keys)
+    return KeyIndex(data, None, keys)
 
 
 def write_indexes(store: Store, manifest: dict) -> None:
     """Store the indexes of a run that has just committed (its documents' doc_ids, its records' ids); a failure
     is left to the next lookup, which makes the index from the parts."""
-    for keys, skip in ((DOC_IDS, REDERIVING), (RECORD_IDS, ())):
+    for keys in (DOC_IDS, RECORD_IDS):
         parts = [p["key"] for p in manifest["parts"] if p["dataset"] == keys.dataset]
-        if not parts or manifest["kind"] in skip:
+        if not parts or manifest["kind"] in keys.skip:
             continue
         try:
-            _put_quietly(store, index_key(manifest["run_id"], keys), encode(_ids(store, parts, keys.column), keys))
+            _put_quietly(store, index_key(manifest["run_id"], keys), _made(store, parts, keys))
         except (StoreError, OSError):
             pass
 
 
-def _ids(store: Store, parts: list[str], column: str) -> list[str]:
-    """The column of these parts."""
+def _made(store: Store, parts: list[str], keys: Keys) -> bytes:
+    """The index of the ids in these parts (their keys.column, the one column read, not the texts)."""
     ids: list[str] = []
-    for key in parts:  # (the one column read, not the texts)
-        table = pq.read_table(store.arrow_path(key), columns=[column], filesystem=store.arrow_filesystem())
-        ids.extend(table.column(column).to_pylist())
-    return ids
+    for key in parts:
+        table = pq.read_table(store.arrow_path(key), columns=[keys.column], filesystem=store.arrow_filesystem())
+        ids.extend(table.column(keys.column).to_pylist())
+    return encode(ids, keys)
 
 
 def _put_quietly(store: Store, key: str, data: bytes) -> None:
@@ -303,15 +302,13 @@ def _mapped(path: str):
 def _cache_dir() -> Path:
     base = os.environ.get("ARCHIVE_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "archive")
-    path = Path(base) / "index"
-    for keys in (DOC_IDS, RECORD_IDS):
-        (path / keys.name).mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(base) / "index"
 
 
 def _cache(path: str, data: bytes) -> None:
     """Keep data at path, whole or not at all (a temporary file renamed into place)."""
     try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)

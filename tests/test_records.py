@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from archive.catalogue.identity import record_id
+from archive.catalogue.keyindex import DocumentsOnceCommitted
 from archive.errors import NotFoundError
 from archive.lineage import lineage
 from archive.read import open_dataset
@@ -290,7 +291,8 @@ def test_a_duplicate_settled_in_its_own_group_takes_the_description_another_part
     settled = {}
     for rows in (settle.SETTLE_ROWS, 1):  # (one group; a group a part)
         monkeypatch.setattr(settle, "SETTLE_ROWS", rows)
-        out = settle.settle_records(store, run, candidates, [], {t["doc_id"][0].as_py() for t in tables}, 50)
+        out = settle.settle_records(store, run, candidates, [],
+                                    DocumentsOnceCommitted({t["doc_id"][0].as_py() for t in tables}), 50)
         assert out.counts == {"records": len(candidates), "updated": 0}
         (settled[rows],) = [r for p in out.parts for r in read(p.key).to_pylist() if r["path"] == path]
     for row in settled.values():

@@ -41,7 +41,7 @@ from ..storage import Store, object_key
 from ..tables import follow_after_commit
 from . import view
 from .identity import as_json, describe, description_sha256, elements, from_json
-from .keyindex import write_indexes
+from .keyindex import DocumentsOnceCommitted, write_indexes
 from .settle import settle_records
 
 # --format: the media types each names (a prefix ends with /).
@@ -205,7 +205,7 @@ def commit_reprocess(store: Store, run: RunContext, summaries: list[ReprocessSum
             changed = {d for s in summaries for d in s.doc_ids}
             settled = settle_run_reuse(store, run, reuse, changed) if reuse else None
             records = settle_records(store, run, [p for s in summaries for p in s.parts if p.dataset == "records"],
-                                     manifests, {d for s in summaries for d in s.doc_ids}, len(summaries),
+                                     manifests, DocumentsOnceCommitted(changed), len(summaries),
                                      rederived=True)
             counts = {name: sum(s.counts[name] for s in summaries) for name in ("documents", "changed", "unchanged",
                                                                                  "failed")}

@@ -35,7 +35,7 @@ from ..storage import Store
 from ..validate import describe_problems, problems
 from . import view
 from .identity import HASHED, as_json, describe, description_sha256, from_json
-from .keyindex import runs_with_records
+from .keyindex import DocumentsOnceCommitted, runs_with_records
 
 PENDING = "pending"
 SETTLE_ROWS = 10_000  # candidates settled together: one look-up of their records' committed versions
@@ -54,10 +54,10 @@ class SettledRecords:
 
 
 def settle_records(store: Store, run: RunContext, candidate_parts: list[PartInfo], manifests: list[dict],
-                   documents, index: int, *, rederived: bool = False) -> SettledRecords:
+                   documents: DocumentsOnceCommitted, index: int, *, rederived: bool = False) -> SettledRecords:
     """Settle the candidates in candidate_parts against the records of manifests (every committed run, read under
-    the commit lock). documents: the doc_ids that are documents once this run commits (a set, or an object whose
-    among(doc_ids) says which are: archive/catalogue/keyindex.py). index: the part number of the first part written
+    the commit lock). documents: the doc_ids that are documents once this run commits (its among(doc_ids) says which
+    are: archive/catalogue/keyindex.py). index: the part number of the first part written
     here (the next ones follow it).
 
     rederived: the candidates carry their documents' re-derived descriptions (archive reprocess): a record still
@@ -89,12 +89,13 @@ def _groups(parts: list[PartInfo]) -> list[list[PartInfo]]:
 
 
 def _settle_group(store: Store, run: RunContext, group: list[PartInfo], candidate_parts: list[PartInfo],
-                  manifests: list[dict], documents, index: int, settled: SettledRecords, rederived: bool) -> bool:
+                  manifests: list[dict], documents: DocumentsOnceCommitted, index: int, settled: SettledRecords,
+                  rederived: bool) -> bool:
     """Settle one group of candidate parts into settled (candidate_parts: the run's, where a duplicate's derived
     description is looked up); True if it wrote a part (numbered index)."""
     written = pa.concat_tables([pq.read_table(io.BytesIO(store.get_bytes(p.key))) for p in group])
     ids = pc.unique(written["doc_id"]).to_pylist()
-    kept = documents.among(ids) if hasattr(documents, "among") else set(ids) & documents
+    kept = documents.among(ids)
     table = written.filter(pc.is_in(written["doc_id"], value_set=pa.array(sorted(kept), pa.string())))
     current = _latest(store, manifests, pc.unique(table["record_id"]))
     state = current.select(["record_id", "version", "doc_id", "description_sha256", "change"]).rename_columns(

@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from run import _archive_cmd, _children_of, _last_json, _rss_kib, run_child  # noqa: E402
+from run import _archive_cmd, _children_of, _last_json, _rss_kib, _status_kib, run_child  # noqa: E402
 
 REPRINT_SHARE = 0.45
 FILES_PER_STORY = 36
@@ -186,7 +186,7 @@ class ProcessPeaks(threading.Thread):
                 if pid not in self.roles or "bench/" in self.roles[pid]:  # (a child not yet exec'd)
                     self.roles[pid] = _role(pid)
                 if "bench/" not in self.roles[pid]:  # (not the memory of the process it was forked from)
-                    self.peaks[pid] = max(self.peaks.get(pid, 0), _rss_kib(pid), _hwm_kib(pid))
+                    self.peaks[pid] = max(self.peaks.get(pid, 0), _rss_kib(pid), _status_kib(pid, b"VmHWM:"))
             self._halt.wait(0.2)
 
     def stop(self) -> list[dict]:
@@ -194,17 +194,6 @@ class ProcessPeaks(threading.Thread):
         self.join()
         found = sorted(self.peaks.items(), key=lambda item: -item[1])
         return [{"process": self.roles.get(pid, "?"), "peak_rss_mib": round(kib / 1024)} for pid, kib in found[:4]]
-
-
-def _hwm_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def _role(pid: int) -> str:

@@ -100,15 +100,20 @@ def _children_of() -> dict[int, list[int]]:
     return tree
 
 
-def _rss_kib(pid: int) -> int:
+def _status_kib(pid: int, field: bytes) -> int:
+    """A figure in KiB of /proc/PID/status (field: b"VmRSS:", b"VmHWM:"); 0 once the process is gone."""
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             for line in f:
-                if line.startswith(b"VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def _rss_kib(pid: int) -> int:
+    return _status_kib(pid, b"VmRSS:")
 
 
 class _TreeSampler(threading.Thread):

@@ -214,7 +214,7 @@ def test_identical_texts_are_one_text_in_a_search_and_never_a_pair(tmp_path):
     search.load_texts([pa.record_batch({"doc_id": ["a" * 64, "b" * 64],
                                         "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in (text, other)],
                                         "text": [text, other]})])
-    ((_, sha_a, text_a, docs_a, _, sha_b, text_b, docs_b),) = list(search.text_pairs())
+    ((_, sha_a, text_a, docs_a, _, sha_b, text_b, docs_b, _star),) = list(search.text_pairs())
     assert {(sha_a, text_a), (sha_b, text_b)} == {(hashlib.sha256(t.encode()).hexdigest(), t) for t in (text, other)}
     pairs = sorted(tuple(sorted(p)) for p in search.doc_pairs(docs_a, docs_b))
     assert pairs == [("a" * 64, "b" * 64), ("b" * 64, "c" * 64)]
@@ -305,24 +305,34 @@ def test_a_hash_filter_finds_every_hash_added_in_fixed_memory():
         HashFilter(bits=3)
 
 
-def test_candidate_pairs_come_by_groups_of_texts_so_that_a_chunk_carries_few_texts(tmp_path):
-    """Two stories reprinted 100 times each, their texts' keys interleaved: every pair comes once, and the chunks
-    for the workers carry a few blocks' texts, fewer than pairs in the order of their keys would."""
+def test_candidate_pairs_come_by_stars_so_that_a_chunk_carries_each_text_once(tmp_path):
+    """Two stories reprinted 100 and 300 times, their texts' keys interleaved, and a few pairs across them: every
+    pair comes once; each story is a star (its pivot the text with most partners), its pairs in tasks of blocks of
+    STAR_BLOCK members, each task one chunk for the workers carrying its pivot's text and its members'; the pairs
+    across the stars (a text a pivot took into the other star has most of them) come last, in chunks of their
+    own."""
     from archive.reuse.parallel import _chunks
+    from archive.reuse.stars import STAR_BLOCK
 
     search = _Search(str(tmp_path / "search"))
-    keys = [search._register(f"doc{i:03d}", f"sha{i:03d}", 0, "run") for i in range(200)]
+    keys = [search._register(f"doc{i:03d}", f"sha{i:03d}", 0, "run") for i in range(400)]
     search.db.executemany("UPDATE texts SET body = ? WHERE key = ?", [(f"text {key}", key) for key in keys])
-    stories = [keys[0::2], keys[1::2]]
-    pairs = [(a, b) for story in stories for i, a in enumerate(story) for b in story[i + 1:]]
-    search._insert_pairs([np.array([(a << 32) | b for a, b in pairs], dtype=np.int64)])
+    stories = [keys[0:200:2], keys[1::2] + keys[200::2]]
+    pairs = {tuple(sorted((a, b))) for story in stories for i, a in enumerate(story) for b in story[i + 1:]}
+    across = {(stories[0][i], stories[1][i]) for i in range(3)}
+    search._insert_pairs([np.array([(a << 32) | b for a, b in sorted(pairs | across)], dtype=np.int64)])
     given = list(search.text_pairs())
-    assert sorted((row[0], row[4]) for row in given) == sorted(pairs)
+    assert sorted((row[0], row[4]) for row in given) == sorted(pairs | across)
     assert all(row[2] == f"text {row[0]}" and row[6] == f"text {row[4]}" and row[3] == [(f"doc{row[0] - 1:03d}", 0)]
                for row in given)
-    shipped = sum(len(texts) for _, texts in _chunks(iter(given)))
-    by_key = sum(len(texts) for _, texts in _chunks(iter(sorted(given, key=lambda row: (row[0], row[4])))))
-    assert shipped < len(pairs) / 4 and shipped < by_key / 2
+    plain = [row[8] is None for row in given]
+    assert plain == sorted(plain) and sum(plain) < 2 * STAR_BLOCK  # the pairs across stars last, and few
+    assert len({row[8][1] for row in given if row[8] is not None}) == 2
+    chunks = list(_chunks(iter(given)))
+    star_chunks = [(chunk, texts, pivot) for chunk, texts, pivot in chunks if pivot is not None]
+    assert len(star_chunks) == 1 + 6  # a task per block and per two blocks: 98 or 99 members, then 300 or 301
+    assert all(len(texts) <= 2 * STAR_BLOCK + 1 and pivot in texts for _, texts, pivot in star_chunks)
+    assert sum(len(texts) for _, texts, _ in chunks) < 3 * len(keys)  # (each pair of blocks ships both)
     search.close()
 
 

@@ -99,8 +99,10 @@ def align(text_a: str, text_b: str, min_words: int = ReuseParams.min_words, max_
 
 
 def align_tokens(tokens_a: Tokens, tokens_b: Tokens, min_words: int = ReuseParams.min_words,
-                 max_gap: int = 0) -> Alignment:
-    """align() of two texts' tokens, numbered by the same Tokenizer."""
+                 max_gap: int = 0, runs_out: list | None = None) -> Alignment:
+    """align() of two texts' tokens, numbered by the same Tokenizer. With runs_out, the runs of identical tokens
+    of each passage, in the order of the passages, are appended to it: each a list of (token in a, token in b,
+    length), in order (stars.py derives other pairs' passages from them)."""
     if min_words < 1:
         raise ValueError(f"min_words must be at least 1, not {min_words}")
     starts_a, ends_a, a = tokens_a.starts, tokens_a.ends, tokens_a.numbers
@@ -172,14 +174,16 @@ def align_tokens(tokens_a: Tokens, tokens_b: Tokens, min_words: int = ReuseParam
                 reached[y - x] = max(reached.get(y - x, -1), x + length)
             (first_a, first_b, _), (last_a, last_b, length) = runs[0], runs[-1]
             last_a, last_b = last_a + length - 1, last_b + length - 1
-            passages.append(Passage(
+            passages.append((Passage(
                 start_a=int(starts_a[first_a]), end_a=int(ends_a[last_a]), start_b=int(starts_b[first_b]),
                 end_b=int(ends_b[last_b]),
                 words=last_a + 1 - first_a, token_a=first_a, token_b=first_b, words_b=last_b + 1 - first_b,
                 matched=sum(length for _, _, length in runs),
-            ))
-    passages.sort(key=lambda p: (p.start_a, p.start_b))
-    return Alignment(tuple(passages), n_a, n_b)
+            ), runs))
+    passages.sort(key=lambda found: (found[0].start_a, found[0].start_b))
+    if runs_out is not None:
+        runs_out.extend(runs for _, runs in passages)
+    return Alignment(tuple(passage for passage, _ in passages), n_a, n_b)
 
 
 def _chain(a: list[int], b: list[int], i: int, j: int, max_gap: int) -> list[tuple[int, int, int]]:

@@ -6,8 +6,10 @@ from collections import deque
 from concurrent.futures import Executor
 from typing import Iterable, Iterator
 
+from ..timing import StageTimer
 from .align import Passage, Tokenizer, aligned_pair
 from .params import ReuseParams, ReuseStats
+from .stars import align_star
 
 # Pairs per chunk a worker aligns at once, and the most texts a chunk carries (a chunk ends at either); chunks
 # handed to the pool ahead of the one being written, per worker.
@@ -18,22 +20,30 @@ AHEAD_PER_WORKER = 2
 _tokenizer: Tokenizer | None = None  # in each worker process: the tokens of the texts it aligned last
 
 
-def align_chunk(params: ReuseParams, texts: dict[int, str],
-                pairs: list[tuple[int, int]]) -> tuple[list[tuple[int, int, tuple[Passage, ...], float]], float]:
-    """In a worker: ([(key_a, key_b, passages, similarity) of each pair with reuse], seconds aligning)."""
+def align_chunk(params: ReuseParams, texts: dict[int, str], pairs: list[tuple[int, int]],
+                pivot: int | None = None) -> tuple[list[tuple[int, int, tuple[Passage, ...], float]], dict]:
+    """In a worker: ([(key_a, key_b, passages, similarity) of each pair with reuse], {seconds aligning, pairs
+    derived}). With pivot, the pairs are a star's (stars.align_star); else each is aligned."""
     global _tokenizer
     if _tokenizer is None:
         _tokenizer = Tokenizer()
     stats = ReuseStats()
     found = []
-    for a, b in pairs:
-        alignment = aligned_pair(texts[a], texts[b], params, stats, _tokenizer)
-        if alignment is not None:
-            found.append((a, b, alignment.passages, alignment.similarity))
-    return found, stats.timings["align"]
+    if pivot is not None:
+        with StageTimer(stats.timings, "align"):
+            aligned = align_star(texts, pivot, pairs, params, stats, _tokenizer)
+        found = [(a, b, alignment.passages, alignment.similarity) for a, b, alignment in aligned]
+    else:
+        for a, b in pairs:
+            alignment = aligned_pair(texts[a], texts[b], params, stats, _tokenizer)
+            if alignment is not None:
+                found.append((a, b, alignment.passages, alignment.similarity))
+    return found, {"seconds": stats.timings["align"], "derived": stats.pairs_derived}
 
 
-Keyed = tuple[int, str, str, list, int, str, str, list]  # key_a, sha_a, text_a, docs_a, key_b, sha_b, text_b, docs_b
+# key_a, sha_a, text_a, docs_a, key_b, sha_b, text_b, docs_b, and the pair's star: None, or (its task, the pivot's
+# key, text_sha256 and text), the pairs of one task aligned together (see _Search.text_pairs)
+Keyed = tuple[int, str, str, list, int, str, str, list, "tuple | None"]
 # sha_a, text_a, docs_a, sha_b, text_b, docs_b, passages, similarity
 Aligned = tuple[str, str, list, str, str, list, tuple[Passage, ...], float]
 
@@ -42,43 +52,50 @@ def aligned_pairs(pairs: Iterable[Keyed], params: ReuseParams, stats: ReuseStats
                   executor: Executor | None = None, workers: int = 2) -> Iterator[Aligned]:
     """The candidate pairs that share a passage, with their passages and similarity, in the order given; counted
     in stats. Aligned here, or with executor in its workers (about workers of them): chunks of pairs and their
-    texts go to it AHEAD_PER_WORKER per worker ahead of the one whose answers are given, so that memory holds
-    those chunks' texts, never more."""
-    if executor is None:
-        tokenizer = Tokenizer()
-        for _, sha_a, text_a, docs_a, _, sha_b, text_b, docs_b in pairs:
-            stats.candidate_pairs += 1
-            alignment = aligned_pair(text_a, text_b, params, stats, tokenizer)
-            if alignment is not None:
-                yield sha_a, text_a, docs_a, sha_b, text_b, docs_b, alignment.passages, alignment.similarity
-        return
+    texts (a star's task is one chunk) go to it AHEAD_PER_WORKER per worker ahead of the one whose answers are
+    given, so that memory holds those chunks' texts, never more."""
     window: deque = deque()
-    for chunk, texts in _chunks(pairs):
-        future = executor.submit(align_chunk, params, {key: text for key, (_, text) in texts.items()},
-                                 [(a, b) for a, _, b, _ in chunk])
-        window.append((chunk, texts, future))
+    for chunk, texts, pivot in _chunks(pairs):
+        arguments = (params, {key: text for key, (_, text) in texts.items()}, [(a, b) for a, _, b, _ in chunk], pivot)
+        if executor is None:
+            yield from _answers(chunk, texts, align_chunk(*arguments), stats)
+            continue
+        window.append((chunk, texts, executor.submit(align_chunk, *arguments)))
         if len(window) > AHEAD_PER_WORKER * max(1, workers):
-            yield from _answers(*window.popleft(), stats)
+            chunk, texts, future = window.popleft()
+            yield from _answers(chunk, texts, future.result(), stats)
     while window:
-        yield from _answers(*window.popleft(), stats)
+        chunk, texts, future = window.popleft()
+        yield from _answers(chunk, texts, future.result(), stats)
 
 
-def _chunks(pairs: Iterable[Keyed]) -> Iterator[tuple[list[tuple[int, list, int, list]], dict[int, tuple]]]:
+def _chunks(pairs: Iterable[Keyed]) -> Iterator[tuple[list[tuple[int, list, int, list]], dict[int, tuple],
+                                                      int | None]]:
+    """(pairs, their texts, the pivot of a star's task or None): a star's task whole, other pairs by
+    PAIRS_PER_CHUNK or TEXTS_PER_CHUNK."""
     chunk: list[tuple[int, list, int, list]] = []
     texts: dict[int, tuple[str, str]] = {}  # key -> (text_sha256, text)
-    for key_a, sha_a, text_a, docs_a, key_b, sha_b, text_b, docs_b in pairs:
+    task = pivot = None
+    for key_a, sha_a, text_a, docs_a, key_b, sha_b, text_b, docs_b, star in pairs:
+        this_task = star[0] if star is not None else None
+        if chunk and (this_task != task or (task is None and (len(chunk) >= PAIRS_PER_CHUNK
+                                                              or len(texts) >= TEXTS_PER_CHUNK))):
+            yield chunk, texts, pivot
+            chunk, texts = [], {}
+        task, pivot = this_task, None
+        if star is not None:
+            _, pivot, sha_p, text_p = star
+            texts[pivot] = (sha_p, text_p)
         texts[key_a], texts[key_b] = (sha_a, text_a), (sha_b, text_b)
         chunk.append((key_a, docs_a, key_b, docs_b))
-        if len(chunk) >= PAIRS_PER_CHUNK or len(texts) >= TEXTS_PER_CHUNK:
-            yield chunk, texts
-            chunk, texts = [], {}
     if chunk:
-        yield chunk, texts
+        yield chunk, texts, pivot
 
 
-def _answers(chunk, texts, future, stats: ReuseStats) -> Iterator[Aligned]:
-    found, seconds = future.result()
-    stats.timings["align"] += seconds
+def _answers(chunk, texts, answer, stats: ReuseStats) -> Iterator[Aligned]:
+    found, figures = answer
+    stats.timings["align"] += figures["seconds"]
+    stats.pairs_derived += figures["derived"]
     stats.candidate_pairs += len(chunk)
     by_pair = {(a, b): (passages, similarity) for a, b, passages, similarity in found}
     for key_a, docs_a, key_b, docs_b in chunk:

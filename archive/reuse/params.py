@@ -128,6 +128,7 @@ class ReuseStats:
     windows_indexed: int = 0
     windows_queried: int = 0
     candidate_pairs: int = 0  # distinct texts aligned: the pairs actually compared
+    pairs_derived: int = 0  # pairs of a star's members whose passages came through its pivot (stars.py)
     pairs_with_reuse: int = 0
     passages: int = 0  # distinct passages between distinct texts
     rows: int = 0  # passages times the documents that carry each text

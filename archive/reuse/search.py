@@ -20,6 +20,7 @@ from .pairs import PairKeys, pair_key
 from .parallel import aligned_pairs
 from .params import ReuseError, ReuseParams, ReuseStats
 from .sketch import searched_text
+from .stars import pick_stars
 
 # Band rows grouped at once: a partition larger than this is split again by further bits of the hash.
 MAX_PARTITION_ROWS = 1_000_000
@@ -252,34 +253,50 @@ class _Search:
                     continue
                 yield doc_a, doc_b
 
-    def text_pairs(self) -> Iterator[tuple[int, str, str, list, int, str, str, list]]:
-        """(key_a, sha_a, text_a, docs_a, key_b, sha_b, text_b, docs_b) of each candidate pair, the pairs of texts
-        that share partners together: by the group of text_a (the lowest key among it and the texts it is paired
-        with below it: one group for all the reprints of a story) and its block there (BLOCK_TEXTS texts of the
-        group, by key), then text_b's group and block, then key. A chunk of pairs (parallel.aligned_pairs) then
-        carries a few blocks' texts, not a text a pair; the texts of the last blocks are kept (_TextCache)."""
-        self.db.executescript(f"""
-            DROP TABLE IF EXISTS grouped;
-            CREATE TABLE grouped (key INTEGER PRIMARY KEY, grp INTEGER NOT NULL, block INTEGER NOT NULL);
-            INSERT INTO grouped
-                SELECT key, grp, (row_number() OVER (PARTITION BY grp ORDER BY key) - 1) / {BLOCK_TEXTS}
-                FROM (SELECT key, min(other) AS grp
-                      FROM (SELECT a AS key, a AS other FROM pairs UNION ALL SELECT b, a FROM pairs) GROUP BY key);
-        """)
-        cursor = self.db.execute(
-            "SELECT p.a, p.b FROM pairs p JOIN grouped ga ON ga.key = p.a JOIN grouped gb ON gb.key = p.b "
-            "ORDER BY ga.grp, ga.block, gb.grp, gb.block, p.a, p.b")
+    def text_pairs(self) -> Iterator[tuple[int, str, str, list, int, str, str, list, tuple | None]]:
+        """(key_a, sha_a, text_a, docs_a, key_b, sha_b, text_b, docs_b, star) of each candidate pair, by stars
+        (stars.py): the texts with most candidate partners (then the longest, then by text_sha256) are pivots,
+        each with the partners no earlier pivot took. The pairs of one star come first, a task at a time, star
+        being (its task, the pivot's key, text_sha256 and text): a task is the pairs of a block of the star's
+        members (STAR_BLOCK of them, by key) with each other and with the pivot, or the pairs across two
+        blocks. The pairs of texts of two stars follow (star None), by their two pivots. The texts of the last
+        tasks are kept (_TextCache)."""
+        self._pick_stars()
+        cursor = self.db.execute("""
+            SELECT p.a, p.b, sa.pivot = sb.pivot AS same, sa.pivot,
+                   CASE WHEN sa.block < 0 THEN sb.block WHEN sb.block < 0 THEN sa.block
+                        ELSE min(sa.block, sb.block) END AS low,
+                   CASE WHEN sa.block < 0 THEN sb.block WHEN sb.block < 0 THEN sa.block
+                        ELSE max(sa.block, sb.block) END AS high
+            FROM pairs p JOIN stars sa ON sa.key = p.a JOIN stars sb ON sb.key = p.b
+            ORDER BY same DESC, min(sa.pivot, sb.pivot), max(sa.pivot, sb.pivot), low, high, p.a, p.b""")
         cache = _TextCache(lambda key: (*self._text(key), self._docs(key)))
         while True:
             chunk = cursor.fetchmany(1024)
             if not chunk:
                 return
-            for a, b in chunk:
-                yield (a, *cache.get(a), b, *cache.get(b))
+            for a, b, same, pivot, low, high in chunk:
+                star = ((pivot, low, high), pivot, *cache.get(pivot)[:2]) if same else None
+                yield (a, *cache.get(a), b, *cache.get(b), star)
+
+    def _pick_stars(self) -> None:
+        """The stars table: each text of a candidate pair, its pivot and its block (stars.pick_stars)."""
+        (count,) = self.db.execute("SELECT count(*) FROM pairs").fetchone()
+        pairs = np.fromiter((value for row in self.db.execute("SELECT a, b FROM pairs") for value in row),
+                            dtype=np.int64, count=2 * count).reshape(-1, 2)
+        offered = self.db.execute("""
+            SELECT t.key FROM (SELECT k, count(*) AS n FROM (SELECT a AS k FROM pairs UNION ALL SELECT b FROM pairs)
+                               GROUP BY k) d JOIN texts t ON t.key = d.k
+            ORDER BY d.n DESC, coalesce(length(t.body), 0) DESC, t.sha""")
+        preferred = np.fromiter((key for (key,) in offered), dtype=np.int64)
+        keys, pivots, blocks = pick_stars(pairs[:, 0], pairs[:, 1], preferred)
+        self.db.executescript("DROP TABLE IF EXISTS stars; CREATE TABLE stars (key INTEGER PRIMARY KEY, "
+                              "pivot INTEGER NOT NULL, block INTEGER NOT NULL);")
+        self.db.executemany("INSERT INTO stars VALUES (?, ?, ?)", zip(keys.tolist(), pivots.tolist(),
+                                                                      blocks.tolist()))
 
 
-# Texts of a group a block of pairs takes at a time (see _Search.text_pairs); characters of texts _TextCache keeps.
-BLOCK_TEXTS = 64
+# Characters of texts _TextCache keeps.
 CACHED_TEXT_CHARS = 4 << 20
 
 

@@ -217,6 +217,12 @@ def _scan_bands(store: Store, parts: list[tuple[str, str]], wanted: HashFilter |
 # -- writing parts ---------------------------------------------------------------
 
 
+# reuse_bands as written: its strings as Arrow dictionaries (a document's doc_id once, not once a row), the file
+# without Arrow's schema, so that readers see REUSE_BANDS itself (Parquet strings, dictionary-encoded either way).
+_WRITTEN = pa.schema([field.with_type(pa.dictionary(pa.int32(), field.type)) if field.type == pa.string() else field
+                      for field in REUSE_BANDS])
+
+
 class _BandWriter:
     """reuse_bands parts written from arrays, a row group at a time: never a Python object per row."""
 
@@ -260,13 +266,14 @@ class _BandWriter:
             at = pa.array(codes[start:start + BAND_ROWS_AT_ONCE])
             band, hashes, indexed = (column[start:start + BAND_ROWS_AT_ONCE] for column in columns)
             self._write(pa.table({
-                "run_id": pa.array([self.run_id], pa.string()).take(pa.array(np.zeros(len(at), dtype=np.int32))),
-                "doc_id": doc_ids.take(at),
-                "text_sha256": shas.take(at),
+                "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(at), dtype=np.int32)),
+                                                         pa.array([self.run_id], pa.string())),
+                "doc_id": pa.DictionaryArray.from_arrays(at, doc_ids),
+                "text_sha256": pa.DictionaryArray.from_arrays(at, shas),
                 "band": pa.array(band, pa.int16()),
                 "hash": pa.array(hashes, pa.int64()),
                 "indexed": pa.array(indexed, pa.bool_()),
-            }, schema=REUSE_BANDS))
+            }, schema=_WRITTEN))
 
     def _write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -274,9 +281,10 @@ class _BandWriter:
         if self._writer is None:
             self._buffer = io.BytesIO()
             # (No dictionary for the hashes: nearly all distinct, it would be built, outgrow its page and be dropped.)
-            self._writer = pq.ParquetWriter(self._buffer, REUSE_BANDS, compression="zstd", write_statistics=True,
-                                            use_dictionary=[n for n in REUSE_BANDS.names if n != "hash"])
-        self._writer.write_table(table)
+            self._writer = pq.ParquetWriter(self._buffer, _WRITTEN, compression="zstd", write_statistics=True,
+                                            use_dictionary=[n for n in REUSE_BANDS.names if n != "hash"],
+                                            store_schema=False)
+        self._writer.write_table(table.cast(_WRITTEN))
         self._part_rows += table.num_rows
         if self._part_rows >= BAND_ROWS_PER_PART:
             self._close_part()

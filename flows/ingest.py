@@ -165,7 +165,7 @@ def ingest(
                 seen.extend(ref.path for ref in refs)
             # quote(): the payloads are plain data, no futures inside; spare Prefect walking them.
             futures.append(process_batch_task.submit(dest, source, run, index, quote(PackedRefs(refs)), quote(known),
-                                                     options, quote(descriptions)))
+                                                     options, quote(descriptions.for_batch(ref.path for ref in refs))))
         warnings.extend(unmatched_rows(descriptions, seen))
         for future in as_completed(futures):
             summary = future.result()  # a failed batch fails the run here: nothing is committed

@@ -291,3 +291,22 @@ def test_normalised_filenames_never_leave_the_batch(value):
     assert path and not path.startswith("/") and "\\" not in path
     assert ".." not in path.split("/") and "." not in path.split("/") and "" not in path.split("/")
     assert normalise_filename(path) == path
+
+
+def test_a_batch_is_sent_the_rows_and_problems_naming_its_files_and_the_whole_sidecars_report():
+    from archive.ingest.descriptions import Descriptions, sidecar_report
+
+    rows = ["filename,dc.title,dc.date", "a.txt,A,1901", "b.txt,B,1902", "box.zip!/c.txt,C,1903",
+            "box.zip!/d.txt,D,1904", "e.txt,E,not a date", "f.txt,F,1905"]
+    whole = load_sidecar("\n".join(rows).encode())
+    descriptions = Descriptions("metadata.csv", whole)
+    share = descriptions.for_batch(["./a.txt", "box.zip", "e.txt", "metadata.csv"])
+    assert sorted(share.sidecar.rows) == ["a.txt", "box.zip!/c.txt", "box.zip!/d.txt"]
+    assert share.lookup("a.txt") == descriptions.lookup("a.txt")
+    assert share.lookup("box.zip!/d.txt") == descriptions.lookup("box.zip!/d.txt")
+    assert share.lookup("b.txt") == (None, None)  # another batch's
+    assert share.lookup("e.txt") == descriptions.lookup("e.txt") and share.lookup("e.txt")[1]  # its problem
+    assert share.report == sidecar_report(whole) and "5 row(s) used, 1 rejected" in share.report
+    assert share.warned and share.path == "metadata.csv"
+    assert not descriptions.for_batch(["a.txt"]).sidecar.problems
+    assert Descriptions().for_batch(["a.txt"]) == Descriptions()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterable
 
 from ..errors import ObjectExistsError
 from ..fixity import sha256_hex
-from ..metadata import SIDECAR_NAME, Sidecar, SidecarError, load_sidecar
+from ..metadata import SIDECAR_NAME, Sidecar, SidecarError, load_sidecar, normalise_filename
 from ..sources import FileRef, Source
 from ..storage import Store, object_key
 
@@ -19,6 +20,47 @@ class Descriptions:
     path: str | None = None  # the sidecar's path inside the source (None: given with --metadata, or none)
     sidecar: Sidecar | None = None
     error: str | None = None  # the sidecar as a whole is unusable
+    report: str | None = None  # of a batch's share (for_batch): what the whole sidecar gave (sidecar_report)
+    warned: bool = False  # of a batch's share: the whole sidecar has problems
+
+    def for_batch(self, paths: Iterable[str]) -> Descriptions:
+        """What a batch of the files at paths needs: the rows and problems naming them (or, for a container, its
+        members), and the report of the whole sidecar. A batch is sent its share, not the whole sidecar."""
+        if self.sidecar is None:
+            return self
+        keys = set()
+        for path in paths:
+            try:
+                keys.add(normalise_filename(path))
+            except ValueError:
+                continue
+        whole = self.sidecar
+        rows = {key: row for key in keys if (row := whole.rows.get(key)) is not None}
+        members = self._members
+        rows.update((key, whole.rows[key]) for container in keys & members.keys() for key in members[container])
+        share = Sidecar(whole.source_name, whole.encoding, whole.columns, rows,
+                        [problem for key in keys for problem in self._problems.get(key, ())])
+        return Descriptions(self.path, share, self.error, self._report, bool(whole.problems))
+
+    @functools.cached_property
+    def _members(self) -> dict[str, list[str]]:
+        """The sidecar's rows naming a container's member (`accession.zip!/a.txt`), by outermost container."""
+        found: dict[str, list[str]] = {}
+        for key in self.sidecar.rows:
+            if "!/" in key:
+                found.setdefault(key.split("!/", 1)[0], []).append(key)
+        return found
+
+    @functools.cached_property
+    def _problems(self) -> dict[str, list]:
+        found: dict[str, list] = {}
+        for problem in self.sidecar.problems:
+            found.setdefault(problem.filename, []).append(problem)
+        return found
+
+    @functools.cached_property
+    def _report(self) -> str:
+        return sidecar_report(self.sidecar)
 
     def lookup(self, path: str) -> tuple[dict[str, str] | None, str | None]:
         """(Dublin Core values for the file at path, or a problem naming the line, column and value)."""

@@ -47,8 +47,9 @@ class BatchRecords:
                                 f"{self.descriptions.error}; no descriptive metadata was applied")
             return
         sidecar = self.descriptions.sidecar
-        detail = sidecar_report(sidecar)
-        self.rows.event(ev.VALIDATION, ev.WARNING if sidecar.problems else ev.SUCCESS, f"{ref.path}: {detail}",
+        detail = self.descriptions.report or sidecar_report(sidecar)
+        warned = self.descriptions.warned or bool(sidecar.problems)
+        self.rows.event(ev.VALIDATION, ev.WARNING if warned else ev.SUCCESS, f"{ref.path}: {detail}",
                         sha256=sha256, path=ref.path, tool="jsonschema")
         self.rows.file_row(ref, "skipped", sha256=sha256, fmt=fmt, reason="sidecar-metadata", detail=detail,
                            size=size)

@@ -151,6 +151,31 @@ def test_a_pair_needs_a_shared_hash_with_an_indexed_row_on_either_side():
                            np.array([False, False, True])).tolist() == [[1, 2]]
 
 
+def test_candidate_pairs_made_distinct_as_they_are_found_are_the_same_pairs(monkeypatch):
+    """Pairs of texts sharing many buckets are held once (made distinct whenever MERGE_PAIRS are held): the
+    answer is the same, and it is what pairs of rows give."""
+    from archive.reuse import candidates
+
+    rng = np.random.default_rng(3)
+    hashes = rng.integers(0, 400, size=5_000).astype(np.int64)  # buckets of some 12 rows, most pairs many times
+    keys = rng.integers(0, 60, size=5_000).astype(np.int32)
+    indexed = rng.random(5_000) < 0.5
+    whole = candidates.candidate_codes(hashes, keys, indexed)
+    monkeypatch.setattr(candidates, "MERGE_PAIRS", 50)
+    held, given = [], []
+    original = candidates._Distinct.add
+    monkeypatch.setattr(candidates._Distinct, "add",
+                        lambda self, codes: (given.append(len(codes)), original(self, codes), held.append(self._count)))
+    assert np.array_equal(candidates.candidate_codes(hashes, keys, indexed), whole)
+    assert sum(given) > 2 * len(whole)  # pairs repeat across buckets...
+    assert max(held) == len(whole) < sum(given)  # ...held once: made distinct as they come
+    assert any(after < before + new for before, after, new in zip(held, held[1:], given[1:]))
+    expected = {(min(a, b), max(a, b)) for h in np.unique(hashes) for i, a in enumerate(keys[hashes == h].tolist())
+                for j, b in enumerate(keys[hashes == h].tolist())
+                if i < j and a != b and (indexed[hashes == h][i] or indexed[hashes == h][j])}
+    assert {(int(c >> 32), int(c & 0xFFFFFFFF)) for c in whole} == expected
+
+
 def test_partitions_split_past_max_rows_and_group_to_the_same_pairs_as_in_memory(tmp_path):
     rng = np.random.default_rng(7)
     n = 6_000

@@ -19,19 +19,28 @@ def candidate_pairs(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray,
     no repeats) whose band rows share a hash where at least one of the two
     rows is indexed: a query window of one text falls in the same LSH bucket
     as an indexed window of the other. The rule is symmetric, so the pairs do
-    not depend on the order texts come in.
+    not depend on the order texts come in. See candidate_codes."""
+    codes = candidate_codes(hashes, keys, indexed, max_bucket)
+    return np.stack([codes >> 32, codes & 0xFFFFFFFF], axis=1)
+
+
+def candidate_codes(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray,
+                    max_bucket: int | None = None) -> np.ndarray:
+    """The pairs of candidate_pairs as codes, key_a << 32 | key_b (int64, sorted, no repeats); keys are
+    below 2 ** 31.
 
     Rows repeating a (hash, key) are merged. Memory: a few times the rows
-    given and the pairs found; buckets of up to SMALL_BUCKET keys are
+    given, and the distinct pairs found: buckets of up to SMALL_BUCKET keys are
     expanded together in numpy (PAIRS_AT_ONCE pairs of rows at a time), a
-    larger bucket of n keys n at a time, so a hash shared by very many texts
+    larger bucket of n keys n at a time, and the pairs found are made distinct
+    whenever MERGE_PAIRS of them are held, so that a pair of texts sharing many
+    buckets is held once, not once a bucket. A hash shared by very many texts
     (boilerplate) costs time, as its pairs are many, but not n * n memory at
     once. With max_bucket, a hash shared by more keys than that
     makes no pairs (see ReuseParams.max_bucket_texts).
     """
-    empty = np.empty((0, 2), dtype=np.int64)
     if len(hashes) < 2:
-        return empty
+        return np.empty(0, dtype=np.int64)
     order = np.lexsort((keys, hashes))
     h = np.asarray(hashes)[order]
     k = np.asarray(keys, dtype=np.int64)[order]
@@ -45,24 +54,42 @@ def candidate_pairs(hashes: np.ndarray, keys: np.ndarray, indexed: np.ndarray,
     useful = (size >= 2) & np.logical_or.reduceat(x, group)
     if max_bucket is not None:
         useful &= size <= max_bucket
-    found = []
+    found = _Distinct()
     small = useful & (size <= SMALL_BUCKET)
     for n in np.unique(size[small]).tolist():
-        found.extend(_bucket_pairs(k, x, group[small & (size == n)], n))
+        for a, b in _bucket_pairs(k, x, group[small & (size == n)], n):
+            found.add((a << 32) | b)
     for start, n in zip(group[useful & ~small].tolist(), size[useful & ~small].tolist()):
         bucket, flags = k[start:start + n], x[start:start + n]
         for i in range(n - 1):
             partners = bucket[i + 1:] if flags[i] else bucket[i + 1:][flags[i + 1:]]
             if len(partners):
-                found.append(np.stack([np.full(len(partners), bucket[i]), partners], axis=1))
-    if not found:
-        return empty
-    pairs = np.concatenate(found)
-    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
-    pairs = pairs[order]
-    distinct = np.ones(len(pairs), dtype=bool)
-    distinct[1:] = (pairs[1:, 0] != pairs[:-1, 0]) | (pairs[1:, 1] != pairs[:-1, 1])
-    return pairs[distinct]
+                found.add((bucket[i] << 32) | partners)
+    return found.codes()
+
+
+# Pair codes held before they are made distinct (8 bytes each).
+MERGE_PAIRS = 1 << 21
+
+
+class _Distinct:
+    """Pair codes, made distinct whenever MERGE_PAIRS are held."""
+
+    def __init__(self):
+        self._held: list[np.ndarray] = []
+        self._count = 0
+
+    def add(self, codes: np.ndarray) -> None:
+        self._held.append(codes)
+        self._count += len(codes)
+        if self._count > MERGE_PAIRS:
+            self._held = [self.codes()]
+            self._count = len(self._held[0])
+
+    def codes(self) -> np.ndarray:
+        if not self._held:
+            return np.empty(0, dtype=np.int64)
+        return np.unique(np.concatenate(self._held))
 
 
 # Buckets of up to this many keys are expanded all at once, those of each size together (larger ones, n keys at a
@@ -71,18 +98,17 @@ SMALL_BUCKET = 64
 PAIRS_AT_ONCE = 1 << 20
 
 
-def _bucket_pairs(keys: np.ndarray, indexed: np.ndarray, starts: np.ndarray, n: int) -> list[np.ndarray]:
-    """The pairs (keys sorted within each bucket) of the buckets of n rows at starts: every two rows of a bucket
-    of which at least one is indexed, in numpy, at most PAIRS_AT_ONCE at a time."""
+def _bucket_pairs(keys: np.ndarray, indexed: np.ndarray, starts: np.ndarray,
+                  n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The pairs (keys sorted within each bucket: (firsts, seconds)) of the buckets of n rows at starts: every two
+    rows of a bucket of which at least one is indexed, in numpy, at most PAIRS_AT_ONCE at a time."""
     first, second = np.triu_indices(n, k=1)
-    found = []
     step = max(1, PAIRS_AT_ONCE // len(first))
     for at in range(0, len(starts), step):
         chunk = starts[at:at + step, None]
         a, b = (chunk + first).ravel(), (chunk + second).ravel()
         keep = indexed[a] | indexed[b]
-        found.append(np.stack([keys[a[keep]], keys[b[keep]]], axis=1))
-    return found
+        yield keys[a[keep]], keys[b[keep]]
 
 
 # Bits of a HashFilter: 2 ** 29 bits, 64 MiB, whatever the number of hashes it holds.

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from ..storage import Store
 from .align import reuse_rows
 from .bands import DOCUMENT_BATCH, _batches, _heads, _text_digests
-from .candidates import candidate_pairs
+from .candidates import candidate_codes
 from .pairs import PairKeys, pair_key
 from .parallel import aligned_pairs
 from .params import ReuseError, ReuseParams, ReuseStats
@@ -25,7 +25,7 @@ from .stars import pick_stars
 # Band rows grouped at once: a partition larger than this is split again by further bits of the hash.
 MAX_PARTITION_ROWS = 1_000_000
 # Candidate pairs held in memory (8 bytes each) before they are made distinct and go to SQLite.
-MAX_PENDING_PAIRS = 4_000_000
+MAX_PENDING_PAIRS = 2_000_000
 OURS, FRESH = 1, 2  # roles of a document in an ingest run's search: this run's, or of a run committed meanwhile
 
 _BAND_ROW = np.dtype([("hash", "<i8"), ("key", "<i4"), ("indexed", "?")])  # 13 bytes, packed
@@ -167,9 +167,9 @@ class _Search:
         pending: list[np.ndarray] = []  # pairs found, as codes, not yet in SQLite
         held = 0
         for rows in self.partitions.groups():
-            pairs = candidate_pairs(rows["hash"], rows["key"], rows["indexed"], self.max_bucket)
+            pairs = candidate_codes(rows["hash"], rows["key"], rows["indexed"], self.max_bucket)
             if roles is not None and len(pairs):
-                a, b = roles[pairs[:, 0]], roles[pairs[:, 1]]
+                a, b = roles[pairs >> 32], roles[pairs & 0xFFFFFFFF]
                 if self.restrict == "ours":
                     keep = ((a | b) & OURS) != 0
                 else:
@@ -177,7 +177,7 @@ class _Search:
                     keep = keep != 0
                 pairs = pairs[keep]
             if len(pairs):
-                pending.append((pairs[:, 0] << 32) | pairs[:, 1])
+                pending.append(pairs)
                 held += len(pairs)
                 if held > MAX_PENDING_PAIRS:
                     pending = [np.unique(np.concatenate(pending))]

@@ -1,5 +1,6 @@
 """A star's pairs derived through its pivot against the same pairs aligned directly, on reprints with OCR noise."""
 
+import importlib
 import random
 
 import numpy as np
@@ -128,3 +129,35 @@ def test_a_large_stars_members_come_in_blocks():
     keys, pivots, blocks = pick_stars(pairs[:, 0], pairs[:, 1], np.arange(members + 1, dtype=np.int64))
     assert (pivots == 0).all() and blocks[0] == -1
     assert np.bincount(blocks[1:]).tolist() == [STAR_BLOCK, STAR_BLOCK, 5]
+
+
+def test_a_stars_blocks_end_at_a_bound_in_characters_too(monkeypatch):
+    from archive.reuse import stars
+
+    monkeypatch.setattr(stars, "STAR_BLOCK_CHARS", 1000)
+    members = 20
+    pairs = np.array([(0, k) for k in range(1, members + 1)], dtype=np.int64)
+    chars = np.array([5000] + [300] * members, dtype=np.int64)  # the pivot's length counts in no block
+    keys, pivots, blocks = stars.pick_stars(pairs[:, 0], pairs[:, 1], np.arange(members + 1, dtype=np.int64), chars)
+    assert blocks[0] == -1 and (np.diff(blocks[1:]) >= 0).all()  # blocks by key
+    sizes = np.bincount(blocks[1:])
+    assert len(sizes) == 6 and (sizes >= 3).all() and (sizes * 300 <= 1000 + 300).all()  # up to 1000, one text more
+
+
+def test_tokens_are_numbered_again_only_between_alignments_never_within_a_star(monkeypatch):
+    """With a vocabulary bound far below a star's distinct tokens, the tokenizer starts again before each star
+    or pair, never while one is aligned: the star's passages are the same as with no bound."""
+    align = importlib.import_module("archive.reuse.align")  # (the package's `align` is the function)
+
+    rng = random.Random(5)
+    params = ReuseParams()
+    story = _words(rng, 300)
+    texts = dict(enumerate([" ".join(story)] + _reprints(rng, story, 8)))
+    pairs = [(a, b) for a in texts for b in texts if a < b]
+    unbounded = align_star(texts, 0, pairs, params, ReuseStats(), Tokenizer())
+    monkeypatch.setattr(align, "MAX_VOCABULARY", 10)
+    tokenizer = Tokenizer()
+    for _ in range(2):  # (the second time, the tokenizer holds more than the bound when the star starts)
+        assert align_star(texts, 0, pairs, params, ReuseStats(), tokenizer) == unbounded
+        assert len(tokenizer.vocabulary) > 10
+    assert len(unbounded) == len(pairs)

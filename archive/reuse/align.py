@@ -264,9 +264,10 @@ class Tokens:
 
 
 # The tokens a Tokenizer keeps, of the texts it was asked for last; the distinct tokens it numbers before it
-# starts again (forgetting the texts it kept).
-CACHED_TOKENS = 2_000_000
-MAX_VOCABULARY = 500_000
+# starts again (forgetting the texts it kept), at the start of an alignment. Some 60 and 100 bytes each: a
+# worker's memory for them is bounded by these, whatever the run (a star's texts are aligned together).
+CACHED_TOKENS = 500_000
+MAX_VOCABULARY = 200_000
 # Whether each code point up to U+3000 is whitespace (str.isspace, as str.split and the \s of re have it); the
 # one after it stands for every code point above (none is whitespace).
 _SPACE = np.array([chr(c).isspace() for c in range(0x3001)] + [False])
@@ -284,12 +285,16 @@ class Tokenizer:
         self._kept: dict[str, Tokens] = {}
         self._kept_tokens = 0
 
+    def start(self) -> None:
+        """Before the texts of one alignment (or of a star's): the numbers start again once MAX_VOCABULARY
+        tokens are numbered. Never between the texts of one alignment, whose numbers are compared."""
+        if len(self.vocabulary) > MAX_VOCABULARY:
+            self.vocabulary, self._kept, self._kept_tokens = {}, {}, 0
+
     def tokens(self, text: str) -> Tokens:
         found = self._kept.get(text)
         if found is not None:
             return found
-        if len(self.vocabulary) > MAX_VOCABULARY:
-            self.vocabulary, self._kept, self._kept_tokens = {}, {}, 0
         words = text.split()  # (the tokens of _TOKEN: str.split and re's \S share str.isspace)
         vocabulary = self.vocabulary
         new = [word for word in dict.fromkeys(words) if word not in vocabulary]
@@ -356,6 +361,7 @@ def aligned_pair(text_a: str, text_b: str, params: ReuseParams, stats: ReuseStat
     fall under params.min_similarity; counted in stats. A tokenizer given keeps the tokens of texts
     aligned again."""
     tokenizer = tokenizer or Tokenizer()
+    tokenizer.start()
     with StageTimer(stats.timings, "align"):
         alignment = align_tokens(tokenizer.tokens(searched_text(text_a, params)),
                                  tokenizer.tokens(searched_text(text_b, params)), params.min_words, params.max_gap)

@@ -285,11 +285,13 @@ class _Search:
         pairs = np.fromiter((value for row in self.db.execute("SELECT a, b FROM pairs") for value in row),
                             dtype=np.int64, count=2 * count).reshape(-1, 2)
         offered = self.db.execute("""
-            SELECT t.key FROM (SELECT k, count(*) AS n FROM (SELECT a AS k FROM pairs UNION ALL SELECT b FROM pairs)
-                               GROUP BY k) d JOIN texts t ON t.key = d.k
-            ORDER BY d.n DESC, coalesce(length(t.body), 0) DESC, t.sha""")
-        preferred = np.fromiter((key for (key,) in offered), dtype=np.int64)
-        keys, pivots, blocks = pick_stars(pairs[:, 0], pairs[:, 1], preferred)
+            SELECT t.key, coalesce(length(t.body), 0) AS chars
+            FROM (SELECT k, count(*) AS n FROM (SELECT a AS k FROM pairs UNION ALL SELECT b FROM pairs)
+                  GROUP BY k) d JOIN texts t ON t.key = d.k
+            ORDER BY d.n DESC, chars DESC, t.sha""").fetchall()
+        preferred = np.array([key for key, _ in offered], dtype=np.int64)
+        chars = np.array([length for _, length in offered], dtype=np.int64)
+        keys, pivots, blocks = pick_stars(pairs[:, 0], pairs[:, 1], preferred, chars)
         self.db.executescript("DROP TABLE IF EXISTS stars; CREATE TABLE stars (key INTEGER PRIMARY KEY, "
                               "pivot INTEGER NOT NULL, block INTEGER NOT NULL);")
         self.db.executemany("INSERT INTO stars VALUES (?, ?, ?)", zip(keys.tolist(), pivots.tolist(),

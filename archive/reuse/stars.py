@@ -55,6 +55,7 @@ def align_star(texts: dict[int, str], pivot: int, pairs: list[tuple[int, int]], 
     pairs with the pivot aligned, pairs of two other texts derived through it (or aligned, where they may share
     what the pivot lacks). texts holds the pivot's and every text of pairs."""
     m, gap = params.min_words, params.max_gap
+    tokenizer.start()  # (never again in the star: its texts' numbers are compared)
     tokens_p = tokenizer.tokens(searched_text(texts[pivot], params))
     members: dict[int, _Member] = {}
 
@@ -132,14 +133,19 @@ def _swapped(alignment: Alignment) -> Alignment:
 
 
 # Members of a star a task takes at a time: a task aligns the pivot with the members of one block (its pairs) or
-# two (the pairs across them), at most 2 * STAR_BLOCK + 1 texts.
+# two (the pairs across them). A block ends at STAR_BLOCK members or STAR_BLOCK_CHARS characters of their texts
+# (and one text more), so that a task holds at most some 2 * STAR_BLOCK + 1 texts, or 2 * STAR_BLOCK_CHARS + 3 *
+# max_text_chars characters, and their tokens.
 STAR_BLOCK = 128
+STAR_BLOCK_CHARS = 8 << 20
 
 
-def pick_stars(a: np.ndarray, b: np.ndarray, preferred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pick_stars(a: np.ndarray, b: np.ndarray, preferred: np.ndarray,
+               chars: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stars over the candidate pairs (a[i], b[i]), texts by key: (keys, the pivot of each, its block; -1 for a
     pivot). preferred: every key of a pair, in the order they are offered to be pivots: the first key not yet
-    taken becomes a pivot and takes its partners not yet taken as members, in blocks of STAR_BLOCK by key."""
+    taken becomes a pivot and takes its partners not yet taken as members, in blocks by key (of STAR_BLOCK
+    members, or of STAR_BLOCK_CHARS characters: chars, the length of each text of preferred, in its order)."""
     keys = np.sort(preferred)
     ia, ib = np.searchsorted(keys, a), np.searchsorted(keys, b)
     source, target = np.concatenate([ia, ib]), np.concatenate([ib, ia])
@@ -159,6 +165,12 @@ def pick_stars(a: np.ndarray, b: np.ndarray, preferred: np.ndarray) -> tuple[np.
         members = members[np.lexsort((members, pivot_of[members]))]
         star = pivot_of[members]
         first = np.flatnonzero(np.r_[True, star[1:] != star[:-1]])
-        rank = np.arange(len(members)) - np.repeat(first, np.diff(np.r_[first, len(members)]))
+        begins = np.repeat(first, np.diff(np.r_[first, len(members)]))
+        rank = np.arange(len(members)) - begins
         blocks[members] = rank // STAR_BLOCK
+        if chars is not None:
+            length = np.zeros(len(keys), dtype=np.int64)
+            length[np.searchsorted(keys, preferred)] = chars
+            before = np.cumsum(length[members]) - length[members]  # characters of the star's members before each
+            blocks[members] = np.maximum(blocks[members], (before - before[begins]) // STAR_BLOCK_CHARS)
     return keys, keys[pivot_of], blocks

@@ -176,6 +176,24 @@ def test_candidate_pairs_made_distinct_as_they_are_found_are_the_same_pairs(monk
     assert {(int(c >> 32), int(c & 0xFFFFFFFF)) for c in whole} == expected
 
 
+def test_a_search_groups_its_partitions_in_an_executor_to_the_same_pairs(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    hashes = rng.integers(-(2 ** 63), 2 ** 63 - 1, size=400, dtype=np.int64)[rng.integers(0, 400, 20_000)]
+    keys = rng.integers(0, 3_000, size=20_000).astype(np.int32)
+    indexed = rng.random(20_000) < 0.3
+    found = []
+    for executor in (None, ThreadPoolExecutor(2)):
+        search = _Search(str(tmp_path / f"s{len(found)}"), max_bucket=40)
+        search.partitions.add(hashes, keys, indexed)
+        count = search.find_pairs(executor, workers=2)
+        found.append(search.db.execute("SELECT a, b FROM pairs ORDER BY a, b").fetchall())
+        assert count == len(found[-1]) > 1000
+        search.close()
+    assert found[0] == found[1] == [tuple(p) for p in candidate_pairs(hashes, keys, indexed, max_bucket=40).tolist()]
+
+
 def test_partitions_split_past_max_rows_and_group_to_the_same_pairs_as_in_memory(tmp_path):
     rng = np.random.default_rng(7)
     n = 6_000

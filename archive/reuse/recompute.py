@@ -85,7 +85,7 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
             # Each run's band hashes in parts of their own, so that readers know whose texts they are.
             bands_for_runs[manifest["run_id"]] = [p.key for p in bands_out.close()[written:]]
         with StageTimer(stats.timings, "lsh"):
-            search.find_pairs()
+            search.find_pairs(executor, workers)
         with StageTimer(stats.timings, "fetch"):
             _load_texts(search, store, _Texts(manifests), params)
         _align_pairs(search, run.run_id, params, stats, rows_out.add, executor=executor, workers=workers)

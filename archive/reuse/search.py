@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
+from collections import deque
 from concurrent.futures import Executor
 from typing import Callable, Iterable, Iterator
 
@@ -91,6 +92,27 @@ class _Partitions:
                 yield chunk
 
 
+def partition_codes(rows: np.ndarray, max_bucket: int | None) -> np.ndarray:
+    """In a worker: candidate_codes of one partition's band rows."""
+    return candidate_codes(rows["hash"], rows["key"], rows["indexed"], max_bucket)
+
+
+def _grouped(groups: Iterator[np.ndarray], max_bucket: int | None, executor: Executor | None,
+             workers: int) -> Iterator[np.ndarray]:
+    """partition_codes of each group, here or in executor's processes (2 groups a worker ahead), in order."""
+    if executor is None:
+        yield from (partition_codes(rows, max_bucket) for rows in groups)
+        return
+    window: deque = deque()
+    for rows in groups:
+        window.append(executor.submit(partition_codes, rows, max_bucket))
+        del rows
+        if len(window) >= 2 * max(1, workers):
+            yield window.popleft().result()
+    while window:
+        yield window.popleft().result()
+
+
 class _Search:
     """One search for the pairs of texts that share LSH buckets, in a temporary directory:
     band rows in _Partitions, documents, texts, candidate pairs and the texts of those pairs
@@ -156,8 +178,9 @@ class _Search:
                             batch.column("indexed").to_numpy(zero_copy_only=False))
         self.band_rows += batch.num_rows
 
-    def find_pairs(self) -> int:
-        """Group the band rows; the candidate pairs of texts go to SQLite. Their number."""
+    def find_pairs(self, executor: Executor | None = None, workers: int = 2) -> int:
+        """Group the band rows; the candidate pairs of texts go to SQLite. Their number. With executor, the
+        partitions are grouped in its processes (about workers of them), 2 per worker at a time."""
         roles = None
         if self.restrict is not None:
             (top,) = self.db.execute("SELECT coalesce(max(key), 0) FROM texts").fetchone()
@@ -166,8 +189,7 @@ class _Search:
                 roles[key] = role
         pending: list[np.ndarray] = []  # pairs found, as codes, not yet in SQLite
         held = 0
-        for rows in self.partitions.groups():
-            pairs = candidate_codes(rows["hash"], rows["key"], rows["indexed"], self.max_bucket)
+        for pairs in _grouped(self.partitions.groups(), self.max_bucket, executor, workers):
             if roles is not None and len(pairs):
                 a, b = roles[pairs >> 32], roles[pairs & 0xFFFFFFFF]
                 if self.restrict == "ours":

@@ -27,7 +27,6 @@ from .params import ReuseParams, ReuseStats
 from .sketch import searched_text
 
 
-
 class _Member:
     """A member's alignment with its pivot, as derive uses it: its tokens; for each of its passages with the
     pivot, the passage's span in the pivot's tokens and the member's token aligned with each pivot token of it

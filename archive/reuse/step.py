@@ -122,7 +122,7 @@ def find_run_reuse(store: Store, run: RunContext, document_parts: list[str], par
                 matched = _scan_bands(store, _band_parts(manifests, scheme.name), wanted,
                                       lambda batch, run_id: search.add_rows(batch, source=run_id), current)
                 stats_extra = {"committed_band_rows_matched": matched}
-                search.find_pairs()
+                search.find_pairs(executor, workers)
             with StageTimer(stats.timings, "fetch"):
                 _load_texts(search, store, texts, params)
             _align_pairs(search, run.run_id, params, stats, rows_out.add, executor=executor, workers=workers)

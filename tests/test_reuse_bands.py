@@ -73,7 +73,7 @@ def _band_hash(band: int, values) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-@pytest.mark.parametrize("words", [3, 5, 17, 25, 26, 333])
+@pytest.mark.parametrize("words", [3, 5, 17, 25, 26, 333, 20_613])  # (20,613: windows in two chunks)
 def test_band_hashes_are_the_bands_of_datasketch_minhash_sketches_of_each_window(words):
     """Each window's sketch is datasketch's MinHash.update_batch over its shingles' hashes, cut into
     MinHashLSH's bands; each band's hash mixes its band number's seed with its values. The reference here

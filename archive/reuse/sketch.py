@@ -215,32 +215,53 @@ def _bands_of_shingles(words: int, shingles: np.ndarray, params: ReuseParams) ->
     if words < k:
         return None
     scheme = band_scheme(params)
-    count = len(shingles)
     index_starts = _window_starts(words, params.window_words, params.window_words)
-    starts = sorted(set(index_starts) | set(_window_starts(words, params.window_words, params.query_stride)))
+    starts = np.union1d(index_starts, _window_starts(words, params.window_words, params.query_stride))
     span = params.window_words - k + 1
-    if count <= span:  # one window: the whole text
+    if len(shingles) <= span:  # one window: the whole text
         hashes = _band_hashes((_fmix32(shingles)[:, None] * scheme.a + scheme.b).min(axis=0, keepdims=True), scheme)
     else:
-        found = []
-        at = np.array(starts, dtype=np.int64)
-        for first in range(0, len(at), WINDOWS_AT_ONCE):
-            chunk = at[first:first + WINDOWS_AT_ONCE]
-            low, high = int(chunk[0]), int(chunk[-1]) + span
-            # uint32 arithmetic wraps, as datasketch's does
-            permuted = _fmix32(shingles[low:high])[:, None] * scheme.a + scheme.b
-            windows = np.lib.stride_tricks.sliding_window_view(permuted, span, axis=0)  # (windows, num_perm, span)
-            found.append(_band_hashes(windows[chunk - low].min(axis=2), scheme))
-        hashes = np.concatenate(found)
+        hashes = np.concatenate([_band_hashes(sketches, scheme)
+                                 for sketches in _window_sketches(shingles, starts, span, params.query_stride, scheme)])
     bands = scheme.bands
-    indexed_set = set(index_starts)
-    flags = np.repeat(np.array([start in indexed_set for start in starts]), bands)
+    flags = np.repeat(np.isin(starts, index_starts), bands)
     unique, inverse = np.unique(hashes, return_inverse=True)
     indexed = np.zeros(len(unique), dtype=bool)
-    np.logical_or.at(indexed, inverse, flags)
+    indexed[inverse[flags]] = True
     band_of = np.empty(len(unique), dtype=np.int16)
     band_of[inverse] = np.tile(np.arange(bands, dtype=np.int16), len(starts))
     return DocumentBands(unique.astype(np.int64), band_of, indexed, len(index_starts), len(starts))
+
+
+def _window_sketches(shingles: np.ndarray, starts: np.ndarray, span: int, stride: int, scheme: BandScheme):
+    """The MinHash sketch (num_perm minima of the permuted shingle hashes) of each window of span shingles at
+    starts, WINDOWS_AT_ONCE windows at a time. A window starting at a multiple of stride is the minimum of the
+    minima of the stride-shingle blocks it covers and of the shingles after its last whole block; the others
+    (the window flush with the text's end) are taken whole."""
+    for first in range(0, len(starts), WINDOWS_AT_ONCE):
+        chunk = starts[first:first + WINDOWS_AT_ONCE]
+        low, high = int(chunk[0]), int(chunk[-1]) + span
+        # uint32 arithmetic wraps, as datasketch's does
+        permuted = _fmix32(shingles[low:high])[:, None] * scheme.a + scheme.b
+        at = chunk - low
+        sketches = np.empty((len(chunk), len(scheme.a)), dtype=np.uint32)
+        aligned = (chunk % stride == 0) & (low % stride == 0)
+        whole, rest = divmod(span, stride)
+        if aligned.any() and whole:
+            blocks = len(permuted) // stride
+            block_min = permuted[:blocks * stride].reshape(blocks, stride, -1).min(axis=1)
+            first_block = at[aligned] // stride
+            found = block_min[first_block]
+            for step in range(1, whole):
+                np.minimum(found, block_min[first_block + step], out=found)
+            for extra in range(rest):
+                np.minimum(found, permuted[at[aligned] + whole * stride + extra], out=found)
+            sketches[aligned] = found
+        others = ~aligned if whole else np.ones(len(chunk), dtype=bool)
+        if others.any():
+            windows = np.lib.stride_tricks.sliding_window_view(permuted, span, axis=0)  # (windows, num_perm, span)
+            sketches[others] = windows[at[others]].min(axis=2)
+        yield sketches
 
 
 def _band_hashes(sketches: np.ndarray, scheme: BandScheme) -> np.ndarray:

@@ -25,8 +25,10 @@ from .stars import pick_stars
 
 # Band rows grouped at once: a partition larger than this is split again by further bits of the hash.
 MAX_PARTITION_ROWS = 1_000_000
-# Candidate pairs held in memory (8 bytes each) before they are made distinct and go to SQLite.
+# Candidate pairs held in memory (8 bytes each) before they are made distinct and go to SQLite; pairs inserted
+# at once.
 MAX_PENDING_PAIRS = 2_000_000
+INSERT_PAIRS = 65_536
 OURS, FRESH = 1, 2  # roles of a document in an ingest run's search: this run's, or of a run committed meanwhile
 
 _BAND_ROW = np.dtype([("hash", "<i8"), ("key", "<i4"), ("indexed", "?")])  # 13 bytes, packed
@@ -216,8 +218,10 @@ class _Search:
         partitions, and their pair is inserted once, not once a partition."""
         if pending:
             codes = np.unique(np.concatenate(pending))
-            self.db.executemany("INSERT OR IGNORE INTO pairs VALUES (?, ?)",
-                                np.stack([codes >> 32, codes & 0xFFFFFFFF], axis=1).tolist())
+            for at in range(0, len(codes), INSERT_PAIRS):  # (as Python ints: 100 bytes a pair, a slice at a time)
+                chunk = codes[at:at + INSERT_PAIRS]
+                self.db.executemany("INSERT OR IGNORE INTO pairs VALUES (?, ?)",
+                                    zip((chunk >> 32).tolist(), (chunk & 0xFFFFFFFF).tolist()))
 
     def needed_sources(self) -> list[str]:
         """The runs whose documents hold the texts of candidate pairs (as add_* named them)."""

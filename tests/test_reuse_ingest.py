@@ -320,3 +320,24 @@ def test_a_document_a_concurrent_run_committed_first_leaves_its_pairs_to_that_ru
     pair_events = [e for r in results.values() for e in of_run(r["run_id"], "events")
                    if e["detail"].startswith("shares text")]
     assert len(pair_events) == 2
+
+
+def test_an_ingest_derives_the_pairs_of_a_reprinted_story_through_its_pivot(prefect_harness, tmp_path):
+    """Six noisy reprints of one story, each with a paragraph of its own: every pair of them is reported, each
+    as one passage; all but the pivot's pairs are derived, none aligned twice."""
+    import random
+
+    from archive_flows.ingest import ingest
+    from tests.test_reuse_stars import _noisy, _words
+
+    rng = random.Random(23)
+    story = _words(rng, 400)
+    files = {f"paper-{n}.txt": " ".join(_words(rng, 60) + _noisy(story, rng)).encode() for n in range(6)}
+    dest = str(tmp_path / "store")
+    result = ingest(str(_source(tmp_path, "source", files)), dest=dest, workers=1)
+    figures = _manifest(dest, result["run_id"])["reuse"]
+    assert figures["pairs"] == figures["candidate_pairs"] == 15 and figures["passages"] == 15
+    assert figures["pairs_derived"] == 10  # the pairs of the 5 members; the pivot's 5 aligned
+    rows = _current(dest)
+    assert all(r["passage_words"] >= 380 and r["similarity"] > 0.8 for r in rows)
+    _assert_rows_slice_the_stored_texts(dest, rows)

@@ -95,7 +95,8 @@ def publish_reuse(store: Store, run: RunContext, params: ReuseParams = ReusePara
     parts += cluster_parts
     documents = sum(p["rows"] for m in ingests for p in m["parts"] if p["dataset"] == "documents")
     counts = {"documents": documents, "pairs": rows_out.pairs, "passages": rows_out.passages,
-              "candidate_pairs": stats.candidate_pairs, "documents_sketched": sketched, "texts_cut": stats.texts_cut,
+              "candidate_pairs": stats.candidate_pairs, "pairs_derived": stats.pairs_derived,
+              "documents_sketched": sketched, "texts_cut": stats.texts_cut,
               "band_rows": search.band_rows, "clusters": clusters}
     parameters = {**asdict(params), "bands": scheme.name, "documents_of_runs": [m["run_id"] for m in deriving],
                   "bands_for_runs": bands_for_runs}

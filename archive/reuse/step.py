@@ -197,6 +197,7 @@ def _step_stats(stats: ReuseStats, rows_out: _RowWriter, extra: dict) -> dict:
         "documents": stats.documents, "too_short": stats.too_short, "texts_cut": stats.texts_cut,
         "windows_indexed": stats.windows_indexed,
         "windows_queried": stats.windows_queried, "candidate_pairs": stats.candidate_pairs,
+        "pairs_derived": stats.pairs_derived,
         "pairs": rows_out.pairs, "passages": rows_out.passages, **extra,
         "seconds": {k: round(v, 3) for k, v in stats.timings.items()},
     }
@@ -251,6 +252,7 @@ def _pairs_with_fresh(store: Store, run: RunContext, step: RunReuse, manifests: 
         step.parts.extend(rows_out.close())
         step.next_index = max(rows_out.index.values())
         step.stats["candidate_pairs"] = step.stats.get("candidate_pairs", 0) + stats.candidate_pairs
+        step.stats["pairs_derived"] = step.stats.get("pairs_derived", 0) + stats.pairs_derived
     search.close()
 
 
@@ -291,6 +293,7 @@ def settle_run_reuse(store: Store, run: RunContext, step: RunReuse, published: I
         "band_rows": sum(p.rows for p in parts if p.dataset == "reuse_bands"),
         "runs_compared": len(step.seen_runs),
         "candidate_pairs": step.stats.get("candidate_pairs", 0),
+        "pairs_derived": step.stats.get("pairs_derived", 0),
         "pairs": len(pairs),
         "passages": sum(p.rows for p in parts if p.dataset == "reuse"),
     }

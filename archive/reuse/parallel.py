@@ -1,4 +1,5 @@
-"""Candidate pairs aligned in worker processes: chunks of pairs, with their texts, to a pool, the answers in order."""
+"""A reuse search's work in worker processes: partitions of band rows grouped into candidate pairs, and chunks of
+pairs aligned with their texts; sent to a pool, the answers in order."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ from collections import deque
 from concurrent.futures import Executor
 from typing import Iterable, Iterator
 
+import numpy as np
+
 from ..timing import StageTimer
 from .align import Passage, Tokenizer, aligned_pair
+from .candidates import candidate_codes
 from .params import ReuseParams, ReuseStats
 from .stars import align_star
 
@@ -104,3 +108,24 @@ def _answers(chunk, texts, answer, stats: ReuseStats) -> Iterator[Aligned]:
             stats.pairs_with_reuse += 1
             stats.passages += len(hit[0])
             yield (*texts[key_a], docs_a, *texts[key_b], docs_b, hit[0], hit[1])
+
+
+def partition_codes(rows: np.ndarray, max_bucket: int | None) -> np.ndarray:
+    """In a worker: candidate_codes of one partition's band rows."""
+    return candidate_codes(rows["hash"], rows["key"], rows["indexed"], max_bucket)
+
+
+def grouped(groups: Iterator[np.ndarray], max_bucket: int | None, executor: Executor | None,
+             workers: int) -> Iterator[np.ndarray]:
+    """partition_codes of each group, here or in executor's processes (2 groups a worker ahead), in order."""
+    if executor is None:
+        yield from (partition_codes(rows, max_bucket) for rows in groups)
+        return
+    window: deque = deque()
+    for rows in groups:
+        window.append(executor.submit(partition_codes, rows, max_bucket))
+        del rows
+        if len(window) >= 2 * max(1, workers):
+            yield window.popleft().result()
+    while window:
+        yield window.popleft().result()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
-from collections import deque
 from concurrent.futures import Executor
 from typing import Callable, Iterable, Iterator
 
@@ -16,9 +15,8 @@ import pyarrow.compute as pc
 from ..storage import Store
 from .align import reuse_rows
 from .bands import DOCUMENT_BATCH, _batches, _heads, _text_digests
-from .candidates import candidate_codes
 from .pairs import PairKeys, pair_key
-from .parallel import aligned_pairs
+from .parallel import aligned_pairs, grouped
 from .params import ReuseError, ReuseParams, ReuseStats
 from .sketch import searched_text
 from .stars import pick_stars
@@ -92,27 +90,6 @@ class _Partitions:
                 chunk = np.fromfile(path, dtype=_BAND_ROW)
                 os.remove(path)
                 yield chunk
-
-
-def partition_codes(rows: np.ndarray, max_bucket: int | None) -> np.ndarray:
-    """In a worker: candidate_codes of one partition's band rows."""
-    return candidate_codes(rows["hash"], rows["key"], rows["indexed"], max_bucket)
-
-
-def _grouped(groups: Iterator[np.ndarray], max_bucket: int | None, executor: Executor | None,
-             workers: int) -> Iterator[np.ndarray]:
-    """partition_codes of each group, here or in executor's processes (2 groups a worker ahead), in order."""
-    if executor is None:
-        yield from (partition_codes(rows, max_bucket) for rows in groups)
-        return
-    window: deque = deque()
-    for rows in groups:
-        window.append(executor.submit(partition_codes, rows, max_bucket))
-        del rows
-        if len(window) >= 2 * max(1, workers):
-            yield window.popleft().result()
-    while window:
-        yield window.popleft().result()
 
 
 class _Search:
@@ -191,7 +168,7 @@ class _Search:
                 roles[key] = role
         pending: list[np.ndarray] = []  # pairs found, as codes, not yet in SQLite
         held = 0
-        for pairs in _grouped(self.partitions.groups(), self.max_bucket, executor, workers):
+        for pairs in grouped(self.partitions.groups(), self.max_bucket, executor, workers):
             if roles is not None and len(pairs):
                 a, b = roles[pairs >> 32], roles[pairs & 0xFFFFFFFF]
                 if self.restrict == "ours":
@@ -287,7 +264,7 @@ class _Search:
         members (STAR_BLOCK of them, by key) with each other and with the pivot, or the pairs across two
         blocks. The pairs of texts of two stars follow (star None), by their two pivots. The texts of the last
         tasks are kept (_TextCache)."""
-        self._pick_stars()
+        _pick_stars(self.db)
         cursor = self.db.execute("""
             SELECT p.a, p.b, sa.pivot = sb.pivot AS same, sa.pivot,
                    CASE WHEN sa.block < 0 THEN sb.block WHEN sb.block < 0 THEN sa.block
@@ -305,23 +282,23 @@ class _Search:
                 star = ((pivot, low, high), pivot, *cache.get(pivot)[:2]) if same else None
                 yield (a, *cache.get(a), b, *cache.get(b), star)
 
-    def _pick_stars(self) -> None:
-        """The stars table: each text of a candidate pair, its pivot and its block (stars.pick_stars)."""
-        (count,) = self.db.execute("SELECT count(*) FROM pairs").fetchone()
-        pairs = np.fromiter((value for row in self.db.execute("SELECT a, b FROM pairs") for value in row),
-                            dtype=np.int64, count=2 * count).reshape(-1, 2)
-        offered = self.db.execute("""
-            SELECT t.key, coalesce(length(t.body), 0) AS chars
-            FROM (SELECT k, count(*) AS n FROM (SELECT a AS k FROM pairs UNION ALL SELECT b FROM pairs)
-                  GROUP BY k) d JOIN texts t ON t.key = d.k
-            ORDER BY d.n DESC, chars DESC, t.sha""").fetchall()
-        preferred = np.array([key for key, _ in offered], dtype=np.int64)
-        chars = np.array([length for _, length in offered], dtype=np.int64)
-        keys, pivots, blocks = pick_stars(pairs[:, 0], pairs[:, 1], preferred, chars)
-        self.db.executescript("DROP TABLE IF EXISTS stars; CREATE TABLE stars (key INTEGER PRIMARY KEY, "
-                              "pivot INTEGER NOT NULL, block INTEGER NOT NULL);")
-        self.db.executemany("INSERT INTO stars VALUES (?, ?, ?)", zip(keys.tolist(), pivots.tolist(),
-                                                                      blocks.tolist()))
+def _pick_stars(db: sqlite3.Connection) -> None:
+    """The stars table of a search's database: each text of a candidate pair, its pivot and its block
+    (stars.pick_stars)."""
+    (count,) = db.execute("SELECT count(*) FROM pairs").fetchone()
+    pairs = np.fromiter((value for row in db.execute("SELECT a, b FROM pairs") for value in row),
+                        dtype=np.int64, count=2 * count).reshape(-1, 2)
+    offered = db.execute("""
+        SELECT t.key, coalesce(length(t.body), 0) AS chars
+        FROM (SELECT k, count(*) AS n FROM (SELECT a AS k FROM pairs UNION ALL SELECT b FROM pairs)
+              GROUP BY k) d JOIN texts t ON t.key = d.k
+        ORDER BY d.n DESC, chars DESC, t.sha""").fetchall()
+    preferred = np.array([key for key, _ in offered], dtype=np.int64)
+    chars = np.array([length for _, length in offered], dtype=np.int64)
+    keys, pivots, blocks = pick_stars(pairs[:, 0], pairs[:, 1], preferred, chars)
+    db.executescript("DROP TABLE IF EXISTS stars; CREATE TABLE stars (key INTEGER PRIMARY KEY, "
+                     "pivot INTEGER NOT NULL, block INTEGER NOT NULL);")
+    db.executemany("INSERT INTO stars VALUES (?, ?, ?)", zip(keys.tolist(), pivots.tolist(), blocks.tolist()))
 
 
 # Characters of texts _TextCache keeps.

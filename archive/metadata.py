@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -141,6 +141,20 @@ class Sidecar:
 
 def load_sidecar(data: bytes, *, source_name: str = SIDECAR_NAME) -> Sidecar:
     """Parse and validate a metadata.csv; SidecarError if it cannot be a sidecar at all."""
+    sidecar, rows = read_sidecar(data, source_name=source_name)
+    for row, problems in rows:
+        sidecar.problems.extend(problems)
+        if row is not None:
+            sidecar.rows[row.filename] = row
+    return sidecar
+
+
+def read_sidecar(data: bytes, *, source_name: str = SIDECAR_NAME,
+                 first_line: MutableMapping[str, int] | None = None) -> tuple[Sidecar, Iterator[RowRead]]:
+    """A metadata.csv read a row at a time: (its header, as a Sidecar without rows whose problems are the
+    header's, and the (row or None, problems) of each row in order). SidecarError, here, if it cannot be a
+    sidecar at all. first_line: where each filename was first described (filled as the rows are read; a
+    mapping on disk keeps the reader's memory flat in the rows)."""
     from .extract import ExtractionError
     from .extract.text import extract as extract_text
     from .identify import PLAIN_TEXT
@@ -168,32 +182,33 @@ def load_sidecar(data: bytes, *, source_name: str = SIDECAR_NAME) -> Sidecar:
     )
     if encoding not in ("utf-8", "ascii"):
         sidecar.problems.append(MetadataProblem(1, None, None, None, f"not UTF-8: read as {encoding}", "warning"))
-    first_line: dict[str, int] = {}
+    return sidecar, _rows(reader, positions, {} if first_line is None else first_line)
+
+
+RowRead = tuple["MetadataRow | None", "list[MetadataProblem]"]
+
+
+def _rows(reader, positions: list[str | None], first_line: MutableMapping[str, int]) -> Iterator[RowRead]:
     while True:
         start = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as exc:
             reason = (
                 f"a field is longer than the CSV limit of {csv.field_size_limit():,} characters"
                 if "field limit" in str(exc)
                 else str(exc)
             )
-            sidecar.problems.append(
-                MetadataProblem(start, None, None, None, f"row cannot be parsed: {reason}; row not used")
-            )
+            yield None, [MetadataProblem(start, None, None, None, f"row cannot be parsed: {reason}; row not used")]
             continue
         if not any(cell.strip() for cell in cells):
             continue
         row, row_problems = _read_row(cells, positions, start, first_line)
-        sidecar.problems.extend(row_problems)
-        if row is None:
-            continue
-        first_line[row.filename] = start
-        sidecar.rows[row.filename] = row
-    return sidecar
+        if row is not None:
+            first_line[row.filename] = start
+        yield row, row_problems
 
 
 def normalise_filename(value: str) -> str:
@@ -265,7 +280,7 @@ def _read_header(header: list[str], source_name: str) -> tuple[list[str | None],
 
 
 def _read_row(
-    cells: list[str], positions: list[str | None], line: int, first_line: dict[str, int]
+    cells: list[str], positions: list[str | None], line: int, first_line: MutableMapping[str, int]
 ) -> tuple[MetadataRow | None, list[MetadataProblem]]:
     """The row, or None and why it is not used (one problem per failed rule)."""
     raw_filename = cells[positions.index(FILENAME)].strip() if positions.index(FILENAME) < len(cells) else ""

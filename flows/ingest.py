@@ -155,18 +155,16 @@ def ingest(
         warnings.append(f"sidecar not used: {descriptions.error}")
 
     workers = workers or os.cpu_count() or 1
-    futures, total, seen = [], 0, []
+    futures, total = [], 0
     summaries, done = [], 0
     bar = ProgressBar(run.run_id)
     with worker_pool.batch_workers(run.run_id, workers, known):
         for index, refs in enumerate(batches(skip_withdrawn(src.iter_files(), withdrawn), batch_files, batch_bytes)):
             total += len(refs)
-            if descriptions.sidecar is not None:
-                seen.extend(ref.path for ref in refs)
             # quote(): the payloads are plain data, no futures inside; spare Prefect walking them.
             futures.append(process_batch_task.submit(dest, source, run, index, quote(PackedRefs(refs)), quote(known),
                                                      options, quote(descriptions.for_batch(ref.path for ref in refs))))
-        warnings.extend(unmatched_rows(descriptions, seen))
+        warnings.extend(unmatched_rows(descriptions, ()))  # (each batch's share of the sidecar counts as seen)
         for future in as_completed(futures):
             summary = future.result()  # a failed batch fails the run here: nothing is committed
             summaries.append(summary)

@@ -294,12 +294,16 @@ def test_normalised_filenames_never_leave_the_batch(value):
 
 
 def test_a_batch_is_sent_the_rows_and_problems_naming_its_files_and_the_whole_sidecars_report():
-    from archive.ingest.descriptions import Descriptions, sidecar_report
+    from archive.ingest.descriptions import Descriptions, sidecar_report, unmatched_rows
+    from archive.ingest.sidecarindex import SidecarIndex
 
     rows = ["filename,dc.title,dc.date", "a.txt,A,1901", "b.txt,B,1902", "box.zip!/c.txt,C,1903",
             "box.zip!/d.txt,D,1904", "e.txt,E,not a date", "f.txt,F,1905"]
-    whole = load_sidecar("\n".join(rows).encode())
-    descriptions = Descriptions("metadata.csv", whole)
+    data = "\n".join(rows).encode()
+    whole = load_sidecar(data)
+    descriptions = Descriptions("metadata.csv", SidecarIndex(data, source_name="metadata.csv"))
+    assert descriptions.lookup("b.txt") == ({"title": "B", "date": "1902"}, None)
+    assert descriptions.lookup("e.txt")[1] == f"metadata.csv {whole.errors[0]}"
     share = descriptions.for_batch(["./a.txt", "box.zip", "e.txt", "metadata.csv"])
     assert sorted(share.sidecar.rows) == ["a.txt", "box.zip!/c.txt", "box.zip!/d.txt"]
     assert share.lookup("a.txt") == descriptions.lookup("a.txt")
@@ -310,3 +314,25 @@ def test_a_batch_is_sent_the_rows_and_problems_naming_its_files_and_the_whole_si
     assert share.warned and share.path == "metadata.csv"
     assert not descriptions.for_batch(["a.txt"]).sidecar.problems
     assert Descriptions().for_batch(["a.txt"]) == Descriptions()
+    # The rows no share took, and no file seen: b.txt and f.txt (e.txt's row is invalid, not unmatched).
+    assert [w.split()[4] for w in unmatched_rows(descriptions, ["f.txt"])] == ["'b.txt',"]
+    assert [w.split()[4] for w in unmatched_rows(descriptions, [])] == ["'b.txt',"]
+
+
+def test_a_sidecar_index_holds_what_load_sidecar_holds_without_its_rows_in_memory():
+    from archive.ingest.descriptions import sidecar_report
+    from archive.ingest.sidecarindex import SidecarIndex
+
+    lines = ["filename;dc.title;dc.date;colour"] + [f"f{i:05d}.txt;Titre é {i};{1800 + i % 200};red"
+                                                  for i in range(3000)]
+    lines += ["f00007.txt;again;1900;red", "bad/../../x.txt;x;1900;", "g.txt;G;yesterday;", ";;;", "h.txt;H"]
+    data = "\n".join(lines).encode("cp1252")
+    whole, index = load_sidecar(data), SidecarIndex(data, source_name="metadata.csv")
+    assert index.rows == len(whole.rows) == 3000 and index.problems == len(whole.problems) > 5
+    assert whole.encoding == index.encoding != "utf-8"
+    assert sidecar_report(index) == sidecar_report(whole)
+    for path in ("f00007.txt", "./f02999.txt", "g.txt", "h.txt", "bad/../../x.txt", "nothing.txt"):
+        assert index.lookup(path) == whole.lookup(path) and index.problems_for(path) == whole.problems_for(path)
+    assert index.share(["f00001.txt", "g.txt"]).rows == {"f00001.txt": whole.rows["f00001.txt"]}
+    assert [r.filename for r in index.unmatched(["f00002.txt"])] == [
+        name for name in whole.rows if name not in ("f00001.txt", "f00002.txt")]

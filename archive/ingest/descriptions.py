@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Iterable
 
 from ..errors import ObjectExistsError
 from ..fixity import sha256_hex
-from ..metadata import SIDECAR_NAME, Sidecar, SidecarError, load_sidecar, normalise_filename
+from ..metadata import SIDECAR_NAME, Sidecar, SidecarError, normalise_filename
 from ..sources import FileRef, Source
 from ..storage import Store, object_key
+from .sidecarindex import SidecarIndex
 
 
 @dataclass(frozen=True)
 class Descriptions:
-    """The batch's sidecar metadata.csv: where it is in the source, what it says, or why it cannot be used."""
+    """The batch's sidecar metadata.csv: where it is in the source, what it says, or why it cannot be used.
+
+    As loaded (load_descriptions), the sidecar is a SidecarIndex on local disk; what a batch is sent is its
+    share (for_batch), a Sidecar of the rows naming its files, with the whole sidecar's report."""
 
     path: str | None = None  # the sidecar's path inside the source (None: given with --metadata, or none)
-    sidecar: Sidecar | None = None
+    sidecar: Sidecar | SidecarIndex | None = None
     error: str | None = None  # the sidecar as a whole is unusable
     report: str | None = None  # of a batch's share (for_batch): what the whole sidecar gave (sidecar_report)
     warned: bool = False  # of a batch's share: the whole sidecar has problems
 
     def for_batch(self, paths: Iterable[str]) -> Descriptions:
         """What a batch of the files at paths needs: the rows and problems naming them (or, for a container, its
-        members), and the report of the whole sidecar. A batch is sent its share, not the whole sidecar."""
-        if self.sidecar is None:
+        members), and the report of the whole sidecar. A batch is sent its share, not the whole sidecar; the rows
+        shared count as seen (unmatched_rows)."""
+        if not isinstance(self.sidecar, SidecarIndex):
             return self
         keys = set()
         for path in paths:
@@ -34,33 +38,8 @@ class Descriptions:
                 keys.add(normalise_filename(path))
             except ValueError:
                 continue
-        whole = self.sidecar
-        rows = {key: row for key in keys if (row := whole.rows.get(key)) is not None}
-        members = self._members
-        rows.update((key, whole.rows[key]) for container in keys & members.keys() for key in members[container])
-        share = Sidecar(whole.source_name, whole.encoding, whole.columns, rows,
-                        [problem for key in keys for problem in self._problems.get(key, ())])
-        return Descriptions(self.path, share, self.error, self._report, bool(whole.problems))
-
-    @functools.cached_property
-    def _members(self) -> dict[str, list[str]]:
-        """The sidecar's rows naming a container's member (`accession.zip!/a.txt`), by outermost container."""
-        found: dict[str, list[str]] = {}
-        for key in self.sidecar.rows:
-            if "!/" in key:
-                found.setdefault(key.split("!/", 1)[0], []).append(key)
-        return found
-
-    @functools.cached_property
-    def _problems(self) -> dict[str, list]:
-        found: dict[str, list] = {}
-        for problem in self.sidecar.problems:
-            found.setdefault(problem.filename, []).append(problem)
-        return found
-
-    @functools.cached_property
-    def _report(self) -> str:
-        return sidecar_report(self.sidecar)
+        return Descriptions(self.path, self.sidecar.share(keys), self.error, self.sidecar.report(),
+                            self.sidecar.problems > 0)
 
     def lookup(self, path: str) -> tuple[dict[str, str] | None, str | None]:
         """(Dublin Core values for the file at path, or a problem naming the line, column and value)."""
@@ -99,13 +78,15 @@ def load_descriptions(source: Source, refs_at_root: Iterable[FileRef] = (), expl
     if data is None:
         return Descriptions()
     try:
-        return Descriptions(path, load_sidecar(data, source_name=name))
+        return Descriptions(path, SidecarIndex(data, source_name=name))
     except SidecarError as exc:
         return Descriptions(path, None, str(exc))
 
 
-def sidecar_report(sidecar: Sidecar) -> str:
+def sidecar_report(sidecar: Sidecar | SidecarIndex) -> str:
     """What the sidecar gave the batch: rows used and rejected, and the first problems found."""
+    if isinstance(sidecar, SidecarIndex):
+        return sidecar.report()
     rejected = len({p.line for p in sidecar.errors})
     shown = "; ".join(str(p) for p in sidecar.problems[:5]) + ("; ..." if len(sidecar.problems) > 5 else "")
     return (f"descriptive metadata for this batch: {len(sidecar.rows)} row(s) used, {rejected} rejected"
@@ -117,7 +98,7 @@ def unmatched_rows(descriptions: Descriptions, seen: Iterable[str]) -> list[str]
     if descriptions.sidecar is None:
         return []
     return [f"{descriptions.sidecar.source_name} line {row.line} describes {row.filename!r}, which is not in the source"
-            for row in descriptions.sidecar.unmatched(seen)]
+            for row in descriptions.sidecar.unmatched(seen)]  # (and, of an index, not in a batch's share)
 
 
 def store_sidecar(store: Store, data: bytes) -> str:

@@ -121,12 +121,7 @@ class Sidecar:
         """Rows naming files that are not among seen: for the run summary, a likely typo or a missing file. A row
         naming a container's member (`accession.zip!/a.txt`) counts as seen when its outermost container is: its
         members are known only once it is unpacked."""
-        seen_keys = set()
-        for path in seen:
-            try:
-                seen_keys.add(normalise_filename(path))
-            except ValueError:
-                continue
+        seen_keys = filename_keys(seen)
         return [row for key, row in self.rows.items()
                 if key not in seen_keys and key.split("!/", 1)[0] not in seen_keys]
 
@@ -209,6 +204,17 @@ def _rows(reader, positions: list[str | None], first_line: MutableMapping[str, i
         if row is not None:
             first_line[row.filename] = start
         yield row, row_problems
+
+
+def filename_keys(paths: Iterable[str]) -> set[str]:
+    """The normalised filenames of paths (normalise_filename), leaving out those that leave the batch."""
+    keys = set()
+    for path in paths:
+        try:
+            keys.add(normalise_filename(path))
+        except ValueError:
+            continue
+    return keys
 
 
 def normalise_filename(value: str) -> str:

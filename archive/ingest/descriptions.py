@@ -7,7 +7,7 @@ from typing import Iterable
 
 from ..errors import ObjectExistsError
 from ..fixity import sha256_hex
-from ..metadata import SIDECAR_NAME, Sidecar, SidecarError, normalise_filename
+from ..metadata import SIDECAR_NAME, Sidecar, SidecarError, filename_keys
 from ..sources import FileRef, Source
 from ..storage import Store, object_key
 from .sidecarindex import SidecarIndex
@@ -32,13 +32,7 @@ class Descriptions:
         shared count as seen (unmatched_rows)."""
         if not isinstance(self.sidecar, SidecarIndex):
             return self
-        keys = set()
-        for path in paths:
-            try:
-                keys.add(normalise_filename(path))
-            except ValueError:
-                continue
-        return Descriptions(self.path, self.sidecar.share(keys), self.error, self.sidecar.report(),
+        return Descriptions(self.path, self.sidecar.share(filename_keys(paths)), self.error, self.sidecar.report(),
                             self.sidecar.problems > 0)
 
     def lookup(self, path: str) -> tuple[dict[str, str] | None, str | None]:

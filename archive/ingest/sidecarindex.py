@@ -9,7 +9,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, MutableMapping
 
-from ..metadata import MetadataProblem, MetadataRow, Sidecar, normalise_filename, read_sidecar
+from ..metadata import MetadataProblem, MetadataRow, Sidecar, filename_keys, normalise_filename, read_sidecar
 
 # Problems kept in memory for the sidecar's report (it shows the first five).
 REPORTED = 6
@@ -105,12 +105,7 @@ class SidecarIndex:
     def unmatched(self, seen: Iterable[str] = ()) -> list[MetadataRow]:
         """The rows naming none of the files seen nor taken into a share (a member of a container counts as seen
         when its outermost container is), in the sidecar's order: a likely typo or a missing file."""
-        keys = set()
-        for path in seen:
-            try:
-                keys.add(normalise_filename(path))
-            except ValueError:
-                continue
+        keys = filename_keys(seen)
         if keys:
             self.share(keys)
         return [pickle.loads(row) for (row,) in self._db.execute("SELECT row FROM rows WHERE NOT shared ORDER BY line")]

@@ -44,23 +44,25 @@ from .artifacts import ProgressBar, publish_ingest_artifacts
 from .context import is_transient, started_by
 
 
-class PackedRefs:
-    """A batch's files as the flow holds them until its task runs: pickled and compressed, a few bytes a file
-    instead of a few hundred (every batch of a run is submitted at once, so that its total is known)."""
+class Packed:
+    """What the flow holds for a batch until its task runs (its files, its share of the sidecar): pickled and
+    compressed, a few bytes a file or a sidecar row instead of a few hundred (every batch of a run is submitted at
+    once, so that its total is known)."""
 
-    def __init__(self, refs: list[FileRef]):
-        self.data = zlib.compress(pickle.dumps(refs, pickle.HIGHEST_PROTOCOL), 1)
+    def __init__(self, value):
+        self.data = zlib.compress(pickle.dumps(value, pickle.HIGHEST_PROTOCOL), 1)
 
-    def unpack(self) -> list[FileRef]:
+    def unpack(self):
         return pickle.loads(zlib.decompress(self.data))
 
 
 @task(name="process-batch", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient,
       cache_policy=NO_CACHE)
-def process_batch_task(dest: str, source: str, run: RunContext, index: int, packed: PackedRefs, known,
-                       options: IngestOptions, descriptions: Descriptions) -> BatchSummary:
+def process_batch_task(dest: str, source: str, run: RunContext, index: int, packed: Packed, known,
+                       options: IngestOptions, packed_descriptions: Packed) -> BatchSummary:
     """One batch: its parts are written to the store by the task itself; only a summary comes back."""
-    refs = packed.unpack()
+    refs: list[FileRef] = packed.unpack()
+    descriptions: Descriptions = packed_descriptions.unpack()
     pool = worker_pool.pool_for(run.run_id)
     if pool is not None:
         return worker_pool.run_in_pool(pool, dest, source, run, index, refs, options, descriptions)
@@ -162,8 +164,9 @@ def ingest(
         for index, refs in enumerate(batches(skip_withdrawn(src.iter_files(), withdrawn), batch_files, batch_bytes)):
             total += len(refs)
             # quote(): the payloads are plain data, no futures inside; spare Prefect walking them.
-            futures.append(process_batch_task.submit(dest, source, run, index, quote(PackedRefs(refs)), quote(known),
-                                                     options, quote(descriptions.for_batch(ref.path for ref in refs))))
+            share = Packed(descriptions.for_batch(ref.path for ref in refs))
+            futures.append(process_batch_task.submit(dest, source, run, index, quote(Packed(refs)), quote(known),
+                                                     options, quote(share)))
         warnings.extend(unmatched_rows(descriptions, ()))  # (each batch's share of the sidecar counts as seen)
         for future in as_completed(futures):
             summary = future.result()  # a failed batch fails the run here: nothing is committed

@@ -58,19 +58,31 @@ def aligned_pairs(pairs: Iterable[Keyed], params: ReuseParams, stats: ReuseStats
     in stats. Aligned here, or with executor in its workers (about workers of them): chunks of pairs and their
     texts (a star's task is one chunk) go to it AHEAD_PER_WORKER per worker ahead of the one whose answers are
     given, so that memory holds those chunks' texts, never more."""
+    work = (((chunk, texts), (params, {key: text for key, (_, text) in texts.items()},
+                               [(a, b) for a, _, b, _ in chunk], pivot))
+            for chunk, texts, pivot in _chunks(pairs))
+    for (chunk, texts), answer in _in_order(executor, align_chunk, work, AHEAD_PER_WORKER * max(1, workers) + 1):
+        yield from _answers(chunk, texts, answer, stats)
+
+
+def _in_order(executor: Executor | None, function, work: Iterable[tuple[object, tuple]],
+              held: int) -> Iterator[tuple[object, object]]:
+    """(context, function(*arguments)) of each (context, arguments) of work, in order: here without executor,
+    else in its processes, at most held calls submitted and not yet answered when an answer is awaited (so that
+    memory holds their arguments, never more)."""
+    if executor is None:
+        for context, arguments in work:
+            yield context, function(*arguments)
+        return
     window: deque = deque()
-    for chunk, texts, pivot in _chunks(pairs):
-        arguments = (params, {key: text for key, (_, text) in texts.items()}, [(a, b) for a, _, b, _ in chunk], pivot)
-        if executor is None:
-            yield from _answers(chunk, texts, align_chunk(*arguments), stats)
-            continue
-        window.append((chunk, texts, executor.submit(align_chunk, *arguments)))
-        if len(window) > AHEAD_PER_WORKER * max(1, workers):
-            chunk, texts, future = window.popleft()
-            yield from _answers(chunk, texts, future.result(), stats)
+    for context, arguments in work:
+        window.append((context, executor.submit(function, *arguments)))
+        if len(window) >= held:
+            context, future = window.popleft()
+            yield context, future.result()
     while window:
-        chunk, texts, future = window.popleft()
-        yield from _answers(chunk, texts, future.result(), stats)
+        context, future = window.popleft()
+        yield context, future.result()
 
 
 def _chunks(pairs: Iterable[Keyed]) -> Iterator[tuple[list[tuple[int, list, int, list]], dict[int, tuple],
@@ -116,16 +128,8 @@ def partition_codes(rows: np.ndarray, max_bucket: int | None) -> np.ndarray:
 
 
 def grouped(groups: Iterator[np.ndarray], max_bucket: int | None, executor: Executor | None,
-             workers: int) -> Iterator[np.ndarray]:
+            workers: int) -> Iterator[np.ndarray]:
     """partition_codes of each group, here or in executor's processes (2 groups a worker ahead), in order."""
-    if executor is None:
-        yield from (partition_codes(rows, max_bucket) for rows in groups)
-        return
-    window: deque = deque()
-    for rows in groups:
-        window.append(executor.submit(partition_codes, rows, max_bucket))
-        del rows
-        if len(window) >= 2 * max(1, workers):
-            yield window.popleft().result()
-    while window:
-        yield window.popleft().result()
+    work = ((None, (rows, max_bucket)) for rows in groups)
+    for _, codes in _in_order(executor, partition_codes, work, 2 * max(1, workers)):
+        yield codes

@@ -282,6 +282,7 @@ class _Search:
                 star = ((pivot, low, high), pivot, *cache.get(pivot)[:2]) if same else None
                 yield (a, *cache.get(a), b, *cache.get(b), star)
 
+
 def _pick_stars(db: sqlite3.Connection) -> None:
     """The stars table of a search's database: each text of a candidate pair, its pivot and its block
     (stars.pick_stars)."""

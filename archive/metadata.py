@@ -224,9 +224,12 @@ def normalise_filename(value: str) -> str:
         raise ValueError("it is empty")
     if any(ord(char) < 32 or ord(char) == 127 for char in path):
         raise ValueError("it contains a control character")
-    if path.startswith("/") or (len(path) >= 2 and path[1] == ":" and path[0].isascii() and path[0].isalpha()):
-        raise ValueError("it is an absolute path; it must be relative to the batch folder")
     parts = [part for part in path.split("/") if part not in ("", ".")]
+    # (a drive letter checked on the first segment left, so that `./C:` is refused as `C:` is: a path's normal form
+    # normalises to itself)
+    first = parts[0] if parts else ""
+    if path.startswith("/") or (len(first) >= 2 and first[1] == ":" and first[0].isascii() and first[0].isalpha()):
+        raise ValueError("it is an absolute path; it must be relative to the batch folder")
     if ".." in parts:
         raise ValueError("its '..' segment leads out of the batch folder")
     if not parts:

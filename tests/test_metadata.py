@@ -154,6 +154,7 @@ def test_each_failed_rule_of_a_row_is_a_problem():
         ("letters/../../outside.txt", "'..'"),
         ("/etc/passwd", "absolute"),
         ("C:\\scans\\a.tif", "absolute"),
+        ("./C:/scans/a.tif", "absolute"),  # (its normal form would be C:/scans/a.tif)
         ("\\\\server\\share\\a.tif", "absolute"),
         ("", "empty"),
         ("./", "batch folder itself"),

@@ -10,7 +10,7 @@ from ..fixity import sha256_hex
 from ..metadata import SIDECAR_NAME, Sidecar, SidecarError, filename_keys
 from ..sources import FileRef, Source
 from ..storage import Store, object_key
-from .sidecarindex import SidecarIndex
+from .sidecarindex import SidecarIndex, report_text
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,8 @@ def sidecar_report(sidecar: Sidecar | SidecarIndex) -> str:
     """What the sidecar gave the batch: rows used and rejected, and the first problems found."""
     if isinstance(sidecar, SidecarIndex):
         return sidecar.report()
-    rejected = len({p.line for p in sidecar.errors})
-    shown = "; ".join(str(p) for p in sidecar.problems[:5]) + ("; ..." if len(sidecar.problems) > 5 else "")
-    return (f"descriptive metadata for this batch: {len(sidecar.rows)} row(s) used, {rejected} rejected"
-            + (f" ({shown})" if sidecar.problems else ""))
+    return report_text(len(sidecar.rows), len({p.line for p in sidecar.errors}), sidecar.problems,
+                       len(sidecar.problems))
 
 
 def unmatched_rows(descriptions: Descriptions, seen: Iterable[str]) -> list[str]:

@@ -15,6 +15,13 @@ from ..metadata import MetadataProblem, MetadataRow, Sidecar, filename_keys, nor
 REPORTED = 6
 
 
+def report_text(rows: int, rejected: int, first_problems: list[MetadataProblem], problems: int) -> str:
+    """What a sidecar gave the batch: rows used and rejected (lines), and the first five of its problems."""
+    shown = "; ".join(str(p) for p in first_problems[:5]) + ("; ..." if problems > 5 else "")
+    return (f"descriptive metadata for this batch: {rows} row(s) used, {rejected} rejected"
+            + (f" ({shown})" if problems else ""))
+
+
 class SidecarIndex:
     """A metadata.csv read a row at a time into an SQLite file of its own (unlinked once open: it goes with the
     process), so that the flow's memory does not grow with the sidecar's rows: a row is some 600 bytes as Python
@@ -63,10 +70,8 @@ class SidecarIndex:
                              (problem.filename, problem.line, problem.severity == "error", pickle.dumps(problem)))
 
     def report(self) -> str:
-        """What the sidecar gave the batch: rows used and rejected, and the first problems found."""
-        shown = "; ".join(str(p) for p in self.first_problems[:5]) + ("; ..." if self.problems > 5 else "")
-        return (f"descriptive metadata for this batch: {self.rows} row(s) used, {self.rejected} rejected"
-                + (f" ({shown})" if self.problems else ""))
+        """What the sidecar gave the batch (report_text)."""
+        return report_text(self.rows, self.rejected, self.first_problems, self.problems)
 
     def share(self, keys: Iterable[str]) -> Sidecar:
         """The rows naming these (normalised) filenames, or a member of a container among them, and the problems
